@@ -1,0 +1,90 @@
+"""The one settings model every service reads; configured only through `RETENTION_*` variables.
+
+Every field's default is documented in README ("Configuration"); keep the two in step.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class ClockMode(StrEnum):
+    """How recency-like features find "now": the tenant's latest event time, or wall time."""
+
+    TENANT = "tenant"
+    WALL = "wall"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RETENTION_", extra="ignore")
+
+    # Kafka connection.
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Comma-separated bootstrap servers.")
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # Off by default: the embedded Tansu broker does not implement InitProducerId.
+    kafka_idempotent_producer: bool = False
+    topic_prefix: str = Field("", description="Prepended to every topic name, e.g. 'acme.'.")
+    topic_partitions: int = Field(
+        6, ge=1, description="Partitions for topics this project creates."
+    )
+    topic_replication_factor: int = Field(1, ge=1)
+
+    # HTTP.
+    bind_host: str = "127.0.0.1"
+    scoring_port: int = 8000
+    ingest_port: int = 8001
+    features_port: int = 8002
+    trainer_port: int = 8003
+    broker_port: int = 9092
+
+    # Auth: "key:tenant:role1+role2,..."; a secret, so only ever from the environment.
+    api_keys: SecretStr = SecretStr("")
+    dev_mode: bool = False
+
+    # Local state (SQLite files, lake, uploads). Models live under BentoML's own BENTOML_HOME.
+    data_dir: Path = Path(".retention")
+
+    clock: ClockMode = ClockMode.TENANT
+    # How naive order timestamps are read when a tenant has not said otherwise.
+    default_timezone: str = "Europe/London"
+    max_orders_per_request: int = Field(1000, ge=1)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name_part(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(value) <= allowed:
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+
+def load_settings() -> Settings:
+    return Settings()

