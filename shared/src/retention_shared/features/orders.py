@@ -1,0 +1,91 @@
+"""The orders frame the feature definition reads: one row per order event, the same everywhere.
+
+The features service builds it from its stored history, the trainer from the lake; both go
+through `ORDER_SCHEMA` so a column cannot differ in name, type or time zone between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import polars as pl
+
+from retention_shared.events import OrderEvent, OrderKind
+
+ORDER_SCHEMA: dict[str, pl.DataType] = {
+    "tenant_id": pl.String(),
+    "customer_id": pl.String(),
+    "order_id": pl.String(),
+    "occurred_at": pl.Datetime("us", "UTC"),
+    # "purchase" | "cancellation" (OrderKind values).
+    "kind": pl.String(),
+    # Signed: negative for cancellations, so summing totals nets cancellations against spend.
+    "total": pl.Float64(),
+    # Sum of |quantity| over the order's lines.
+    "items": pl.Float64(),
+    # The order's distinct product ids, sorted.
+    "products": pl.List(pl.String()),
+}
+
+# What a scorer keeps per customer to move clock features forward (see `compact_history`).
+HISTORY_COLUMNS: tuple[str, ...] = ("tenant_id", "customer_id", "occurred_at", "kind", "total")
+
+_KINDS = frozenset(k.value for k in OrderKind)
+
+
+def orders_frame(events: Iterable[OrderEvent]) -> pl.DataFrame:
+    """The orders frame of some `OrderEvent`s (any order; the feature code sorts)."""
+    rows = [
+        (
+            event.tenant_id,
+            event.customer_id,
+            event.order_id,
+            event.occurred_at,
+            event.kind.value,
+            event.total,
+            float(sum(abs(line.quantity) for line in event.lines)),
+            sorted({line.product_id for line in event.lines}),
+        )
+        for event in events
+    ]
+    return pl.DataFrame(rows, schema=ORDER_SCHEMA, orient="row")
+
+
+def empty_orders() -> pl.DataFrame:
+    return pl.DataFrame(schema=ORDER_SCHEMA)
+
+
+def conform_orders(
+    orders: pl.DataFrame | pl.LazyFrame, columns: Iterable[str] = ORDER_SCHEMA
+) -> pl.LazyFrame:
+    """Check the needed columns and cast them to `ORDER_SCHEMA` (any time zone becomes UTC).
+
+    Raises ValueError naming a missing column, a naive `occurred_at` or an unknown `kind`.
+    """
+    names = orders.collect_schema().names()
+    wanted = list(columns)
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"orders frame is missing column(s) {', '.join(missing)}")
+    dtype = orders.collect_schema()["occurred_at"]
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        raise ValueError(f"orders column occurred_at must be a time-zone-aware Datetime, not {dtype}")
+    frame = orders.lazy().select(
+        [
+            pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+            if c == "occurred_at"
+            else pl.col(c).cast(ORDER_SCHEMA[c])
+            for c in wanted
+        ]
+    )
+    unknown = (
+        frame.filter(~pl.col("kind").is_in(list(_KINDS)) | pl.col("kind").is_null())
+        .select(pl.col("kind").unique())
+        .collect()
+        .get_column("kind")
+        .to_list()
+    )
+    if unknown:
+        shown = ", ".join(sorted(repr(k) for k in unknown))
+        raise ValueError(f"orders column kind has value(s) {shown}; expected purchase|cancellation")
+    return frame
