@@ -46,7 +46,7 @@ async def test_messages_travel_over_tcp_by_key(kafka_settings: Settings) -> None
     assert sorted(r.value for r in records) == sorted(f"v{i}".encode() for i in range(30))
     # One key, one partition: a customer's events stay in order.
     partitions_by_key = {}
-    for metadata, i in zip(sent, range(30)):
+    for i, metadata in enumerate(sent):
         partitions_by_key.setdefault(i % 3, set()).add(metadata.partition)
     assert all(len(p) == 1 for p in partitions_by_key.values())
 
