@@ -1,0 +1,92 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from retention_scoring.campaigns import CampaignRequest, plan_campaign
+
+
+def brute_force_best(p: np.ndarray, ltv: np.ndarray, request: CampaignRequest) -> float:
+    """The best total expected net value over every subset the budget allows."""
+    value = p * request.save_rate * ltv * (1 - request.discount) - request.cost_per_contact
+    best = 0.0
+    for size in range(1, len(p) + 1):
+        if size * request.cost_per_contact > request.budget:
+            break
+        for subset in itertools.combinations(range(len(p)), size):
+            best = max(best, float(value[list(subset)].sum()))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_plan_is_the_brute_force_optimum(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 10
+    p = rng.uniform(0, 1, n)
+    ltv = rng.gamma(1.5, 200, n)
+    request = CampaignRequest(
+        budget=float(rng.integers(0, 12)) * 5,
+        cost_per_contact=5.0,
+        save_rate=float(rng.uniform(0.05, 0.5)),
+        discount=float(rng.choice([0.0, 0.1, 0.2])),
+    )
+    plan = plan_campaign(p, ltv, request)
+    assert plan.expected.net_profit == pytest.approx(brute_force_best(p, ltv, request), abs=1e-9)
+    assert plan.expected.cost <= request.budget
+    assert len(set(plan.selected.tolist())) == len(plan.selected)
+
+
+def test_numbers_of_a_small_plan_by_hand() -> None:
+    p = np.array([0.9, 0.5, 0.1, 0.8])
+    ltv = np.array([1000.0, 400.0, 5000.0, 50.0])
+    # values at save rate 0.2, discount 0.1, cost 10: 152, 26, 80, -2.8
+    plan = plan_campaign(
+        p, ltv, CampaignRequest(budget=25, cost_per_contact=10, save_rate=0.2, discount=0.1)
+    )
+    assert plan.selected.tolist() == [0, 2]  # two contacts fit the budget; the best two
+    assert plan.expected_value.tolist() == pytest.approx([152.0, 80.0])
+    assert plan.expected.expected_saved_revenue == pytest.approx(162 + 90)
+    assert plan.expected.cost == 20
+    assert plan.expected.net_profit == pytest.approx(232)
+    assert plan.expected.roi == pytest.approx(232 / 20)
+    assert plan.pessimistic.save_rate == pytest.approx(0.1)
+    assert plan.pessimistic.net_profit == pytest.approx(126 - 20)
+    assert plan.optimistic.save_rate == pytest.approx(0.3)
+    assert plan.optimistic.net_profit == pytest.approx(378 - 20)
+
+
+def test_nobody_is_contacted_at_a_loss_or_without_budget() -> None:
+    p, ltv = np.array([0.05, 0.5]), np.array([10.0, 300.0])
+    assert (
+        plan_campaign(
+            p, ltv, CampaignRequest(budget=100, cost_per_contact=50, save_rate=0.2)
+        ).selected.tolist()
+        == []
+    )
+    empty = plan_campaign(p, ltv, CampaignRequest(budget=0, cost_per_contact=1, save_rate=0.2))
+    assert empty.selected.tolist() == [] and empty.expected.roi is None
+
+
+def test_optimistic_save_rate_is_capped_at_one() -> None:
+    plan = plan_campaign(
+        np.array([1.0]),
+        np.array([100.0]),
+        CampaignRequest(budget=1, cost_per_contact=1, save_rate=0.9),
+    )
+    assert plan.optimistic.save_rate == 1.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"budget": -1}, "budget"),
+        ({"cost_per_contact": 0}, "cost_per_contact"),
+        ({"save_rate": 1.5}, "save_rate"),
+        ({"discount": 1.0}, "discount"),
+        ({"budget": float("nan")}, "budget"),
+    ],
+)
+def test_bad_requests_name_the_field(fields: dict[str, float], problem: str) -> None:
+    base = {"budget": 100.0, "cost_per_contact": 1.0, "save_rate": 0.2}
+    with pytest.raises(ValueError, match=problem):
+        CampaignRequest(**(base | fields))
