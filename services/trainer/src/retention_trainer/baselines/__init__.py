@@ -1,0 +1,1 @@
+"""Classical customer-base baselines: BG/NBD, Gamma-Gamma and their RFM input."""

@@ -1,0 +1,269 @@
+"""BG/NBD: the beta-geometric / negative-binomial model of repeat purchasing.
+
+Fader, P. S., Hardie, B. G. S. & Lee, K. L. (2005). "Counting Your Customers" the Easy Way:
+An Alternative to the Pareto/NBD Model. *Marketing Science* 24(2), 275-284.
+
+The model, for one customer whose first purchase is at time 0:
+
+- while alive, purchases follow a Poisson process with rate ``λ``;
+- right after each *repeat* purchase the customer drops out for good with probability ``p``
+  (so a customer can only die right after a purchase, and is alive while ``x = 0``);
+- across customers ``λ ~ Gamma(r, α)`` (shape ``r``, rate ``α``) and ``p ~ Beta(a, b)``,
+  independently.
+
+The data per customer are ``x`` (number of repeat purchases in ``(0, T]``), ``t_x`` (time of the
+last repeat purchase, 0 when ``x = 0``) and ``T`` (time since the first purchase), in any time
+unit; ``α`` is in that unit, so parameters fitted in weeks and in days differ by ``α``'s scale.
+
+Everything here is a pure function over numpy arrays; parameters are a small frozen dataclass
+that serializes with :func:`dataclasses.asdict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import optimize, special
+
+__all__ = [
+    "BGNBDFit",
+    "BGNBDParams",
+    "bgnbd_log_likelihood",
+    "conditional_expected_purchases",
+    "fit_bgnbd",
+    "probability_alive",
+    "probability_no_purchase",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BGNBDParams:
+    """BG/NBD parameters: ``λ ~ Gamma(r, α)`` (rate ``α``), ``p ~ Beta(a, b)``."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+    def __post_init__(self) -> None:
+        for name in ("r", "alpha", "a", "b"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"BG/NBD parameter {name} must be finite and > 0, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class BGNBDFit:
+    """A maximum-likelihood fit: parameters, the maximized log-likelihood and how it went."""
+
+    params: BGNBDParams
+    log_likelihood: float
+    n_customers: int
+    converged: bool
+    message: str
+
+
+def _validate(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+    xs, txs, Ts = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    xs, txs, Ts = np.broadcast_arrays(xs, txs, Ts)
+    for name, arr in (("x", xs), ("t_x", txs), ("T", Ts)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite")
+        if np.any(arr < 0):
+            raise ValueError(f"{name} must be >= 0")
+    if np.any(xs != np.round(xs)):
+        raise ValueError("x (repeat purchases) must be whole numbers")
+    if np.any(txs > Ts):
+        raise ValueError("t_x (recency) must be <= T (age) for every customer")
+    return xs, txs, Ts
+
+
+def _log_likelihood_terms(
+    r: float, alpha: float, a: float, b: float, x: NDArray, t_x: NDArray, T: NDArray
+) -> NDArray:
+    """Per-customer log-likelihood, FHL (2005) eq. 6, evaluated in log space."""
+    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    beta_ab = special.betaln(a, b)
+    survived = special.betaln(a, b + x) - beta_ab - (r + x) * np.log(alpha + T)
+    repeat = x > 0
+    # Only used where x > 0; x_safe keeps b + x - 1 > 0 elsewhere.
+    x_safe = np.where(repeat, x, 1.0)
+    died = special.betaln(a + 1.0, b + x_safe - 1.0) - beta_ab - (r + x) * np.log(alpha + t_x)
+    return common + np.where(repeat, np.logaddexp(survived, died), survived)
+
+
+def bgnbd_log_likelihood(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> float:
+    r"""Total log-likelihood of ``(x, t_x, T)`` under ``params`` (FHL 2005, eq. 6).
+
+    .. math::
+
+        L(r,α,a,b \mid x,t_x,T) =
+            \frac{B(a, b+x)}{B(a,b)} \frac{Γ(r+x)\,α^r}{Γ(r)\,(α+T)^{r+x}}
+            + δ_{x>0}\,\frac{B(a+1, b+x-1)}{B(a,b)} \frac{Γ(r+x)\,α^r}{Γ(r)\,(α+t_x)^{r+x}}
+
+    computed as ``log Γ(r+x) − log Γ(r) + r log α + logaddexp(·, ·)`` with ``gammaln`` and
+    ``betaln``, so it stays finite for large ``x``.
+    """
+    xs, txs, Ts = _validate(x, t_x, T)
+    terms = _log_likelihood_terms(params.r, params.alpha, params.a, params.b, xs, txs, Ts)
+    return float(np.sum(terms))
+
+
+def fit_bgnbd(
+    x: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    *,
+    initial: BGNBDParams | None = None,
+) -> BGNBDFit:
+    """Maximum-likelihood BG/NBD fit on per-customer ``(x, t_x, T)``.
+
+    Maximizes :func:`bgnbd_log_likelihood` over ``log(r, α, a, b)`` (so every parameter stays
+    positive without constraints) with L-BFGS-B at tight tolerances, polished with Nelder-Mead
+    when L-BFGS-B reports a failure. The *mean* negative log-likelihood is minimized, which
+    keeps the objective's scale independent of the number of customers. The default start is ``r = a = b = 1`` and ``α`` = the mean age ``T``,
+    which puts ``α`` on the data's time unit.
+
+    On the CDNOW sample (2,357 customers, weeks) this gives FHL (2005)'s
+    ``r = 0.243, α = 4.414, a = 0.793, b = 2.426`` and log-likelihood ``−9582.4``.
+
+    Raises ``ValueError`` on empty or invalid input (negative or non-finite values, fractional
+    ``x``, ``t_x > T``) and when nobody has a repeat purchase (``a`` and ``b`` are then not
+    identified).
+    """
+    xs, txs, Ts = _validate(x, t_x, T)
+    xs, txs, Ts = xs.ravel(), txs.ravel(), Ts.ravel()
+    n = xs.size
+    if n == 0:
+        raise ValueError("fit_bgnbd needs at least one customer")
+    if not np.any(xs > 0):
+        raise ValueError("fit_bgnbd needs at least one customer with a repeat purchase (x > 0)")
+    if initial is None:
+        initial = BGNBDParams(r=1.0, alpha=max(float(np.mean(Ts)), 1e-3), a=1.0, b=1.0)
+    start = np.log([initial.r, initial.alpha, initial.a, initial.b])
+
+    def objective(log_params: NDArray) -> float:
+        r, alpha, a, b = np.exp(log_params)
+        value = -np.mean(_log_likelihood_terms(r, alpha, a, b, xs, txs, Ts))
+        return float(value) if np.isfinite(value) else 1e300
+
+    # log-parameters in [-30, 30]: wide enough for any time unit, and exp() cannot overflow.
+    bounds = [(-30.0, 30.0)] * 4
+    best = optimize.minimize(
+        objective,
+        start,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
+    )
+    if not best.success:  # e.g. a line-search failure on a flat ridge: polish derivative-free
+        polished = optimize.minimize(
+            objective,
+            best.x,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 8000},
+        )
+        best = polished if polished.fun <= best.fun else best
+    r, alpha, a, b = (float(v) for v in np.exp(best.x))
+    params = BGNBDParams(r=r, alpha=alpha, a=a, b=b)
+    return BGNBDFit(
+        params=params,
+        log_likelihood=bgnbd_log_likelihood(params, xs, txs, Ts),
+        n_customers=n,
+        converged=bool(best.success),
+        message=str(best.message),
+    )
+
+
+def _log_odds_dead(params: BGNBDParams, x: NDArray, t_x: NDArray, T: NDArray) -> NDArray:
+    """``log[P(dead) / P(alive)] = log a − log(b+x−1) + (r+x) log((α+T)/(α+t_x))`` for x > 0."""
+    x_safe = np.where(x > 0, x, 1.0)
+    return (
+        np.log(params.a)
+        - np.log(params.b + x_safe - 1.0)
+        + (params.r + x) * (np.log(params.alpha + T) - np.log(params.alpha + t_x))
+    )
+
+
+def probability_alive(
+    params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> NDArray[np.float64]:
+    r"""P(alive at T | x, t_x, T) (FHL 2005 eq. 13; Fader, Hardie & Lee 2008 note).
+
+    .. math::
+
+        P(\text{alive}) = \left[1 + δ_{x>0}\,\frac{a}{b+x-1}
+            \left(\frac{α+T}{α+t_x}\right)^{r+x}\right]^{-1}
+
+    evaluated as ``expit(−log-odds)``; it is 1 for ``x = 0`` (no repeat purchase, no chance yet
+    to drop out). Do not use ``1 − P(alive)`` as a churn score: it puts every one-time buyer
+    at 0, i.e. ranks them as the *safest* customers — use :func:`probability_no_purchase`.
+    """
+    xs, txs, Ts = _validate(x, t_x, T)
+    alive = special.expit(-_log_odds_dead(params, xs, txs, Ts))
+    return np.where(xs > 0, alive, 1.0)
+
+
+def probability_no_purchase(
+    params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, t: float
+) -> NDArray[np.float64]:
+    r"""P(no purchase in (T, T+t] | x, t_x, T): the BG/NBD churn score for a horizon ``t``.
+
+    Derivation. In BG/NBD a customer can only drop out right after a purchase, so at time
+    ``T`` the customer is either dead — and then certainly makes no purchase — or alive. Given
+    alive, the data's likelihood is ``λ^x e^{−λT} (1−p)^x``, which factorizes in ``λ`` and ``p``,
+    so ``λ | alive, data ~ Gamma(r+x, α+T)``. An alive customer makes no purchase in
+    ``(T, T+t]`` exactly when the next Poisson arrival comes after ``T+t`` (dropping out needs a
+    purchase first), with probability ``e^{−λt}``; averaging over the gamma posterior (its
+    Laplace transform):
+
+    .. math::
+
+        P(X(T, T+t] = 0 \mid x, t_x, T) = \bigl(1 − P(\text{alive})\bigr)
+            + P(\text{alive}) \left(\frac{α+T}{α+T+t}\right)^{r+x}
+
+    ``t`` is in the unit of ``T``. Verified against simulation from the model in the tests.
+    Unlike ``1 − P(alive)`` it ranks one-time buyers sensibly: a customer with ``x = 0`` and a
+    long ``T`` is likely to stay silent because their ``λ`` is probably small.
+    """
+    if not (np.isfinite(t) and t >= 0):
+        raise ValueError(f"horizon t must be finite and >= 0, got {t}")
+    xs, txs, Ts = _validate(x, t_x, T)
+    alive = probability_alive(params, xs, txs, Ts)
+    silent_if_alive = np.exp(
+        (params.r + xs) * (np.log(params.alpha + Ts) - np.log(params.alpha + Ts + t))
+    )
+    return (1.0 - alive) + alive * silent_if_alive
+
+
+def conditional_expected_purchases(
+    params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, t: float
+) -> NDArray[np.float64]:
+    r"""E[X(T, T+t] | x, t_x, T]: expected purchases in the next ``t`` (FHL 2005 eq. 10).
+
+    .. math::
+
+        E[Y(t) \mid x, t_x, T] =
+            \frac{\dfrac{a+b+x-1}{a-1}\left[1 - \left(\dfrac{α+T}{α+T+t}\right)^{r+x}
+                {}_2F_1\!\left(r+x, b+x; a+b+x-1; \dfrac{t}{α+T+t}\right)\right]}
+            {1 + δ_{x>0}\,\dfrac{a}{b+x-1}\left(\dfrac{α+T}{α+t_x}\right)^{r+x}}
+
+    The denominator is ``1 / P(alive)``. The Gaussian hypergeometric function is
+    ``scipy.special.hyp2f1``; its argument is in ``[0, 1)`` so the series converges. The
+    expression is well defined for ``a < 1`` too (both factors of the numerator change sign);
+    ``a = 1`` exactly is a removable singularity handled by nudging ``a``.
+    """
+    if not (np.isfinite(t) and t >= 0):
+        raise ValueError(f"horizon t must be finite and >= 0, got {t}")
+    xs, txs, Ts = _validate(x, t_x, T)
+    r, alpha, b = params.r, params.alpha, params.b
+    a = params.a if abs(params.a - 1.0) > 1e-9 else 1.0 + 1e-9
+    z = t / (alpha + Ts + t)
+    hyp = special.hyp2f1(r + xs, b + xs, a + b + xs - 1.0, z)
+    log_ratio = (r + xs) * (np.log(alpha + Ts) - np.log(alpha + Ts + t))
+    numerator = (a + b + xs - 1.0) / (a - 1.0) * (1.0 - np.exp(log_ratio) * hyp)
+    alive = probability_alive(params, xs, txs, Ts)
+    return numerator * alive

@@ -1,0 +1,1 @@
+"""Backtest metrics for churn and LTV."""
