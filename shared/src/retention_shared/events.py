@@ -110,6 +110,16 @@ class RejectedRecord(Event):
 # --- features and scores ------------------------------------------------------------------
 
 
+class HistoryOrder(BaseModel):
+    """One order as a scorer keeps it to move window features to a later clock."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    occurred_at: UtcDatetime
+    kind: OrderKind
+    total: float
+
+
 class OrderHistorySummary(BaseModel):
     """What a scorer needs to recompute recency-like features against a later clock."""
 
@@ -120,6 +130,10 @@ class OrderHistorySummary(BaseModel):
     last_event_at: UtcDatetime | None = None
     purchase_orders: int = 0
     cancellations: int = 0
+    # Additive (minor) field: the customer's `compact_history` at the features' as_of, i.e. the
+    # orders of the longest feature window plus the first/last purchase and event
+    # (retention_shared.features). Empty from producers that predate it.
+    orders: list[HistoryOrder] = Field(default_factory=list)
 
 
 class SourceOffset(BaseModel):

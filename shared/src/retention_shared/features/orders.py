@@ -69,7 +69,9 @@ def conform_orders(
         raise ValueError(f"orders frame is missing column(s) {', '.join(missing)}")
     dtype = orders.collect_schema()["occurred_at"]
     if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
-        raise ValueError(f"orders column occurred_at must be a time-zone-aware Datetime, not {dtype}")
+        raise ValueError(
+            f"orders column occurred_at must be a time-zone-aware Datetime, not {dtype}"
+        )
     frame = orders.lazy().select(
         [
             pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
@@ -78,13 +80,20 @@ def conform_orders(
             for c in wanted
         ]
     )
-    unknown = (
-        frame.filter(~pl.col("kind").is_in(list(_KINDS)) | pl.col("kind").is_null())
-        .select(pl.col("kind").unique())
-        .collect()
-        .get_column("kind")
-        .to_list()
-    )
+    # One small pass: a null or NaN would otherwise surface as a null feature much later.
+    checks = frame.select(
+        unknown_kinds=pl.col("kind").filter(~pl.col("kind").is_in(list(_KINDS))).unique().implode(),
+        **{f"null_{c}": pl.col(c).null_count() for c in wanted if c != "products"},
+        **{f"nan_{c}": pl.col(c).is_nan().sum() for c in ("total", "items") if c in wanted},
+    ).collect()
+    bad = [
+        f"{name.partition('_')[2]} has {count} {name.partition('_')[0].upper()} value(s)"
+        for name, count in checks.drop("unknown_kinds").row(0, named=True).items()
+        if count
+    ]
+    if bad:
+        raise ValueError(f"orders column {'; '.join(bad)}")
+    unknown = checks.item(0, "unknown_kinds").to_list()
     if unknown:
         shown = ", ".join(sorted(repr(k) for k in unknown))
         raise ValueError(f"orders column kind has value(s) {shown}; expected purchase|cancellation")

@@ -98,7 +98,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "gap_std_days",
         "Population standard deviation (ddof=0) of the days between consecutive purchase "
-        "occasions; 0 with fewer than two gaps' worth of spread (one or two occasions).",
+        "occasions; 0 with fewer than two occasions (and, by ddof=0, with exactly one gap).",
         "days",
     ),
     Feature(
