@@ -1,0 +1,308 @@
+"""The one cleaning function: raw rows in the retailer's columns -> clean order lines + rejects.
+
+Every input path (file uploads chunk by chunk, `orders.raw` records, canonical JSON orders with
+the identity mapping) goes through `clean_rows`, vectorized in polars. Every row comes out either
+as an order line or as a reject with exactly one reason code, so accepted + rejected = rows read.
+
+Reason precedence — a row with several problems is rejected for the FIRST that applies:
+
+1. `missing_customer_id`
+2. `missing_order_id` (when the mapping has `order_id`)
+3. `missing_order_datetime`, `unparseable_order_datetime`
+4. `missing_product_id` (line-level mappings)
+5. `missing_quantity`, `unparseable_quantity` (when mapped)
+6. `missing_unit_price`, `unparseable_unit_price` (or `..._order_total`)
+7. `non_positive_price`: unit price <= 0 (or an order total of exactly 0)
+8. `zero_quantity`
+
+"Missing" is null, empty or whitespace-only (or NaN in a typed column); "unparseable" is a value
+present that does not read as its type. Two rules need all rows and are applied later, by
+`order_events`, to the lines that passed the above (so they never double-count a row):
+9. `duplicate_line`: the 2nd and later copies of a row whose every original column is identical
+   (compared by customer and a 64-bit hash of the whole row as read);
+10. `conflicting_customer_id`: the lines of an order (and kind) that names two customers — their
+    event ids would collide, so none of them is guessed at.
+
+Normalization:
+- ids (customer, order, product) become trimmed text; a float-typed or float-looking id such as
+  `17850.0` becomes `17850`.
+- numbers accept a decimal comma (`2,55`) when there is no dot; inf/NaN text is unparseable.
+- cancellations — order id `C` followed by a digit (UCI's `C536379`), a negative quantity, or a
+  negative order total — are kept as `kind=cancellation` with negative quantities, so their
+  totals are negative and net against spend. Other lines are purchases (quantity > 0).
+- non-product codes (POST, DOT, M, D, BANK CHARGES, AMAZONFEE, CRUK, ...) are kept: they are
+  money on the customer's invoice (postage paid, a discount's `C` line nets as a cancellation).
+  Adjustments `A...` carry negative prices and are rejected as `non_positive_price`.
+- `order_total` mappings: each row's total is its line amount; `quantity` (if mapped, else 1)
+  keeps its meaning and `unit_price = |total| / |quantity|`, so quantity × unit_price = total.
+  `order_events` turns an order's rows into ONE synthetic line (product `order-total`).
+  Without `order_id`, an order is a customer's purchases on one local day: `<customer>-<YYYYMMDD>`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+
+from retention_ingest.dates import UTC_DATETIME, DateFormat, parse_datetimes
+from retention_ingest.mapping import ColumnMapping
+
+SYNTHETIC_PRODUCT_ID = "order-total"
+# In precedence order; see the module docstring.
+REASON_CODES = (
+    "missing_customer_id",
+    "missing_order_id",
+    "missing_order_datetime",
+    "unparseable_order_datetime",
+    "missing_product_id",
+    "missing_quantity",
+    "unparseable_quantity",
+    "missing_unit_price",
+    "unparseable_unit_price",
+    "missing_order_total",
+    "unparseable_order_total",
+    "non_positive_price",
+    "zero_quantity",
+    "duplicate_line",
+    "conflicting_customer_id",
+)
+
+LINE_COLUMNS = (
+    "row",
+    "order_id",
+    "customer_id",
+    "kind",
+    "occurred_at",
+    "product_id",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+    "country",
+    "row_hash",
+    "original",
+)
+
+
+@dataclass(frozen=True)
+class CleaningPlan:
+    """Everything `clean_rows` needs besides the rows; fixed for a whole file."""
+
+    mapping: ColumnMapping
+    date_format: DateFormat
+    timezone: str = "Europe/London"
+    default_currency: str | None = None
+
+
+@dataclass
+class CleanedRows:
+    """`lines`: LINE_COLUMNS, one per accepted row (`original` is the row as read, typed).
+    `rejects`: row, reason, original (the row as read, every value as text)."""
+
+    lines: pl.DataFrame
+    rejects: pl.DataFrame
+
+    @property
+    def rows(self) -> int:
+        return self.lines.height + self.rejects.height
+
+    def reason_counts(self) -> Counter[str]:
+        counts = self.rejects.get_column("reason").value_counts()
+        return Counter(dict(zip(counts["reason"], counts["count"], strict=True)))
+
+
+def _as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        return value.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+    return value if dtype == pl.String else value.cast(pl.String)
+
+
+def original_as_text(original: pl.Expr, schema: pl.Schema) -> pl.Expr:
+    """The `original` struct (the row as read, typed) with every value as text, for rejects."""
+    return pl.struct(
+        _as_text(original.struct.field(name), dtype).alias(name) for name, dtype in schema.items()
+    ).alias("original")
+
+
+# Cleaning runs in two stages so that no expression repeats a costly sub-expression (eager
+# polars does not eliminate common sub-expressions): stage 1 reads each source column once into
+# trimmed text or a number, stage 2 normalizes those plain columns.
+
+
+def _stripped_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Stage 1 for ids and text: the value as trimmed text; a whole float is written as an int."""
+    column = pl.col(name)
+    if dtype.is_float():
+        return (
+            pl.when(column.is_finite() & (column == column.floor()))
+            .then(column.cast(pl.Int64, strict=False).cast(pl.String))
+            .when(column.is_finite())
+            .then(column.cast(pl.String))
+        )
+    return column.cast(pl.String).str.strip_chars()
+
+
+def _normalized_id(text: pl.Expr) -> pl.Expr:
+    """Stage 2: "17850.0" (a float id written as text) is 17850; empty is missing."""
+    whole = text.str.strip_suffix(".0")
+    return (
+        pl.when(text == "")
+        .then(pl.lit(None, pl.String))
+        .when(text.str.ends_with(".0") & whole.cast(pl.Int64, strict=False).is_not_null())
+        .then(whole)
+        .otherwise(text)
+    )
+
+
+def _number_source(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Stage 1 for numbers: a typed number as Float64 (NaN kept), anything else trimmed text."""
+    column = pl.col(name)
+    return (
+        column.cast(pl.Float64) if dtype.is_numeric() else column.cast(pl.String).str.strip_chars()
+    )
+
+
+def _present(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Stage 2: the source had a value (not null, empty or NaN)."""
+    if dtype.is_numeric():
+        return value.is_not_null() & ~value.is_nan()
+    return value.fill_null("") != ""
+
+
+def _number(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Stage 2: the value as a finite Float64, else null; "2,55" reads as 2.55."""
+    if not dtype.is_numeric():
+        decimal_comma = value.str.contains(r"^[+-]?\d*,\d+$", literal=False)
+        value = (
+            pl.when(decimal_comma)
+            .then(value.str.replace(",", ".", literal=True))
+            .otherwise(value)
+            .cast(pl.Float64, strict=False)
+        )
+    return pl.when(value.is_finite()).then(value)
+
+
+def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> CleanedRows:
+    """Clean one batch of rows; `first_row` numbers them (1-based data rows of the file)."""
+    mapping = plan.mapping
+    columns = mapping.columns()
+    schema = raw.schema
+    by_total = mapping.uses_order_total
+    amount_field = "order_total" if by_total else "unit_price"
+    id_fields = [f for f in ("customer_id", "order_id", "product_id") if f in columns]
+    if by_total and "product_id" in id_fields:
+        id_fields.remove("product_id")  # replaced by the synthetic line
+    number_fields = [f for f in ("quantity", amount_field) if f in columns]
+    text_fields = [f for f in ("currency", "country") if f in columns]
+    date_column = columns["order_datetime"]
+
+    def dtype_of(field: str) -> pl.DataType:
+        return schema[columns[field]]
+
+    stage1 = [
+        pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias("row"),
+        # The row as read: its hash finds exact duplicates, its values go to rejects.csv.
+        pl.struct(pl.all()).hash(seed=7).alias("row_hash"),
+        pl.struct(pl.all()).alias("original"),
+        *(_stripped_text(columns[f], dtype_of(f)).alias(f) for f in id_fields + text_fields),
+        *(_number_source(columns[f], dtype_of(f)).alias(f) for f in number_fields),
+    ]
+    date_type = schema[date_column]
+    if date_type.is_temporal():
+        stage1.append(pl.col(date_column).is_not_null().alias("order_datetime_present"))
+    else:
+        stage1.append(
+            _present(pl.col(date_column).cast(pl.String).str.strip_chars(), pl.String).alias(
+                "order_datetime_present"
+            )
+        )
+    stage2 = [
+        *(_normalized_id(pl.col(f)).alias(f) for f in id_fields),
+        *(pl.when(pl.col(f) != "").then(pl.col(f)).alias(f) for f in text_fields),
+        *(_number(pl.col(f), dtype_of(f)).alias(f"{f}_value") for f in number_fields),
+        *(_present(pl.col(f), dtype_of(f)).alias(f"{f}_present") for f in number_fields),
+    ]
+    occurred_at = parse_datetimes(raw.get_column(date_column), plan.date_format, plan.timezone)
+    work = (
+        raw.lazy().select(stage1).with_columns(stage2).with_columns(occurred_at=pl.lit(occurred_at))
+    )
+    for field in ("currency", "country"):
+        if field not in columns:
+            default = plan.default_currency if field == "currency" else None
+            work = work.with_columns(pl.lit(default, pl.String).alias(field))
+
+    # Rules in precedence order: the first that holds is the row's reason.
+    checks: list[tuple[str, pl.Expr]] = [
+        (f"missing_{field}", pl.col(field).is_null())
+        for field in ("customer_id", "order_id")
+        if field in id_fields
+    ]
+    checks += [
+        ("missing_order_datetime", ~pl.col("order_datetime_present")),
+        ("unparseable_order_datetime", pl.col("occurred_at").is_null()),
+    ]
+    if "product_id" in id_fields:
+        checks.append(("missing_product_id", pl.col("product_id").is_null()))
+    for field in number_fields:
+        checks += [
+            (f"missing_{field}", ~pl.col(f"{field}_present")),
+            (f"unparseable_{field}", pl.col(f"{field}_value").is_null()),
+        ]
+    money = pl.col(f"{amount_field}_value")
+    checks.append(("non_positive_price", (money == 0) if by_total else (money <= 0)))
+    if "quantity" in columns:
+        checks.append(("zero_quantity", pl.col("quantity_value") == 0))
+    reason: pl.Expr = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
+    for code, failed in checks[1:]:
+        reason = reason.when(failed).then(pl.lit(code))
+    work_frame = work.with_columns(reason=reason.otherwise(pl.lit(None, pl.String))).collect()
+
+    rejects = work_frame.filter(pl.col("reason").is_not_null()).select(
+        "row", "reason", original_as_text(pl.col("original"), schema)
+    )
+    lines = (
+        work_frame.lazy()
+        .filter(pl.col("reason").is_null())
+        .with_columns(_line_values(mapping, plan.timezone))
+        .select(LINE_COLUMNS)
+        .collect()
+    )
+    return CleanedRows(lines=lines, rejects=rejects)
+
+
+def _line_values(mapping: ColumnMapping, timezone: str) -> list[pl.Expr]:
+    """Kind, signed quantity, unit price and amount of accepted rows (see the module docstring)."""
+    columns = mapping.columns()
+    quantity = pl.col("quantity_value") if "quantity" in columns else pl.lit(1.0)
+    money = pl.col("order_total_value" if mapping.uses_order_total else "unit_price_value")
+    if "order_id" in columns:
+        order_id = pl.col("order_id")
+        # UCI's "C536379"; C-then-digit keeps ids like "CUST-1" purchases.
+        cancelled = order_id.str.contains(r"^C\d") | (quantity < 0)
+    else:
+        local_day = pl.col("occurred_at").dt.convert_time_zone(timezone).dt.strftime("%Y%m%d")
+        order_id = pl.concat_str(pl.col("customer_id"), pl.lit("-"), local_day)
+        cancelled = quantity < 0
+    if mapping.uses_order_total:
+        cancelled = cancelled | (money < 0)
+    sign = pl.when(cancelled).then(pl.lit(-1.0)).otherwise(pl.lit(1.0))
+    signed_quantity = sign * quantity.abs()
+    if mapping.uses_order_total:
+        unit_price = money.abs() / quantity.abs()
+        amount = sign * money.abs()
+        product_id = pl.lit(SYNTHETIC_PRODUCT_ID)
+    else:
+        unit_price = money
+        amount = signed_quantity * unit_price
+        product_id = pl.col("product_id")
+    return [
+        order_id.alias("order_id"),
+        pl.when(cancelled).then(pl.lit("cancellation")).otherwise(pl.lit("purchase")).alias("kind"),
+        pl.col("occurred_at").cast(UTC_DATETIME),
+        product_id.alias("product_id"),
+        signed_quantity.alias("quantity"),
+        unit_price.alias("unit_price"),
+        amount.alias("amount"),
+    ]
