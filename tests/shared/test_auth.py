@@ -2,15 +2,18 @@
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 from retention_features.app import create_app
+from retention_features.store import PartitionStore, StoredOrder, to_microseconds
 from retention_shared.auth import ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings
 from retention_shared.events import OrderEvent, OrderKind, OrderLine, order_event_id
 
+MOMENT = datetime(2010, 12, 1, 8, 26, tzinfo=UTC)
 KEYS = "k-acme-read:acme:read,k-acme-ingest:acme:ingest,k-acme-admin:acme:admin,k-globex:globex:read+ingest"
 
 
@@ -29,12 +32,19 @@ def order(tenant: str, customer: str) -> OrderEvent:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def client(tmp_path: Path) -> Iterator[TestClient]:
     # No broker is needed to answer HTTP: the app keeps serving while it retries the connection.
-    app = create_app(Settings(api_keys=KEYS, kafka_bootstrap="127.0.0.1:1"))
-    app.state.store.add(order("acme", "17850"))
-    app.state.store.add(order("globex", "12583"))
+    app = create_app(Settings(api_keys=KEYS, kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path))
+    store = PartitionStore(app.state.consumer.store_path(0))
+    store.begin()
+    store.add_orders(
+        [StoredOrder(order("acme", "17850"), 0), StoredOrder(order("globex", "12583"), 1)]
+    )
+    store.save_tenant_clocks({"acme": to_microseconds(MOMENT), "globex": to_microseconds(MOMENT)})
+    store.commit(2)
+    app.state.consumer.stores[0] = store
     yield TestClient(app)
+    store.close()
 
 
 def get(client: TestClient, path: str, key: str | None = None, scheme: str = "Bearer"):

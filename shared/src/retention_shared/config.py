@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     # How naive order timestamps are read when a tenant has not said otherwise.
     default_timezone: str = "Europe/London"
     max_orders_per_request: int = Field(1000, ge=1)
+    # How long ingest waits for the broker's acknowledgements before answering 503.
+    publish_timeout_seconds: float = Field(10.0, gt=0)
+    max_upload_bytes: int = Field(500 * 1024 * 1024, ge=1)
+    # Any other request body (JSON batches); a 1,000-order batch is well under this.
+    max_request_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    # Largest batch the features service applies in one state transaction.
+    features_max_batch: int = Field(2000, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
 

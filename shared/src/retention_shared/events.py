@@ -284,6 +284,14 @@ def decode_event(event_type: type[T] | Any, payload: bytes | str) -> T:
 
     Raises `EventDecodeError` with code `not_json`, `unsupported_schema_version` or `invalid_event`.
     """
+    adapter = _adapter(event_type)
+    try:  # fast path: pydantic parses the JSON itself; the slow path below names what is wrong
+        event = adapter.validate_json(payload)
+    except ValidationError:
+        pass
+    else:
+        if getattr(event, "schema_version", SCHEMA_VERSION) == SCHEMA_VERSION:
+            return event
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -298,7 +306,7 @@ def decode_event(event_type: type[T] | Any, payload: bytes | str) -> T:
             field="schema_version",
         )
     try:
-        return _adapter(event_type).validate_python(data)
+        return adapter.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None

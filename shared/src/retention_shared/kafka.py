@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
@@ -113,3 +116,46 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
     if created:
         log.info("created topics", extra={"topics": created})
     return created
+
+
+class BulkProducer:
+    """A raw aiokafka producer for hot paths: send many records, then await every acknowledgement.
+
+    Batched with a short linger; `send_all` returns only when the broker acknowledged all of them
+    and raises if any was not (or not within `timeout` seconds).
+    """
+
+    def __init__(self, settings: Settings, timeout: float = 15.0, linger_ms: int = 5) -> None:
+        self.settings = settings
+        self.timeout = timeout
+        self.linger_ms = linger_ms
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=self.settings.kafka_idempotent_producer,
+            linger_ms=self.linger_ms,
+            max_batch_size=512 * 1024,
+            request_timeout_ms=int(self.timeout * 1000),
+            **aiokafka_options(self.settings),
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send_all(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+        if self._producer is None:
+            raise RuntimeError("not connected to the broker yet")
+        async with asyncio.timeout(self.timeout):
+            pending = [await self._producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.gather(*pending)
+        return len(pending)

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from retention_shared.config import Settings
+from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 
 from retention_features.api import customers
-from retention_features.consumers import transactions
-from retention_features.state import FeatureStore
+from retention_features.consumers.transactions import TransactionsConsumer
 
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("features", settings)
-    store = FeatureStore()
-    transactions.register(ctx, store)
+    consumer = TransactionsConsumer(
+        ctx, state_dir=settings.data_dir / "features", max_batch=settings.features_max_batch
+    )
+
+    async def consuming() -> CheckResult:
+        if not consumer.stores:
+            return False, "no partitions assigned yet"
+        return True, f"partitions {sorted(consumer.stores)}"
+
+    ctx.readiness.add("transactions", consuming)
     app = create_service_app(
         ctx,
         description="Durable per-customer order state and the feature vector per customer.",
         routers=[customers.router],
+        on_connected=[consumer.start],
+        on_stopping=[consumer.stop],
     )
-    app.state.store = store
+    app.state.consumer = consumer
     return app

@@ -1,12 +1,17 @@
-"""`GET /v1/customers/{customer_id}/features`: the current vector (tenant from the key)."""
+"""`GET /v1/customers/{customer_id}/features`: the current vector (tenant from the key).
+
+Answered from this instance's partitions; with several instances, ask the one that owns the
+customer's partition (or read `customer-features`, which has every customer).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
 from retention_shared.auth import ReadCaller
-from retention_shared.events import OrderHistorySummary
+from retention_shared.events import CustomerFeatures
 
-from retention_features.state import FeatureStore
+from retention_features.consumers.transactions import TransactionsConsumer
+from retention_features.vectors import current_vector
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -14,18 +19,16 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 @router.get("/customers/{customer_id}/features")
 async def customer_features(
     customer_id: str, request: Request, caller: ReadCaller
-) -> dict[str, object]:
-    store: FeatureStore = request.app.state.store
-    history = store.history(caller.tenant_id, customer_id)
-    if history is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
+) -> CustomerFeatures:
+    consumer: TransactionsConsumer = request.app.state.consumer
+    for partition in list(consumer.stores):
+        state_file = consumer.store_path(partition)
+        vector = current_vector(
+            state_file, caller.tenant_id, customer_id, consumer.ctx.settings.clock
         )
-    summary: OrderHistorySummary = history.summary()
-    return {
-        "customer_id": customer_id,
-        "as_of": summary.last_event_at,
-        "features": history.features(),
-        "history": summary,
-    }
+        if vector is not None:
+            return vector
+    raise HTTPException(
+        status.HTTP_404_NOT_FOUND,
+        detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
+    )

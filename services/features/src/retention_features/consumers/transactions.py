@@ -1,54 +1,280 @@
-"""`transactions` → per-customer state → `CustomerFeatures` on `customer-features`."""
+"""`transactions` → per-partition state → `CustomerFeatures` on `customer-features`.
+
+A raw aiokafka consumer (not a FastStream subscriber) because the service owns its offsets: they
+live in each partition's SQLite file, and on assignment the consumer seeks to them — or to the
+partition's first offset, rebuilding a partition that has no state file. Per poll:
+
+1. decode the records (undecodable ones go to `transactions.rejected`),
+2. add the orders to each partition's store inside an open transaction,
+3. recompute each touched customer once, from the stored history, in one vectorized call,
+4. publish the vectors, wait for the broker's acknowledgements, then commit each partition's
+   orders + next offset in one transaction.
+
+Steps 1-3 run in a worker thread so fetching goes on meanwhile. A crash before 4 replays the
+batch: the store dedupes the orders and the recomputed vectors are the same, because each
+customer's `as_of` is the partition's tenant clock at that customer's last event — a function of
+the log alone, not of where batch boundaries fell.
+"""
 
 from __future__ import annotations
 
-from faststream import AckPolicy
-from faststream.kafka import KafkaMessage
-from retention_shared.consuming import raw_body, reject_undecodable
-from retention_shared.events import (
-    CustomerFeatures,
-    EventDecodeError,
-    OrderEvent,
-    SourceOffset,
-    decode_event,
-)
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from retention_shared.config import ClockMode
+from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_event
+from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
 
-from retention_features.state import FeatureStore
+from retention_features import metrics
+from retention_features.store import PartitionStore, StoredOrder, to_microseconds
+from retention_features.vectors import feature_messages
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "retention-features"
+CUSTOMER_COUNT_EVERY_SECONDS = 15.0
 
 
-def register(ctx: ServiceContext, store: FeatureStore) -> None:
-    @ctx.broker.subscriber(
-        ctx.topics.transactions,
-        group_id="retention-features",
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
-        decoder=raw_body,
-    )
-    async def on_transaction(body: bytes, message: KafkaMessage) -> None:
+@dataclass
+class Rebuild:
+    started: float
+
+
+@dataclass
+class PreparedBatch:
+    """One poll's work, ready to publish: the partitions' transactions are open until commit."""
+
+    records: dict[TopicPartition, list[ConsumerRecord]]
+    clocks: dict[int, dict[str, int]]
+    features: list[tuple[bytes, bytes]] = field(default_factory=list)
+    rejects: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    orders: int = 0
+
+
+@dataclass
+class TransactionsConsumer:
+    ctx: ServiceContext
+    state_dir: Path
+    max_batch: int = 2000
+    stores: dict[int, PartitionStore] = field(default_factory=dict)
+    # The offset each owned partition must continue from: its stored next offset, or its first
+    # offset when it is being rebuilt. Records before it were applied; a gap after it is re-read.
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    rebuilding: dict[int, Rebuild] = field(default_factory=dict)
+    _consumer: AIOKafkaConsumer | None = None
+    _producer: BulkProducer | None = None
+    _task: asyncio.Task[None] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _customers_counted_at: float = 0.0
+
+    async def start(self) -> None:
+        self._producer = BulkProducer(self.ctx.settings)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            group_id=GROUP_ID,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Short fetch waits keep a consumer at the end of the log fresh (Tansu answers a
+            # fetch only at its deadline when there is little new data).
+            fetch_max_wait_ms=100,
+            **aiokafka_options(self.ctx.settings),
+        )
+        self._consumer.subscribe([self.ctx.topics.transactions], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        async with self._lock:
+            self._close(list(self.stores))
+
+    def store_path(self, partition: int) -> Path:
+        return self.state_dir / f"{self.ctx.topics.transactions}-{partition}.sqlite"
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+            async with self._lock:
+                work = {}
+                for tp, records in batches.items():
+                    if tp.partition in self.stores and (unapplied := self._unapplied(tp, records)):
+                        work[tp] = unapplied
+                if work:
+                    await self._apply(work)
+                self._observe()
+
+    def _unapplied(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """The records not applied yet; none (and a re-read) if there is a gap before them.
+
+        A batch fetched before a rebalance can arrive after the partition was re-seeked: each
+        offset is applied exactly once (the clocks would move otherwise), and none is skipped.
+        """
+        assert self._consumer is not None
+        expected = self.next_offsets[tp.partition]
+        records = [record for record in records if record.offset >= expected]
+        if records and records[0].offset > expected:
+            self._consumer.seek(tp, expected)
+            return []
+        return records
+
+    async def _apply(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self._consumer is not None and self._producer is not None
         try:
-            event = decode_event(OrderEvent, body)
-        except EventDecodeError as error:
-            await reject_undecodable(ctx, message, error)
+            batch = await asyncio.to_thread(self._prepare, work)
+            await self._producer.send_all(self.ctx.topics.customer_features, batch.features)
+            await self._producer.send_all(self.ctx.topics.transactions_rejected, batch.rejects)
+            await asyncio.to_thread(self._commit, batch)
+        except Exception:
+            log.exception("batch failed; rewinding to the stored offsets")
+            for tp in work:
+                self.stores[tp.partition].rollback()
+                self._consumer.seek(tp, self.next_offsets[tp.partition])
+            await asyncio.sleep(1.0)
             return
-        history = store.add(event)
-        summary = history.summary()
-        features = CustomerFeatures(
-            tenant_id=event.tenant_id,
-            customer_id=event.customer_id,
-            as_of=summary.last_event_at or event.occurred_at,
-            features=history.features(),
-            history=summary,
-            source=SourceOffset(
-                partition=message.raw_message.partition, offset=message.raw_message.offset
-            ),
-        )
-        await ctx.broker.publish(
-            features.to_bytes(),
-            ctx.topics.customer_features,
-            key=customer_key(event.tenant_id, event.customer_id),
-        )
-        MESSAGES.labels(ctx.name, ctx.topics.transactions, "consumed", "ok").inc()
-        MESSAGES.labels(ctx.name, ctx.topics.customer_features, "published", "ok").inc()
+        published_at = time.time()
+        next_offsets = {}
+        for tp, records in work.items():
+            self.next_offsets[tp.partition] = next_offsets[tp] = records[-1].offset + 1
+            for record in records:
+                metrics.FRESHNESS.observe(max(0.0, published_at - record.timestamp / 1000))
+        name, topics = self.ctx.name, self.ctx.topics
+        MESSAGES.labels(name, topics.transactions, "consumed", "ok").inc(batch.orders)
+        MESSAGES.labels(name, topics.customer_features, "published", "ok").inc(len(batch.features))
+        with contextlib.suppress(Exception):  # informational: lets Kafka tools see our progress
+            await self._consumer.commit(next_offsets)
+
+    def _prepare(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> PreparedBatch:
+        """Decode, store and recompute (worker thread; the stores' transactions stay open)."""
+        batch = PreparedBatch(records=work, clocks={})
+        histories, as_of, last_offsets = [], {}, {}
+        wall = self.ctx.settings.clock is ClockMode.WALL
+        for tp, records in work.items():
+            store = self.stores[tp.partition]
+            orders = []
+            for record in records:
+                try:
+                    orders.append(
+                        StoredOrder(decode_event(OrderEvent, record.value), record.offset)
+                    )
+                except EventDecodeError as error:
+                    batch.rejects.append((record.key, _rejected(record, error)))
+            clocks = store.tenant_clocks()
+            touched: dict[tuple[str, str], int] = {}
+            for order in orders:
+                event = order.event
+                moment = to_microseconds(event.occurred_at)
+                clocks[event.tenant_id] = max(clocks.get(event.tenant_id, moment), moment)
+                key = (event.tenant_id, event.customer_id)
+                # The tenant's clock in this partition at the customer's last event.
+                touched[key] = clocks[event.tenant_id]
+                last_offsets[key] = (tp.partition, order.offset)
+            store.begin()
+            store.add_orders(orders)
+            batch.clocks[tp.partition] = clocks
+            batch.orders += len(orders)
+            if touched:
+                histories.append(store.history(touched))
+                as_of.update(touched)
+        if as_of:
+            if wall:  # live data: recency against real time
+                as_of = dict.fromkeys(as_of, to_microseconds(datetime.now(UTC)))
+            for message in feature_messages(pl.concat(histories), as_of, last_offsets):
+                key = customer_key(message.tenant_id, message.customer_id)
+                batch.features.append((key, message.to_bytes()))
+        return batch
+
+    def _commit(self, batch: PreparedBatch) -> None:
+        for tp, records in batch.records.items():
+            store = self.stores[tp.partition]
+            store.save_tenant_clocks(batch.clocks[tp.partition])
+            store.commit(records[-1].offset + 1)
+
+    def _observe(self) -> None:
+        assert self._consumer is not None
+        for partition in self.stores:
+            tp = TopicPartition(self.ctx.topics.transactions, partition)
+            # The fetch high watermark, not end_offsets: Tansu under-reports the latter.
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = self.next_offsets[partition]
+            metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, highwater - position))
+            rebuild = self.rebuilding.get(partition)
+            if rebuild is not None and position >= highwater:
+                metrics.REBUILD_DURATION.observe(time.monotonic() - rebuild.started)
+                del self.rebuilding[partition]
+        if time.monotonic() - self._customers_counted_at > CUSTOMER_COUNT_EVERY_SECONDS:
+            metrics.CUSTOMERS.set(sum(store.customers() for store in self.stores.values()))
+            self._customers_counted_at = time.monotonic()
+
+    def _close(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            store = self.stores.pop(partition, None)
+            if store is not None:
+                store.close()
+            self.rebuilding.pop(partition, None)
+            self.next_offsets.pop(partition, None)
+            with contextlib.suppress(KeyError):  # no lag was observed for it yet
+                metrics.CONSUMER_LAG.remove(str(partition))
+
+
+def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
+    metrics.REJECTED.labels(error.code).inc()
+    return RejectedRecord(
+        source=record.topic,
+        source_id=f"{record.topic}:{record.partition}:{record.offset}",
+        record=record.value.decode("utf-8", errors="replace"),
+        reasons=[error.as_reason()],
+    ).to_bytes()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Opens a partition's store when it is assigned and seeks to where its state ends."""
+
+    def __init__(self, owner: TransactionsConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Waits for the batch in flight: a revoked partition is never half-written.
+        async with self.owner._lock:
+            self.owner._close([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        owner = self.owner
+        consumer = owner._consumer
+        assert consumer is not None
+        async with owner._lock:
+            for tp in assigned:
+                store = PartitionStore(owner.store_path(tp.partition))
+                owner.stores[tp.partition] = store
+                next_offset = store.next_offset()
+                if next_offset is None:
+                    log.info(
+                        "rebuilding partition from the beginning", extra={"partition": tp.partition}
+                    )
+                    metrics.REBUILDS.inc()
+                    owner.rebuilding[tp.partition] = Rebuild(started=time.monotonic())
+                    # An explicit offset: a lazy seek_to_beginning can lose to the group's
+                    # committed offset (another instance's progress, not this state's).
+                    next_offset = (await consumer.beginning_offsets([tp]))[tp]
+                owner.next_offsets[tp.partition] = next_offset
+                consumer.seek(tp, next_offset)

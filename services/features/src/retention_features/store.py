@@ -1,0 +1,179 @@
+"""One SQLite file per `transactions` partition: its customers' order history and its next offset.
+
+A consumed batch is written in one transaction together with the partition's next offset and
+tenant clocks, so a crash at any instant leaves either the whole batch or none of it. Orders are
+deduplicated by (tenant_id, order_id, kind): a redelivered or replayed event changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from retention_shared.events import OrderEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    tenant_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    occurred_at_us INTEGER NOT NULL,
+    total REAL NOT NULL,
+    items REAL NOT NULL,
+    products TEXT NOT NULL,
+    source_offset INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, order_id, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (tenant_id, customer_id);
+CREATE TABLE IF NOT EXISTS tenant_clock (
+    tenant_id TEXT PRIMARY KEY,
+    latest_event_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS progress (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    next_offset INTEGER NOT NULL
+);
+"""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_microseconds(moment: datetime) -> int:
+    """Exact integer microseconds since the epoch (float timestamps would round)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as the store keeps it, with the Kafka offset it came from."""
+
+    event: OrderEvent
+    offset: int
+
+    def row(self) -> tuple[object, ...]:
+        event = self.event
+        return (
+            event.tenant_id,
+            event.customer_id,
+            event.order_id,
+            event.kind.value,
+            to_microseconds(event.occurred_at),
+            event.total,
+            sum(abs(line.quantity) for line in event.lines),
+            json.dumps(sorted({line.product_id for line in event.lines})),
+            self.offset,
+        )
+
+
+class PartitionStore:
+    """The durable state of one partition; only the consumer task that owns it writes to it."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:  # a reader beside the consumer's writer (WAL lets both go on)
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The consumer writes from a worker thread, one batch at a time (under its lock).
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # WAL + NORMAL: a killed process loses nothing committed; only power loss could.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def next_offset(self) -> int | None:
+        row = self._db.execute("SELECT next_offset FROM progress WHERE id = 0").fetchone()
+        return None if row is None else int(row[0])
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self, next_offset: int) -> None:
+        self._db.execute(
+            "INSERT INTO progress (id, next_offset) VALUES (0, ?) "
+            "ON CONFLICT (id) DO UPDATE SET next_offset = excluded.next_offset",
+            (next_offset,),
+        )
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def add_orders(self, orders: Iterable[StoredOrder]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [order.row() for order in orders],
+        )
+
+    def tenant_clocks(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT tenant_id, latest_event_us FROM tenant_clock"))
+
+    def save_tenant_clocks(self, clocks: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO tenant_clock VALUES (?, ?) ON CONFLICT (tenant_id) "
+            "DO UPDATE SET latest_event_us = max(latest_event_us, excluded.latest_event_us)",
+            list(clocks.items()),
+        )
+
+    def history(self, customers: Iterable[tuple[str, str]]) -> pl.DataFrame:
+        """The stored orders of the given (tenant, customer) pairs, as the feature input frame."""
+        keys = list(customers)
+        self._db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wanted (tenant_id TEXT, customer_id TEXT)"
+        )
+        self._db.execute("DELETE FROM wanted")
+        self._db.executemany("INSERT INTO wanted VALUES (?, ?)", keys)
+        rows = self._db.execute(
+            "SELECT o.tenant_id, o.customer_id, o.order_id, o.kind, o.occurred_at_us, o.total, "
+            "o.items, o.products FROM wanted w CROSS JOIN orders o INDEXED BY orders_by_customer "
+            # CROSS JOIN keeps `wanted` outside: one index probe per customer, not a table walk.
+            "WHERE o.tenant_id = w.tenant_id AND o.customer_id = w.customer_id "
+            "ORDER BY o.tenant_id, o.customer_id, o.occurred_at_us, o.order_id, o.kind"
+        ).fetchall()
+        return orders_frame(rows)
+
+    def customers(self) -> int:
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT tenant_id, customer_id FROM orders)"
+            ).fetchone()[0]
+        )
+
+    def all_history(self) -> pl.DataFrame:
+        rows = self._db.execute(
+            "SELECT tenant_id, customer_id, order_id, kind, occurred_at_us, total, items, products "
+            "FROM orders ORDER BY tenant_id, customer_id, occurred_at_us, order_id, kind"
+        ).fetchall()
+        return orders_frame(rows)
+
+
+def orders_frame(rows: list[tuple[object, ...]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "tenant_id": pl.String,
+            "customer_id": pl.String,
+            "order_id": pl.String,
+            "kind": pl.String,
+            "occurred_at": pl.Int64,
+            "total": pl.Float64,
+            "items": pl.Float64,
+            "products": pl.String,
+        },
+        orient="row",
+    )
+    return frame.with_columns(
+        pl.col("occurred_at").cast(pl.Datetime("us", "UTC")),
+        pl.col("products").str.json_decode(pl.List(pl.String)),
+    )
