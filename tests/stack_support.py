@@ -16,7 +16,9 @@ API_KEYS = f"{API_KEY}:default:admin,e2e-other:other:admin"
 
 
 @contextmanager
-def running_stack(settings: Settings, log_path: Path, **env: str) -> Iterator[Stack]:
+def running_stack(
+    settings: Settings, log_path: Path, services: tuple[str, ...] = SERVICES, **env: str
+) -> Iterator[Stack]:
     """The four services on free ports, logging to `log_path`; stopped on exit."""
     settings = settings.model_copy(update={f"{name}_port": free_port() for name in SERVICES})
     environment = stack_environment(settings, API_KEYS)
@@ -28,6 +30,7 @@ def running_stack(settings: Settings, log_path: Path, **env: str) -> Iterator[St
             settings,
             environment,
             write=lambda line: print(line, file=log, flush=True),
+            services=services,
             use_embedded_broker=False,
         )
         try:

@@ -46,7 +46,7 @@ async def test_an_order_flows_from_ingest_through_features_to_scoring(
                 f"{url(stack, 'ingest')}/v1/orders", json=ORDER, headers=auth()
             )
             assert response.status_code == 200, response.text
-            event_id = response.json()["results"][0]["event_id"]
+            event_id = response.json()["results"][0]["event_ids"][0]
 
             transactions = await read_until(
                 kafka_settings, topics.transactions, lambda records: len(records) >= 1

@@ -24,6 +24,7 @@ from retention_shared.auth import ApiKeys, AuthConfigError
 from retention_shared.config import Settings, load_settings
 from retention_shared.health import CachedCheck, CheckResult, Readiness
 from retention_shared.kafka import make_broker
+from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response
 from retention_shared.topics import Topics
@@ -61,6 +62,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     on_connected: Sequence[Hook] = (),
     on_stopping: Sequence[Hook] = (),
+    body_limits: dict[str, int] | None = None,
 ) -> FastAPI:
     """The service's FastAPI app. Refuses (AuthConfigError) when no API keys are configured."""
     api_keys = ApiKeys.from_settings(ctx.settings)
@@ -82,6 +84,9 @@ def create_service_app(
     app = FastAPI(title=f"Retention {ctx.name}", description=description, lifespan=lifespan)
     app.state.api_keys = api_keys
     app.state.ctx = ctx
+    app.add_middleware(
+        BodySizeLimit, limits={"/": ctx.settings.max_request_bytes, **(body_limits or {})}
+    )
     app.add_middleware(HttpMetricsMiddleware, service=ctx.name)
     app.add_exception_handler(RequestValidationError, _validation_error)
 

@@ -1,4 +1,4 @@
-"""The ingest service: orders in over HTTP and `orders.raw`, clean `OrderEvent`s out."""
+"""The ingest service: orders in over HTTP, `orders.raw` and uploads; clean `OrderEvent`s out."""
 
 from __future__ import annotations
 
@@ -6,15 +6,31 @@ from fastapi import FastAPI
 from retention_shared.config import Settings
 from retention_shared.service import ServiceContext, create_service_app
 
-from retention_ingest.api import orders
+from retention_ingest.api import mappings, orders, uploads
 from retention_ingest.consumers import orders_raw
+from retention_ingest.publishing import OrderPublisher
+from retention_ingest.store import IngestStore
+from retention_ingest.uploads import UploadRunner
 
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("ingest", settings)
-    orders_raw.register(ctx)
-    return create_service_app(
+    store = IngestStore(settings.data_dir / "ingest" / "ingest.sqlite")
+    store.interrupt_unfinished()
+    publisher = OrderPublisher(
+        settings, ctx.topics.transactions, ack_timeout=settings.publish_timeout_seconds
+    )
+    runner = UploadRunner(ctx, store, publisher)
+    orders_raw.register(ctx, store, publisher)
+    app = create_service_app(
         ctx,
         description="Validates, maps, cleans and publishes a retailer's orders as transactions.",
-        routers=[orders.router],
+        routers=[orders.router, uploads.router, mappings.router],
+        on_connected=[publisher.start],
+        on_stopping=[runner.stop, publisher.stop],
+        body_limits={"/v1/uploads": settings.max_upload_bytes},
     )
+    app.state.ingest_store = store
+    app.state.publisher = publisher
+    app.state.upload_runner = runner
+    return app

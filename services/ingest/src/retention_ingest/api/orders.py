@@ -1,4 +1,9 @@
-"""`POST /v1/orders`: one canonical order or a batch, answered after the broker acknowledged."""
+"""`POST /v1/orders`: one canonical order or a batch, answered after the broker acknowledged.
+
+The body's shape is checked here (422 naming the field); the values go through the same cleaning
+as files, so each order comes back accepted (with its event ids, and any line dropped with its
+reason) or rejected with reason codes and the offending field.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,65 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from retention_shared.auth import IngestCaller
 from retention_shared.service import ServiceContext
 
-from retention_ingest.orders import OrderIn, to_order_event
-from retention_ingest.publishing import publish_order_events
+from retention_ingest import metrics
+from retention_ingest.cleaning import CleaningPlan
+from retention_ingest.dates import DateFormat
+from retention_ingest.order_events import order_event_payloads
+from retention_ingest.publishing import BrokerUnavailable, OrderPublisher
+from retention_ingest.records import CANONICAL_MAPPING, clean_records, flatten_record
+from retention_ingest.store import IngestStore
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
+Scalar = str | int | float | None
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: Scalar = None
+    quantity: Scalar = Field(None, description="Negative for a cancellation's lines.")
+    unit_price: Scalar = None
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: Scalar = None
+    customer_id: Scalar = None
+    order_datetime: Scalar = Field(None, description="ISO 8601; naive means the tenant's timezone.")
+    lines: list[LineIn] = Field(min_length=1)
+    currency: str | None = None
+    country: str | None = None
+
 
 class OrdersBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     orders: list[OrderIn]
 
 
-class OrderOutcome(BaseModel):
-    order_id: str
-    status: str
-    event_id: str
+class Problem(BaseModel):
+    code: str
+    field: str | None
+
+
+class OrderResult(BaseModel):
+    index: int
+    order_id: str | None
+    status: str  # accepted | rejected
+    event_ids: list[str]
+    problems: list[Problem]  # rejected lines; for an accepted order, the lines dropped
 
 
 class OrdersResponse(BaseModel):
     accepted: int
-    results: list[OrderOutcome]
+    rejected: int
+    results: list[OrderResult]
 
 
 @router.post("/orders")
@@ -38,6 +79,15 @@ async def post_orders(
     body: Annotated[dict[str, Any], Body(description="One order, or {'orders': [...]}.")],
 ) -> OrdersResponse:
     ctx: ServiceContext = request.app.state.ctx
+    limit = ctx.settings.max_orders_per_request
+    if isinstance(body.get("orders"), list) and len(body["orders"]) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail={
+                "field": "orders",
+                "problem": f"{len(body['orders'])} orders; at most {limit} per request",
+            },
+        )
     try:
         orders = (
             OrdersBatch.model_validate(body).orders
@@ -46,31 +96,56 @@ async def post_orders(
         )
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    limit = ctx.settings.max_orders_per_request
-    if len(orders) > limit:
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            detail={
-                "field": "orders",
-                "problem": f"{len(orders)} orders; at most {limit} per request",
-            },
-        )
-    events = [
-        to_order_event(order, caller.tenant_id, ctx.settings.default_timezone, source="http")
-        for order in orders
-    ]
-    try:
-        await publish_order_events(ctx, events)
-    except Exception as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail={"field": None, "problem": f"broker did not acknowledge: {exc}"},
-            headers={"Retry-After": "5"},
-        ) from None
-    return OrdersResponse(
-        accepted=len(events),
-        results=[
-            OrderOutcome(order_id=e.order_id, status="accepted", event_id=e.event_id)
-            for e in events
-        ],
+
+    store: IngestStore = request.app.state.ingest_store
+    _, saved_timezone = store.mapping(caller.tenant_id)
+    plan = CleaningPlan(
+        CANONICAL_MAPPING, DateFormat.iso(), saved_timezone or ctx.settings.default_timezone
     )
+    records = [flatten_record(order.model_dump()) for order in orders]
+    result = clean_records(
+        records,
+        plan,
+        tenant_id=caller.tenant_id,
+        source="http",
+        order_ids=[None if o.order_id is None else str(o.order_id) for o in orders],
+    )
+    if result.events.height:
+        publisher: OrderPublisher = request.app.state.publisher
+        keys = [
+            f"{t}:{c}".encode()
+            for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
+        ]
+        try:
+            await publisher.publish(caller.tenant_id, keys, order_event_payloads(result.events))
+        except BrokerUnavailable as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail={"field": None, "problem": f"{exc}; nothing was accepted, retry later"},
+                headers={"Retry-After": "5"},
+            ) from None
+    metrics.count_rows(caller.tenant_id, result.accepted_rows, result.rejected_by_reason)
+    results = [
+        OrderResult(
+            index=outcome.index,
+            order_id=outcome.order_id,
+            status="accepted" if outcome.accepted else "rejected",
+            event_ids=outcome.event_ids,
+            problems=[
+                Problem(
+                    code=reject.reason,
+                    field=_field_path(reject.field, reject.line),
+                )
+                for reject in outcome.rejected_lines
+            ],
+        )
+        for outcome in result.outcomes
+    ]
+    accepted = sum(r.status == "accepted" for r in results)
+    return OrdersResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+
+def _field_path(field: str | None, line: int) -> str:
+    if field in ("customer_id", "order_id", "order_datetime", "currency", "country"):
+        return field
+    return f"lines.{line}" if field is None else f"lines.{line}.{field}"

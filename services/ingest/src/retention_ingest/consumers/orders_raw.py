@@ -1,24 +1,36 @@
-"""`orders.raw`: orders straight from upstream producers; the tenant comes from the `tenant` header.
+"""`orders.raw`: orders straight from upstream producers, in the tenant's own column names.
 
-Offsets are committed only after the handler returns, i.e. after the transaction (or the rejection)
-was acknowledged by the broker.
+A record is one order: a JSON object whose keys are the tenant's columns, with its lines either
+under `lines` or, for a one-line order, at the top level. The tenant comes from the `tenant`
+header. Columns are read with the tenant's saved mapping (`PUT /v1/mappings/default`), or
+recognized when they are a known public layout. Every record passes through the same cleaning as
+files; what cannot become an event goes to `transactions.rejected` with its reasons. The offset
+is committed only after the handler returns, i.e. after the broker acknowledged the outputs.
 """
 
 from __future__ import annotations
 
+import json
+
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
-from pydantic import ValidationError
 from retention_shared.consuming import raw_body, record_location, reject_record
 from retention_shared.events import RejectReason
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 
-from retention_ingest.orders import OrderIn, to_order_event
-from retention_ingest.publishing import publish_order_events
+from retention_ingest import metrics
+from retention_ingest.cleaning import CleaningPlan
+from retention_ingest.dates import DateFormat
+from retention_ingest.errors import IngestError
+from retention_ingest.mapping import resolve_mapping
+from retention_ingest.order_events import order_event_payloads
+from retention_ingest.publishing import OrderPublisher
+from retention_ingest.records import clean_records, flatten_record
+from retention_ingest.store import IngestStore
 
 
-def register(ctx: ServiceContext) -> None:
+def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher) -> None:
     @ctx.broker.subscriber(
         ctx.topics.orders_raw,
         group_id="retention-ingest",
@@ -33,15 +45,40 @@ def register(ctx: ServiceContext) -> None:
             await reject_record(ctx, message, [reason])
             return
         try:
-            order = OrderIn.model_validate_json(body)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(part) for part in error["loc"]) or None
-            reason = RejectReason(code="invalid_order", field=field, message=error["msg"])
+            record = json.loads(body)
+            if not isinstance(record, dict):
+                raise ValueError("a record must be a JSON object")
+        except (UnicodeDecodeError, ValueError) as error:
+            reason = RejectReason(code="not_json", field=None, message=str(error))
             await reject_record(ctx, message, [reason], tenant_id=tenant_id)
             return
-        event = to_order_event(
-            order, tenant_id, ctx.settings.default_timezone, source=record_location(message)
+        rows = flatten_record(record)
+        saved_mapping, saved_timezone = store.mapping(tenant_id)
+        columns = sorted({column for row in rows for column in row})
+        try:
+            _, mapping = resolve_mapping(columns, saved_mapping)
+        except IngestError as error:
+            reason = RejectReason(code=error.code.value, field=error.field, message=error.message)
+            await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+            return
+        date_format = (
+            DateFormat.given(mapping.date_format) if mapping.date_format else DateFormat.iso()
         )
-        await publish_order_events(ctx, [event])
-        MESSAGES.labels(ctx.name, ctx.topics.orders_raw, "consumed", "ok").inc()
+        plan = CleaningPlan(mapping, date_format, saved_timezone or ctx.settings.default_timezone)
+        result = clean_records([rows], plan, tenant_id=tenant_id, source=record_location(message))
+        if result.events.height:
+            keys = [
+                f"{t}:{c}".encode()
+                for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
+            ]
+            await publisher.publish(tenant_id, keys, order_event_payloads(result.events))
+        rejected = result.outcomes[0].rejected_lines
+        if rejected:
+            reasons = [
+                RejectReason(code=r.reason, field=r.field, message=f"line {r.line}")
+                for r in rejected
+            ]
+            await reject_record(ctx, message, reasons, tenant_id=tenant_id)
+        metrics.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
+        if result.events.height:
+            MESSAGES.labels(ctx.name, ctx.topics.orders_raw, "consumed", "ok").inc()

@@ -1,0 +1,48 @@
+"""The tenant's saved column mapping and timezone, used by uploads and `orders.raw`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel
+from retention_shared.auth import IngestCaller
+
+from retention_ingest.api.uploads import ingest_error
+from retention_ingest.dates import check_timezone
+from retention_ingest.errors import IngestError
+from retention_ingest.mapping import ColumnMapping
+from retention_ingest.store import IngestStore
+
+router = APIRouter(prefix="/v1", tags=["mappings"])
+
+
+class SavedMapping(BaseModel):
+    mapping: dict[str, Any] | None = None
+    timezone: str | None = None
+
+
+@router.put("/mappings/default")
+async def save_mapping(body: SavedMapping, request: Request, caller: IngestCaller) -> SavedMapping:
+    try:
+        mapping = None if body.mapping is None else ColumnMapping.parse(body.mapping)
+        timezone = None if body.timezone is None else check_timezone(body.timezone)
+    except IngestError as error:
+        raise ingest_error(error) from None
+    store: IngestStore = request.app.state.ingest_store
+    store.save_mapping(caller.tenant_id, mapping, timezone)
+    return await read_mapping(request, caller)
+
+
+@router.get("/mappings/default")
+async def read_mapping(request: Request, caller: IngestCaller) -> SavedMapping:
+    store: IngestStore = request.app.state.ingest_store
+    mapping, timezone = store.mapping(caller.tenant_id)
+    if mapping is None and timezone is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail={"field": "mapping", "problem": "no saved mapping"}
+        )
+    return SavedMapping(
+        mapping=None if mapping is None else mapping.model_dump(exclude_none=True),
+        timezone=timezone,
+    )

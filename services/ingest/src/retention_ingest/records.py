@@ -1,0 +1,179 @@
+"""Orders that arrive one by one (HTTP JSON, `orders.raw`) → events, through the same cleaning.
+
+Each record is one order: order-level fields plus its lines. Records are flattened to one row per
+line, cleaned by `clean_rows` exactly as file rows are, grouped by `build_order_events`, and each
+record gets an outcome: accepted (with its event ids and any lines dropped, each with a reason) or
+rejected (no line survived).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from retention_ingest.cleaning import CleaningPlan, clean_rows
+from retention_ingest.mapping import ColumnMapping
+from retention_ingest.order_events import (
+    EVENT_SCHEMA,
+    build_order_events,
+    conflicting_orders,
+    flag_file_level_rejects,
+)
+
+__all__ = [
+    "CANONICAL_MAPPING",
+    "LineReject",
+    "RecordOutcome",
+    "RecordsResult",
+    "clean_records",
+    "flatten_record",
+]
+
+# The canonical field a reason code is about (None: the line as a whole).
+REASON_FIELD: dict[str, str | None] = {
+    "missing_customer_id": "customer_id",
+    "missing_order_id": "order_id",
+    "missing_order_datetime": "order_datetime",
+    "unparseable_order_datetime": "order_datetime",
+    "missing_product_id": "product_id",
+    "missing_quantity": "quantity",
+    "unparseable_quantity": "quantity",
+    "missing_unit_price": "unit_price",
+    "unparseable_unit_price": "unit_price",
+    "missing_order_total": "order_total",
+    "unparseable_order_total": "order_total",
+    "non_positive_price": "unit_price",
+    "zero_quantity": "quantity",
+    "duplicate_line": None,
+    "conflicting_customer_id": "customer_id",
+}
+ORDER_LEVEL = {"customer_id", "order_id", "order_datetime", "currency", "country"}
+
+
+@dataclass(frozen=True)
+class LineReject:
+    line: int  # index of the line within its record
+    reason: str
+    field: str | None
+
+
+@dataclass
+class RecordOutcome:
+    index: int
+    order_id: str | None
+    event_ids: list[str] = field(default_factory=list)
+    rejected_lines: list[LineReject] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.event_ids)
+
+
+@dataclass
+class RecordsResult:
+    events: pl.DataFrame  # EVENT_SCHEMA
+    outcomes: list[RecordOutcome]
+    rows: int
+    rejected_by_reason: Counter[str]
+
+    @property
+    def accepted_rows(self) -> int:
+        return self.rows - sum(self.rejected_by_reason.values())
+
+
+def flatten_record(record: Mapping[str, Any], lines_key: str = "lines") -> list[dict[str, Any]]:
+    """One row per line: the record's own fields plus each line's (a record without `lines` is
+    itself one line)."""
+    lines = record.get(lines_key)
+    header = {k: v for k, v in record.items() if k != lines_key}
+    if not isinstance(lines, list):
+        return [header]
+    return [{**header, **line} if isinstance(line, Mapping) else header for line in lines]
+
+
+def clean_records(
+    records: Sequence[Sequence[Mapping[str, Any]]],
+    plan: CleaningPlan,
+    *,
+    tenant_id: str,
+    source: str,
+    order_ids: Sequence[str | None] | None = None,
+) -> RecordsResult:
+    """Clean records given as their line rows (see `flatten_record`), in the plan's columns."""
+    columns = list(plan.mapping.columns().values())
+    rows, owners = [], []
+    for index, lines in enumerate(records):
+        for line_number, line in enumerate(lines):
+            rows.append({c: _as_text(line.get(c)) for c in columns})
+            owners.append((index, line_number))
+    outcomes = [
+        RecordOutcome(index, None if order_ids is None else order_ids[index])
+        for index in range(len(records))
+    ]
+    if not rows:
+        return RecordsResult(pl.DataFrame(schema=EVENT_SCHEMA), outcomes, 0, Counter())
+
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
+    cleaned = clean_rows(frame, plan, first_row=0)
+    flagged = flag_file_level_rejects(
+        cleaned.lines.lazy(), conflicting_orders(cleaned.lines.lazy())
+    ).collect()
+    good = flagged.filter(pl.col("reason").is_null())
+    rejects = pl.concat(
+        [
+            cleaned.rejects.select("row", "reason"),
+            flagged.filter(pl.col("reason").is_not_null()).select("row", "reason"),
+        ]
+    )
+    reasons: Counter[str] = Counter()
+    for row, reason in rejects.iter_rows():
+        index, line = owners[row]
+        reasons[reason] += 1
+        outcomes[index].rejected_lines.append(LineReject(line, reason, REASON_FIELD.get(reason)))
+
+    events = build_order_events(
+        good.lazy(),
+        tenant_id=tenant_id,
+        source=source,
+        synthetic_line=plan.mapping.uses_order_total,
+    )
+    event_of = {
+        (customer, order, kind): event_id
+        for event_id, customer, order, kind in events.select(
+            "event_id", "customer_id", "order_id", "kind"
+        ).iter_rows()
+    }
+    for row, customer, order, kind in good.select(
+        "row", "customer_id", "order_id", "kind"
+    ).iter_rows():
+        outcome = outcomes[owners[row][0]]
+        outcome.order_id = outcome.order_id or order
+        event_id = event_of[(customer, order, kind)]
+        if event_id not in outcome.event_ids:
+            outcome.event_ids.append(event_id)
+    return RecordsResult(events, outcomes, len(rows), reasons)
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):  # True is not a quantity
+        return str(value).lower()
+    return value if isinstance(value, str) else str(value)
+
+
+# Canonical JSON orders name their fields canonically: the identity mapping.
+CANONICAL_MAPPING = ColumnMapping(
+    customer_id="customer_id",
+    order_id="order_id",
+    order_datetime="order_datetime",
+    product_id="product_id",
+    quantity="quantity",
+    unit_price="unit_price",
+    currency="currency",
+    country="country",
+)

@@ -1,0 +1,167 @@
+"""Running uploads in the background: read, clean and group the file off the event loop, publish
+its events, record progress at every step, and ask for a retrain when done.
+
+At most `max_running` uploads run at once (each may use a few hundred MB while grouping); the rest
+wait as `queued`. Progress and results live in the ingest store, so status survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retention_shared.events import RetrainReason, RetrainRequested
+from retention_shared.service import ServiceContext
+
+from retention_ingest import metrics
+from retention_ingest.errors import IngestError
+from retention_ingest.file_ingest import FileIngestResult, FilePlan, IngestProgress, ingest_file
+from retention_ingest.order_events import order_event_payloads
+from retention_ingest.publishing import OrderPublisher
+from retention_ingest.store import IngestStore
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Upload:
+    upload_id: str
+    tenant_id: str
+    plan: FilePlan
+    timezone: str
+    directory: Path  # the file, the work dir and, when done, rejects.csv
+    file: Path
+
+    @property
+    def rejects_csv(self) -> Path:
+        return self.directory / "rejects.csv"
+
+
+class UploadRunner:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        store: IngestStore,
+        publisher: OrderPublisher,
+        max_running: int = 1,
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.publisher = publisher
+        self._slots = asyncio.Semaphore(max_running)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, upload: Upload) -> None:
+        metrics.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).inc()
+        task = asyncio.create_task(self._run(upload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, upload: Upload) -> None:
+        status: dict[str, Any] = {"timezone": upload.timezone, "layout": upload.plan.layout.value}
+        try:
+            async with self._slots:
+                started = time.monotonic()
+                try:
+                    await self._process(upload, status)
+                finally:
+                    metrics.UPLOAD_DURATION.observe(time.monotonic() - started)
+        except IngestError as error:
+            self._fail(upload, status, error.as_detail(), error.result)
+        except asyncio.CancelledError:
+            self._fail(
+                upload,
+                status,
+                {"code": "interrupted", "field": None, "problem": "the service stopped"},
+            )
+            raise
+        except Exception as exc:  # a broker outage or a bug: the upload fails, the service does not
+            log.exception("upload failed", extra={"upload_id": upload.upload_id})
+            self._fail(
+                upload, status, {"code": "publish_failed", "field": None, "problem": str(exc)}
+            )
+        finally:
+            metrics.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).dec()
+            shutil.rmtree(upload.directory / "work", ignore_errors=True)
+
+    async def _process(self, upload: Upload, status: dict[str, Any]) -> None:
+        self.store.update_upload(upload.upload_id, "running", status)
+
+        def on_progress(progress: IngestProgress) -> None:  # called from the worker thread
+            status["progress"] = {
+                "rows_read": progress.rows_read,
+                "accepted": progress.accepted,
+                "rejected_by_reason": dict(progress.rejected_by_reason),
+                "orders_published": 0,
+            }
+            self.store.update_upload(upload.upload_id, "running", status)
+
+        result = await asyncio.to_thread(
+            ingest_file,
+            upload.plan,
+            tenant_id=upload.tenant_id,
+            source=f"upload:{upload.upload_id}",
+            work_dir=upload.directory / "work",
+            timezone=upload.timezone,
+            on_progress=on_progress,
+        )
+        metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
+        await asyncio.to_thread(result.write_rejects_csv, upload.rejects_csv)
+        status["progress"] = self._progress(result, published=0)
+        self.store.update_upload(upload.upload_id, "running", status)
+
+        published = 0
+        for batch in result.event_batches(PUBLISH_BATCH):
+            keys = [
+                f"{t}:{c}".encode() for t, c in batch.select("tenant_id", "customer_id").iter_rows()
+            ]
+            await self.publisher.publish(upload.tenant_id, keys, order_event_payloads(batch))
+            published += batch.height
+            status["progress"] = self._progress(result, published)
+            self.store.update_upload(upload.upload_id, "running", status)
+
+        request = RetrainRequested(
+            tenant_id=upload.tenant_id,
+            reason=RetrainReason.UPLOAD,
+            detail=f"upload {upload.upload_id}",
+        )
+        await self.ctx.broker.publish(
+            request.to_bytes(), self.ctx.topics.retrain_requests, key=upload.tenant_id.encode()
+        )
+        status["result"] = result.summary()
+        self.store.update_upload(upload.upload_id, "done", status)
+        upload.file.unlink(missing_ok=True)  # events are on the topic; rejects.csv stays
+        log.info("upload done", extra={"upload_id": upload.upload_id, "events": published})
+
+    @staticmethod
+    def _progress(result: FileIngestResult, published: int) -> dict[str, Any]:
+        return {
+            "rows_read": result.rows_read,
+            "accepted": result.accepted,
+            "rejected": result.rejected,
+            "rejected_by_reason": dict(result.rejected_by_reason),
+            "orders": result.order_events,
+            "orders_published": published,
+        }
+
+    def _fail(
+        self, upload: Upload, status: dict[str, Any], error: dict[str, Any], result: Any = None
+    ) -> None:
+        status["error"] = error
+        if isinstance(result, FileIngestResult):
+            status["progress"] = self._progress(result, published=0)
+            metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
+            result.write_rejects_csv(upload.rejects_csv)
+        self.store.update_upload(upload.upload_id, "failed", status)

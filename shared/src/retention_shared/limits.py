@@ -1,0 +1,75 @@
+"""Request body size limits, enforced before a body is parsed (uploads, batches)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 when a request body to a path under a prefix exceeds its limit.
+
+    Checks Content-Length up front, and counts bytes as they stream in, so a chunked body that
+    does not declare its length is cut off too.
+    """
+
+    def __init__(self, app: Any, limits: dict[str, int]) -> None:
+        self.app = app
+        # Longest prefix first, so /v1/uploads can be larger than the rest of /v1.
+        self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
+
+    def _limit(self, path: str) -> int | None:
+        return next((limit for prefix, limit in self.limits if path.startswith(prefix)), None)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        limit = self._limit(scope.get("path", "")) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await _too_large(send, limit)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps(
+        {"detail": {"field": "body", "problem": f"request body is larger than {limit} bytes"}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
