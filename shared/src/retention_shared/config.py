@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(500 * 1024 * 1024, ge=1)
     # Any other request body (JSON batches); a 1,000-order batch is well under this.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1)
-    # Largest batch the features service applies in one state transaction.
-    features_max_batch: int = Field(2000, ge=1)
+    # Largest batch the features service applies at once: while catching up, bigger batches
+    # recompute each customer fewer times; when caught up, batches are small anyway.
+    features_max_batch: int = Field(10000, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -42,7 +42,7 @@ def feature_messages(
         key = (row["tenant_id"], row["customer_id"])
         source = last_offsets.get(key)
         messages.append(
-            CustomerFeatures(
+            CustomerFeatures.model_construct(  # computed and typed here: no re-validation
                 tenant_id=key[0],
                 customer_id=key[1],
                 as_of=row["as_of"],
@@ -50,7 +50,8 @@ def feature_messages(
                 history=summaries[key],
                 source=None
                 if source is None
-                else SourceOffset(partition=source[0], offset=source[1]),
+                else SourceOffset.model_construct(partition=source[0], offset=source[1]),
+                computed_at=datetime.now(UTC),
             )
         )
     return messages

@@ -42,11 +42,12 @@ def history_summaries(orders: Orders, as_of: Clock) -> dict[CustomerKey, OrderHi
     )
     kept: dict[CustomerKey, list[HistoryOrder]] = {}
     for tenant, customer, at, kind, total in compact_history(orders, as_of).iter_rows():
+        # model_construct: the values are our own computed, typed ones (no re-validation).
         kept.setdefault((tenant, customer), []).append(
-            HistoryOrder(occurred_at=at, kind=OrderKind(kind), total=total)
+            HistoryOrder.model_construct(occurred_at=at, kind=OrderKind(kind), total=total)
         )
     return {
-        (row["tenant_id"], row["customer_id"]): OrderHistorySummary(
+        (row["tenant_id"], row["customer_id"]): OrderHistorySummary.model_construct(
             first_purchase_at=row["first_purchase_at"],
             last_purchase_at=row["last_purchase_at"],
             last_event_at=row["last_event_at"],

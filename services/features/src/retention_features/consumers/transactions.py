@@ -30,7 +30,7 @@ import polars as pl
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from retention_shared.config import ClockMode
-from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_event
+from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -66,7 +66,7 @@ class PreparedBatch:
 class TransactionsConsumer:
     ctx: ServiceContext
     state_dir: Path
-    max_batch: int = 2000
+    max_batch: int = 10000
     stores: dict[int, PartitionStore] = field(default_factory=dict)
     # The offset each owned partition must continue from: its stored next offset, or its first
     # offset when it is being rebuilt. Records before it were applied; a gap after it is re-read.
@@ -170,13 +170,12 @@ class TransactionsConsumer:
         for tp, records in work.items():
             store = self.stores[tp.partition]
             orders = []
-            for record in records:
-                try:
-                    orders.append(
-                        StoredOrder(decode_event(OrderEvent, record.value), record.offset)
-                    )
-                except EventDecodeError as error:
-                    batch.rejects.append((record.key, _rejected(record, error)))
+            decoded = decode_events(OrderEvent, [record.value for record in records])
+            for record, event in zip(records, decoded, strict=True):
+                if isinstance(event, EventDecodeError):
+                    batch.rejects.append((record.key, _rejected(record, event)))
+                else:
+                    orders.append(StoredOrder(event, record.offset))
             clocks = store.tenant_clocks()
             touched: dict[tuple[str, str], int] = {}
             for order in orders:
