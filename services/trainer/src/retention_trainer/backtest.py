@@ -1,0 +1,93 @@
+"""Backtest reports: the models next to the baselines on one test cutoff, as JSON and Markdown."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retention_trainer.evaluation.metrics import (
+    CHURN_METRIC_KEYS,
+    LTV_METRIC_KEYS,
+    churn_metrics,
+    roc_auc,
+)
+
+__all__ = ["churn_report", "render_markdown"]
+
+
+def churn_report(
+    y: np.ndarray, probability: np.ndarray, threshold: float, active: np.ndarray
+) -> dict[str, float]:
+    """``churn_metrics`` plus ``roc_auc_active_365d``: ROC-AUC among customers with a purchase in
+    the last 365 days (long-dormant customers are easy and inflate the overall AUC)."""
+    metrics = churn_metrics(y, probability, threshold)
+    try:
+        metrics["roc_auc_active_365d"] = roc_auc(y[active], probability[active])
+    except ValueError:
+        metrics["roc_auc_active_365d"] = float("nan")
+    return metrics
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.1f}"
+    return str(value)
+
+
+def _table(section: dict, keys: tuple[str, ...]) -> list[str]:
+    lines = ["| model | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
+    rows = {"**model**": section["model"], **section["baselines"]}
+    for name, metrics in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k, "")) for k in keys) + " |")
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    churn_keys = (*CHURN_METRIC_KEYS, "roc_auc_active_365d")
+    windows = report["windows"]
+    lines = [
+        "# Backtest",
+        "",
+        f"Churn: test cutoff {windows['churn']['test_cutoff']}, horizon "
+        f"{windows['churn']['horizon_days']} days, validation {windows['churn']['validation_cutoff']}, "
+        f"{len(windows['churn']['training_cutoffs'])} training cutoffs; "
+        f"threshold {report['churn']['threshold']:.3f}.",
+        "",
+        *_table(report["churn"], churn_keys),
+        "",
+        f"LTV: test cutoff {windows['ltv']['test_cutoff']}, horizon "
+        f"{windows['ltv']['horizon_days']} days, validation {windows['ltv']['validation_cutoff']}, "
+        f"{len(windows['ltv']['training_cutoffs'])} training cutoffs; objective "
+        f"{report['ltv']['objective']}.",
+        "",
+        *_table(report["ltv"], LTV_METRIC_KEYS),
+        "",
+        "## Rolling origin",
+        "",
+        "| task | metric | test cutoff | model | "
+        + " | ".join(sorted({b for r in report["rolling_origin"] for b in r["baselines"]}))
+        + " |",
+    ]
+    names = sorted({b for r in report["rolling_origin"] for b in r["baselines"]})
+    lines.append("| --- | --- | --- | --- |" + " --- |" * len(names))
+    for row in report["rolling_origin"]:
+        cells = [_fmt(row["baselines"].get(n, "")) for n in names]
+        lines.append(
+            f"| {row['task']} | {row['metric']} | {row['test_cutoff']} | {_fmt(row['model'])} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Segments",
+        "",
+        "| segment | customers | revenue share | churn rate | action |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in report["segments"]:
+        lines.append(
+            f"| {s['segment']} | {s['customers']} | {s['revenue_share']:.1%} | "
+            f"{s['churn_rate']:.1%} | {s['action']} |"
+        )
+    lines += ["", "## Stage timings (s)", ""]
+    lines += [f"- {stage}: {seconds:.2f}" for stage, seconds in report["timings"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,231 @@
+"""The model bundle: everything needed to score, as XGBoost UBJ and plain JSON, in BentoML.
+
+Layout of the BentoML model ``retention-<tenant>:<version>`` (files in ``model.path``):
+
+| file | content |
+| --- | --- |
+| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, training windows, backtest report, reference distributions |
+| ``segmenter.json`` | scaler means/scales, centroids, persona names, actions |
+| ``churn_xgb.ubj`` | churn XGBoost booster |
+| ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
+| ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs) |
+| ``report.md`` | the backtest report, for people |
+
+The model's BentoML metadata repeats the feature schema, windows, headline metrics, threshold,
+objective and reference distributions. Loading reads JSON and calls ``Booster.load_model`` on
+the UBJ files; nothing is unpickled or imported from the artifact (ARCHITECTURE.md, principle 6).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import polars as pl
+import xgboost as xgb
+
+from retention_trainer.churn_model import ChurnModel, LinearChurnModel
+from retention_trainer.ltv_model import LTVModel
+from retention_trainer.purchase_model import PurchaseModel
+from retention_trainer.segmenter import Segmenter
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ModelBundle",
+    "churn_contributions",
+    "load_bundle",
+    "read_bundle",
+    "save_bundle",
+    "score",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = 1
+KEY = ["tenant_id", "customer_id"]
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    tenant: str
+    feature_names: tuple[str, ...]
+    segmenter: Segmenter
+    churn: ChurnModel
+    ltv: LTVModel
+    windows: dict[str, object]
+    report: dict[str, object]
+    reference: dict[str, dict[str, list[float]]]
+    markdown: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def matrix(self, features: pl.DataFrame) -> np.ndarray:
+        missing = [n for n in self.feature_names if n not in features.columns]
+        if missing:
+            raise ValueError(f"features frame is missing column(s) {', '.join(missing)}")
+        return features.select(self.feature_names).to_numpy().astype(np.float64)
+
+
+def score(bundle: ModelBundle, features: pl.DataFrame) -> pl.DataFrame:
+    """Scores per row of a features frame (``compute_features`` output or any frame holding the
+    schema's columns): ``churn_probability`` (calibrated), ``churn_flag`` (>= threshold),
+    ``ltv``, ``ltv_low``, ``ltv_high`` (spend over the LTV horizon), ``segment``, ``action``.
+    Key columns present in ``features`` are kept in front."""
+    X = bundle.matrix(features)
+    probability = bundle.churn.probability(X)
+    expected = bundle.ltv.purchase_model.expected_spend(features, bundle.ltv.horizon_days)
+    point, low, high = bundle.ltv.predict(X, expected)
+    segments = bundle.segmenter.assign(features)
+    names = np.asarray(bundle.segmenter.names, dtype=object)[segments]
+    actions = np.asarray(bundle.segmenter.actions, dtype=object)[segments]
+    keys = [c for c in (*KEY, "as_of", "cutoff") if c in features.columns]
+    return features.select(keys).with_columns(
+        churn_probability=pl.Series(probability, dtype=pl.Float64),
+        churn_flag=pl.Series(probability >= bundle.churn.threshold, dtype=pl.Boolean),
+        ltv=pl.Series(point, dtype=pl.Float64),
+        ltv_low=pl.Series(low, dtype=pl.Float64),
+        ltv_high=pl.Series(high, dtype=pl.Float64),
+        segment=pl.Series(names.tolist(), dtype=pl.String),
+        action=pl.Series(actions.tolist(), dtype=pl.String),
+    )
+
+
+def churn_contributions(bundle: ModelBundle, features: pl.DataFrame) -> pl.DataFrame:
+    """Per-feature contributions to the calibrated churn log-odds (positive = towards churn),
+    one column per schema feature plus ``base``; they sum to ``logit(churn_probability)``."""
+    per_feature, base = bundle.churn.contributions(bundle.matrix(features))
+    keys = [c for c in KEY if c in features.columns]
+    return features.select(keys).with_columns(
+        *(pl.Series(n, per_feature[:, i]) for i, n in enumerate(bundle.feature_names)),
+        base=pl.Series(base),
+    )
+
+
+def _headline(report: dict) -> dict[str, object]:
+    churn, ltv = report.get("churn", {}), report.get("ltv", {})
+    return {
+        "churn": churn.get("model", {}),
+        "ltv": ltv.get("model", {}),
+    }
+
+
+def _document(bundle: ModelBundle) -> dict[str, object]:
+    return {
+        "format": BUNDLE_FORMAT,
+        "tenant": bundle.tenant,
+        "feature_schema": list(bundle.feature_names),
+        "churn": {
+            "model": "xgboost + logistic regression, stacked Platt calibration",
+            "booster": "churn_xgb.ubj",
+            "linear": bundle.churn.linear.as_dict(),
+            "calibration": {
+                "method": "platt_stacked",
+                "formula": "p = 1 / (1 + exp(-(a*m_xgb + b*m_linear + c)))",
+                "a": bundle.churn.stack[0],
+                "b": bundle.churn.stack[1],
+                "c": bundle.churn.stack[2],
+            },
+            "threshold": bundle.churn.threshold,
+        },
+        "ltv": {
+            "objective": bundle.ltv.objective,
+            "point_booster": "ltv_point.ubj",
+            "interval_booster": "ltv_interval.ubj",
+            "interval_quantiles": [0.1, 0.9],
+            "horizon_days": bundle.ltv.horizon_days,
+            "stack": {
+                "formula": "log1p(ltv) = w_xgb*u + w_bgnbd*log1p(E_bgnbd) + intercept",
+                "w_xgb": bundle.ltv.stack[0],
+                "w_bgnbd": bundle.ltv.stack[1],
+                "intercept": bundle.ltv.stack[2],
+            },
+            "purchase_model": bundle.ltv.purchase_model.as_dict(),
+        },
+        "windows": bundle.windows,
+        "report": bundle.report,
+        "reference_distributions": bundle.reference,
+        "extra": bundle.extra,
+    }
+
+
+def write_bundle(bundle: ModelBundle, directory: Path) -> None:
+    """Write the bundle's files into ``directory`` (see the module docstring)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bundle.json").write_text(json.dumps(_document(bundle), indent=1))
+    (directory / "segmenter.json").write_text(json.dumps(bundle.segmenter.as_dict(), indent=1))
+    bundle.churn.booster.save_model(directory / "churn_xgb.ubj")
+    bundle.ltv.point.save_model(directory / "ltv_point.ubj")
+    bundle.ltv.interval.save_model(directory / "ltv_interval.ubj")
+    (directory / "report.md").write_text(bundle.markdown)
+
+
+def _booster(path: Path) -> xgb.Booster:
+    booster = xgb.Booster()
+    booster.load_model(path)
+    booster.set_param({"nthread": 1})
+    return booster
+
+
+def read_bundle(directory: Path) -> ModelBundle:
+    """Read a bundle from its files: JSON and UBJ only."""
+    document = json.loads((directory / "bundle.json").read_text())
+    if document.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"unknown bundle format {document.get('format')!r}")
+    churn_doc, ltv_doc = document["churn"], document["ltv"]
+    calibration = churn_doc["calibration"]
+    churn = ChurnModel(
+        booster=_booster(directory / churn_doc["booster"]),
+        linear=LinearChurnModel.from_dict(churn_doc["linear"]),
+        stack=(float(calibration["a"]), float(calibration["b"]), float(calibration["c"])),
+        threshold=float(churn_doc["threshold"]),
+    )
+    stack = ltv_doc["stack"]
+    ltv = LTVModel(
+        objective=ltv_doc["objective"],
+        point=_booster(directory / ltv_doc["point_booster"]),
+        interval=_booster(directory / ltv_doc["interval_booster"]),
+        stack=(float(stack["w_xgb"]), float(stack["w_bgnbd"]), float(stack["intercept"])),
+        purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
+        horizon_days=int(ltv_doc["horizon_days"]),
+    )
+    markdown = directory / "report.md"
+    return ModelBundle(
+        tenant=document["tenant"],
+        feature_names=tuple(document["feature_schema"]),
+        segmenter=Segmenter.from_dict(json.loads((directory / "segmenter.json").read_text())),
+        churn=churn,
+        ltv=ltv,
+        windows=document["windows"],
+        report=document["report"],
+        reference=document["reference_distributions"],
+        markdown=markdown.read_text() if markdown.exists() else "",
+        extra=document.get("extra", {}),
+    )
+
+
+def model_name(tenant: str) -> str:
+    return f"retention-{tenant}"
+
+
+def save_bundle(bundle: ModelBundle) -> bentoml.Model:
+    """Create ``retention-<tenant>:<new version>`` in the BentoML model store."""
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "feature_schema": list(bundle.feature_names),
+        "windows": bundle.windows,
+        "metrics": _headline(bundle.report),
+        "churn_threshold": bundle.churn.threshold,
+        "ltv_objective": bundle.ltv.objective,
+        "reference_distributions": bundle.reference,
+    }
+    with bentoml.models.create(
+        name=model_name(bundle.tenant), labels={"tenant": bundle.tenant}, metadata=metadata
+    ) as model:
+        write_bundle(bundle, Path(model.path))
+    return model
+
+
+def load_bundle(tag: str) -> ModelBundle:
+    """Load a bundle from the BentoML store by tag (``retention-<tenant>:<version|latest>``)."""
+    return read_bundle(Path(bentoml.models.get(tag).path))

@@ -1,0 +1,348 @@
+"""``train_and_backtest``: training sets → segmenter, churn and LTV models → backtest → bundle.
+
+Stages (wall time of each is in the report's ``timings``):
+
+1. ``training_sets``: features (shared definition) and labels at every cutoff any task or
+   rolling origin needs, in one pass.
+2. ``churn`` / ``ltv``: fit on the training cutoffs, validate on the validation cutoff, score the
+   test cutoff; the BG/NBD × Gamma-Gamma part of the LTV model is fitted at the validation
+   cutoff (for the stack) and at the test cutoff (for scoring), each on data up to that cutoff.
+3. ``baselines``: the baselines of :mod:`retention_trainer.baseline_scores` on the same test
+   customers.
+4. ``rolling_origin``: steps 2–3 again at the two previous grid cutoffs (headline metrics only).
+5. ``segments``: the segmenter, fitted on the churn test cutoff's customers.
+6. ``bundle``: reference distributions and the report.
+
+Nothing after a task's test cutoff reaches its model: training and validation label windows end
+at or before it (see :mod:`retention_trainer.training_set`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+from retention_shared.features import FEATURE_NAMES
+
+from retention_trainer.backtest import churn_report, render_markdown
+from retention_trainer.baseline_scores import (
+    bgnbd_churn_scores,
+    bgnbd_spend,
+    past_spend_scaled,
+    recency_scores,
+    rfm_logistic_scores,
+)
+from retention_trainer.bundle import ModelBundle, score
+from retention_trainer.churn_model import ChurnModel, fit_churn_model
+from retention_trainer.drift_reference import reference_distributions
+from retention_trainer.evaluation.metrics import (
+    ltv_metrics,
+    roc_auc,
+    select_threshold,
+    spearman,
+)
+from retention_trainer.ltv_model import LTVModel, fit_ltv_model
+from retention_trainer.purchase_model import fit_purchase_model
+from retention_trainer.segmenter import Segmenter, fit_segmenter
+from retention_trainer.training_set import (
+    CHURN_HORIZON_DAYS,
+    CUTOFF_EVERY_DAYS,
+    LTV_HORIZON_DAYS,
+    TaskWindows,
+    plan_windows,
+    training_examples,
+)
+
+__all__ = ["TrainingRun", "train_and_backtest"]
+
+FEATURES = list(FEATURE_NAMES)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    bundle: ModelBundle
+    report: dict
+    markdown: str
+    # Test-cutoff scores of the bundle: churn rows at the churn test cutoff, LTV rows at the LTV one.
+    churn_predictions: pl.DataFrame
+    ltv_predictions: pl.DataFrame
+    timings: dict[str, float]
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _at(examples: pl.DataFrame, cutoffs: tuple[date, ...] | date) -> pl.DataFrame:
+    wanted = cutoffs if isinstance(cutoffs, tuple) else (cutoffs,)
+    return examples.filter(pl.col("cutoff").is_in(wanted))
+
+
+def _X(frame: pl.DataFrame) -> np.ndarray:
+    return frame.select(FEATURES).to_numpy().astype(np.float64)
+
+
+def _churn_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[ChurnModel, pl.DataFrame]:
+    train = _at(examples, w.training_cutoffs)
+    valid = _at(examples, w.validation_cutoff)
+    model = fit_churn_model(
+        _X(train), train["churned"].to_numpy(), _X(valid), valid["churned"].to_numpy()
+    )
+    return model, _at(examples, w.test_cutoff)
+
+
+def _churn_baselines(
+    orders: pl.DataFrame, examples: pl.DataFrame, w: TaskWindows
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(validation scores, test scores) per baseline."""
+    train = _at(examples, w.training_cutoffs)
+    valid, test = _at(examples, w.validation_cutoff), _at(examples, w.test_cutoff)
+    rfm_valid, rfm_test = rfm_logistic_scores(train, valid, test)
+    return {
+        "recency": (recency_scores(valid), recency_scores(test)),
+        "rfm_logistic": (rfm_valid, rfm_test),
+        "bgnbd": (
+            bgnbd_churn_scores(orders, w.validation_cutoff, valid, w.horizon_days),
+            bgnbd_churn_scores(orders, w.test_cutoff, test, w.horizon_days),
+        ),
+    }
+
+
+def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.DataFrame, dict]:
+    train = _at(examples, w.training_cutoffs)
+    valid = _at(examples, w.validation_cutoff)
+    test = _at(examples, w.test_cutoff)
+    at_valid = fit_purchase_model(valid)
+    model, candidates = fit_ltv_model(
+        _X(train),
+        train["future_spend"].to_numpy(),
+        _X(valid),
+        valid["future_spend"].to_numpy(),
+        at_valid.expected_spend(valid, w.horizon_days),
+        at_valid,
+        w.horizon_days,
+    )
+    # Scoring uses the parameters fitted on everything known at the test cutoff.
+    model = dataclasses.replace(model, purchase_model=fit_purchase_model(test))
+    return model, test, candidates
+
+
+def _ltv_predict(model: LTVModel, frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
+    expected = model.purchase_model.expected_spend(frame, model.horizon_days)
+    return model.predict(_X(frame), expected)
+
+
+def _segment_table(segmenter: Segmenter, test: pl.DataFrame) -> list[dict[str, object]]:
+    assigned = test.select("monetary", "churned").with_columns(
+        segment=pl.Series(segmenter.segment_names(test))
+    )
+    total = float(assigned["monetary"].clip(lower_bound=0).sum()) or 1.0
+    stats = assigned.group_by("segment").agg(
+        customers=pl.len(),
+        revenue=pl.col("monetary").clip(lower_bound=0).sum(),
+        churn_rate=pl.col("churned").mean(),
+    )
+    by_name = {row["segment"]: row for row in stats.iter_rows(named=True)}
+    table = []
+    for name, action in zip(segmenter.names, segmenter.actions, strict=True):
+        row = by_name.get(name, {"customers": 0, "revenue": 0.0, "churn_rate": 0.0})
+        table.append(
+            {
+                "segment": name,
+                "customers": int(row["customers"]),
+                "revenue_share": float(row["revenue"]) / total,
+                "churn_rate": float(row["churn_rate"] or 0.0),
+                "action": action,
+            }
+        )
+    return table
+
+
+def train_and_backtest(
+    orders: pl.DataFrame,
+    *,
+    tenant: str | None = None,
+    churn_horizon_days: int = CHURN_HORIZON_DAYS,
+    ltv_horizon_days: int = LTV_HORIZON_DAYS,
+    churn_test_cutoff: date | None = None,
+    ltv_test_cutoff: date | None = None,
+    every_days: int = CUTOFF_EVERY_DAYS,
+    rolling_origins: int = 2,
+    previous_segmenter: Segmenter | None = None,
+) -> TrainingRun:
+    """The whole pipeline on one tenant's orders frame (``ORDER_SCHEMA``).
+
+    Test cutoffs default to the last event date minus each task's horizon. Returns the bundle,
+    the report (JSON-able dict) and its Markdown, the test predictions and stage timings.
+    """
+    clock = _Stopwatch()
+    if tenant is None:
+        tenants = orders["tenant_id"].unique().to_list()
+        if len(tenants) != 1:
+            raise ValueError(f"train one tenant at a time; the orders hold {len(tenants)}")
+        tenant = str(tenants[0])
+
+    def plans(task: str, horizon: int, test: date | None) -> list[TaskWindows]:
+        first = plan_windows(
+            orders, task=task, horizon_days=horizon, test_cutoff=test, every_days=every_days
+        )
+        earlier = []
+        for k in range(1, rolling_origins + 1):
+            try:
+                earlier.append(
+                    plan_windows(
+                        orders,
+                        task=task,
+                        horizon_days=horizon,
+                        test_cutoff=first.test_cutoff - timedelta(days=k * every_days),
+                        every_days=every_days,
+                    )
+                )
+            except ValueError:
+                break
+        return [first, *earlier]
+
+    churn_plans = plans("churn", churn_horizon_days, churn_test_cutoff)
+    ltv_plans = plans("ltv", ltv_horizon_days, ltv_test_cutoff)
+    with clock.stage("training_sets"):
+        cutoffs = {c for w in (*churn_plans, *ltv_plans) for c in w.all_cutoffs}
+        examples = training_examples(
+            orders,
+            cutoffs,
+            churn_horizon_days=churn_horizon_days,
+            ltv_horizon_days=ltv_horizon_days,
+        )
+
+    rolling: list[dict[str, object]] = []
+    churn_section: dict[str, object] = {}
+    ltv_section: dict[str, object] = {}
+    for i, w in enumerate(churn_plans):
+        with clock.stage("churn" if i == 0 else "rolling_origin"):
+            churn, test = _churn_task(examples, w)
+            probability = churn.probability(_X(test))
+            y = test["churned"].to_numpy()
+        with clock.stage("baselines" if i == 0 else "rolling_origin"):
+            baselines = _churn_baselines(orders, examples, w)
+        if i == 0:
+            active = test["orders_365d"].to_numpy() > 0
+            train = _at(examples, w.training_cutoffs)
+            components = {
+                "xgboost": roc_auc(y, churn.margins(_X(test))[0]),
+                "logistic": roc_auc(y, churn.linear.margin(_X(test))),
+            }
+            valid_y = _at(examples, w.validation_cutoff)["churned"].to_numpy()
+            churn_section = {
+                "model": churn_report(y, probability, churn.threshold, active),
+                "baselines": {
+                    name: churn_report(y, scores, select_threshold(valid_y, valid_scores), active)
+                    for name, (valid_scores, scores) in baselines.items()
+                },
+                "components_roc_auc": components,
+                "threshold": churn.threshold,
+                "calibration": {"a": churn.stack[0], "b": churn.stack[1], "c": churn.stack[2]},
+                "test_customers": len(y),
+                "training_rows": train.height,
+                "churn_rate": float(y.mean()),
+            }
+            churn_model, churn_test = churn, test
+        rolling.append(
+            {
+                "task": "churn",
+                "metric": "roc_auc",
+                "test_cutoff": w.test_cutoff.isoformat(),
+                "model": roc_auc(y, probability),
+                "baselines": {n: roc_auc(y, s) for n, (_, s) in baselines.items()},
+            }
+        )
+
+    for i, w in enumerate(ltv_plans):
+        with clock.stage("ltv" if i == 0 else "rolling_origin"):
+            ltv, test, candidates = _ltv_task(examples, w)
+            point, low, high = _ltv_predict(ltv, test)
+            actual = test["future_spend"].to_numpy()
+        with clock.stage("baselines" if i == 0 else "rolling_origin"):
+            baselines_ltv = {
+                "past_spend_scaled": past_spend_scaled(test, w.horizon_days),
+                "bgnbd_gamma_gamma": bgnbd_spend(orders, w.test_cutoff, test, w.horizon_days),
+            }
+        if i == 0:
+            inside = float(np.mean((actual >= low) & (actual <= high)))
+            ltv_section = {
+                "model": ltv_metrics(actual, point),
+                "baselines": {n: ltv_metrics(actual, s) for n, s in baselines_ltv.items()},
+                "objective": ltv.objective,
+                "validation_spearman_by_objective": candidates,
+                "interval_coverage_10_90": inside,
+                "stack": {
+                    "w_xgb": ltv.stack[0],
+                    "w_bgnbd": ltv.stack[1],
+                    "intercept": ltv.stack[2],
+                },
+                "test_customers": len(actual),
+                "training_rows": _at(examples, w.training_cutoffs).height,
+            }
+            ltv_model, ltv_test = ltv, test
+        rolling.append(
+            {
+                "task": "ltv",
+                "metric": "spearman",
+                "test_cutoff": w.test_cutoff.isoformat(),
+                "model": spearman(actual, point),
+                "baselines": {n: spearman(actual, s) for n, s in baselines_ltv.items()},
+            }
+        )
+
+    with clock.stage("segments"):
+        segmenter = fit_segmenter(churn_test, previous=previous_segmenter)
+        segments = _segment_table(segmenter, churn_test)
+
+    with clock.stage("bundle"):
+        windows = {"churn": churn_plans[0].as_dict(), "ltv": ltv_plans[0].as_dict()}
+        report = {
+            "tenant": tenant,
+            "churn": churn_section,
+            "ltv": ltv_section,
+            "segments": segments,
+            "rolling_origin": rolling,
+            "windows": windows,
+        }
+        reference = reference_distributions(churn_test, FEATURES)
+        bundle = ModelBundle(
+            tenant=tenant,
+            feature_names=tuple(FEATURES),
+            segmenter=segmenter,
+            churn=churn_model,
+            ltv=ltv_model,
+            windows=windows,
+            report=report,
+            reference=reference,
+        )
+        churn_predictions = score(bundle, churn_test)
+        ltv_predictions = score(bundle, ltv_test)
+    report["timings"] = dict(clock.timings)
+    report["timings"]["total"] = sum(clock.timings.values())
+    markdown = render_markdown(report)
+    bundle = dataclasses.replace(bundle, report=report, markdown=markdown)
+    return TrainingRun(
+        bundle=bundle,
+        report=report,
+        markdown=markdown,
+        churn_predictions=churn_predictions,
+        ltv_predictions=ltv_predictions,
+        timings=report["timings"],
+    )

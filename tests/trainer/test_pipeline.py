@@ -1,0 +1,148 @@
+"""The whole pipeline on a real slice: leakage, bundle round-trip, scoring parity."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from retention_shared.features import compute_features
+from retention_trainer.bundle import churn_contributions, load_bundle, save_bundle, score
+from retention_trainer.pipeline import TrainingRun, train_and_backtest
+from retention_trainer.training_set import cutoff_instant
+
+from tests.trainer.retail import TEST_DATA, load_orders
+
+CHURN_TEST = date(2011, 9, 10)
+LTV_TEST = date(2011, 6, 12)
+
+
+@pytest.fixture(scope="module")
+def orders() -> pl.DataFrame:
+    return load_orders(TEST_DATA / "online_retail_II_slice.parquet")
+
+
+def _train(orders: pl.DataFrame) -> TrainingRun:
+    return train_and_backtest(
+        orders, churn_test_cutoff=CHURN_TEST, ltv_test_cutoff=LTV_TEST, rolling_origins=0
+    )
+
+
+@pytest.fixture(scope="module")
+def run(orders: pl.DataFrame) -> TrainingRun:
+    return _train(orders)
+
+
+def test_report_has_the_agreed_shape(run: TrainingRun) -> None:
+    report = json.loads(json.dumps(run.report))
+    assert set(report["churn"]["model"]) >= {"roc_auc", "pr_auc", "brier", "f1", "lift_top_decile"}
+    assert set(report["churn"]["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
+    assert set(report["ltv"]["model"]) == {
+        "mae",
+        "rmse",
+        "spearman",
+        "normalized_gini",
+        "top10_capture",
+    }
+    assert set(report["ltv"]["baselines"]) == {"past_spend_scaled", "bgnbd_gamma_gamma"}
+    assert report["segments"] and report["windows"]["churn"]["test_cutoff"] == "2011-09-10"
+    assert "| **model** |" in run.markdown
+
+
+def test_test_period_orders_never_reach_the_models(orders: pl.DataFrame, run: TrainingRun) -> None:
+    """Perturb every order after the churn test cutoff (the test labels): same models."""
+    future = pl.col("occurred_at") > cutoff_instant(CHURN_TEST)
+    changed = pl.concat(
+        [
+            orders.filter(~future),
+            orders.filter(future)
+            .with_columns(total=pl.col("total") * 5)
+            .sample(fraction=0.5, seed=1),
+        ]
+    )
+    other = _train(changed)
+    assert other.bundle.churn.threshold == run.bundle.churn.threshold
+    assert other.bundle.churn.stack == run.bundle.churn.stack
+    assert bytes(other.bundle.churn.booster.save_raw("ubj")) == bytes(
+        run.bundle.churn.booster.save_raw("ubj")
+    )
+    assert other.bundle.segmenter.names == run.bundle.segmenter.names
+    np.testing.assert_array_equal(
+        other.churn_predictions["churn_probability"], run.churn_predictions["churn_probability"]
+    )
+    # The test labels did change, so the reported metrics may; the LTV model, whose test
+    # cutoff is earlier still, is untouched as well.
+    np.testing.assert_array_equal(other.ltv_predictions["ltv"], run.ltv_predictions["ltv"])
+
+
+def test_ltv_test_period_orders_never_reach_the_ltv_model(
+    orders: pl.DataFrame, run: TrainingRun
+) -> None:
+    future = pl.col("occurred_at") > cutoff_instant(LTV_TEST)
+    changed = pl.concat(
+        [orders.filter(~future), orders.filter(future).with_columns(total=pl.col("total") * 2)]
+    )
+    other = _train(changed)
+    assert other.bundle.ltv.stack == run.bundle.ltv.stack
+    np.testing.assert_array_equal(other.ltv_predictions["ltv"], run.ltv_predictions["ltv"])
+    np.testing.assert_array_equal(
+        other.ltv_predictions["ltv_high"], run.ltv_predictions["ltv_high"]
+    )
+
+
+def test_bundle_round_trip_through_the_store_scores_the_same(
+    run: TrainingRun, orders: pl.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    monkeypatch.setattr(BentoMLContainer, "bentoml_home", str(tmp_path / "bentoml"), raising=False)
+    store_dir = tmp_path / "bentoml" / "models"
+    BentoMLContainer.model_store.set(
+        __import__("bentoml._internal.models", fromlist=["ModelStore"]).ModelStore(store_dir)
+    )
+    model = save_bundle(run.bundle)
+    assert str(model.tag).startswith("retention-uci:")
+    loaded = load_bundle(f"{model.tag.name}:latest")
+    features = compute_features(orders, cutoff_instant(CHURN_TEST))
+    features = features.filter(pl.col("frequency") >= 1)
+    assert score(loaded, features).equals(score(run.bundle, features))
+    files = [p for p in Path(model.path).rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {
+        "bundle.json",
+        "segmenter.json",
+        "churn_xgb.ubj",
+        "ltv_point.ubj",
+        "ltv_interval.ubj",
+    }
+    for path in files:
+        data = path.read_bytes()
+        assert path.suffix not in {".pkl", ".pickle"}
+        assert not data.startswith(b"\x80"), f"{path.name} looks like a pickle"
+    assert model.info.metadata["feature_schema"] == list(run.bundle.feature_names)
+
+
+def test_score_on_online_features_equals_the_pipeline_predictions(
+    run: TrainingRun, orders: pl.DataFrame
+) -> None:
+    features = compute_features(orders, cutoff_instant(CHURN_TEST)).filter(pl.col("frequency") >= 1)
+    scored = score(run.bundle, features)
+    expected = run.churn_predictions
+    assert scored["customer_id"].to_list() == expected["customer_id"].to_list()
+    np.testing.assert_allclose(scored["churn_probability"], expected["churn_probability"])
+    np.testing.assert_allclose(scored["ltv"], expected["ltv"])
+    assert scored["segment"].to_list() == expected["segment"].to_list()
+
+
+def test_contributions_add_up_to_the_calibrated_log_odds(
+    run: TrainingRun, orders: pl.DataFrame
+) -> None:
+    features = compute_features(orders, cutoff_instant(CHURN_TEST) - timedelta(days=1))
+    features = features.filter(pl.col("frequency") >= 1).head(50)
+    contributions = churn_contributions(run.bundle, features)
+    total = contributions.drop("tenant_id", "customer_id").to_numpy().sum(axis=1)
+    p = score(run.bundle, features)["churn_probability"].to_numpy()
+    np.testing.assert_allclose(total, np.log(p / (1 - p)), atol=1e-4)
