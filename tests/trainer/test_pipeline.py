@@ -14,7 +14,7 @@ from retention_trainer.bundle import churn_contributions, load_bundle, save_bund
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
 
-from tests.trainer.retail import TEST_DATA, load_orders
+from tests.uci_orders import TEST_DATA, load_orders
 
 CHURN_TEST = date(2011, 9, 10)
 LTV_TEST = date(2011, 6, 12)

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from retention_trainer.pipeline import train_and_backtest
 
-from tests.trainer.retail import REPO_DATA, SHARED_DATA, load_orders
+from tests.uci_orders import REPO_DATA, SHARED_DATA, load_orders
 
 pytestmark = pytest.mark.slow
 

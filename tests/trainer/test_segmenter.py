@@ -8,7 +8,7 @@ import polars as pl
 from retention_trainer.segmenter import PERSONAS, fit_segmenter
 from retention_trainer.training_set import training_examples
 
-from tests.trainer.retail import TEST_DATA, load_orders
+from tests.uci_orders import TEST_DATA, load_orders
 
 
 def test_names_are_personas_and_stable_across_retrains() -> None:

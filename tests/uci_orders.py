@@ -1,6 +1,6 @@
 """Orders frames from the raw UCI Online Retail exports, cleaned as ARCHITECTURE.md ("Data rules").
 
-A small faithful cleaning kept beside the trainer tests, so they do not depend on the ingest
+A small faithful cleaning for the feature and trainer tests, so they do not depend on the ingest
 service: drop rows without a customer id, with unit price <= 0 or quantity == 0, and exact
 duplicate rows; a cancellation is an invoice starting with "C" or a negative quantity; customer
 ids become integer text; naive UK timestamps become UTC; lines group into one order per
@@ -17,7 +17,7 @@ from retention_shared.features import ORDER_SCHEMA
 
 __all__ = ["LAYOUTS", "REPO_DATA", "SHARED_DATA", "TEST_DATA", "clean_orders", "load_orders"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / "tests" / "data"
 REPO_DATA = ROOT / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -1,6 +1,6 @@
 """Timing of `compute_features_at_cutoffs` on the whole of online_retail_II (not a test).
 
-uv run python tests/features/bench_cutoffs.py [--cutoffs 20] [--repeat 5]
+uv run python bench/features/cutoffs.py [--cutoffs 20] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from pathlib import Path
 
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import LAYOUTS, clean_orders
-from retention_shared.features import compute_features, compute_features_at_cutoffs
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from retention_shared.features import compute_features, compute_features_at_cutoffs  # noqa: E402
 
-DATA = Path("/work/shared/data/online_retail_II.parquet")
+from tests.uci_orders import SHARED_DATA, load_orders  # noqa: E402
+
+DATA = SHARED_DATA / "online_retail_II.parquet"
 
 
 def main() -> None:
@@ -31,8 +33,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    raw = pl.read_parquet(args.data)
-    orders = clean_orders(raw, LAYOUTS["online_retail_II_slice.parquet"])
+    orders = load_orders(args.data)
     orders = pl.concat(
         [orders.with_columns(tenant_id=pl.lit(f"tenant-{k}")) for k in range(args.copies)]
     )
