@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
 from retention_shared.config import Settings
 from retention_shared.kafka import aiokafka_options
 

@@ -39,7 +39,9 @@ def order_stream(path: Path, work_dir: Path, tenant_id: str = "default") -> Orde
 
 async def publish(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     """Send everything with a bare producer, then wait for every acknowledgement."""
-    producer = AIOKafkaProducer(linger_ms=20, max_batch_size=256 * 1024, **aiokafka_options(settings))
+    producer = AIOKafkaProducer(
+        linger_ms=20, max_batch_size=256 * 1024, **aiokafka_options(settings)
+    )
     await producer.start()
     try:
         pending = [await producer.send(topic, value, key=key) for key, value in records]

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from retention_cli.stack import SERVICES, Stack, stack_environment
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import free_port
-
-from retention_cli.stack import SERVICES, Stack, stack_environment
 
 API_KEY = "e2e-key"
 API_KEYS = f"{API_KEY}:default:admin,e2e-other:other:admin"

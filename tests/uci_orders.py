@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+
 from retention_shared.features import ORDER_SCHEMA
 
 __all__ = ["LAYOUTS", "REPO_DATA", "SHARED_DATA", "TEST_DATA", "clean_orders", "load_orders"]

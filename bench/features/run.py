@@ -65,12 +65,12 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderEvent, decode_event  # noqa: E402
 from retention_shared.kafka import aiokafka_options, ensure_topics  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
-
 from tests.features_service.support import (  # noqa: E402
     FeaturesProcess,
     read_to_end,

@@ -8,10 +8,9 @@ import signal
 import sys
 import time
 
+from retention_cli.stack import SERVICES, Stack, stack_environment
 from retention_shared.auth import ApiKeys, AuthConfigError, generate_dev_key
 from retention_shared.config import Settings
-
-from retention_cli.stack import SERVICES, Stack, stack_environment
 
 
 def _up(args: argparse.Namespace) -> int:

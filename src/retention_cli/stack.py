@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 

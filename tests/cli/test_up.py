@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from retention_shared.embedded_broker import free_port
 
 from retention_cli.stack import SERVICES
+from retention_shared.embedded_broker import free_port
 
 pytestmark = pytest.mark.slow
 

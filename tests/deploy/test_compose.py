@@ -8,8 +8,8 @@ import re
 
 import jsonschema
 import pytest
-from retention_shared.topics import Topics
 
+from retention_shared.topics import Topics
 from tests.deploy.support import REPO, SCHEMAS, SERVICES, load_yaml
 
 COMPOSE = REPO / "docker-compose.yml"

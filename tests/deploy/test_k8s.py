@@ -7,9 +7,9 @@ import copy
 
 import kubernetes_validate
 import pytest
+
 from retention_shared.config import Settings
 from retention_shared.topics import Topics
-
 from tests.deploy.kustomize import pod_specs
 from tests.deploy.support import (
     KUBERNETES_VERSION,

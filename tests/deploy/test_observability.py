@@ -103,6 +103,7 @@ def test_metrics_doc_lists_the_contract_with_consistent_types_and_names() -> Non
 
 def test_shared_metrics_in_code_are_documented() -> None:
     from prometheus_client import REGISTRY
+
     from retention_shared import metrics as _shared  # noqa: F401  (registers the metrics)
 
     documented = documented_metrics()

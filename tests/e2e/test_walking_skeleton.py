@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from retention_shared.config import Settings
 from retention_shared.events import CustomerFeatures, OrderEvent, decode_event
 from retention_shared.topics import Topics
-
 from tests.kafka_reading import read_until
 from tests.stack_support import SERVICES, auth, running_stack, url
 

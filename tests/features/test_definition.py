@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+
 from retention_shared.features import (
     CLOCK_FEATURES,
     FEATURE_NAMES,

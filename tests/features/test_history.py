@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+
 from retention_shared.events import (
     CustomerFeatures,
     OrderEvent,

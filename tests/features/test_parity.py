@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+
 from retention_shared.features import FEATURE_NAMES, compute_features, compute_features_at_cutoffs
 
 from .conftest import load_orders

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from polars.testing import assert_frame_equal
+
 from retention_shared.features import compute_features, compute_features_at_cutoffs
 
 T = datetime(2011, 6, 1, 10, 30, tzinfo=UTC)

@@ -67,7 +67,9 @@ class FeaturesProcess:
             text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return {}
-        found = re.findall(r'^retention_features_consumer_lag\{partition="(\d+)"\} (\S+)$', text, re.M)
+        found = re.findall(
+            r'^retention_features_consumer_lag\{partition="(\d+)"\} (\S+)$', text, re.M
+        )
         return {int(p): float(v) for p, v in found}
 
 
@@ -80,7 +82,9 @@ def wait_caught_up(
     while stable < 2:
         lags: dict[int, float] = {}
         for process in processes:
-            assert process.process is not None and process.process.poll() is None, process.log_path.read_text()[-3000:]
+            assert process.process is not None and process.process.poll() is None, (
+                process.log_path.read_text()[-3000:]
+            )
             lags.update(process.lags())
         stable = stable + 1 if len(lags) == partitions and not any(lags.values()) else 0
         if time.monotonic() > deadline:
@@ -90,13 +94,19 @@ def wait_caught_up(
 
 async def read_to_end(settings: Settings, topic: str) -> list:
     """Every record of `topic`, up to the fetch high watermark of each partition."""
-    consumer = AIOKafkaConsumer(auto_offset_reset="earliest", enable_auto_commit=False, **aiokafka_options(settings))
+    consumer = AIOKafkaConsumer(
+        auto_offset_reset="earliest", enable_auto_commit=False, **aiokafka_options(settings)
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first use of the topic
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records = []
@@ -107,7 +117,8 @@ async def read_to_end(settings: Settings, topic: str) -> list:
             behind = [
                 tp
                 for tp in partitions
-                if consumer.highwater(tp) is None or await consumer.position(tp) < consumer.highwater(tp)
+                if consumer.highwater(tp) is None
+                or await consumer.position(tp) < consumer.highwater(tp)
             ]
             if not behind:
                 return records
@@ -133,3 +144,24 @@ def stored_orders(data_dirs: list[Path]) -> pl.DataFrame:
             frames.append(store.all_history())
             store.close()
     return pl.concat(frames).sort("tenant_id", "order_id", "kind")
+
+
+def assert_same_vectors(actual: dict[bytes, dict], expected: dict[bytes, dict]) -> None:
+    """Same customers, same clocks, histories and source offsets; feature values within 1e-9.
+
+    Floats may differ in the last bits between runs (polars sums on several threads); anything
+    else that differs is a real difference, and the message names the fields.
+    """
+    assert actual.keys() == expected.keys(), f"customers differ: {set(actual) ^ set(expected)}"
+    problems = []
+    for key, want in expected.items():
+        got = actual[key]
+        fields = [f for f in want if f != "features" and got[f] != want[f]]
+        fields += [
+            f"features.{name}"
+            for name, value in want["features"].items()
+            if abs(got["features"][name] - value) > 1e-9 * max(1.0, abs(value))
+        ]
+        if fields:
+            problems.append((key, fields))
+    assert not problems, f"{len(problems)} customers differ, e.g. {problems[:5]}"

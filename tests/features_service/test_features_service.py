@@ -21,6 +21,7 @@ from retention_shared.kafka import ensure_topics
 from retention_shared.topics import Topics
 from tests.features_service.support import (
     FeaturesProcess,
+    assert_same_vectors,
     last_vectors,
     read_to_end,
     stored_orders,
@@ -58,10 +59,14 @@ def outcome(settings: Settings, data_dirs: list[Path]) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(kafka: EmbeddedBroker, stream: OrderStream, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+def uninterrupted(
+    kafka: EmbeddedBroker, stream: OrderStream, tmp_path_factory: pytest.TempPathFactory
+) -> Outcome:
     """The reference: the whole stream consumed by one instance that never stops."""
     settings = fresh_topics(kafka)
-    asyncio.run(publish(settings, Topics.with_prefix(settings.topic_prefix).transactions, stream.records))
+    asyncio.run(
+        publish(settings, Topics.with_prefix(settings.topic_prefix).transactions, stream.records)
+    )
     work = tmp_path_factory.mktemp("uninterrupted")
     process = FeaturesProcess(settings, work / "data", work / "features.log").start()
     try:
@@ -71,12 +76,18 @@ def uninterrupted(kafka: EmbeddedBroker, stream: OrderStream, tmp_path_factory: 
     return outcome(settings, [work / "data"])
 
 
-def test_every_customer_matches_the_offline_definition(uninterrupted: Outcome, stream: OrderStream) -> None:
+def test_every_customer_matches_the_offline_definition(
+    uninterrupted: Outcome, stream: OrderStream
+) -> None:
     customers = stream.orders.select("tenant_id", "customer_id").unique().height
     assert len(uninterrupted.vectors) == customers > 4000
     clocks = pl.DataFrame(
         [(v["tenant_id"], v["customer_id"], v["as_of"]) for v in uninterrupted.vectors.values()],
-        schema={"tenant_id": pl.String, "customer_id": pl.String, "as_of": pl.Datetime("us", "UTC")},
+        schema={
+            "tenant_id": pl.String,
+            "customer_id": pl.String,
+            "as_of": pl.Datetime("us", "UTC"),
+        },
         orient="row",
     )
     offline = compute_features(stream.orders, clocks)
@@ -89,14 +100,18 @@ def test_every_customer_matches_the_offline_definition(uninterrupted: Outcome, s
     assert worst <= 1e-9
     # Nothing lost, nothing counted twice: the state holds exactly the stream's orders.
     assert uninterrupted.state.height == stream.orders.height
-    assert uninterrupted.state.get_column("total").sum() == pytest.approx(stream.orders.get_column("total").sum())
+    assert uninterrupted.state.get_column("total").sum() == pytest.approx(
+        stream.orders.get_column("total").sum()
+    )
 
 
 def test_sigkill_three_times_during_replay_ends_identical(
     kafka: EmbeddedBroker, stream: OrderStream, uninterrupted: Outcome, tmp_path: Path
 ) -> None:
     settings = fresh_topics(kafka)
-    asyncio.run(publish(settings, Topics.with_prefix(settings.topic_prefix).transactions, stream.records))
+    asyncio.run(
+        publish(settings, Topics.with_prefix(settings.topic_prefix).transactions, stream.records)
+    )
     rng = random.Random(20111209)
     kills = 0
     # Small batches make many state transactions, so kills land between and inside them.
@@ -117,7 +132,7 @@ def test_sigkill_three_times_during_replay_ends_identical(
         process.stop()
     interrupted = outcome(settings, [tmp_path / "data"])
     assert interrupted.state.equals(uninterrupted.state)
-    assert interrupted.vectors == uninterrupted.vectors
+    assert_same_vectors(interrupted.vectors, uninterrupted.vectors)
 
 
 def test_a_lost_partition_state_file_is_rebuilt_to_the_same_result(
@@ -137,7 +152,7 @@ def test_a_lost_partition_state_file_is_rebuilt_to_the_same_result(
     assert "rebuilding partition from the beginning" in (tmp_path / "features.log").read_text()
     rebuilt = outcome(uninterrupted.settings, [data])
     assert rebuilt.state.equals(uninterrupted.state)
-    assert rebuilt.vectors == uninterrupted.vectors
+    assert_same_vectors(rebuilt.vectors, uninterrupted.vectors)
 
 
 def test_two_instances_split_the_partitions_and_one_takes_over(
@@ -163,4 +178,4 @@ def test_two_instances_split_the_partitions_and_one_takes_over(
     assert "rebuilding partition from the beginning" in (tmp_path / "a.log").read_text()
     scaled = outcome(settings, [tmp_path / "a"])
     assert scaled.state.equals(uninterrupted.state)
-    assert scaled.vectors == uninterrupted.vectors
+    assert_same_vectors(scaled.vectors, uninterrupted.vectors)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
-
 from tests.conftest import TEST_DATA
 from tests.ingest.test_cleaning_rules import ingest
 from tests.ingest.workbook import write_xlsx

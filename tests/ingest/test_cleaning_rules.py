@@ -6,8 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from retention_ingest.file_ingest import FileIngestResult, ingest_file
 
+from retention_ingest.file_ingest import FileIngestResult, ingest_file
 from tests.ingest.reference import Expected
 
 

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+
 from retention_ingest.dates import DateFormat, DateFormatDetector, localize_to_utc, parse_datetimes
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.mapping import ColumnMapping
-
 from tests.ingest.test_cleaning_rules import ingest
 
 

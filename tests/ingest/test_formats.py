@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from retention_ingest.readers import FileFormat
 
+from retention_ingest.readers import FileFormat
 from tests.ingest.test_cleaning_rules import assert_matches, ingest
 from tests.ingest.workbook import write_xlsx
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+
 from retention_ingest.order_events import order_event_payloads
 from retention_shared.events import OrderEvent, OrderKind, decode_event, order_event_id
-
 from tests.ingest.test_cleaning_rules import ingest
 
 

@@ -15,14 +15,14 @@ import httpx
 import polars as pl
 import pytest
 from aiokafka import AIOKafkaProducer
+
+from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import OrderEvent, RejectedRecord, RetrainRequested, decode_event
 from retention_shared.kafka import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
-
-from retention_cli.stack import Stack
 from tests.features_service.support import read_to_end
 from tests.ingest.workbook import write_xlsx
 from tests.kafka_reading import read_until
@@ -31,6 +31,17 @@ from tests.stack_support import auth, running_stack, url
 
 pytestmark = pytest.mark.slow
 SLICE = Path(__file__).resolve().parents[1] / "data" / "online_retail_slice.parquet"
+# The first order of UCI Online Retail (invoice 536365), as canonical JSON.
+FIRST_ORDER = {
+    "order_id": "536365",
+    "customer_id": "17850",
+    "order_datetime": "2010-12-01T08:26:00",
+    "lines": [
+        {"product_id": "85123A", "quantity": 6, "unit_price": 2.55},
+        {"product_id": "71053", "quantity": 6, "unit_price": 3.39},
+    ],
+    "country": "United Kingdom",
+}
 
 
 @pytest.fixture(scope="module")
@@ -332,14 +343,8 @@ def test_malformed_order_bodies_are_422_naming_the_field(
 
 
 def test_a_batch_over_the_limit_is_413(ingest: Stack) -> None:
-    order = {
-        "order_id": "1",
-        "customer_id": "2",
-        "order_datetime": "2011-01-01T00:00:00",
-        "lines": [{"product_id": "p", "quantity": 1, "unit_price": 1}],
-    }
     response = httpx.post(
-        f"{url(ingest, 'ingest')}/v1/orders", json={"orders": [order] * 1001}, headers=auth()
+        f"{url(ingest, 'ingest')}/v1/orders", json={"orders": [FIRST_ORDER] * 1001}, headers=auth()
     )
     assert response.status_code == 413
     assert response.json()["detail"]["field"] == "orders"
@@ -420,14 +425,8 @@ def test_broker_down_answers_503_and_reports_nothing_accepted(tmp_path: Path) ->
             RETENTION_PUBLISH_TIMEOUT_SECONDS="3",
         ) as stack:
             own_broker.stop()
-            order = {
-                "order_id": "1",
-                "customer_id": "2",
-                "order_datetime": "2011-01-01T00:00:00",
-                "lines": [{"product_id": "p", "quantity": 1, "unit_price": 1}],
-            }
             response = httpx.post(
-                f"{url(stack, 'ingest')}/v1/orders", json=order, headers=auth(), timeout=30
+                f"{url(stack, 'ingest')}/v1/orders", json=FIRST_ORDER, headers=auth(), timeout=30
             )
             assert response.status_code == 503
             assert response.headers["retry-after"] == "5"

@@ -2,11 +2,12 @@
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from retention_features.app import create_app
 from retention_features.store import PartitionStore, StoredOrder, to_microseconds
 from retention_shared.auth import ApiKeys, AuthConfigError, Role

@@ -4,11 +4,11 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 from retention_shared.kafka import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
-
 from tests.kafka_reading import read_until
 
 

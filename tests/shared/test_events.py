@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from retention_shared.events import (
     SCHEMA_VERSION,
     CustomerFeatures,

@@ -1,5 +1,6 @@
 import pytest
 from pydantic import ValidationError
+
 from retention_shared.config import Settings
 from retention_shared.topics import Topics, customer_key
 

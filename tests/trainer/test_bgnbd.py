@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+
 from retention_trainer.baselines.bgnbd import (
     BGNBDParams,
     bgnbd_log_likelihood,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from retention_trainer.evaluation import metrics as m
 from scipy import stats
 from sklearn import metrics as skm
+
+from retention_trainer.evaluation import metrics as m
 
 Y = np.array([0, 0, 1, 1])
 S = np.array([0.1, 0.4, 0.35, 0.8])

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from retention_shared.features import compute_features
 from retention_trainer.bundle import churn_contributions, load_bundle, save_bundle, score
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
-
 from tests.uci_orders import TEST_DATA, load_orders
 
 CHURN_TEST = date(2011, 9, 10)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from retention_trainer.pipeline import train_and_backtest
 
+from retention_trainer.pipeline import train_and_backtest
 from tests.uci_orders import REPO_DATA, SHARED_DATA, load_orders
 
 pytestmark = pytest.mark.slow

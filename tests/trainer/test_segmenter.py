@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import polars as pl
+
 from retention_trainer.segmenter import PERSONAS, fit_segmenter
 from retention_trainer.training_set import training_examples
-
 from tests.uci_orders import TEST_DATA, load_orders
 
 

@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import polars as pl
 import pytest
+
 from retention_shared.features import FEATURE_NAMES
 from retention_trainer.training_set import cutoff_instant, plan_windows, training_examples
-
 from tests.uci_orders import TEST_DATA, load_orders
 
 

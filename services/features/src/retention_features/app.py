@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from retention_shared.config import Settings
-from retention_shared.health import CheckResult
-from retention_shared.service import ServiceContext, create_service_app
 
 from retention_features.api import customers
 from retention_features.consumers.transactions import TransactionsConsumer
+from retention_shared.config import Settings
+from retention_shared.health import CheckResult
+from retention_shared.service import ServiceContext, create_service_app
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+
 from retention_shared.events import OrderEvent
 
 _SCHEMA = """

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+
+from retention_features.store import PartitionStore, to_microseconds
 from retention_shared.config import ClockMode
 from retention_shared.events import CustomerFeatures, SourceOffset
 from retention_shared.features import FEATURE_NAMES, compute_features, history_summaries
-
-from retention_features.store import PartitionStore, to_microseconds
 
 CustomerKey = tuple[str, str]
 

@@ -1,5 +1,4 @@
-from retention_shared.service import run_service
-
 from retention_ingest.app import create_app
+from retention_shared.service import run_service
 
 run_service("ingest", create_app)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from retention_shared.config import Settings
-from retention_shared.service import ServiceContext, create_service_app
 
 from retention_ingest.api import mappings, orders, uploads
 from retention_ingest.consumers import orders_raw
 from retention_ingest.publishing import OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import UploadRunner
+from retention_shared.config import Settings
+from retention_shared.service import ServiceContext, create_service_app
 
 
 def create_app(settings: Settings) -> FastAPI:

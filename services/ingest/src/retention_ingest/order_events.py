@@ -13,10 +13,10 @@ building a pydantic object per event.
 from __future__ import annotations
 
 import polars as pl
-from retention_shared.events import SCHEMA_VERSION, OrderKind, order_event_id
 
 from retention_ingest.cleaning import SYNTHETIC_PRODUCT_ID
 from retention_ingest.dates import UTC_DATETIME
+from retention_shared.events import SCHEMA_VERSION, OrderKind, order_event_id
 
 EVENT_COLUMNS = (
     "event_id",

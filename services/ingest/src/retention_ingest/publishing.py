@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from retention_ingest import metrics
 from retention_shared.config import Settings
 from retention_shared.kafka import BulkProducer
 from retention_shared.metrics import MESSAGES
-
-from retention_ingest import metrics
 
 
 class BrokerUnavailable(RuntimeError):

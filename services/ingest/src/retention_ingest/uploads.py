@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retention_shared.events import RetrainReason, RetrainRequested
-from retention_shared.service import ServiceContext
-
 from retention_ingest import metrics
 from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import FileIngestResult, FilePlan, IngestProgress, ingest_file
 from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import OrderPublisher
 from retention_ingest.store import IngestStore
+from retention_shared.events import RetrainReason, RetrainRequested
+from retention_shared.service import ServiceContext
 
 log = logging.getLogger(__name__)
 

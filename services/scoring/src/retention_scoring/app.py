@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from retention_shared.config import Settings
-from retention_shared.service import ServiceContext, create_service_app
 
 from retention_scoring.api import customers
 from retention_scoring.consumers import features
+from retention_shared.config import Settings
+from retention_shared.service import ServiceContext, create_service_app
 
 
 def create_app(settings: Settings) -> FastAPI:

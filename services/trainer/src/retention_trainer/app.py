@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from fastapi import FastAPI
+
 from retention_shared.config import Settings
 from retention_shared.service import ServiceContext, create_service_app
-
 from retention_trainer.api import lake
 from retention_trainer.consumers import transactions
 

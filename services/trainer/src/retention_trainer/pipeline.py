@@ -28,8 +28,8 @@ from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
-from retention_shared.features import FEATURE_NAMES
 
+from retention_shared.features import FEATURE_NAMES
 from retention_trainer.backtest import churn_report, render_markdown
 from retention_trainer.baseline_scores import (
     bgnbd_churn_scores,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+
 from retention_shared.features import FEATURE_NAMES, compute_features_at_cutoffs
 
 __all__ = [

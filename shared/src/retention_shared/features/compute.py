@@ -97,7 +97,8 @@ def compact_history(orders: Orders, as_of: Clock) -> pl.DataFrame:
             | (_PURCHASE & (t == purchase_t.max().over(KEY)))
         )
     )
-    return kept.select(HISTORY_COLUMNS).sort([*KEY, "occurred_at", "kind"]).collect()
+    # total breaks ties too, so same-instant orders come out in one order whatever the input order.
+    return kept.select(HISTORY_COLUMNS).sort([*KEY, "occurred_at", "kind", "total"]).collect()
 
 
 def recompute_clock_features(features: pl.DataFrame, history: Orders, as_of: Clock) -> pl.DataFrame:

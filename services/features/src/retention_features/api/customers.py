@@ -7,11 +7,11 @@ customer's partition (or read `customer-features`, which has every customer).
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
-from retention_shared.auth import ReadCaller
-from retention_shared.events import CustomerFeatures
 
 from retention_features.consumers.transactions import TransactionsConsumer
 from retention_features.vectors import current_vector
+from retention_shared.auth import ReadCaller
+from retention_shared.events import CustomerFeatures
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 

@@ -29,16 +29,16 @@ from pathlib import Path
 import polars as pl
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+
+from retention_features import metrics
+from retention_features.store import PartitionStore, StoredOrder, to_microseconds
+from retention_features.vectors import feature_messages
 from retention_shared.config import ClockMode
 from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
-
-from retention_features import metrics
-from retention_features.store import PartitionStore, StoredOrder, to_microseconds
-from retention_features.vectors import feature_messages
 
 log = logging.getLogger(__name__)
 

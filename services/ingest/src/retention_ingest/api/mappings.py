@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
-from retention_shared.auth import IngestCaller
 
 from retention_ingest.api.uploads import ingest_error
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import ColumnMapping
 from retention_ingest.store import IngestStore
+from retention_shared.auth import IngestCaller
 
 router = APIRouter(prefix="/v1", tags=["mappings"])
 

@@ -12,8 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from retention_shared.auth import IngestCaller
-from retention_shared.service import ServiceContext
 
 from retention_ingest import metrics
 from retention_ingest.cleaning import CleaningPlan
@@ -22,6 +20,8 @@ from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import BrokerUnavailable, OrderPublisher
 from retention_ingest.records import CANONICAL_MAPPING, clean_records, flatten_record
 from retention_ingest.store import IngestStore
+from retention_shared.auth import IngestCaller
+from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 

@@ -9,8 +9,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.responses import FileResponse
-from retention_shared.auth import IngestCaller
-from retention_shared.service import ServiceContext
 
 from retention_ingest import metrics
 from retention_ingest.dates import check_timezone
@@ -19,6 +17,8 @@ from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import Upload, UploadRunner
+from retention_shared.auth import IngestCaller
+from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 

@@ -14,10 +14,6 @@ import json
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
-from retention_shared.consuming import raw_body, record_location, reject_record
-from retention_shared.events import RejectReason
-from retention_shared.metrics import MESSAGES
-from retention_shared.service import ServiceContext
 
 from retention_ingest import metrics
 from retention_ingest.cleaning import CleaningPlan
@@ -28,6 +24,10 @@ from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import OrderPublisher
 from retention_ingest.records import clean_records, flatten_record
 from retention_ingest.store import IngestStore
+from retention_shared.consuming import raw_body, record_location, reject_record
+from retention_shared.events import RejectReason
+from retention_shared.metrics import MESSAGES
+from retention_shared.service import ServiceContext
 
 
 def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, status
-from retention_shared.auth import ReadCaller
-from retention_shared.events import CustomerFeatures
 
 from retention_scoring.consumers.features import LatestFeatures
+from retention_shared.auth import ReadCaller
+from retention_shared.events import CustomerFeatures
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 

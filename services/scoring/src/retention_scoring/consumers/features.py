@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from faststream.kafka import KafkaMessage
+
 from retention_shared.consuming import raw_body, reject_undecodable
 from retention_shared.events import CustomerFeatures, EventDecodeError, ModelEvent, decode_event
 from retention_shared.metrics import MESSAGES

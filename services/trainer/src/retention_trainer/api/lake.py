@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from fastapi import APIRouter, Request
+
 from retention_shared.auth import ReadCaller
 
 router = APIRouter(prefix="/v1", tags=["lake"])

@@ -9,6 +9,7 @@ from typing import Annotated
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from pydantic import Field
+
 from retention_shared.consuming import raw_body, reject_undecodable
 from retention_shared.events import (
     DriftDetected,
