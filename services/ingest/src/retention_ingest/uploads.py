@@ -11,9 +11,13 @@ import asyncio
 import logging
 import shutil
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from retention_ingest import metrics
 from retention_ingest.errors import IngestError
@@ -27,6 +31,22 @@ from retention_shared.service import ServiceContext
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 5000
+PUBLISH_IN_FLIGHT = 3
+
+
+def _next_records(batches: Iterator[pl.DataFrame]) -> tuple[list[bytes], list[bytes]] | None:
+    """The next batch's keys and payloads (worker thread), or None when all are published."""
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    keys = [f"{t}:{c}".encode() for t, c in batch.select("tenant_id", "customer_id").iter_rows()]
+    return keys, order_event_payloads(batch)
+
+
+async def _acknowledged(entry: tuple[asyncio.Task[None], int]) -> int:
+    task, count = entry
+    await task
+    return count
 
 
 @dataclass(frozen=True)
@@ -117,19 +137,16 @@ class UploadRunner:
             on_progress=on_progress,
         )
         metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
-        await asyncio.to_thread(result.write_rejects_csv, upload.rejects_csv)
         status["progress"] = self._progress(result, published=0)
         self.store.update_upload(upload.upload_id, "running", status)
-
-        published = 0
-        for batch in result.event_batches(PUBLISH_BATCH):
-            keys = [
-                f"{t}:{c}".encode() for t, c in batch.select("tenant_id", "customer_id").iter_rows()
-            ]
-            await self.publisher.publish(upload.tenant_id, keys, order_event_payloads(batch))
-            published += batch.height
-            status["progress"] = self._progress(result, published)
-            self.store.update_upload(upload.upload_id, "running", status)
+        # rejects.csv is written on the other core while the events are published.
+        rejects = asyncio.create_task(
+            asyncio.to_thread(result.write_rejects_csv, upload.rejects_csv)
+        )
+        try:
+            published = await self._publish(upload, result, status)
+        finally:
+            await rejects
 
         request = RetrainRequested(
             tenant_id=upload.tenant_id,
@@ -143,6 +160,34 @@ class UploadRunner:
         self.store.update_upload(upload.upload_id, "done", status)
         upload.file.unlink(missing_ok=True)  # events are on the topic; rejects.csv stays
         log.info("upload done", extra={"upload_id": upload.upload_id, "events": published})
+
+    async def _publish(
+        self, upload: Upload, result: FileIngestResult, status: dict[str, Any]
+    ) -> int:
+        """Publish every event; the next batch is prepared (off the loop) while up to
+        `PUBLISH_IN_FLIGHT` batches wait for acknowledgements, and progress counts only acked ones."""
+        batches = result.event_batches(PUBLISH_BATCH)
+        in_flight: deque[tuple[asyncio.Task[None], int]] = deque()
+        published = 0
+        try:
+            while True:
+                prepared = await asyncio.to_thread(_next_records, batches)
+                if prepared is not None:
+                    keys, payloads = prepared
+                    task = asyncio.create_task(
+                        self.publisher.publish(upload.tenant_id, keys, payloads)
+                    )
+                    in_flight.append((task, len(payloads)))
+                # Wait for the oldest batch when the window is full, and for all at the end.
+                while in_flight and (prepared is None or len(in_flight) >= PUBLISH_IN_FLIGHT):
+                    published += await _acknowledged(in_flight.popleft())
+                    status["progress"] = self._progress(result, published)
+                    self.store.update_upload(upload.upload_id, "running", status)
+                if prepared is None:
+                    return published
+        finally:
+            for task, _ in in_flight:
+                task.cancel()
 
     @staticmethod
     def _progress(result: FileIngestResult, published: int) -> dict[str, Any]:
