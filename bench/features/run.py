@@ -365,7 +365,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None, help="UCI file (default: II)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady orders/s")
     parser.add_argument("--duration", type=float, default=20.0, help="steady stream seconds")
-    parser.add_argument("--max-batch", type=int, default=2000, help="RETENTION_FEATURES_MAX_BATCH")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=Settings().features_max_batch,
+        help="RETENTION_FEATURES_MAX_BATCH (default: the service's own)",
+    )
     parser.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--bootstrap", default=None, help="use this broker instead of Tansu")

@@ -1,4 +1,10 @@
-"""Stored order history → `CustomerFeatures` messages, with the shared feature definition."""
+"""Stored order history → `CustomerFeatures` payloads, with the shared feature definition.
+
+The JSON is encoded by polars in one vectorized pass (per batch, not per customer or per history
+order): at 1,000 orders/s this was 40% of the service's time when built as pydantic objects. A
+test decodes these payloads with the `CustomerFeatures` model and compares them with the objects
+`history_summaries` builds from the same orders.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,13 @@ import polars as pl
 
 from retention_features.store import PartitionStore, to_microseconds
 from retention_shared.config import ClockMode
-from retention_shared.events import CustomerFeatures, SourceOffset
-from retention_shared.features import FEATURE_NAMES, compute_features, history_summaries
+from retention_shared.events import SCHEMA_VERSION, CustomerFeatures, decode_event
+from retention_shared.features import FEATURE_NAMES, compact_history, compute_features
+from retention_shared.topics import customer_key
 
 CustomerKey = tuple[str, str]
+KEY = ["tenant_id", "customer_id"]
+_ISO = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
 
 def clock_frame(as_of: dict[CustomerKey, int]) -> pl.DataFrame:
@@ -28,33 +37,76 @@ def clock_frame(as_of: dict[CustomerKey, int]) -> pl.DataFrame:
     ).with_columns(pl.col("as_of").cast(pl.Datetime("us", "UTC")))
 
 
-def feature_messages(
+def _iso(column: str) -> pl.Expr:
+    return pl.col(column).dt.convert_time_zone("UTC").dt.to_string(_ISO).alias(column)
+
+
+def feature_payloads(
     history: pl.DataFrame,
     as_of: dict[CustomerKey, int],
     last_offsets: dict[CustomerKey, tuple[int, int]],
-) -> list[CustomerFeatures]:
-    """One vector per customer in `as_of`, computed at that customer's own clock."""
+) -> list[tuple[bytes, bytes]]:
+    """(key, `CustomerFeatures` JSON) per customer in `as_of`, each at that customer's own clock."""
     clocks = clock_frame(as_of)
     vectors = compute_features(history, clocks)
-    summaries = history_summaries(history, clocks)
-    messages = []
-    for row in vectors.iter_rows(named=True):
-        key = (row["tenant_id"], row["customer_id"])
-        source = last_offsets.get(key)
-        messages.append(
-            CustomerFeatures.model_construct(  # computed and typed here: no re-validation
-                tenant_id=key[0],
-                customer_id=key[1],
-                as_of=row["as_of"],
-                features={name: row[name] for name in FEATURE_NAMES},
-                history=summaries[key],
-                source=None
-                if source is None
-                else SourceOffset.model_construct(partition=source[0], offset=source[1]),
-                computed_at=datetime.now(UTC),
-            )
+    purchase = pl.col("kind") == "purchase"
+    summaries = (
+        history.join(clocks, on=KEY)
+        .filter(pl.col("occurred_at") <= pl.col("as_of"))
+        .group_by(KEY)
+        .agg(
+            first_purchase_at=pl.col("occurred_at").filter(purchase).min(),
+            last_purchase_at=pl.col("occurred_at").filter(purchase).max(),
+            last_event_at=pl.col("occurred_at").max(),
+            purchase_orders=purchase.sum(),
+            cancellations=(~purchase).sum(),
         )
-    return messages
+    )
+    kept_orders = (
+        compact_history(history, clocks)
+        .group_by(KEY, maintain_order=True)
+        .agg(orders=pl.struct(_iso("occurred_at"), "kind", "total"))
+    )
+    sources = pl.DataFrame(
+        [(t, c, p, o) for (t, c), (p, o) in last_offsets.items()],
+        schema={
+            "tenant_id": pl.String,
+            "customer_id": pl.String,
+            "partition": pl.Int64,
+            "offset": pl.Int64,
+        },
+        orient="row",
+    )
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    frame = (
+        vectors.join(summaries, on=KEY, how="left")
+        .join(kept_orders, on=KEY, how="left")
+        .join(sources, on=KEY, how="left")
+    )
+    payloads = frame.select(
+        pl.struct(
+            pl.lit(SCHEMA_VERSION).alias("schema_version"),
+            pl.lit("CustomerFeatures").alias("event_type"),
+            "tenant_id",
+            "customer_id",
+            _iso("as_of"),
+            pl.struct(FEATURE_NAMES).alias("features"),
+            pl.struct(
+                _iso("first_purchase_at"),
+                _iso("last_purchase_at"),
+                _iso("last_event_at"),
+                "purchase_orders",
+                "cancellations",
+                "orders",
+            ).alias("history"),
+            pl.when(pl.col("partition").is_not_null())
+            .then(pl.struct("partition", "offset"))
+            .alias("source"),
+            pl.lit(now).alias("computed_at"),
+        ).struct.json_encode()
+    ).to_series()
+    keys = [customer_key(t, c) for t, c in frame.select(KEY).iter_rows()]
+    return list(zip(keys, payloads.cast(pl.Binary).to_list(), strict=True))
 
 
 def current_vector(
@@ -73,5 +125,5 @@ def current_vector(
             now = store.tenant_clocks()[tenant_id]
     finally:
         store.close()
-    messages = feature_messages(history, {(tenant_id, customer_id): now}, {})
-    return messages[0] if messages else None
+    payloads = feature_payloads(history, {(tenant_id, customer_id): now}, {})
+    return decode_event(CustomerFeatures, payloads[0][1]) if payloads else None

@@ -32,13 +32,12 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_features import metrics
 from retention_features.store import PartitionStore, StoredOrder, to_microseconds
-from retention_features.vectors import feature_messages
+from retention_features.vectors import feature_payloads
 from retention_shared.config import ClockMode
 from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
-from retention_shared.topics import customer_key
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +195,7 @@ class TransactionsConsumer:
         if as_of:
             if wall:  # live data: recency against real time
                 as_of = dict.fromkeys(as_of, to_microseconds(datetime.now(UTC)))
-            for message in feature_messages(pl.concat(histories), as_of, last_offsets):
-                key = customer_key(message.tenant_id, message.customer_id)
-                batch.features.append((key, message.to_bytes()))
+            batch.features = feature_payloads(pl.concat(histories), as_of, last_offsets)
         return batch
 
     def _commit(self, batch: PreparedBatch) -> None:
