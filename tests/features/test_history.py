@@ -166,3 +166,20 @@ def test_compact_history_does_not_depend_on_input_order(orders_ii: pl.DataFrame)
     as_of = datetime(2011, 12, 31, tzinfo=UTC)
     shuffled = orders_ii.sample(fraction=1.0, shuffle=True, seed=11)
     assert_frame_equal(compact_history(orders_ii, as_of), compact_history(shuffled, as_of))
+
+
+def test_orders_from_event_columns_equal_orders_from_event_objects(tmp_path) -> None:
+    """Ingest's event columns (and the lake's) become the same orders frame as the events do."""
+    from retention_ingest.file_ingest import ingest_file
+    from retention_ingest.order_events import order_event_payloads
+    from retention_shared.events import OrderEvent, decode_event
+    from retention_shared.features import orders_frame, orders_from_event_columns
+    from tests.uci_orders import TEST_DATA
+
+    result = ingest_file(
+        TEST_DATA / "online_retail_slice.parquet", tenant_id="t", source="test", work_dir=tmp_path
+    )
+    events = result.events().collect()
+    decoded = [decode_event(OrderEvent, p) for p in order_event_payloads(events)]
+    key = ["customer_id", "order_id", "kind"]
+    assert_frame_equal(orders_from_event_columns(events).sort(key), orders_frame(decoded).sort(key))

@@ -28,6 +28,7 @@ from retention_shared.features.orders import (
     conform_orders,
     empty_orders,
     orders_frame,
+    orders_from_event_columns,
 )
 from retention_shared.features.registry import (
     CLOCK_FEATURES,
@@ -67,5 +68,6 @@ __all__ = [
     "history_frame",
     "history_summaries",
     "orders_frame",
+    "orders_from_event_columns",
     "recompute_clock_features",
 ]

@@ -51,6 +51,27 @@ def orders_frame(events: Iterable[OrderEvent]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=ORDER_SCHEMA, orient="row")
 
 
+def orders_from_event_columns(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The orders frame of order events held as columns (the `OrderEvent` fields, `lines` a list
+    of structs) — as ingest's file pipeline and the trainer's lake hold them; vectorized."""
+    lines = pl.col("lines").list
+    return (
+        events.lazy()
+        .select(
+            "tenant_id",
+            "customer_id",
+            "order_id",
+            "occurred_at",
+            "kind",
+            "total",
+            items=lines.eval(pl.element().struct.field("quantity").abs()).list.sum(),
+            products=lines.eval(pl.element().struct.field("product_id")).list.unique().list.sort(),
+        )
+        .cast(ORDER_SCHEMA)
+        .collect()
+    )
+
+
 def empty_orders() -> pl.DataFrame:
     return pl.DataFrame(schema=ORDER_SCHEMA)
 

@@ -1,0 +1,115 @@
+"""`retention backtest`: the trainer's protocol offline on any export, before streaming it.
+
+The file goes through ingest's own reading, mapping and cleaning, then through the trainer's
+point-in-time training and backtest; the report is printed as Markdown, or as JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from retention_ingest.errors import IngestError
+from retention_ingest.file_ingest import ingest_file
+from retention_ingest.mapping import ColumnMapping
+from retention_shared.features import orders_from_event_columns
+from retention_trainer.pipeline import train_and_backtest
+from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
+
+TENANT = "backtest"
+# One year of history cannot hold a 180-day LTV backtest (train, validate and test windows).
+SHORT_LTV_HORIZON_DAYS = 90
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "backtest", help="train and backtest on an export (CSV/XLSX/Parquet/CDNOW) offline"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="the export to evaluate")
+    parser.add_argument("--mapping", type=Path, help="JSON file: canonical name -> column")
+    parser.add_argument("--timezone", default="Europe/London", help="zone of naive timestamps")
+    parser.add_argument("--json", action="store_true", help="print only the report's JSON")
+    parser.add_argument("--churn-horizon", type=int, default=CHURN_HORIZON_DAYS, metavar="DAYS")
+    parser.add_argument(
+        "--ltv-horizon",
+        type=int,
+        metavar="DAYS",
+        help=f"default {LTV_HORIZON_DAYS}; {SHORT_LTV_HORIZON_DAYS} when the history is too short",
+    )
+    parser.add_argument("--churn-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    parser.add_argument("--ltv-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        mapping = ColumnMapping.parse(args.mapping.read_text()) if args.mapping else None
+        with tempfile.TemporaryDirectory(prefix="retention-backtest-") as work:
+            cleaned = ingest_file(
+                args.data,
+                tenant_id=TENANT,
+                source="backtest",
+                work_dir=Path(work),
+                mapping=mapping,
+                timezone=args.timezone,
+            )
+            orders = orders_from_event_columns(cleaned.events())
+    except (IngestError, OSError) as error:
+        problem = error.as_detail() if isinstance(error, IngestError) else {"problem": str(error)}
+        print(
+            f"retention backtest: {problem.get('code', 'unreadable')}: {problem['problem']}",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.json:
+        print(
+            f"{cleaned.rows_read:,} rows read, {cleaned.accepted:,} accepted, "
+            f"{cleaned.rejected:,} rejected {dict(cleaned.rejected_by_reason)}; "
+            f"{orders.height:,} orders of {cleaned.customers:,} customers",
+            file=sys.stderr,
+        )
+    horizons = (
+        [args.ltv_horizon] if args.ltv_horizon else [LTV_HORIZON_DAYS, SHORT_LTV_HORIZON_DAYS]
+    )
+    for attempt, ltv_horizon in enumerate(horizons):
+        try:
+            training = train_and_backtest(
+                orders,
+                tenant=TENANT,
+                churn_horizon_days=args.churn_horizon,
+                ltv_horizon_days=ltv_horizon,
+                churn_test_cutoff=args.churn_test_cutoff,
+                ltv_test_cutoff=args.ltv_test_cutoff,
+            )
+            break
+        except ValueError as error:
+            if attempt + 1 < len(horizons) and "ltv" in str(error):
+                note = f"{error}; using a {horizons[attempt + 1]}-day LTV horizon instead"
+                print(f"retention backtest: {note}", file=sys.stderr)
+                continue
+            print(f"retention backtest: {error}", file=sys.stderr)
+            return 2
+    if ltv_horizon != horizons[0]:
+        training.report["notes"] = [note]
+    if args.json:
+        print(json.dumps(_finite(training.report), default=str))
+    else:
+        print(training.markdown)
+    return 0
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a metric undefined on this data) as JSON null, which JSON can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
