@@ -13,6 +13,7 @@ import pytest
 from retention_shared.config import Settings
 from retention_shared.events import CustomerFeatures, OrderEvent, decode_event
 from retention_shared.topics import Topics
+from tests.deploy.metrics_catalog import documented_metrics
 from tests.kafka_reading import read_until
 from tests.stack_support import SERVICES, auth, running_stack, url
 
@@ -95,6 +96,7 @@ async def test_an_order_flows_from_ingest_through_features_to_scoring(
                 metrics = (await client.get(f"{url(stack, service)}/metrics")).text
                 assert "# TYPE retention_http_requests_total counter" in metrics
                 assert "# TYPE retention_messages_total counter" in metrics
+                check_metrics_match_the_docs(service, metrics)
             ingest_metrics = (await client.get(f"{url(stack, 'ingest')}/metrics")).text
             assert (
                 _sample(
@@ -124,6 +126,24 @@ async def test_an_order_flows_from_ingest_through_features_to_scoring(
                 )
                 == 1
             )
+
+
+# Services whose own metrics are built; the others export only the common ones so far.
+METRICS_BUILT = {"ingest", "features"}
+
+
+def check_metrics_match_the_docs(service: str, exposition: str) -> None:
+    """docs/metrics.md (which dashboards and alerts are checked against) lists what runs."""
+    documented = {
+        name: metric.type
+        for name, metric in documented_metrics().items()
+        if metric.service in ("all", service)
+    }
+    exported = dict(re.findall(r"^# TYPE (retention_\w+) (\w+)$", exposition, re.MULTILINE))
+    undocumented = set(exported) - set(documented)
+    assert not undocumented, f"{service} exports metrics docs/metrics.md lacks: {undocumented}"
+    if service in METRICS_BUILT:
+        assert exported == documented, f"{service}: documented {documented}, exported {exported}"
 
 
 async def _eventually(

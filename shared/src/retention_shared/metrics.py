@@ -10,7 +10,17 @@ import time
 from typing import Any
 
 from fastapi import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# `*_created` series (one per counter and histogram child) double what Prometheus stores and no
+# dashboard or alert here reads them.
+disable_created_metrics()
 
 HTTP_REQUESTS = Counter(
     "retention_http_requests_total",
