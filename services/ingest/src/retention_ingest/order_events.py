@@ -15,38 +15,12 @@ from __future__ import annotations
 import polars as pl
 
 from retention_ingest.cleaning import SYNTHETIC_PRODUCT_ID
-from retention_ingest.dates import UTC_DATETIME
+from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.events import SCHEMA_VERSION, OrderKind, order_event_id
 
-EVENT_COLUMNS = (
-    "event_id",
-    "tenant_id",
-    "order_id",
-    "customer_id",
-    "occurred_at",
-    "kind",
-    "lines",
-    "total",
-    "currency",
-    "country",
-    "source",
-)
-LINE_STRUCT = pl.Struct({"product_id": pl.String, "quantity": pl.Float64, "unit_price": pl.Float64})
-EVENT_SCHEMA = pl.Schema(
-    {
-        "event_id": pl.String,
-        "tenant_id": pl.String,
-        "order_id": pl.String,
-        "customer_id": pl.String,
-        "occurred_at": UTC_DATETIME,
-        "kind": pl.String,
-        "lines": pl.List(LINE_STRUCT),
-        "total": pl.Float64,
-        "currency": pl.String,
-        "country": pl.String,
-        "source": pl.String,
-    }
-)
+# The shared shape of events held in bulk (the trainer's lake stores the same).
+EVENT_SCHEMA = ORDER_EVENT_SCHEMA
+EVENT_COLUMNS = tuple(ORDER_EVENT_SCHEMA)
 _KINDS = {kind.value: kind for kind in OrderKind}
 
 
