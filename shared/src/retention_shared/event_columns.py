@@ -6,11 +6,7 @@ Ingest's file pipeline produces events in this shape and the trainer's lake stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import polars as pl
-
-from retention_shared.events import OrderEvent
 
 ORDER_LINE_STRUCT = pl.Struct(
     {"product_id": pl.String, "quantity": pl.Float64, "unit_price": pl.Float64}
@@ -30,9 +26,3 @@ ORDER_EVENT_SCHEMA = pl.Schema(
         "source": pl.String,
     }
 )
-
-
-def order_event_columns(events: Iterable[OrderEvent]) -> pl.DataFrame:
-    """Decoded events as a frame of `ORDER_EVENT_SCHEMA`."""
-    rows = [event.model_dump(include=set(ORDER_EVENT_SCHEMA)) for event in events]
-    return pl.DataFrame(rows, schema=ORDER_EVENT_SCHEMA)
