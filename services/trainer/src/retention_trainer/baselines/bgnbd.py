@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+from scipy import special
+
+from retention_trainer.baselines.maximum_likelihood import finite_or_huge, minimize_log_parameters
 
 __all__ = [
     "BGNBDFit",
@@ -147,26 +149,9 @@ def fit_bgnbd(
     def objective(log_params: NDArray) -> float:
         r, alpha, a, b = np.exp(log_params)
         value = -np.mean(_log_likelihood_terms(r, alpha, a, b, xs, txs, Ts))
-        return float(value) if np.isfinite(value) else 1e300
+        return finite_or_huge(value)
 
-    # log-parameters in [-30, 30]: wide enough for any time unit, and exp() cannot overflow.
-    bounds = [(-30.0, 30.0)] * 4
-    best = optimize.minimize(
-        objective,
-        start,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
-    )
-    if not best.success:  # e.g. a line-search failure on a flat ridge: polish derivative-free
-        polished = optimize.minimize(
-            objective,
-            best.x,
-            method="Nelder-Mead",
-            bounds=bounds,
-            options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 8000},
-        )
-        best = polished if polished.fun <= best.fun else best
+    best = minimize_log_parameters(objective, start)
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
     params = BGNBDParams(r=r, alpha=alpha, a=a, b=b)
     return BGNBDFit(

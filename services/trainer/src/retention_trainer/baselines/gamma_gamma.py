@@ -32,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, special
+from scipy import special
 
 from retention_trainer.baselines.bgnbd import BGNBDParams, conditional_expected_purchases
+from retention_trainer.baselines.maximum_likelihood import finite_or_huge, minimize_log_parameters
 
 __all__ = [
     "GammaGammaFit",
@@ -143,25 +144,9 @@ def fit_gamma_gamma(
     def objective(log_params: NDArray) -> float:
         p, q, gamma = np.exp(log_params)
         value = -np.mean(_log_density(p, q, gamma, xs, zs))
-        return float(value) if np.isfinite(value) else 1e300
+        return finite_or_huge(value)
 
-    bounds = [(-30.0, 30.0)] * 3
-    best = optimize.minimize(
-        objective,
-        start,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
-    )
-    if not best.success:  # e.g. a line-search failure on a flat ridge: polish derivative-free
-        polished = optimize.minimize(
-            objective,
-            best.x,
-            method="Nelder-Mead",
-            bounds=bounds,
-            options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000, "maxfev": 8000},
-        )
-        best = polished if polished.fun <= best.fun else best
+    best = minimize_log_parameters(objective, start)
     p, q, gamma = (float(v) for v in np.exp(best.x))
     params = GammaGammaParams(p=p, q=q, gamma=gamma)
     return GammaGammaFit(
