@@ -25,9 +25,8 @@ from tests.deploy.support import (
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 NAMESPACE = {"dev": "retention-dev", "prod": "retention"}
-# Settings a deployment passes that the shared Settings model does not declare (yet): the trainer
-# reads the lake location and S3 endpoint (issue 5).
-EXTRA_SETTINGS = {"RETENTION_LAKE_URL", "RETENTION_S3_ENDPOINT_URL"}
+# Settings a deployment may pass that the shared Settings model does not declare: none.
+EXTRA_SETTINGS: set[str] = set()
 
 pytestmark = pytest.mark.parametrize("overlay", OVERLAYS)
 

@@ -79,6 +79,24 @@ class Settings(BaseSettings):
     # Largest batch the features service applies at once: while catching up, bigger batches
     # recompute each customer fewer times; when caught up, batches are small anyway.
     features_max_batch: int = Field(10000, ge=1)
+
+    # Trainer. The lake is local Parquet under data_dir unless lake_url names an S3 location;
+    # S3 credentials come from the standard AWS_* variables (boto3 reads them).
+    lake_url: str | None = Field(None, description="s3://bucket/prefix for the transaction lake.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint, e.g. MinIO.")
+    model_export_url: str | None = Field(
+        None, description="s3://bucket/prefix where champion bundles are exported."
+    )
+    retrain_every_hours: float = Field(24.0, ge=0, description="Scheduled retrain; 0 turns it off.")
+    cutoff_every_days: int = Field(30, ge=1)
+    min_training_customers: int = Field(200, ge=1)
+    min_training_history_days: int = Field(180, ge=1)
+
+    # Scoring.
+    drift_check_minutes: float = Field(15.0, gt=0)
+    drift_psi_threshold: float = Field(0.2, gt=0)
+    max_scores_per_request: int = Field(1000, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 
