@@ -146,5 +146,7 @@ def stack_environment(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # Trainer and scoring share one local model store unless the caller chose one.
+    env.setdefault("BENTOML_HOME", str(Path(settings.data_dir).resolve() / "bentoml"))
     env.update({f"RETENTION_{name.upper()}_PORT": str(settings.port_of(name)) for name in SERVICES})
     return env

@@ -17,10 +17,11 @@ from urllib.parse import quote, unquote
 
 import polars as pl
 
+from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.features import orders_from_event_columns
 
-__all__ = ["TransactionLake"]
+__all__ = ["TransactionLake", "open_lake"]
 
 _PARTS = "part-*.parquet"
 
@@ -98,3 +99,8 @@ def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
     with temporary.open("rb") as written:
         os.fsync(written.fileno())
     temporary.rename(path)
+
+
+def open_lake(settings: Settings) -> TransactionLake:
+    """The lake the settings name: `RETENTION_LAKE_URL` (S3), else `RETENTION_DATA_DIR/lake`."""
+    return TransactionLake(Path(settings.data_dir) / "lake")
