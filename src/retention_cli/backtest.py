@@ -19,12 +19,10 @@ from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import ingest_file
 from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
-from retention_trainer.pipeline import train_and_backtest
+from retention_trainer.pipeline import SHORT_LTV_HORIZON_DAYS, train_and_backtest
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
 TENANT = "backtest"
-# One year of history cannot hold a 180-day LTV backtest (train, validate and test windows).
-SHORT_LTV_HORIZON_DAYS = 90
 
 
 def add_parser(commands: Any) -> None:
@@ -74,29 +72,20 @@ def run(args: argparse.Namespace) -> int:
             f"{orders.height:,} orders of {cleaned.customers:,} customers",
             file=sys.stderr,
         )
-    horizons = (
-        [args.ltv_horizon] if args.ltv_horizon else [LTV_HORIZON_DAYS, SHORT_LTV_HORIZON_DAYS]
-    )
-    for attempt, ltv_horizon in enumerate(horizons):
-        try:
-            training = train_and_backtest(
-                orders,
-                tenant=TENANT,
-                churn_horizon_days=args.churn_horizon,
-                ltv_horizon_days=ltv_horizon,
-                churn_test_cutoff=args.churn_test_cutoff,
-                ltv_test_cutoff=args.ltv_test_cutoff,
-            )
-            break
-        except ValueError as error:
-            if attempt + 1 < len(horizons) and "ltv" in str(error):
-                note = f"{error}; using a {horizons[attempt + 1]}-day LTV horizon instead"
-                print(f"retention backtest: {note}", file=sys.stderr)
-                continue
-            print(f"retention backtest: {error}", file=sys.stderr)
-            return 2
-    if ltv_horizon != horizons[0]:
-        training.report["notes"] = [note]
+    try:
+        training = train_and_backtest(
+            orders,
+            tenant=TENANT,
+            churn_horizon_days=args.churn_horizon,
+            ltv_horizon_days=args.ltv_horizon,
+            churn_test_cutoff=args.churn_test_cutoff,
+            ltv_test_cutoff=args.ltv_test_cutoff,
+        )
+    except ValueError as error:
+        print(f"retention backtest: {error}", file=sys.stderr)
+        return 2
+    for note in training.report.get("notes", []):
+        print(f"retention backtest: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(_finite(training.report), default=str))
     else:

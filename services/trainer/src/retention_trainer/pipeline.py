@@ -62,6 +62,8 @@ from retention_trainer.training_set import (
 __all__ = ["TrainingRun", "train_and_backtest"]
 
 FEATURES = list(FEATURE_NAMES)
+# One year of history cannot hold a 180-day LTV backtest (train, validate and test windows).
+SHORT_LTV_HORIZON_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def train_and_backtest(
     *,
     tenant: str | None = None,
     churn_horizon_days: int = CHURN_HORIZON_DAYS,
-    ltv_horizon_days: int = LTV_HORIZON_DAYS,
+    ltv_horizon_days: int | None = None,
     churn_test_cutoff: date | None = None,
     ltv_test_cutoff: date | None = None,
     every_days: int = CUTOFF_EVERY_DAYS,
@@ -187,7 +189,9 @@ def train_and_backtest(
 ) -> TrainingRun:
     """The whole pipeline on one tenant's orders frame (``ORDER_SCHEMA``).
 
-    Test cutoffs default to the last event date minus each task's horizon. Returns the bundle,
+    Test cutoffs default to the last event date minus each task's horizon. Without an explicit
+    ``ltv_horizon_days``, the LTV horizon is 180 days, or 90 when the history is too short for a
+    180-day backtest (one year of data), which the report's ``notes`` then say. Returns the bundle,
     the report (JSON-able dict) and its Markdown, the test predictions and stage timings.
     """
     clock = _Stopwatch()
@@ -218,7 +222,16 @@ def train_and_backtest(
         return [first, *earlier]
 
     churn_plans = plans("churn", churn_horizon_days, churn_test_cutoff)
-    ltv_plans = plans("ltv", ltv_horizon_days, ltv_test_cutoff)
+    notes: list[str] = []
+    if ltv_horizon_days is not None:
+        ltv_plans = plans("ltv", ltv_horizon_days, ltv_test_cutoff)
+    else:
+        try:
+            ltv_plans = plans("ltv", LTV_HORIZON_DAYS, ltv_test_cutoff)
+        except ValueError as error:
+            ltv_plans = plans("ltv", SHORT_LTV_HORIZON_DAYS, ltv_test_cutoff)
+            notes.append(f"{error}; using a {SHORT_LTV_HORIZON_DAYS}-day LTV horizon instead")
+        ltv_horizon_days = ltv_plans[0].horizon_days
     with clock.stage("training_sets"):
         cutoffs = {c for w in (*churn_plans, *ltv_plans) for c in w.all_cutoffs}
         examples = training_examples(
@@ -321,6 +334,8 @@ def train_and_backtest(
             "rolling_origin": rolling,
             "windows": windows,
         }
+        if notes:
+            report["notes"] = notes
         reference = reference_distributions(churn_test, FEATURES)
         bundle = ModelBundle(
             tenant=tenant,
