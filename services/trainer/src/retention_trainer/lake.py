@@ -1,41 +1,175 @@
 """The transaction lake: every `OrderEvent` the trainer has seen, as Parquet by tenant and month.
 
-Layout: `<root>/tenant=<tenant>/month=<YYYY-MM>/part-<time>-<id>.parquet` in `ORDER_EVENT_SCHEMA`.
-An append writes new part files, each under a temporary name and then renamed, so a crash leaves
-whole files or none; the consumer commits its offsets only after `append` returned. A redelivered
-event is simply stored again: reads keep the first copy of each event id (as the features service
-keeps the first), and `compact` rewrites a month's parts as one deduplicated file.
+Layout: `tenant=<tenant>/month=<YYYY-MM>/part-<time>-<id>.parquet` in `ORDER_EVENT_SCHEMA`, under a
+local directory (`RETENTION_DATA_DIR/lake`) or an S3 prefix (`RETENTION_LAKE_URL=s3://bucket/p`).
+The lake logic is written once over a small `ObjectStore` (list, put whole, get, delete); each
+put is atomic (a renamed temporary file locally, one PUT on S3), so a crash leaves whole parts or
+none, and the consumer commits its offsets only after `append` returned. A redelivered event is
+simply stored again: reads keep the first copy of each event id (as the features service keeps
+the first), and `compact` rewrites a month's parts as one deduplicated part.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote
+from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlsplit
 
+import boto3
 import polars as pl
+from botocore.config import Config
 
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.features import orders_from_event_columns
 
-__all__ = ["TransactionLake", "open_lake"]
+__all__ = [
+    "LocalStore",
+    "ObjectStore",
+    "S3Store",
+    "StoredObject",
+    "TransactionLake",
+    "open_lake",
+    "parse_s3_url",
+    "s3_client",
+]
 
-_PARTS = "part-*.parquet"
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+class ObjectStore(Protocol):
+    """Keys are `/`-separated paths relative to the lake's root."""
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        """Every object whose key starts with `prefix` ("" or ending in "/"), sorted by key."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, durably and whole: readers see all of it or nothing."""
+        ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def scan_parquet(self, keys: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
+        """The Parquet objects `keys` as one frame, rows in key order."""
+        ...
+
+
+class LocalStore:
+    """A directory; `put` writes a hidden temporary file, fsyncs it and renames it into place."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return []
+        found = [
+            StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_size)
+            for path in base.rglob("*")
+            # Dot files are temporaries of writes still running (or cut short by a crash).
+            if path.is_file() and not path.name.startswith(".")
+        ]
+        return sorted(found, key=lambda o: o.key)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.rename(path)
+        # The rename itself is durable only once the directory is.
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            (self.root / key).unlink(missing_ok=True)
+
+    def scan_parquet(self, keys: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
+        return pl.scan_parquet([self.root / k for k in keys], schema=schema)
+
+
+class S3Store:
+    """A prefix in an S3 bucket (any S3-compatible endpoint); one PUT per object is atomic."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", page_size: int = 1000) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.page_size = page_size
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket,
+            Prefix=self.base + prefix,
+            PaginationConfig={"PageSize": self.page_size},
+        )
+        found = [
+            StoredObject(item["Key"].removeprefix(self.base), int(item["Size"]))
+            for page in pages
+            for item in page.get("Contents", [])
+        ]
+        return sorted(found, key=lambda o: o.key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data)
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.bucket, Key=self.base + key)
+        return bytes(response["Body"].read())
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            chunk = [{"Key": self.base + k} for k in keys[start : start + 1000]]
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
+            )
+            if response.get("Errors"):
+                error = response["Errors"][0]
+                raise OSError(f"could not delete s3://{self.bucket}/{error['Key']}: {error}")
+
+    def scan_parquet(self, keys: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
+        # One GET per part, several in flight: S3 latency, not bandwidth, bounds a lake read.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            blobs = list(pool.map(self.get, keys))
+        frames = [pl.read_parquet(io.BytesIO(blob), schema=schema) for blob in blobs]
+        return pl.concat(frames, how="vertical").lazy() if frames else pl.LazyFrame(schema=schema)
 
 
 class TransactionLake:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def tenant_dir(self, tenant_id: str) -> Path:
-        # Tenant ids come from configuration; quoting keeps any of them one safe path segment.
-        return self.root / f"tenant={quote(tenant_id, safe='')}"
+    def __init__(self, store: ObjectStore | Path | str) -> None:
+        self.store: ObjectStore = (
+            LocalStore(Path(store)) if isinstance(store, Path | str) else store
+        )
 
     def tenants(self) -> list[str]:
-        return sorted(unquote(p.name.removeprefix("tenant=")) for p in self.root.glob("tenant=*"))
+        heads = {obj.key.split("/", 1)[0] for obj in self.store.list("")}
+        return sorted(unquote(h.removeprefix("tenant=")) for h in heads if h.startswith("tenant="))
 
     def append(self, events: pl.DataFrame) -> int:
         """Store events (any tenants and months); returns the rows written, once durable."""
@@ -44,63 +178,100 @@ class TransactionLake:
         events = events.select(pl.col(n).cast(t) for n, t in ORDER_EVENT_SCHEMA.items())
         events = events.with_columns(month=pl.col("occurred_at").dt.strftime("%Y-%m"))
         for (tenant_id, month), part in events.group_by("tenant_id", "month", maintain_order=True):
-            directory = self.tenant_dir(str(tenant_id)) / f"month={month}"
-            _write_atomically(part.drop("month"), directory / _part_name())
+            key = f"{_tenant_prefix(str(tenant_id))}month={month}/{_part_name(time.time_ns())}"
+            self.store.put(key, _parquet_bytes(part.drop("month")))
         return events.height
 
     def events(self, tenant_id: str) -> pl.DataFrame:
         """The tenant's events, each event id once (its first stored copy)."""
-        parts = sorted(
-            self.tenant_dir(tenant_id).glob(f"month=*/{_PARTS}"),
-            key=lambda p: (p.parent.name, p.name),  # months in order; parts in write order
-        )
-        if not parts:
-            return pl.DataFrame(schema=ORDER_EVENT_SCHEMA)
-        frame = pl.scan_parquet(parts, schema=ORDER_EVENT_SCHEMA).collect()
-        return frame.unique("event_id", keep="first", maintain_order=True)
+        return self._scan_events(tenant_id).collect()
 
     def orders(self, tenant_id: str) -> pl.DataFrame:
         """The tenant's orders frame, as the feature definition reads it."""
-        return orders_from_event_columns(self.events(tenant_id))
+        # One lazy query, so columns the orders frame does not need are never decoded.
+        return orders_from_event_columns(self._scan_events(tenant_id))
+
+    def _scan_events(self, tenant_id: str) -> pl.LazyFrame:
+        # Keys sort as months in order, then parts in write order.
+        keys = [o.key for o in self._parts(_tenant_prefix(tenant_id))]
+        if not keys:
+            return pl.LazyFrame(schema=ORDER_EVENT_SCHEMA)
+        scan = self.store.scan_parquet(keys, ORDER_EVENT_SCHEMA)
+        return scan.unique("event_id", keep="first", maintain_order=True)
 
     def compact(self, tenant_id: str, min_parts: int = 8) -> int:
         """Rewrite each month with at least `min_parts` part files as one; returns months done.
 
-        The new file is in place before the old ones go, so a crash in between leaves duplicates
-        (read once), never a gap.
+        The new part is in place before the old ones go, so a crash in between leaves duplicates
+        (read once), never a gap. It is named with the time of the first part it replaces, so
+        parts appended meanwhile still sort after it and "first copy wins" keeps its meaning.
         """
+        months: dict[str, list[str]] = defaultdict(list)
+        for obj in self._parts(_tenant_prefix(tenant_id)):
+            months[obj.key.rsplit("/", 1)[0]].append(obj.key)
         done = 0
-        for month in sorted(self.tenant_dir(tenant_id).glob("month=*")):
-            parts = sorted(month.glob(_PARTS))
-            if len(parts) < min_parts:
+        for month, keys in sorted(months.items()):
+            if len(keys) < min_parts:
                 continue
-            merged = pl.read_parquet(parts, schema=ORDER_EVENT_SCHEMA)
-            _write_atomically(
-                merged.unique("event_id", keep="first", maintain_order=True), month / _part_name()
+            merged = (
+                self.store.scan_parquet(keys, ORDER_EVENT_SCHEMA)
+                .unique("event_id", keep="first", maintain_order=True)
+                .collect()
             )
-            for part in parts:
-                part.unlink()
+            first_written = int(keys[0].rsplit("/", 1)[1].split("-")[1])
+            self.store.put(f"{month}/{_part_name(first_written)}", _parquet_bytes(merged))
+            self.store.delete(keys)
             done += 1
         return done
 
     def size_bytes(self, tenant_id: str) -> int:
-        return sum(p.stat().st_size for p in self.tenant_dir(tenant_id).glob(f"month=*/{_PARTS}"))
+        return sum(o.size for o in self._parts(_tenant_prefix(tenant_id)))
+
+    def _parts(self, prefix: str) -> list[StoredObject]:
+        return [
+            o
+            for o in self.store.list(prefix)
+            if o.key.rsplit("/", 1)[-1].startswith("part-") and o.key.endswith(".parquet")
+        ]
 
 
-def _part_name() -> str:
+def _tenant_prefix(tenant_id: str) -> str:
+    # Tenant ids come from configuration; quoting keeps any of them one safe path segment.
+    return f"tenant={quote(tenant_id, safe='')}/"
+
+
+def _part_name(written_ns: int) -> str:
     # Sortable by write time, so "first copy" means first written.
-    return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"part-{written_ns:020d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
-def _write_atomically(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(temporary, compression="zstd")
-    with temporary.open("rb") as written:
-        os.fsync(written.fileno())
-    temporary.rename(path)
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` → (`bucket`, `some/prefix`)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"expected an s3://bucket/prefix URL, got {url!r}")
+    return parts.netloc, parts.path.strip("/")
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for `RETENTION_S3_ENDPOINT_URL` (AWS when unset); credentials and
+    region come from the standard AWS_* variables, as boto3 reads them."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 5}),
+    )
 
 
 def open_lake(settings: Settings) -> TransactionLake:
     """The lake the settings name: `RETENTION_LAKE_URL` (S3), else `RETENTION_DATA_DIR/lake`."""
-    return TransactionLake(Path(settings.data_dir) / "lake")
+    if settings.lake_url:
+        bucket, prefix = parse_s3_url(settings.lake_url)
+        return TransactionLake(S3Store(s3_client(settings), bucket, prefix))
+    return TransactionLake(LocalStore(Path(settings.data_dir) / "lake"))
