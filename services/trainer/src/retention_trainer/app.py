@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from fastapi import FastAPI
 
 from retention_shared.config import Settings
+from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
-from retention_trainer.api import lake
-from retention_trainer.consumers import transactions
+from retention_trainer.api import lake as lake_api
+from retention_trainer.api import runs as runs_api
+from retention_trainer.consumers import triggers
+from retention_trainer.consumers.transactions import LakeConsumer
+from retention_trainer.lake import open_lake
+from retention_trainer.runs import RunManager, set_champion_gauges
+from retention_trainer.schedule import RetrainSchedule
+from retention_trainer.store import RunStore
 
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("trainer", settings)
-    orders_seen: Counter[str] = Counter()
-    transactions.register(ctx, orders_seen)
+    store = RunStore(settings.data_dir / "trainer" / "runs.sqlite")
+    lake = LakeConsumer(ctx, open_lake(settings))
+    runs = RunManager(ctx, store, lake)
+    schedule = RetrainSchedule(runs, lake, settings.retrain_every_hours)
+    triggers.register(ctx, runs)
+    for champion in store.champions():
+        set_champion_gauges(champion)
+
+    async def lake_consuming() -> CheckResult:
+        if not lake.assigned:
+            return False, "no transactions partitions assigned yet"
+        return True, f"partitions {lake.assigned}"
+
+    async def resume_runs() -> None:
+        runs.resume()
+
+    async def close_store() -> None:
+        store.close()
+
+    ctx.readiness.add("lake", lake_consuming)
     app = create_service_app(
         ctx,
         description="Point-in-time training, backtests and champion bundles in the BentoML store.",
-        routers=[lake.router],
+        routers=[lake_api.router, runs_api.router],
+        on_connected=[lake.start, resume_runs, schedule.start],
+        on_stopping=[schedule.stop, runs.stop, lake.stop, close_store],
     )
-    app.state.orders_seen = orders_seen
+    app.state.lake = lake
+    app.state.runs = runs
     return app

@@ -75,6 +75,10 @@ class TrainingRun:
     churn_predictions: pl.DataFrame
     ltv_predictions: pl.DataFrame
     timings: dict[str, float]
+    # The labelled test examples behind those predictions (features, ``churned``,
+    # ``future_spend``), so another bundle can be scored on the same test set (the gate).
+    churn_test: pl.DataFrame
+    ltv_test: pl.DataFrame
 
 
 class _Stopwatch:
@@ -360,4 +364,6 @@ def train_and_backtest(
         churn_predictions=churn_predictions,
         ltv_predictions=ltv_predictions,
         timings=report["timings"],
+        churn_test=churn_test,
+        ltv_test=ltv_test,
     )

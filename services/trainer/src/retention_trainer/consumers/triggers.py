@@ -1,0 +1,59 @@
+"""`retrain-requests` and `drift-events` → training runs (coalesced per tenant by the manager)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaMessage
+from pydantic import Field
+
+from retention_shared.consuming import raw_body, reject_undecodable
+from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequested, decode_event
+from retention_shared.metrics import MESSAGES
+from retention_shared.service import ServiceContext
+from retention_trainer.runs import RunManager
+from retention_trainer.store import Trigger
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "retention-trainer.triggers"
+TrainingTrigger = Annotated[RetrainRequested | DriftDetected, Field(discriminator="event_type")]
+
+
+def as_trigger(event: RetrainRequested | DriftDetected) -> Trigger:
+    if isinstance(event, DriftDetected):
+        drifted = ", ".join(
+            f"{name} {psi:.2f}" for name, psi in sorted(event.psi.items()) if psi > event.threshold
+        )
+        detail = f"model {event.model_version}: PSI over {event.threshold} for {drifted or '-'}"
+        return Trigger("drift", detail, event.detected_at)
+    return Trigger(event.reason.value, event.detail, event.requested_at)
+
+
+def register(ctx: ServiceContext, runs: RunManager) -> None:
+    @ctx.broker.subscriber(
+        ctx.topics.retrain_requests,
+        ctx.topics.drift_events,
+        group_id=GROUP_ID,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        decoder=raw_body,
+    )
+    async def on_trigger(body: bytes, message: KafkaMessage) -> None:
+        try:
+            event = decode_event(TrainingTrigger, body)
+        except EventDecodeError as error:
+            await reject_undecodable(ctx, message, error)
+            return
+        record = runs.submit(event.tenant_id, as_trigger(event))
+        log.info(
+            "training trigger",
+            extra={
+                "tenant_id": event.tenant_id,
+                "trigger": event.event_type,
+                "run_id": record.run_id,
+            },
+        )
+        MESSAGES.labels(ctx.name, message.raw_message.topic, "consumed", "ok").inc()

@@ -1,0 +1,29 @@
+"""The trainer's own Prometheus metrics (names and labels are the contract in docs/metrics.md)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STAGE_DURATION = Histogram(
+    "retention_trainer_stage_duration_seconds",
+    "Wall time of each training-run stage (lake wait, lake read, training sets, fit, backtest, "
+    "gate, publish, ...).",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+RUNS = Counter(
+    "retention_trainer_runs_total",
+    "Training runs by outcome: published, rejected (by the gate), skipped, failed.",
+    ["tenant", "outcome"],
+)
+LAST_SUCCESS = Gauge(
+    "retention_trainer_last_success_timestamp_seconds",
+    "Unix time of the tenant's last successful run (a model evaluated by the gate).",
+    ["tenant"],
+)
+CHAMPION_METRIC = Gauge(
+    "retention_trainer_champion_metric",
+    "Backtest metrics of the tenant's champion (roc_auc, pr_auc, spearman, ...).",
+    ["tenant", "metric"],
+)
+LAKE_BYTES = Gauge(
+    "retention_trainer_lake_bytes", "Size of the tenant's transaction lake.", ["tenant"]
+)

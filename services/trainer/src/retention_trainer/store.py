@@ -1,0 +1,313 @@
+"""The trainer's own state: run records and each tenant's champion, in one SQLite file.
+
+A run record is written when a trigger is accepted and updated as the run moves on
+(queued → running → published | rejected | skipped | failed); a champion pointer changes in the
+same transaction as the record of the run that published it. Records survive restarts; a run
+found unfinished at start-up is resumed (see `RunManager.resume`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Champion", "RunRecord", "RunStatus", "RunStore", "Trigger"]
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a run was asked for: `schedule`, `request`, `upload`, `drift`, or `restart`."""
+
+    kind: str
+    detail: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "detail": self.detail, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trigger:
+        return cls(data["kind"], data.get("detail"), datetime.fromisoformat(data["at"]))
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    tenant_id: str
+    status: RunStatus
+    triggers: list[Trigger]
+    options: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str | None = None
+    model_tag: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    # What the run read from the lake: orders, customers, first and last order time.
+    data: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    markdown: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The record without its report and Markdown (what a list shows)."""
+        return {
+            "run_id": self.run_id,
+            "tenant_id": self.tenant_id,
+            "status": self.status.value,
+            "triggers": [t.as_dict() for t in self.triggers],
+            "options": self.options,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "message": self.message,
+            "model_tag": self.model_tag,
+            "timings": self.timings,
+            "data": self.data,
+            "gate": self.gate,
+        }
+
+    def detail(self) -> dict[str, Any]:
+        return {**self.summary(), "report": self.report, "markdown": self.markdown}
+
+
+@dataclass(frozen=True)
+class Champion:
+    tenant_id: str
+    model_tag: str
+    run_id: str
+    metrics: dict[str, float]
+    promoted_at: datetime
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    triggers TEXT NOT NULL,
+    options TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    message TEXT,
+    model_tag TEXT,
+    timings TEXT NOT NULL,
+    data TEXT,
+    gate TEXT,
+    report TEXT,
+    markdown TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant_id, seq);
+CREATE TABLE IF NOT EXISTS champions (
+    tenant_id TEXT PRIMARY KEY,
+    model_tag TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    promoted_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_COLUMNS = (
+    "run_id, tenant_id, status, triggers, options, created_at, started_at, finished_at, "
+    "message, model_tag, timings, data, gate, report, markdown"
+)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _json(value: Any) -> str | None:
+    # NaN/inf (a metric undefined on the data) would make invalid JSON: stored as null.
+    return None if value is None else json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class RunStore:
+    """Thread-safe: the event loop and worker threads share one connection under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, run: RunRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", self._row(run)
+            )
+
+    def save(self, run: RunRecord, champion: Champion | None = None) -> None:
+        """Update a run; with `champion`, make it the tenant's champion in the same transaction."""
+        row = self._row(run)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * 15)}) WHERE run_id = ?",
+                    (*row, run.run_id),
+                )
+                if champion is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO champions VALUES (?, ?, ?, ?, ?)",
+                        (
+                            champion.tenant_id,
+                            champion.model_tag,
+                            champion.run_id,
+                            _json(champion.metrics),
+                            champion.promoted_at.isoformat(),
+                        ),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+            found = row.fetchone()
+        return self._record(found) if found else None
+
+    def list(self, tenant_id: str, limit: int = 50) -> list[RunRecord]:
+        """The tenant's runs, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
+                (tenant_id, limit),
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def unfinished(self) -> list[RunRecord]:
+        """Runs left queued or running (by a stop or a crash), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE status IN (?, ?) ORDER BY seq",
+                (RunStatus.QUEUED.value, RunStatus.RUNNING.value),
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def last_run_at(self) -> dict[str, datetime]:
+        """Each tenant's latest run creation time (the schedule counts from it)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tenant_id, MAX(created_at) FROM runs GROUP BY tenant_id"
+            ).fetchall()
+        return {tenant: datetime.fromisoformat(at) for tenant, at in rows}
+
+    def champion(self, tenant_id: str) -> Champion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tenant_id, model_tag, run_id, metrics, promoted_at FROM champions "
+                "WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+        return self._champion(row) if row else None
+
+    def champions(self) -> list[Champion]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tenant_id, model_tag, run_id, metrics, promoted_at FROM champions"
+            ).fetchall()
+        return [self._champion(row) for row in rows]
+
+    @staticmethod
+    def _champion(row: tuple) -> Champion:
+        tenant, tag, run_id, metrics, promoted_at = row
+        return Champion(
+            tenant, tag, run_id, json.loads(metrics), datetime.fromisoformat(promoted_at)
+        )
+
+    @staticmethod
+    def _row(run: RunRecord) -> tuple[object, ...]:
+        return (
+            run.run_id,
+            run.tenant_id,
+            run.status.value,
+            json.dumps([t.as_dict() for t in run.triggers]),
+            json.dumps(run.options),
+            run.created_at.isoformat(),
+            run.started_at.isoformat() if run.started_at else None,
+            run.finished_at.isoformat() if run.finished_at else None,
+            run.message,
+            run.model_tag,
+            _json(run.timings),
+            _json(run.data),
+            _json(run.gate),
+            _json(run.report),
+            run.markdown,
+        )
+
+    @staticmethod
+    def _record(row: tuple) -> RunRecord:
+        (
+            run_id,
+            tenant,
+            status,
+            triggers,
+            options,
+            created,
+            started,
+            finished,
+            message,
+            tag,
+            timings,
+            data,
+            gate,
+            report,
+            markdown,
+        ) = row
+        return RunRecord(
+            run_id=run_id,
+            tenant_id=tenant,
+            status=RunStatus(status),
+            triggers=[Trigger.from_dict(t) for t in json.loads(triggers)],
+            options=json.loads(options),
+            created_at=datetime.fromisoformat(created),
+            started_at=_time(started),
+            finished_at=_time(finished),
+            message=message,
+            model_tag=tag,
+            timings=json.loads(timings) if timings else {},
+            data=json.loads(data) if data else None,
+            gate=json.loads(gate) if gate else None,
+            report=json.loads(report) if report else None,
+            markdown=markdown,
+        )
