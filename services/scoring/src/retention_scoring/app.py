@@ -1,23 +1,171 @@
-"""The scoring service: materialized features, champion models, scores with reasons."""
+"""The scoring service: materialized features, champion models, scores with reasons, events.
+
+Three topics are read whole by every instance (no consumer group): `customer-features` into
+the feature store, `model-events` into the champions, `customer-scores` into what was last
+published. Readiness: connected, and caught up with all three (against the high watermarks seen
+at start-up), and every announced champion through its first load attempt. A tenant without a
+champion does not make the instance unready: it answers that tenant's score requests with 503
+and a reason, and `/readyz` names it (with no tenants at all, the instance is ready).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 
-from retention_scoring.api import customers
-from retention_scoring.consumers import features
+from retention_scoring import metrics
+from retention_scoring.api import campaigns, customers, model, scores, segments
+from retention_scoring.champions import Champion, Champions, fetch_bundle
+from retention_scoring.consumers.features import FeaturesConsumer, Touched
+from retention_scoring.consumers.models import ModelEventsConsumer
+from retention_scoring.consumers.reader import TopicReader
+from retention_scoring.drift_watch import DriftWatch
+from retention_scoring.population import Populations
+from retention_scoring.score_events import ScoreEvents
+from retention_scoring.state import ScoringState, tenant_clock
+from retention_scoring.store import FeatureStore
 from retention_shared.config import Settings
+from retention_shared.health import CheckResult
+from retention_shared.kafka import BulkProducer
 from retention_shared.service import ServiceContext, create_service_app
+
+HOUSEKEEPING_SECONDS = 15.0
 
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("scoring", settings)
-    latest: features.LatestFeatures = {}
-    features.register(ctx, latest)
+    topics = ctx.topics
+    producer = BulkProducer(settings)
+    champions = Champions(load=lambda tag: asyncio.to_thread(fetch_bundle, tag, settings))
+    state = ScoringState(
+        settings=settings,
+        store=FeatureStore(),
+        champions=champions,
+        populations=Populations(tenant_clock(settings)),
+    )
+    readers: list[TopicReader] = []
+
+    def caught_up() -> bool:
+        return all(reader.caught_up.is_set() for reader in readers)
+
+    score_events = ScoreEvents(state, producer, topics.customer_scores, ctx.name, ready=caught_up)
+
+    def features_changed(touched: Touched) -> None:
+        for tenant_id, customer_ids in touched.items():
+            score_events.mark(tenant_id, customer_ids)
+
+    async def champion_swapped(champion: Champion) -> None:
+        score_events.mark(champion.tenant_id)
+
+    async def reader_caught_up() -> None:
+        if caught_up():  # the last of the three: one full pass over every tenant
+            for tenant_id in list(state.store.tenants):
+                score_events.mark(tenant_id)
+
+    champions.on_swap.append(champion_swapped)
+    features = FeaturesConsumer(
+        state.store,
+        producer,
+        topics.customer_features,
+        topics.transactions_rejected,
+        ctx.name,
+        on_change=features_changed,
+    )
+    models = ModelEventsConsumer(champions, topics.model_events, ctx.name)
+
+    async def models_caught_up() -> None:
+        await models.start_serving()
+        await reader_caught_up()
+
+    features_reader = TopicReader(
+        settings,
+        topics.customer_features,
+        features.handle,
+        lag=metrics.CONSUMER_LAG,
+        on_caught_up=reader_caught_up,
+    )
+    scores_reader = TopicReader(
+        settings, topics.customer_scores, score_events.read_back, on_caught_up=reader_caught_up
+    )
+    models_reader = TopicReader(
+        settings, topics.model_events, models.handle, on_caught_up=models_caught_up
+    )
+    readers.extend([features_reader, scores_reader, models_reader])
+    drift = DriftWatch(
+        state, producer, topics.drift_events, ctx.name, ready=caught_up, on_tick=score_events.mark
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    async def housekeeping() -> None:
+        while True:
+            champions.observe_age()
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+    async def start() -> None:
+        await producer.start()
+        for reader in readers:
+            await reader.start()
+        tasks.append(asyncio.create_task(drift.run(), name="drift checks"))
+        tasks.append(asyncio.create_task(housekeeping(), name="housekeeping"))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await score_events.stop()
+        await champions.stop()
+        for reader in readers:
+            await reader.stop()
+        await producer.stop()
+
+    def reader_check(reader: TopicReader):
+        async def check() -> CheckResult:
+            if not reader.partitions:
+                return False, "not reading yet"
+            return reader.status()
+
+        return check
+
+    async def models_check() -> CheckResult:
+        ok, detail = (
+            models_reader.status() if models_reader.partitions else (False, "not reading yet")
+        )
+        loading = champions.first_loads_pending()
+        if ok and loading:
+            return False, f"loading the champion of {', '.join(loading)}"
+        return ok, detail
+
+    async def champions_check() -> CheckResult:
+        tenants = sorted(set(state.store.tenants) | set(champions.announced))
+        missing = [t for t in tenants if champions.get(t) is None]
+        if not tenants:
+            return True, "no tenants yet"
+        if not missing:
+            return True, f"every tenant has a champion ({len(tenants)})"
+        reasons = "; ".join(
+            f"{t}: {champions.problems.get(t, 'no model published yet')}" for t in missing
+        )
+        return True, f"tenants without a champion (their scores answer 503): {reasons}"
+
+    ctx.readiness.add("customer-features", reader_check(features_reader))
+    ctx.readiness.add("customer-scores", reader_check(scores_reader))
+    ctx.readiness.add("model-events", models_check)
+    ctx.readiness.add("champions", champions_check)
     app = create_service_app(
         ctx,
         description="Real-time churn, lifetime value and segment scores with reasons.",
-        routers=[customers.router],
+        routers=[
+            customers.router,
+            scores.router,
+            segments.router,
+            campaigns.router,
+            model.router,
+        ],
+        on_connected=[start],
+        on_stopping=[stop],
     )
-    app.state.latest = latest
+    app.state.scoring = state
     return app

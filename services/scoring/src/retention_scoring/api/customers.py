@@ -1,25 +1,177 @@
-"""Customer endpoints (tenant from the key)."""
+"""Customers: features, one score with reasons, and the action lists CRM teams export."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+import asyncio
+import io
+import time
+from datetime import datetime
+from typing import Annotated
 
-from retention_scoring.consumers.features import LatestFeatures
+import numpy as np
+import polars as pl
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel
+
+from retention_scoring import metrics
+from retention_scoring.api.deps import State, champion_of, not_found, population_of
+from retention_scoring.api.views import ScoreView, score_view
+from retention_scoring.lists import (
+    LIST_COLUMNS,
+    CursorError,
+    Filters,
+    ListQuery,
+    SortKey,
+    decode_cursor,
+    encode_cursor,
+    list_page,
+)
+from retention_scoring.scoring import at_clock
+from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
-from retention_shared.events import CustomerFeatures
+from retention_shared.events import RiskBand, ValueTier
+from retention_shared.features import FEATURE_NAMES
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
+MAX_LIST_LIMIT = 10_000
+
+
+class FeaturesView(BaseModel):
+    tenant_id: str
+    customer_id: str
+    # The tenant clock the clock features were moved to (what the model scores).
+    as_of: datetime
+    features: dict[str, float]
+    # The vector as the features service computed it: its own clock, and when.
+    received_as_of: datetime
+    computed_at: datetime
+
 
 @router.get("/customers/{customer_id}/features")
-async def customer_features(
-    customer_id: str, request: Request, caller: ReadCaller
-) -> CustomerFeatures:
-    latest: LatestFeatures = request.app.state.latest
-    features = latest.get((caller.tenant_id, customer_id))
-    if features is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
-        )
-    return features
+async def customer_features(customer_id: str, caller: ReadCaller, state: State) -> FeaturesView:
+    table = state.store.table(caller.tenant_id)
+    row = table.row(customer_id) if table is not None else None
+    if table is None or row is None:
+        raise not_found(customer_id)
+    rows = np.asarray([row])
+    features, history = table.features_frame(rows), table.history_frame(rows)
+    moved = await asyncio.to_thread(at_clock, features, history, state.populations.clock(table))
+    values = moved.row(0, named=True)
+    return FeaturesView(
+        tenant_id=caller.tenant_id,
+        customer_id=customer_id,
+        as_of=values["as_of"],
+        features={name: values[name] for name in FEATURE_NAMES},
+        received_as_of=from_microseconds(int(table.as_of_us[row])),
+        computed_at=from_microseconds(int(table.computed_us[row])),
+    )
+
+
+@router.get("/customers/{customer_id}/score")
+async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> ScoreView:
+    champion_of(state, caller.tenant_id)  # 503 before 404: without a model nobody is scored
+    population = await population_of(state, caller.tenant_id)
+    position = population.position(customer_id) if population is not None else None
+    if population is None or position is None:
+        raise not_found(customer_id)
+    row = population.scores.row(position, named=True)
+    explanation = population.explanation(customer_id)
+    metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+    metrics.FEATURE_FRESHNESS.observe(
+        max(0.0, time.time() - population.computed_us[position] / 1e6)
+    )
+    champion = population.champion
+    return score_view(row, explanation, champion.version, champion.bundle.ltv.horizon_days)
+
+
+class CustomerList(BaseModel):
+    customers: list[dict]
+    total: int
+    next_cursor: str | None
+    model_version: str
+
+
+def _list_query(
+    segment: str | None,
+    risk_band: RiskBand | None,
+    value_tier: ValueTier | None,
+    min_ltv: float | None,
+    sort: SortKey,
+    limit: int,
+    cursor: str | None,
+) -> ListQuery:
+    filters = Filters(
+        segment=segment,
+        risk_band=risk_band.value if risk_band else None,
+        value_tier=value_tier.value if value_tier else None,
+        min_ltv=min_ltv,
+    )
+    after = None
+    if cursor is not None:
+        try:
+            after = decode_cursor(cursor, filters, sort)
+        except CursorError as exc:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=[{"field": "cursor", "problem": str(exc)}],
+            ) from None
+    return ListQuery(filters=filters, sort=sort, limit=limit, after=after)
+
+
+@router.get("/customers", response_model=None)
+async def customer_list(
+    request: Request,
+    caller: ReadCaller,
+    state: State,
+    segment: str | None = None,
+    risk_band: RiskBand | None = None,
+    value_tier: ValueTier | None = None,
+    min_ltv: Annotated[float | None, Query(ge=0)] = None,
+    sort: SortKey = SortKey.REVENUE_AT_RISK,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
+    cursor: str | None = None,
+) -> CustomerList | Response:
+    """Customers matching the filters, best first by `sort`; JSON, or CSV with `Accept: text/csv`.
+
+    The next page: the same query with `cursor` = the previous answer's `next_cursor` (in CSV,
+    the `X-Next-Cursor` header).
+    """
+    query = _list_query(segment, risk_band, value_tier, min_ltv, sort, limit, cursor)
+    champion = champion_of(state, caller.tenant_id)
+    population = await population_of(state, caller.tenant_id)
+    if population is None:
+        page_rows, total, next_cursor = [], 0, None
+        frame = None
+    else:
+        page = list_page(population.scores, query)
+        frame = page.rows
+        page_rows, total = frame.to_dicts(), page.total
+        next_cursor = encode_cursor(page.next_after, query) if page.next_after else None
+        champion = population.champion
+    if _wants_csv(request):
+        headers = {"X-Total-Count": str(total)}
+        if next_cursor:
+            headers["X-Next-Cursor"] = next_cursor
+        return Response(_csv(frame), media_type="text/csv; charset=utf-8", headers=headers)
+    return CustomerList(
+        customers=page_rows,
+        total=total,
+        next_cursor=next_cursor,
+        model_version=champion.version,
+    )
+
+
+def _wants_csv(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept.split("text/csv")[0]
+
+
+def _csv(frame: pl.DataFrame | None) -> str:
+    if frame is None:
+        return ",".join(LIST_COLUMNS) + "\n"
+    buffer = io.StringIO()
+    frame.with_columns(pl.col("features_as_of").dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z")).write_csv(
+        buffer
+    )
+    return buffer.getvalue()

@@ -1,44 +1,61 @@
-"""`customer-features` → the latest vector per customer; `model-events` → champion changes.
-
-Every scoring instance reads all of `customer-features` (no consumer group): each must be able to
-answer for any customer.
-"""
+"""`customer-features` → the in-memory feature store (every partition, from the first offset)."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from faststream.kafka import KafkaMessage
+from aiokafka import ConsumerRecord
 
-from retention_shared.consuming import raw_body, reject_undecodable
-from retention_shared.events import CustomerFeatures, EventDecodeError, ModelEvent, decode_event
+from retention_scoring.store import FeatureStore
+from retention_shared.events import (
+    CustomerFeatures,
+    EventDecodeError,
+    RejectedRecord,
+    decode_events,
+)
+from retention_shared.kafka import BulkProducer
 from retention_shared.metrics import MESSAGES
-from retention_shared.service import ServiceContext
 
-log = logging.getLogger(__name__)
-
-LatestFeatures = dict[tuple[str, str], CustomerFeatures]
+Touched = dict[str, set[str]]
 
 
-def register(ctx: ServiceContext, latest: LatestFeatures) -> None:
-    @ctx.broker.subscriber(
-        ctx.topics.customer_features, auto_offset_reset="earliest", decoder=raw_body
-    )
-    async def on_features(body: bytes, message: KafkaMessage) -> None:
-        try:
-            features = decode_event(CustomerFeatures, body)
-        except EventDecodeError as error:
-            await reject_undecodable(ctx, message, error)
-            return
-        latest[(features.tenant_id, features.customer_id)] = features
-        MESSAGES.labels(ctx.name, ctx.topics.customer_features, "consumed", "ok").inc()
+@dataclass
+class FeaturesConsumer:
+    store: FeatureStore
+    producer: BulkProducer
+    topic: str
+    rejected_topic: str
+    service: str
+    on_change: Callable[[Touched], None]
 
-    @ctx.broker.subscriber(ctx.topics.model_events, auto_offset_reset="earliest", decoder=raw_body)
-    async def on_model_event(body: bytes, message: KafkaMessage) -> None:
-        try:
-            event = decode_event(ModelEvent, body)
-        except EventDecodeError as error:
-            await reject_undecodable(ctx, message, error)
-            return
-        log.info("model event", extra={"tenant_id": event.tenant_id, "event": event.event_type})
-        MESSAGES.labels(ctx.name, ctx.topics.model_events, "consumed", "ok").inc()
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        # Decoding is the costly part of a catch-up: a worker thread, so requests go on.
+        decoded = await asyncio.to_thread(
+            decode_events, CustomerFeatures, [record.value for record in records]
+        )
+        good: list[tuple[CustomerFeatures, int]] = []
+        rejects: list[tuple[bytes | None, bytes]] = []
+        for record, event in zip(records, decoded, strict=True):
+            if isinstance(event, EventDecodeError):
+                rejects.append((record.key, _rejected(record, event)))
+            else:
+                good.append((event, record.partition))
+        if rejects:
+            await self.producer.send_all(self.rejected_topic, rejects)
+            MESSAGES.labels(self.service, self.topic, "consumed", "rejected").inc(len(rejects))
+            MESSAGES.labels(self.service, self.rejected_topic, "published", "ok").inc(len(rejects))
+        touched = self.store.apply(good)
+        MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc(len(good))
+        if touched:
+            self.on_change(touched)
+
+
+def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
+    return RejectedRecord(
+        source=record.topic,
+        source_id=f"{record.topic}:{record.partition}:{record.offset}",
+        record=record.value.decode("utf-8", errors="replace"),
+        reasons=[error.as_reason()],
+    ).to_bytes()

@@ -1,0 +1,157 @@
+"""`POST /v1/score`: many customers at once, by id or by raw feature vectors."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import numpy as np
+import polars as pl
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field, model_validator
+
+from retention_scoring import metrics
+from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.views import ScoreView, score_view
+from retention_scoring.scoring import explain, score_customers
+from retention_shared.auth import ReadCaller
+
+router = APIRouter(prefix="/v1", tags=["scores"])
+
+
+class FeatureVector(BaseModel):
+    customer_id: str | None = Field(None, max_length=256)
+    features: dict[str, float]
+
+
+class ScoreRequest(BaseModel):
+    """Either `customer_ids` (scored with their current features at the tenant clock) or
+    `customers` (raw feature vectors, scored as given)."""
+
+    customer_ids: list[str] | None = None
+    customers: list[FeatureVector] | None = None
+    include_reasons: bool = True
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScoreRequest:
+        if (self.customer_ids is None) == (self.customers is None):
+            raise ValueError("send exactly one of customer_ids or customers")
+        return self
+
+
+class ScoreResult(BaseModel):
+    customer_id: str | None
+    found: bool
+    score: ScoreView | None = None
+    problem: str | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    results: list[ScoreResult]
+
+
+def _unprocessable(field: str, problem: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_ENTITY, detail=[{"field": field, "problem": problem}]
+    )
+
+
+def _vectors_frame(vectors: list[FeatureVector], names: tuple[str, ...]) -> pl.DataFrame:
+    known = set(names)
+    for i, vector in enumerate(vectors):
+        for name in names:
+            if name not in vector.features:
+                raise _unprocessable(f"customers.{i}.features.{name}", "missing")
+            if not math.isfinite(vector.features[name]):
+                raise _unprocessable(f"customers.{i}.features.{name}", "must be a finite number")
+        for name in vector.features:
+            if name not in known:
+                raise _unprocessable(f"customers.{i}.features.{name}", "not a feature of the model")
+    return pl.DataFrame(
+        {
+            "customer_id": pl.Series([v.customer_id for v in vectors], dtype=pl.String),
+            **{n: pl.Series([v.features[n] for v in vectors], dtype=pl.Float64) for n in names},
+        }
+    )
+
+
+@router.post("/score")
+async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> ScoreResponse:
+    limit = state.settings.max_scores_per_request
+    field = "customer_ids" if body.customer_ids is not None else "customers"
+    count = len(body.customer_ids or body.customers or [])
+    if count > limit:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            detail={"field": field, "problem": f"{count} customers; at most {limit} per request"},
+        )
+    champion = champion_of(state, caller.tenant_id)
+    if body.customers is not None:
+        frame = _vectors_frame(body.customers, champion.bundle.feature_names)
+        # Tiers against the tenant's own population (a batch alone when it has no customers).
+        population = state.populations.latest(caller.tenant_id) or await population_of(
+            state, caller.tenant_id
+        )
+        cutoffs = population.cutoffs if population is not None else None
+        scores = await asyncio.to_thread(score_customers, champion.bundle, frame, cutoffs)
+        explanations = (
+            await asyncio.to_thread(explain, champion.bundle, frame)
+            if body.include_reasons
+            else [None] * frame.height
+        )
+        horizon = champion.bundle.ltv.horizon_days
+        results = []
+        for row, explanation in zip(scores.to_dicts(), explanations, strict=True):
+            metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+            results.append(
+                ScoreResult(
+                    customer_id=row["customer_id"],
+                    found=True,
+                    score=score_view(row, explanation, champion.version, horizon),
+                )
+            )
+        return ScoreResponse(model_version=champion.version, results=results)
+
+    population = await population_of(state, caller.tenant_id)
+    ids = body.customer_ids or []
+    positions = [population.position(c) if population is not None else None for c in ids]
+    found = np.asarray([p for p in positions if p is not None], dtype=np.int64)
+    results = []
+    if population is None or len(found) == 0:
+        return ScoreResponse(
+            model_version=champion.version,
+            results=[
+                ScoreResult(customer_id=c, found=False, problem=f"no customer {c!r}") for c in ids
+            ],
+        )
+    rows = population.scores[found.tolist()].to_dicts()
+    explanations = (
+        await asyncio.to_thread(population.explanations, found)
+        if body.include_reasons
+        else [None] * len(found)
+    )
+    horizon = population.champion.bundle.ltv.horizon_days
+    version = population.champion.version
+    now = time.time()
+    scored = iter(zip(rows, explanations, found.tolist(), strict=True))
+    for customer_id, position in zip(ids, positions, strict=True):
+        if position is None:
+            results.append(
+                ScoreResult(
+                    customer_id=customer_id, found=False, problem=f"no customer {customer_id!r}"
+                )
+            )
+            continue
+        row, explanation, at = next(scored)
+        metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+        metrics.FEATURE_FRESHNESS.observe(max(0.0, now - population.computed_us[at] / 1e6))
+        results.append(
+            ScoreResult(
+                customer_id=customer_id,
+                found=True,
+                score=score_view(row, explanation, version, horizon),
+            )
+        )
+    return ScoreResponse(model_version=version, results=results)

@@ -1,0 +1,174 @@
+"""Action lists and segment tables over a scored population (no I/O).
+
+Lists are filtered, sorted (largest first for the scores, customer id as the tie-break and for
+`sort=customer_id`) and paged with a keyset cursor: the cursor carries the last row's sort value
+and customer id, so the next page starts strictly after it. Pages stay stable while scores are
+recomputed between requests: a customer whose score did not change is never skipped or repeated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+import polars as pl
+
+__all__ = [
+    "CursorError",
+    "ListPage",
+    "ListQuery",
+    "SortKey",
+    "decode_cursor",
+    "encode_cursor",
+    "filter_scores",
+    "list_page",
+    "segment_table",
+]
+
+LIST_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "risk_band",
+    "predicted_ltv",
+    "ltv_low",
+    "ltv_high",
+    "value_tier",
+    "segment",
+    "action",
+    "revenue_at_risk",
+    "features_as_of",
+)
+
+
+class SortKey(StrEnum):
+    REVENUE_AT_RISK = "revenue_at_risk"
+    CHURN_PROBABILITY = "churn_probability"
+    PREDICTED_LTV = "predicted_ltv"
+    CUSTOMER_ID = "customer_id"
+
+
+class CursorError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Filters:
+    segment: str | None = None
+    risk_band: str | None = None
+    value_tier: str | None = None
+    min_ltv: float | None = None
+
+    def fingerprint(self, sort: SortKey) -> str:
+        text = json.dumps([self.segment, self.risk_band, self.value_tier, self.min_ltv, sort.value])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filters: Filters
+    sort: SortKey = SortKey.REVENUE_AT_RISK
+    limit: int = 100
+    after: tuple[float | str, str] | None = None  # (sort value, customer id) of the last row seen
+
+
+@dataclass(frozen=True)
+class ListPage:
+    rows: pl.DataFrame
+    total: int  # rows matching the filters, over all pages
+    next_after: tuple[float | str, str] | None
+
+
+def filter_scores(scores: pl.DataFrame, filters: Filters) -> pl.DataFrame:
+    conditions = []
+    if filters.segment is not None:
+        conditions.append(pl.col("segment") == filters.segment)
+    if filters.risk_band is not None:
+        conditions.append(pl.col("risk_band") == filters.risk_band)
+    if filters.value_tier is not None:
+        conditions.append(pl.col("value_tier") == filters.value_tier)
+    if filters.min_ltv is not None:
+        conditions.append(pl.col("predicted_ltv") >= filters.min_ltv)
+    return scores.filter(*conditions) if conditions else scores
+
+
+def list_page(scores: pl.DataFrame, query: ListQuery) -> ListPage:
+    """One page of the list (`scores` has `LIST_COLUMNS`' sources: a population's scores)."""
+    matching = filter_scores(scores, query.filters)
+    sort = query.sort.value
+    if query.sort is SortKey.CUSTOMER_ID:
+        ordered = matching.sort("customer_id")
+        if query.after is not None:
+            ordered = ordered.filter(pl.col("customer_id") > query.after[1])
+    else:
+        ordered = matching.sort([sort, "customer_id"], descending=[True, False])
+        if query.after is not None:
+            value, customer = query.after
+            ordered = ordered.filter(
+                (pl.col(sort) < value)
+                | ((pl.col(sort) == value) & (pl.col("customer_id") > customer))
+            )
+    page = ordered.head(query.limit)
+    next_after = None
+    if ordered.height > query.limit:
+        last = page.row(-1, named=True)
+        next_after = (last[sort], last["customer_id"])
+    rows = page.rename({"as_of": "features_as_of"}).select(LIST_COLUMNS)
+    return ListPage(rows=rows, total=matching.height, next_after=next_after)
+
+
+def encode_cursor(after: tuple[float | str, str], query: ListQuery) -> str:
+    payload = {"v": after[0], "c": after[1], "q": query.filters.fingerprint(query.sort)}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, filters: Filters, sort: SortKey) -> tuple[float | str, str]:
+    """The (sort value, customer id) a cursor continues after; CursorError if it is not one of
+    ours or was made for other filters or another sort order."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value, customer, fingerprint = payload["v"], payload["c"], payload["q"]
+    except (ValueError, KeyError, TypeError):
+        raise CursorError("not a cursor this service issued") from None
+    if fingerprint != filters.fingerprint(sort):
+        raise CursorError("was issued for other filters or another sort order")
+    if not isinstance(customer, str) or not isinstance(value, int | float | str):
+        raise CursorError("not a cursor this service issued")
+    return value, customer
+
+
+def segment_table(scores: pl.DataFrame, monetary: pl.Series, actions: dict[str, str]) -> list[dict]:
+    """Per segment of the model (empty ones too): customers, share of revenue to date, mean churn
+    probability, revenue at risk, predicted LTV, and the recommended action."""
+    frame = scores.with_columns(revenue=monetary.clip(lower_bound=0.0))
+    total_revenue = float(frame["revenue"].sum()) or 1.0
+    grouped = {
+        row["segment"]: row
+        for row in frame.group_by("segment")
+        .agg(
+            customers=pl.len(),
+            revenue=pl.col("revenue").sum(),
+            mean_churn_probability=pl.col("churn_probability").mean(),
+            revenue_at_risk=pl.col("revenue_at_risk").sum(),
+            predicted_ltv=pl.col("predicted_ltv").sum(),
+        )
+        .iter_rows(named=True)
+    }
+    table = []
+    for segment, action in actions.items():
+        row = grouped.get(segment)
+        table.append(
+            {
+                "segment": segment,
+                "customers": int(row["customers"]) if row else 0,
+                "revenue_share": float(row["revenue"]) / total_revenue if row else 0.0,
+                "mean_churn_probability": float(row["mean_churn_probability"]) if row else None,
+                "revenue_at_risk": float(row["revenue_at_risk"]) if row else 0.0,
+                "predicted_ltv": float(row["predicted_ltv"]) if row else 0.0,
+                "action": action,
+            }
+        )
+    return sorted(table, key=lambda r: -r["revenue_at_risk"])

@@ -1,0 +1,191 @@
+"""`CustomerScore` on `customer-scores` when a customer's risk band, value tier or segment changes.
+
+What was last published per customer is read back from `customer-scores` itself (from its first
+offset, at start-up and on), so a restart or a second instance does not announce again what CRM
+tools already know. Customers are re-scored when their features change (per consumed batch) and
+all of a tenant's customers when its champion changes and on every drift check (the clock moves
+bands and tiers too, without new orders). Events go out only once the instance is caught up
+with `customer-features`, `customer-scores` and `model-events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from aiokafka import ConsumerRecord
+
+from retention_scoring import metrics
+from retention_scoring.population import Population
+from retention_scoring.scoring import Explanation
+from retention_scoring.state import ScoringState, ScoringUnavailable
+from retention_shared.events import (
+    CustomerScore,
+    EventDecodeError,
+    RiskBand,
+    ValueTier,
+    decode_events,
+)
+from retention_shared.kafka import BulkProducer
+from retention_shared.metrics import MESSAGES
+from retention_shared.topics import customer_key
+
+__all__ = ["CHANGE_FIELDS", "ScoreEvents", "changed_fields", "event_reasons"]
+
+log = logging.getLogger(__name__)
+
+CHANGE_FIELDS = ("risk_band", "value_tier", "segment")
+Published = tuple[str, str, str]  # (risk_band, value_tier, segment)
+
+
+def changed_fields(previous: Published | None, current: Published) -> list[str]:
+    """Which of risk_band, value_tier, segment differ (all three for a first score)."""
+    if previous is None:
+        return list(CHANGE_FIELDS)
+    return [name for name, a, b in zip(CHANGE_FIELDS, previous, current, strict=True) if a != b]
+
+
+def event_reasons(explanation: Explanation) -> list[str]:
+    """The reasons as sentences that say which score they move."""
+    churn = [f"{r.text} ({r.direction} churn risk)" for r in explanation.churn]
+    value = [f"{r.text} ({r.direction} predicted value)" for r in explanation.ltv]
+    return churn + value
+
+
+@dataclass
+class ScoreEvents:
+    state: ScoringState
+    producer: BulkProducer
+    topic: str
+    service: str
+    ready: Callable[[], bool]
+    published: dict[str, dict[str, Published]] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Customers waiting to be re-scored per tenant (ALL: every customer), and the task draining them.
+    _pending: dict[str, set[str] | None] = field(default_factory=dict)
+    _drains: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def mark(self, tenant_id: str, customers: Iterable[str] | None = None) -> None:
+        """Re-score these customers (all with None) soon; bursts coalesce into one pass."""
+        if not self.ready():
+            return  # the full pass after catching up covers them
+        if tenant_id in self._pending:
+            waiting = self._pending[tenant_id]
+            if waiting is not None:
+                if customers is None:
+                    self._pending[tenant_id] = None
+                else:
+                    waiting.update(customers)
+        else:
+            self._pending[tenant_id] = None if customers is None else set(customers)
+        drain = self._drains.get(tenant_id)
+        if drain is None or drain.done():
+            self._drains[tenant_id] = asyncio.create_task(self._drain(tenant_id))
+
+    async def _drain(self, tenant_id: str) -> None:
+        while tenant_id in self._pending:
+            customers = self._pending.pop(tenant_id)
+            try:
+                await self.rescore(tenant_id, customers)
+            except Exception:
+                log.exception("publishing score changes failed", extra={"tenant_id": tenant_id})
+                await asyncio.sleep(1.0)
+                self.mark(tenant_id, customers)
+                return
+
+    async def stop(self) -> None:
+        for task in list(self._drains.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def read_back(self, records: list[ConsumerRecord]) -> None:
+        """Remember what `customer-scores` says was last published (ours or another instance's)."""
+        decoded = await asyncio.to_thread(
+            decode_events, CustomerScore, [record.value for record in records]
+        )
+        for event in decoded:
+            if isinstance(event, EventDecodeError):
+                continue  # not ours to reject: the topic's producers are scoring instances
+            self.published.setdefault(event.tenant_id, {})[event.customer_id] = (
+                event.risk_band.value,
+                event.value_tier.value,
+                event.segment,
+            )
+
+    async def rescore(self, tenant_id: str, customers: Iterable[str] | None = None) -> int:
+        """Publish the changes among `customers` (all of the tenant's by default); returns how many."""
+        if not self.ready():
+            return 0
+        lock = self._locks.setdefault(tenant_id, asyncio.Lock())
+        async with lock:
+            try:
+                population = await self.state.population(tenant_id)
+            except ScoringUnavailable:
+                return 0
+            if population is None:
+                return 0
+            return await self._publish_changes(population, customers)
+
+    async def _publish_changes(
+        self, population: Population, customers: Iterable[str] | None
+    ) -> int:
+        tenant_id = population.champion.tenant_id
+        known = self.published.setdefault(tenant_id, {})
+        scores = population.scores
+        if customers is None:
+            positions = np.arange(len(population))
+        else:
+            found = (population.position(c) for c in customers)
+            positions = np.fromiter((p for p in found if p is not None), dtype=np.int64)
+        ids = scores["customer_id"].to_list()
+        bands = scores["risk_band"].to_list()
+        tiers = scores["value_tier"].to_list()
+        segments = scores["segment"].to_list()
+        changes: list[tuple[int, list[str]]] = []
+        for p in positions.tolist():
+            current = (bands[p], tiers[p], segments[p])
+            changed = changed_fields(known.get(ids[p]), current)
+            if changed:
+                changes.append((p, changed))
+        if not changes:
+            return 0
+        at = np.asarray([p for p, _ in changes], dtype=np.int64)
+        explanations = await asyncio.to_thread(population.explanations, at)
+        rows = scores[at.tolist()].to_dicts()
+        now = datetime.now(UTC)
+        payloads = []
+        for (p, changed), row, explanation in zip(changes, rows, explanations, strict=True):
+            event = CustomerScore(
+                tenant_id=tenant_id,
+                customer_id=row["customer_id"],
+                churn_probability=row["churn_probability"],
+                risk_band=RiskBand(row["risk_band"]),
+                predicted_ltv=row["predicted_ltv"],
+                ltv_low=row["ltv_low"],
+                ltv_high=row["ltv_high"],
+                value_tier=ValueTier(row["value_tier"]),
+                segment=row["segment"],
+                action=row["action"],
+                reasons=event_reasons(explanation),
+                changed=changed,
+                model_version=population.champion.version,
+                features_as_of=row["as_of"],
+                scored_at=now,
+            )
+            payloads.append((customer_key(tenant_id, event.customer_id), event.to_bytes()))
+            metrics.SCORES.labels(tenant_id, row["risk_band"]).inc()
+            metrics.FEATURE_FRESHNESS.observe(
+                max(0.0, now.timestamp() - population.computed_us[p] / 1e6)
+            )
+        await self.producer.send_all(self.topic, payloads)
+        for (_, _), row in zip(changes, rows, strict=True):
+            known[row["customer_id"]] = (row["risk_band"], row["value_tier"], row["segment"])
+        MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(payloads))
+        log.info("published score changes", extra={"tenant_id": tenant_id, "count": len(payloads)})
+        return len(payloads)

@@ -1,0 +1,168 @@
+"""Scores with bands, tiers and reasons, from a features frame and a model bundle (no I/O).
+
+**Risk bands** (calibrated churn probability p): `low` p < 0.30, `medium` 0.30 ≤ p < 0.60,
+`high` p ≥ 0.60. Fixed cut-offs, the same for every tenant and model, so a band means one thing
+on every dashboard; the probability itself is calibrated on the tenant's own validation data.
+
+**Value tiers** (predicted LTV, by quantiles of the tenant's current population): `Low` below
+the median, `Medium` from the median to the 80th percentile, `High` from the 80th to the 95th,
+`VIP` the top 5% (at or above the 95th percentile).
+
+**Reasons**: the churn model's per-feature contributions to the calibrated log-odds
+(`churn_contributions`: XGBoost `pred_contribs` plus the logistic part), and the LTV point
+booster's `pred_contribs` scaled into the `log1p(LTV)` space of the stack (× `w_xgb`, and for a
+Tweedie booster × μ/(1+μ), the slope of log1p(e^m) at the prediction). The BG/NBD part of the LTV
+stack is a function of several features at once and is not itemized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import xgboost as xgb
+
+from retention_scoring.reasons import Reason, top_reasons
+from retention_shared.events import RiskBand, ValueTier
+from retention_shared.features import recompute_clock_features
+from retention_trainer.bundle import ModelBundle, churn_contributions, score
+
+__all__ = [
+    "RISK_CUTOFFS",
+    "TIER_QUANTILES",
+    "Explanation",
+    "TierCutoffs",
+    "at_clock",
+    "explain",
+    "risk_bands",
+    "score_customers",
+    "tier_cutoffs",
+    "value_tiers",
+]
+
+# Lower bounds of medium and high.
+RISK_CUTOFFS = (0.30, 0.60)
+# Quantiles of predicted LTV that start Medium, High and VIP.
+TIER_QUANTILES = (0.50, 0.80, 0.95)
+
+TierCutoffs = tuple[float, float, float]
+SCORE_COLUMNS = (
+    "churn_probability",
+    "risk_band",
+    "predicted_ltv",
+    "ltv_low",
+    "ltv_high",
+    "value_tier",
+    "segment",
+    "action",
+    "revenue_at_risk",
+)
+
+
+def risk_bands(probability: np.ndarray) -> np.ndarray:
+    names = np.array([RiskBand.LOW.value, RiskBand.MEDIUM.value, RiskBand.HIGH.value], object)
+    return names[np.searchsorted(np.asarray(RISK_CUTOFFS), probability, side="right")]
+
+
+def tier_cutoffs(ltv: np.ndarray) -> TierCutoffs:
+    """The LTV values where Medium, High and VIP start, for this population."""
+    if len(ltv) == 0:
+        return (0.0, 0.0, 0.0)
+    low, high, vip = np.quantile(np.asarray(ltv, dtype=float), TIER_QUANTILES)
+    return (float(low), float(high), float(vip))
+
+
+def value_tiers(ltv: np.ndarray, cutoffs: TierCutoffs) -> np.ndarray:
+    names = np.array([t.value for t in ValueTier], dtype=object)  # Low, Medium, High, VIP
+    return names[np.searchsorted(np.asarray(cutoffs), ltv, side="right")]
+
+
+def at_clock(features: pl.DataFrame, history: pl.DataFrame, clock_us: int) -> pl.DataFrame:
+    """`features` with the clock features moved to `clock_us` (never back), rows kept in order.
+
+    A row is moved to max(clock, its own as_of). Rows without a compact history (from producers
+    that predate it) keep their values.
+    """
+    if features.is_empty():
+        return features
+    clocks = features.select(
+        "tenant_id",
+        "customer_id",
+        as_of=pl.max_horizontal(pl.col("as_of"), pl.lit(clock_us).cast(pl.Datetime("us", "UTC"))),
+    )
+    stale = clocks["as_of"] != features["as_of"]
+    if not stale.any():
+        return features
+    has_history = features["customer_id"].is_in(history["customer_id"].unique())
+    movable = stale & has_history
+    if not movable.any():
+        return features
+    moved = recompute_clock_features(
+        features.filter(movable), history, clocks.filter(movable)
+    ).select(features.columns)
+    order = features.select("customer_id").with_row_index("_row")
+    return (
+        pl.concat([features.filter(~movable), moved])
+        .join(order, on="customer_id")
+        .sort("_row")
+        .drop("_row")
+    )
+
+
+def score_customers(
+    bundle: ModelBundle, features: pl.DataFrame, cutoffs: TierCutoffs | None = None
+) -> pl.DataFrame:
+    """Key columns, `as_of` and `SCORE_COLUMNS` per row of a features frame (at its clock).
+
+    Without `cutoffs`, value tiers are cut at this frame's own quantiles (whole-tenant scoring).
+    """
+    scored = score(bundle, features)
+    probability = scored["churn_probability"].to_numpy()
+    ltv = scored["ltv"].to_numpy()
+    cutoffs = tier_cutoffs(ltv) if cutoffs is None else cutoffs
+    return scored.select(
+        *[c for c in ("tenant_id", "customer_id", "as_of") if c in scored.columns],
+        "churn_probability",
+        risk_band=pl.Series(risk_bands(probability).tolist(), dtype=pl.String),
+        predicted_ltv=pl.col("ltv"),
+        ltv_low=pl.col("ltv_low"),
+        ltv_high=pl.col("ltv_high"),
+        value_tier=pl.Series(value_tiers(ltv, cutoffs).tolist(), dtype=pl.String),
+        segment=pl.col("segment"),
+        action=pl.col("action"),
+        revenue_at_risk=pl.Series(probability * ltv, dtype=pl.Float64),
+    )
+
+
+@dataclass(frozen=True)
+class Explanation:
+    churn: list[Reason]
+    ltv: list[Reason]
+
+
+def _ltv_contributions(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
+    ltv = bundle.ltv
+    shap = ltv.point.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), pred_contribs=True)
+    per_feature = shap[:, :-1] * ltv.stack[0]
+    if ltv.objective != "log1p_squared_error":  # log link: u = log1p(exp(margin))
+        mu = np.exp(shap.sum(axis=1))
+        per_feature = per_feature * (mu / (1.0 + mu))[:, None]
+    return per_feature
+
+
+def explain(bundle: ModelBundle, features: pl.DataFrame, count: int = 3) -> list[Explanation]:
+    """The top `count` churn and LTV drivers per row, in words (see the module docstring)."""
+    if features.is_empty():
+        return []
+    names = bundle.feature_names
+    churn = churn_contributions(bundle, features).select(names).to_numpy()
+    ltv = _ltv_contributions(bundle, bundle.matrix(features))
+    rows = features.to_dicts()
+    return [
+        Explanation(
+            churn=top_reasons(dict(zip(names, churn[i].tolist(), strict=True)), row, count),
+            ltv=top_reasons(dict(zip(names, ltv[i].tolist(), strict=True)), row, count),
+        )
+        for i, row in enumerate(rows)
+    ]

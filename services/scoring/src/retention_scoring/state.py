@@ -1,0 +1,80 @@
+"""What the scoring service holds in memory, and the one way requests reach a scored population."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from retention_scoring.champions import Champion, Champions
+from retention_scoring.population import Population, Populations
+from retention_scoring.store import FeatureStore, TenantTable, to_microseconds
+from retention_shared.config import ClockMode, Settings
+
+__all__ = ["DriftStatus", "ScoringState", "ScoringUnavailable", "tenant_clock"]
+
+MINUTE_US = 60_000_000
+
+
+class ScoringUnavailable(Exception):
+    """Scores cannot be computed for a tenant right now (no champion yet, or still loading)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class DriftStatus:
+    model_version: str
+    checked_at: datetime
+    psi: dict[str, float]
+    threshold: float
+    drifted: list[str]
+    published_at: datetime | None = None
+
+
+def tenant_clock(settings: Settings) -> Callable[[TenantTable], int]:
+    """ "Now" for a tenant: its latest vector's as_of, or wall time floored to the minute.
+
+    Flooring keeps a wall-clock population valid for a minute (recency moves in days).
+    """
+
+    def clock(table: TenantTable) -> int:
+        if settings.clock is ClockMode.WALL:
+            now = to_microseconds(datetime.now(UTC))
+            return max(now - now % MINUTE_US, table.clock_us)
+        return table.clock_us
+
+    return clock
+
+
+@dataclass
+class ScoringState:
+    settings: Settings
+    store: FeatureStore
+    champions: Champions
+    populations: Populations
+    drift: dict[str, DriftStatus] = field(default_factory=dict)
+
+    def champion(self, tenant_id: str) -> Champion:
+        champion = self.champions.get(tenant_id)
+        if champion is None:
+            problem = self.champions.problems.get(tenant_id)
+            raise ScoringUnavailable(
+                problem
+                or "no champion model for this tenant yet: train one (the trainer "
+                "publishes ModelPublished on model-events when a model passes its backtest)"
+            )
+        return champion
+
+    async def population(self, tenant_id: str) -> Population | None:
+        """The tenant's population scored at its clock; None when it has no customers yet.
+
+        Raises ScoringUnavailable without a champion.
+        """
+        champion = self.champion(tenant_id)
+        table = self.store.table(tenant_id)
+        if table is None or len(table) == 0:
+            return None
+        return await self.populations.get(table, champion)

@@ -1,0 +1,128 @@
+"""Bands, tiers, PSI, list paging and score-change detection: the rules without I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from retention_scoring.drift import feature_psi, psi
+from retention_scoring.lists import (
+    CursorError,
+    Filters,
+    ListQuery,
+    SortKey,
+    decode_cursor,
+    encode_cursor,
+    list_page,
+)
+from retention_scoring.score_events import changed_fields
+from retention_scoring.scoring import risk_bands, tier_cutoffs, value_tiers
+from retention_trainer.drift_reference import reference_distributions
+
+
+def test_risk_band_cut_offs() -> None:
+    bands = risk_bands(np.array([0.0, 0.2999, 0.30, 0.5999, 0.60, 1.0]))
+    assert bands.tolist() == ["low", "low", "medium", "medium", "high", "high"]
+
+
+def test_value_tiers_by_quantiles() -> None:
+    ltv = np.arange(100, dtype=float)
+    cutoffs = tier_cutoffs(ltv)
+    tiers = value_tiers(ltv, cutoffs).tolist()
+    assert tiers.count("VIP") == 5 and tiers.count("High") == 15
+    assert tiers.count("Medium") == 30 and tiers.count("Low") == 50
+    assert tiers[-1] == "VIP" and tiers[0] == "Low"
+
+
+def test_psi_is_zero_for_the_reference_and_grows_with_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference_values = pl.DataFrame({"x": rng.normal(size=5000)})
+    reference = reference_distributions(reference_values, ["x"])
+    assert feature_psi(reference, reference_values)["x"] == pytest.approx(0.0, abs=1e-12)
+    shifted = pl.DataFrame({"x": rng.normal(loc=1.0, size=5000)})
+    assert feature_psi(reference, shifted)["x"] > 0.2
+    same = pl.DataFrame({"x": rng.normal(size=5000)})
+    assert feature_psi(reference, same)["x"] < 0.05
+    assert psi([0.5, 0.5], [1.0, 0.0]) > 1  # an emptied bin is a big shift, not infinity
+
+
+def test_changes_name_what_moved() -> None:
+    assert changed_fields(None, ("high", "VIP", "At risk")) == [
+        "risk_band",
+        "value_tier",
+        "segment",
+    ]
+    assert changed_fields(("high", "VIP", "At risk"), ("high", "VIP", "At risk")) == []
+    assert changed_fields(("low", "VIP", "At risk"), ("high", "VIP", "Lost")) == [
+        "risk_band",
+        "segment",
+    ]
+
+
+def _scores(n: int) -> pl.DataFrame:
+    rng = np.random.default_rng(1)
+    p = np.round(rng.random(n), 1)  # many ties: the customer id must break them
+    ltv = rng.random(n) * 100
+    return pl.DataFrame(
+        {
+            "customer_id": [f"c{i:03d}" for i in range(n)],
+            "as_of": pl.Series([0] * n).cast(pl.Datetime("us", "UTC")),
+            "churn_probability": p,
+            "risk_band": risk_bands(p).tolist(),
+            "predicted_ltv": ltv,
+            "ltv_low": ltv / 2,
+            "ltv_high": ltv * 2,
+            "value_tier": value_tiers(ltv, tier_cutoffs(ltv)).tolist(),
+            "segment": ["A", "B"] * (n // 2),
+            "action": ["a", "b"] * (n // 2),
+            "revenue_at_risk": p * ltv,
+        }
+    )
+
+
+@pytest.mark.parametrize("sort", list(SortKey))
+def test_cursor_pages_cover_the_list_once_in_order(sort: SortKey) -> None:
+    scores = _scores(100)
+    filters = Filters(segment="A")
+    pages, after = [], None
+    while True:
+        query = ListQuery(filters, sort=sort, limit=7, after=after)
+        page = list_page(scores, query)
+        pages.extend(page.rows["customer_id"].to_list())
+        if page.next_after is None:
+            break
+        cursor = encode_cursor(page.next_after, query)
+        after = decode_cursor(cursor, filters, sort)
+    matching = scores.filter(pl.col("segment") == "A")
+    if sort is SortKey.CUSTOMER_ID:
+        want = matching.sort("customer_id")
+    else:
+        want = matching.sort([sort.value, "customer_id"], descending=[True, False])
+    assert pages == want["customer_id"].to_list()
+
+
+def test_a_page_is_stable_when_other_scores_change() -> None:
+    scores = _scores(40)
+    query = ListQuery(Filters(), limit=10)
+    first = list_page(scores, query)
+    # A customer already shown drops to the bottom; the next page neither repeats nor skips.
+    moved = first.rows["customer_id"][0]
+    changed = scores.with_columns(
+        revenue_at_risk=pl.when(pl.col("customer_id") == moved)
+        .then(-1.0)
+        .otherwise(pl.col("revenue_at_risk"))
+    )
+    second = list_page(changed, ListQuery(Filters(), limit=10, after=first.next_after))
+    unchanged = scores.sort(["revenue_at_risk", "customer_id"], descending=[True, False])
+    assert second.rows["customer_id"].to_list() == unchanged["customer_id"][10:20].to_list()
+
+
+def test_cursors_are_tied_to_their_query() -> None:
+    query = ListQuery(Filters(segment="A"), limit=5)
+    cursor = encode_cursor((0.5, "c001"), query)
+    assert decode_cursor(cursor, Filters(segment="A"), SortKey.REVENUE_AT_RISK) == (0.5, "c001")
+    with pytest.raises(CursorError):
+        decode_cursor(cursor, Filters(segment="B"), SortKey.REVENUE_AT_RISK)
+    with pytest.raises(CursorError):
+        decode_cursor("not-a-cursor", Filters(), SortKey.REVENUE_AT_RISK)
