@@ -1,4 +1,5 @@
-"""`retention`: the commands a person runs: `up` (the local stack), `backtest` (an export offline)."""
+"""`retention`: the commands a person runs: `demo` (the whole product on the bundled data), `up`
+(the local stack), `backtest` (an export offline)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import sys
 import time
 
-from retention_cli import backtest
+from retention_cli import backtest, demo
 from retention_cli.stack import SERVICES, Stack, stack_environment
 from retention_shared.auth import ApiKeys, AuthConfigError, generate_dev_key
 from retention_shared.config import Settings
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         help="development mode (RETENTION_DEV_MODE=1): generate an admin key",
     )
     up.set_defaults(run=_up)
+    demo.add_parser(commands)
     backtest.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
