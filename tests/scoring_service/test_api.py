@@ -321,6 +321,11 @@ def test_without_a_champion_scores_answer_503_and_readyz_names_the_tenant(
     assert "third" in ready.json()["checks"]["champions"]["detail"]
 
 
+def test_ping_needs_a_key_and_names_its_tenant(service: Service, client: httpx.Client) -> None:
+    assert client.get(f"{service.base}/v1/ping").status_code == 401
+    assert client.get(f"{service.base}/v1/ping", headers=auth()).json() == {"tenant_id": "default"}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "who", "status", "field"),
     [

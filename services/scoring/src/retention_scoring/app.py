@@ -16,7 +16,7 @@ import contextlib
 from fastapi import FastAPI
 
 from retention_scoring import metrics
-from retention_scoring.api import campaigns, customers, model, scores, segments
+from retention_scoring.api import campaigns, customers, model, ping, scores, segments
 from retention_scoring.champions import Champion, Champions, fetch_bundle
 from retention_scoring.consumers.features import FeaturesConsumer, Touched
 from retention_scoring.consumers.models import ModelEventsConsumer
@@ -163,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
             segments.router,
             campaigns.router,
             model.router,
+            ping.router,
         ],
         on_connected=[start],
         on_stopping=[stop],
