@@ -76,7 +76,9 @@ async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> 
     if population is None or position is None:
         raise not_found(customer_id)
     row = population.scores.row(position, named=True)
-    explanation = population.explanation(customer_id)
+    explanation = population.cached_explanation(customer_id) or await asyncio.to_thread(
+        population.explanation, customer_id
+    )
     metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
     metrics.FEATURE_FRESHNESS.observe(
         max(0.0, time.time() - population.computed_us[position] / 1e6)
