@@ -140,6 +140,14 @@ def test_unreadable_payloads_get_reason_codes_naming_the_field() -> None:
     assert invalid.value.field == "lines.0.unit_price"
 
 
+def test_a_time_beyond_the_utc_range_is_an_invalid_event_not_a_crash() -> None:
+    payload = an_order().model_dump(mode="json") | {"occurred_at": "9999-12-31T23:00:00-05:00"}
+    with pytest.raises(EventDecodeError) as error:
+        decode_event(OrderEvent, json.dumps(payload))
+    assert error.value.code == "invalid_event"
+    assert error.value.field == "occurred_at"
+
+
 def test_minor_additions_are_read_by_older_consumers() -> None:
     payload = an_order().model_dump(mode="json") | {"loyalty_tier": "gold"}
     assert decode_event(OrderEvent, json.dumps(payload)) == an_order()
