@@ -1,12 +1,14 @@
-"""The features service's polars-encoded CustomerFeatures equal the contract's own objects."""
+"""The features service's CustomerFeatures payloads (polars-encoded, and string-built from the
+running totals) equal the contract's own objects."""
 
 from datetime import UTC, datetime
 
 import polars as pl
 
-from retention_features.vectors import clock_frame, feature_payloads
+from retention_features.vectors import batch_time, clock_frame, feature_payloads, running_payload
 from retention_shared.events import CustomerFeatures, decode_event
 from retention_shared.features import FEATURE_NAMES, compute_features, history_summaries
+from retention_shared.features.running import RunningCustomer, running_orders
 from tests.uci_orders import TEST_DATA, load_orders
 
 
@@ -55,3 +57,26 @@ def test_customers_with_only_cancellations_have_no_purchase_times() -> None:
     decoded = decode_event(CustomerFeatures, payload)
     assert decoded.history.first_purchase_at is None and decoded.history.purchase_orders == 0
     assert decoded.history.cancellations == history.height
+
+
+def test_running_payloads_are_the_documents_feature_payloads_writes() -> None:
+    """The consumer's hot path (running totals, string-built JSON) and the vectorized path give
+    the same `CustomerFeatures` for the same customers and clocks."""
+    orders = load_orders(TEST_DATA / "online_retail_II_slice.parquet")
+    customers: dict[tuple[str, str], RunningCustomer] = {}
+    for tenant, customer, order in running_orders(orders):
+        customers.setdefault((tenant, customer), RunningCustomer()).add(order)
+    last = {key: customer.last_event for key, customer in customers.items()}
+    # Each customer at their last order, or a year and a bit later (windows and recency move).
+    as_of = {key: t + (i % 2) * 400 * 86_400_000_000 for i, (key, t) in enumerate(last.items())}
+    sources = {key: (1, i) for i, key in enumerate(as_of) if i % 3}
+    expected = dict(feature_payloads(orders, as_of, sources))
+    computed_at = batch_time()
+    assert len(expected) == len(customers) > 100
+    for key, customer in customers.items():
+        _, payload = running_payload(
+            *key, customer.vector(as_of[key]), sources.get(key), computed_at
+        )
+        got = decode_event(CustomerFeatures, payload).model_dump(exclude={"computed_at"})
+        want = decode_event(CustomerFeatures, expected[f"{key[0]}:{key[1]}".encode()])
+        assert got == want.model_dump(exclude={"computed_at"}), key

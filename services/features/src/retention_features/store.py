@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from retention_shared.events import OrderEvent
+from retention_shared.features.running import RunningOrder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS progress (
     next_offset INTEGER NOT NULL
 );
 """
-
+_INSERT = "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STORED_FROM = "SELECT source_offset FROM orders WHERE tenant_id = ? AND order_id = ? AND kind = ?"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -78,6 +80,8 @@ class PartitionStore:
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
+        self._clocks: dict[str, int] | None = None
+        self._pending_clocks: dict[str, int] | None = None
         if readonly:  # a reader beside the consumer's writer (WAL lets both go on)
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             return
@@ -106,43 +110,81 @@ class PartitionStore:
             (next_offset,),
         )
         self._db.execute("COMMIT")
+        if self._pending_clocks is not None and self._clocks is not None:
+            for tenant, clock in self._pending_clocks.items():
+                self._clocks[tenant] = max(self._clocks.get(tenant, clock), clock)
+        self._pending_clocks = None
 
     def rollback(self) -> None:
+        self._pending_clocks = None
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
     def add_orders(self, orders: Iterable[StoredOrder]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [order.row() for order in orders],
-        )
+        self.insert_rows([order.row() for order in orders])
+
+    def insert_rows(self, rows: Sequence[tuple[object, ...]]) -> list[bool]:
+        """Insert `orders` rows (inside the open transaction); True for each one that was new.
+
+        One `executemany`; only if some rows were ignored (a duplicate event, a batch re-read
+        after a crash) is each one looked up: it is new if the stored copy has its own source
+        offset (an offset is one record, applied once).
+        """
+        before = self._db.total_changes
+        self._db.executemany(_INSERT, rows)
+        if self._db.total_changes - before == len(rows):
+            return [True] * len(rows)
+        return [
+            self._db.execute(_STORED_FROM, (row[0], row[2], row[3])).fetchone()[0] == row[8]
+            for row in rows
+        ]
 
     def tenant_clocks(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT tenant_id, latest_event_us FROM tenant_clock"))
+        """The committed tenant clocks (a copy; read once, then kept as they are committed)."""
+        if self._clocks is None:
+            self._clocks = dict(
+                self._db.execute("SELECT tenant_id, latest_event_us FROM tenant_clock")
+            )
+        return dict(self._clocks)
 
     def save_tenant_clocks(self, clocks: dict[str, int]) -> None:
+        """Write the clocks in the open transaction (they count once it is committed)."""
         self._db.executemany(
             "INSERT INTO tenant_clock VALUES (?, ?) ON CONFLICT (tenant_id) "
             "DO UPDATE SET latest_event_us = max(latest_event_us, excluded.latest_event_us)",
             list(clocks.items()),
         )
+        self._pending_clocks = clocks
 
     def history(self, customers: Iterable[tuple[str, str]]) -> pl.DataFrame:
         """The stored orders of the given (tenant, customer) pairs, as the feature input frame."""
+        return orders_frame(self._rows(customers))
+
+    def _rows(self, customers: Iterable[tuple[str, str]]) -> list[tuple[object, ...]]:
         keys = list(customers)
         self._db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS wanted (tenant_id TEXT, customer_id TEXT)"
         )
         self._db.execute("DELETE FROM wanted")
         self._db.executemany("INSERT INTO wanted VALUES (?, ?)", keys)
-        rows = self._db.execute(
+        return self._db.execute(
             "SELECT o.tenant_id, o.customer_id, o.order_id, o.kind, o.occurred_at_us, o.total, "
             "o.items, o.products FROM wanted w CROSS JOIN orders o INDEXED BY orders_by_customer "
             # CROSS JOIN keeps `wanted` outside: one index probe per customer, not a table walk.
             "WHERE o.tenant_id = w.tenant_id AND o.customer_id = w.customer_id "
             "ORDER BY o.tenant_id, o.customer_id, o.occurred_at_us, o.order_id, o.kind"
         ).fetchall()
-        return orders_frame(rows)
+
+    def history_orders(
+        self, customers: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[RunningOrder]]:
+        """The stored orders of the given (tenant, customer) pairs, for `RunningCustomer`."""
+        found: dict[tuple[str, str], list[RunningOrder]] = {key: [] for key in customers}
+        for tenant, customer, order_id, kind, at, total, items, products in self._rows(found):
+            found[(tenant, customer)].append(
+                RunningOrder(at, kind, order_id, total, items, json.loads(products))
+            )
+        return found
 
     def customers(self) -> int:
         return int(

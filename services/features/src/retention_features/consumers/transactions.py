@@ -4,16 +4,19 @@ A raw aiokafka consumer (not a FastStream subscriber) because the service owns i
 live in each partition's SQLite file, and on assignment the consumer seeks to them — or to the
 partition's first offset, rebuilding a partition that has no state file. Per poll:
 
-1. decode the records (undecodable ones go to `transactions.rejected`),
-2. add the orders to each partition's store inside an open transaction,
-3. recompute each touched customer once, from the stored history, in one vectorized call,
+1. decode the records (`decoding`; undecodable ones go to `transactions.rejected`),
+2. add the orders to each partition's store inside an open transaction; the store says which
+   were new (duplicates are ignored),
+3. add the new orders to the touched customers' running totals (`running`, loaded from the
+   store on first touch) and take each touched customer's vector once,
 4. publish the vectors, wait for the broker's acknowledgements, then commit each partition's
    orders + next offset in one transaction.
 
 Steps 1-3 run in a worker thread so fetching goes on meanwhile. A crash before 4 replays the
-batch: the store dedupes the orders and the recomputed vectors are the same, because each
-customer's `as_of` is the partition's tenant clock at that customer's last event — a function of
-the log alone, not of where batch boundaries fell.
+batch: the store dedupes the orders, the totals are rebuilt from the store, and the vectors are
+the same, because each customer's `as_of` is the partition's tenant clock at that customer's last
+event — a function of the log alone, not of where batch boundaries fell. A batch that fails is
+rolled back, store and totals alike.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_features import metrics
-from retention_features.store import PartitionStore, StoredOrder, to_microseconds
-from retention_features.vectors import feature_payloads
+from retention_features.decoding import decode_orders
+from retention_features.running import CustomerKey, RunningCustomers
+from retention_features.store import PartitionStore, to_microseconds
+from retention_features.vectors import batch_time, feature_payloads, running_payload
 from retention_shared.config import ClockMode
-from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_events
+from retention_shared.events import EventDecodeError, RejectedRecord
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -43,6 +48,12 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "retention-features"
 CUSTOMER_COUNT_EVERY_SECONDS = 15.0
+PROGRESS_COMMIT_SECONDS = 1.0
+# Fetch sizes: a replay gets a few thousand records per partition per poll (fewer, larger
+# batches: one vector per touched customer per batch); a consumer at the end of the log waits
+# at most this long for new records (on Tansu, the delay of a fetch that has little to return).
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+FETCH_MAX_WAIT_MS = 25
 
 
 @dataclass
@@ -67,6 +78,8 @@ class TransactionsConsumer:
     state_dir: Path
     max_batch: int = 10000
     stores: dict[int, PartitionStore] = field(default_factory=dict)
+    # Each owned partition's customers' running totals (the stores hold the truth).
+    customers: dict[int, RunningCustomers] = field(default_factory=dict)
     # The offset each owned partition must continue from: its stored next offset, or its first
     # offset when it is being rebuilt. Records before it were applied; a gap after it is re-read.
     next_offsets: dict[int, int] = field(default_factory=dict)
@@ -74,6 +87,8 @@ class TransactionsConsumer:
     _consumer: AIOKafkaConsumer | None = None
     _producer: BulkProducer | None = None
     _task: asyncio.Task[None] | None = None
+    _progress_task: asyncio.Task[None] | None = None
+    _progress: dict[TopicPartition, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _customers_counted_at: float = 0.0
 
@@ -84,20 +99,21 @@ class TransactionsConsumer:
             group_id=GROUP_ID,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Short fetch waits keep a consumer at the end of the log fresh (Tansu answers a
-            # fetch only at its deadline when there is little new data).
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             **aiokafka_options(self.ctx.settings),
         )
         self._consumer.subscribe([self.ctx.topics.transactions], listener=_Rebalance(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
+        self._progress_task = asyncio.create_task(self._commit_progress())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._progress_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -107,6 +123,21 @@ class TransactionsConsumer:
 
     def store_path(self, partition: int) -> Path:
         return self.state_dir / f"{self.ctx.topics.transactions}-{partition}.sqlite"
+
+    async def _commit_progress(self) -> None:
+        """Commit the applied offsets to Kafka once a second, off the batch path.
+
+        Informational only (the stores hold the offsets the service resumes from): it lets Kafka
+        tools see the group's progress. Waiting for it per batch cost a round trip of freshness.
+        """
+        assert self._consumer is not None
+        while True:
+            await asyncio.sleep(PROGRESS_COMMIT_SECONDS)
+            owned = {tp: o for tp, o in self._progress.items() if tp.partition in self.stores}
+            self._progress.clear()
+            if owned:
+                with contextlib.suppress(Exception):  # e.g. a rebalance in between
+                    await self._consumer.commit(owned)
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -139,13 +170,16 @@ class TransactionsConsumer:
         assert self._consumer is not None and self._producer is not None
         try:
             batch = await asyncio.to_thread(self._prepare, work)
-            await self._producer.send_all(self.ctx.topics.customer_features, batch.features)
-            await self._producer.send_all(self.ctx.topics.transactions_rejected, batch.rejects)
+            await asyncio.gather(
+                self._producer.send_all(self.ctx.topics.customer_features, batch.features),
+                self._producer.send_all(self.ctx.topics.transactions_rejected, batch.rejects),
+            )
             await asyncio.to_thread(self._commit, batch)
         except Exception:
             log.exception("batch failed; rewinding to the stored offsets")
             for tp in work:
                 self.stores[tp.partition].rollback()
+                self.customers[tp.partition].forget()
                 self._consumer.seek(tp, self.next_offsets[tp.partition])
             await asyncio.sleep(1.0)
             return
@@ -158,44 +192,58 @@ class TransactionsConsumer:
         name, topics = self.ctx.name, self.ctx.topics
         MESSAGES.labels(name, topics.transactions, "consumed", "ok").inc(batch.orders)
         MESSAGES.labels(name, topics.customer_features, "published", "ok").inc(len(batch.features))
-        with contextlib.suppress(Exception):  # informational: lets Kafka tools see our progress
-            await self._consumer.commit(next_offsets)
+        self._progress.update(next_offsets)
 
     def _prepare(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> PreparedBatch:
-        """Decode, store and recompute (worker thread; the stores' transactions stay open)."""
+        """Decode, store and compute (worker thread; the stores' transactions stay open)."""
         batch = PreparedBatch(records=work, clocks={})
-        histories, as_of, last_offsets = [], {}, {}
+        computed_at = batch_time()
         wall = self.ctx.settings.clock is ClockMode.WALL
+        now = to_microseconds(datetime.now(UTC))
+        unserved_history, unserved_as_of, unserved_sources = [], {}, {}
         for tp, records in work.items():
-            store = self.stores[tp.partition]
-            orders = []
-            decoded = decode_events(OrderEvent, [record.value for record in records])
-            for record, event in zip(records, decoded, strict=True):
-                if isinstance(event, EventDecodeError):
-                    batch.rejects.append((record.key, _rejected(record, event)))
+            store, customers = self.stores[tp.partition], self.customers[tp.partition]
+            orders, offsets = [], []
+            decoded = decode_orders([record.value for record in records])
+            for record, order in zip(records, decoded, strict=True):
+                if isinstance(order, EventDecodeError):
+                    batch.rejects.append((record.key, _rejected(record, order)))
                 else:
-                    orders.append(StoredOrder(event, record.offset))
+                    orders.append(order)
+                    offsets.append(record.offset)
             clocks = store.tenant_clocks()
-            touched: dict[tuple[str, str], int] = {}
-            for order in orders:
-                event = order.event
-                moment = to_microseconds(event.occurred_at)
-                clocks[event.tenant_id] = max(clocks.get(event.tenant_id, moment), moment)
-                key = (event.tenant_id, event.customer_id)
-                # The tenant's clock in this partition at the customer's last event.
-                touched[key] = clocks[event.tenant_id]
-                last_offsets[key] = (tp.partition, order.offset)
+            # The tenant's clock in this partition at each touched customer's last event.
+            as_of: dict[CustomerKey, int] = {}
+            sources: dict[CustomerKey, tuple[int, int]] = {}
+            for order, offset in zip(orders, offsets, strict=True):
+                moment, clock = order.order.occurred_at_us, clocks.get(order.tenant_id)
+                if clock is None or moment > clock:
+                    clocks[order.tenant_id] = clock = moment
+                key = (order.tenant_id, order.customer_id)
+                as_of[key] = clock
+                sources[key] = (tp.partition, offset)
             store.begin()
-            store.add_orders(orders)
+            new = store.insert_rows(
+                [o.row(offset) for o, offset in zip(orders, offsets, strict=True)]
+            )
+            customers.apply(order for order, is_new in zip(orders, new, strict=True) if is_new)
             batch.clocks[tp.partition] = clocks
             batch.orders += len(orders)
-            if touched:
-                histories.append(store.history(touched))
-                as_of.update(touched)
-        if as_of:
             if wall:  # live data: recency against real time
-                as_of = dict.fromkeys(as_of, to_microseconds(datetime.now(UTC)))
-            batch.features = feature_payloads(pl.concat(histories), as_of, last_offsets)
+                as_of = dict.fromkeys(as_of, now)
+            served, unserved = customers.vectors(as_of)
+            batch.features += [
+                running_payload(*key, vector, sources[key], computed_at)
+                for key, vector in served.items()
+            ]
+            if unserved:
+                unserved_history.append(store.history(unserved))
+                unserved_as_of.update((key, as_of[key]) for key in unserved)
+                unserved_sources.update((key, sources[key]) for key in unserved)
+        if unserved_as_of:
+            batch.features += feature_payloads(
+                pl.concat(unserved_history), unserved_as_of, unserved_sources
+            )
         return batch
 
     def _commit(self, batch: PreparedBatch) -> None:
@@ -227,6 +275,7 @@ class TransactionsConsumer:
             store = self.stores.pop(partition, None)
             if store is not None:
                 store.close()
+            self.customers.pop(partition, None)
             self.rebuilding.pop(partition, None)
             self.next_offsets.pop(partition, None)
             with contextlib.suppress(KeyError):  # no lag was observed for it yet
@@ -263,6 +312,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 store = PartitionStore(owner.store_path(tp.partition))
                 owner.stores[tp.partition] = store
                 next_offset = store.next_offset()
+                owner.customers[tp.partition] = RunningCustomers(store, empty=next_offset is None)
                 if next_offset is None:
                     log.info(
                         "rebuilding partition from the beginning", extra={"partition": tp.partition}
