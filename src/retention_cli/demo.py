@@ -120,6 +120,7 @@ def run_demo(
     stack = Stack(settings, env, write=lambda line: log.write(line + "\n"))
     urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in SERVICES}
     deadline = time.monotonic() + timeout
+    keep_logs = False
     try:
         with console.status(f"starting the embedded broker and services (logs: {log_path})"):
             stack.start()
@@ -127,8 +128,10 @@ def run_demo(
             api = _Api(client, urls)
             orders = demo_orders(data)
             with _progress(console) as progress:
-                streamed = _stream(api, orders, speed, progress, deadline)
-                _wait_for_champion(api, progress, deadline)
+                streaming = progress.add_task("streaming orders", total=len(orders), status="")
+                training = progress.add_task("training", total=None, status="waiting for data")
+                streamed = _stream(api, orders, speed, progress, (streaming, training), deadline)
+                _wait_for_champion(api, progress, training, deadline)
                 _wait_for_customers(api, streamed["customers"], deadline)
             at_risk = api.get("scoring", "/v1/customers", params=AT_RISK_QUERY)
             report = DemoReport(
@@ -152,12 +155,17 @@ def run_demo(
             while not stack.exited():
                 time.sleep(0.5)
             dead = ", ".join(s.name for s in stack.exited())
-            raise RuntimeError(f"stopped unexpectedly: {dead} (see {log_path})")
+            raise RuntimeError(f"stopped unexpectedly: {dead}")
         return report
+    except (RuntimeError, TimeoutError, httpx.HTTPError):
+        keep_logs = True
+        console.print(f"service logs kept in {log_path}")
+        raise
     finally:
         stack.stop()
         log.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
@@ -193,11 +201,15 @@ def _progress(console: Console) -> Progress:
 
 
 def _stream(
-    api: _Api, orders: list[DemoOrder], speed: float, progress: Progress, deadline: float
+    api: _Api,
+    orders: list[DemoOrder],
+    speed: float,
+    progress: Progress,
+    tasks: tuple[TaskID, TaskID],
+    deadline: float,
 ) -> dict[str, int]:
     """Send the orders whose shop time has come, tick by tick; ask for training on the way."""
-    task = progress.add_task("streaming orders", total=len(orders), status="")
-    training = progress.add_task("training", total=None, status="waiting for history")
+    streaming, training = tasks
     start_shop, start_real = orders[0].occurred_at, time.monotonic()
     train_at = start_shop + timedelta(days=TRAIN_AFTER_DAYS)
     limit = 1000  # the ingest default RETENTION_MAX_ORDERS_PER_REQUEST
@@ -210,6 +222,8 @@ def _stream(
         due = sent
         while due < len(orders) and orders[due].occurred_at <= shop_now and due - sent < limit:
             due += 1
+        if due - sent < limit:  # caught up with the shop's clock: wait for the next tick
+            time.sleep(TICK_SECONDS)
         if due > sent:
             batch = orders[sent:due]
             answer = api.post("ingest", "/v1/orders", {"orders": [o.body for o in batch]})
@@ -222,18 +236,16 @@ def _stream(
             )
             sent = due
             progress.update(
-                task,
+                streaming,
                 completed=sent,
                 status=f"{orders[sent - 1].occurred_at:%Y-%m-%d}  "
                 f"{accepted:,} accepted, {rejected:,} rejected",
             )
-        if not asked_to_train and orders[sent - 1].occurred_at >= train_at:
+        if not asked_to_train and sent and orders[sent - 1].occurred_at >= train_at:
             _request_training(api, progress, training, "enough history: first model")
             asked_to_train = True
         if time.monotonic() > deadline:
             raise TimeoutError("the demo ran out of time while streaming")
-        if due - sent == 0 and sent < len(orders):
-            time.sleep(TICK_SECONDS)
     _request_training(api, progress, training, "all orders in: retrain")
     return {
         "orders": len(orders),
@@ -248,17 +260,13 @@ def _request_training(api: _Api, progress: Progress, task: TaskID, why: str) -> 
     progress.update(task, status=why)
 
 
-def _wait_for_champion(api: _Api, progress: Progress, deadline: float) -> None:
+def _wait_for_champion(api: _Api, progress: Progress, task: TaskID, deadline: float) -> None:
     """Until the trainer has nothing queued or running and scoring serves its champion."""
-    task = next(t.id for t in progress.tasks if t.description == "training")
     while True:
         runs = api.get("trainer", "/v1/runs")["runs"]
         busy = [r for r in runs if r["status"] in ("queued", "running")]
         published = [r for r in runs if r["status"] == "published"]
-        progress.update(
-            task,
-            status=", ".join(f"{r['status']}" for r in runs) or "queued",
-        )
+        progress.update(task, status=", ".join(r["status"] for r in runs) or "queued")
         if not busy and published:
             champion = published[0]["model_tag"]
             card = api.client.get(api.urls["scoring"] + "/v1/model")
