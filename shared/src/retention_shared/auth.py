@@ -98,7 +98,8 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def authenticate(request: Request) -> Principal:
+# async: sync dependencies each cost a worker-thread hop per request (bench/scoring).
+async def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized("missing; send 'Authorization: Bearer <api key>'")
@@ -115,7 +116,7 @@ def authenticate(request: Request) -> Principal:
 def require(role: Role):
     """Dependency: the caller's principal, if it holds `role` (else 401/403)."""
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.has(role):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

@@ -13,7 +13,7 @@ from retention_scoring.state import ScoringState, ScoringUnavailable
 RETRY_AFTER_SECONDS = "30"
 
 
-def get_state(request: Request) -> ScoringState:
+async def get_state(request: Request) -> ScoringState:
     return request.app.state.scoring
 
 

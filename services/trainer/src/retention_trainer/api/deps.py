@@ -10,11 +10,11 @@ from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.runs import RunManager
 
 
-def get_runs(request: Request) -> RunManager:
+async def get_runs(request: Request) -> RunManager:
     return request.app.state.runs
 
 
-def get_lake(request: Request) -> LakeConsumer:
+async def get_lake(request: Request) -> LakeConsumer:
     return request.app.state.lake
 
 
