@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,8 @@ class DemoReport:
     at_risk: dict[str, Any]
     campaign: dict[str, Any]
     # The churn reasons of each listed customer, as `GET /v1/customers/{id}/score` gives them.
-    reasons: dict[str, list[str]] = field(default_factory=dict)
-    streamed: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, list[str]]
+    streamed: dict[str, int]
 
 
 def add_parser(commands: Any) -> None:
@@ -132,7 +133,7 @@ def run_demo(
                 training = progress.add_task("training", total=None, status="waiting for data")
                 streamed = _stream(api, orders, speed, progress, (streaming, training), deadline)
                 _wait_for_champion(api, progress, training, deadline)
-                _wait_for_customers(api, streamed["customers"], deadline)
+                _wait_until_settled(api, streamed["customers"], deadline)
             at_risk = api.get("scoring", "/v1/customers", params=AT_RISK_QUERY)
             report = DemoReport(
                 key=key,
@@ -286,11 +287,18 @@ def _churn_reasons(api: _Api, customer_id: str) -> list[str]:
     return [reason["text"] for reason in score["reasons"]["churn"]]
 
 
-def _wait_for_customers(api: _Api, expected: int, deadline: float) -> None:
-    """Until scoring holds features for every customer the shop sent an accepted order for."""
+def _wait_until_settled(api: _Api, expected: int, deadline: float) -> None:
+    """Until the features service has applied every order and scoring's answers stop changing
+    (every customer the shop sent an accepted order for, each at their last vector)."""
+    previous = None
     while True:
-        if api.get("scoring", "/v1/segments")["customers"] >= expected:
+        metrics = api.client.get(api.urls["features"] + "/metrics").text
+        lags = re.findall(r"^retention_features_consumer_lag\{[^}]*\} (\S+)$", metrics, re.M)
+        segments = api.get("scoring", "/v1/segments")
+        settled = lags and not any(float(lag) for lag in lags)
+        if settled and segments["customers"] >= expected and segments == previous:
             return
+        previous = segments
         if time.monotonic() > deadline:
-            raise TimeoutError(f"scoring did not reach {expected} customers in time")
-        time.sleep(0.5)
+            raise TimeoutError(f"scoring did not settle on {expected} customers in time")
+        time.sleep(1.0)

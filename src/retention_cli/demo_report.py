@@ -127,9 +127,9 @@ def _campaign(console: Console, request: dict[str, Any], plan: dict[str, Any]) -
 def print_report(console: Console, report: DemoReport, log_path: Path) -> None:
     streamed = report.streamed
     console.print(
-        f"\nStreamed {streamed.get('orders', 0):,} orders: {streamed.get('accepted', 0):,} "
-        f"accepted, {streamed.get('rejected', 0):,} rejected by ingest's cleaning; "
-        f"{streamed.get('customers', 0):,} customers."
+        f"\nStreamed {streamed['orders']:,} orders: {streamed['accepted']:,} accepted, "
+        f"{streamed['rejected']:,} rejected by ingest's cleaning; "
+        f"{streamed['customers']:,} customers."
     )
     _model_card(console, report.model)
     _segments(console, report.segments)
