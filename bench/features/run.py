@@ -405,7 +405,7 @@ def main() -> int:
     if data is None:
         data = ONLINE_RETAIL_II
         if not data.exists():
-            print(f"note: {data} not found; falling back to {FALLBACK} (the first year only)")
+            print(f"note: {data} not found; falling back to {FALLBACK} (the second year only)")
             data = FALLBACK
     work = Path(tempfile.mkdtemp(prefix="bench-features-"))
     prefix = f"bench{uuid.uuid4().hex[:8]}."

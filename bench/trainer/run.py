@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,30 +74,25 @@ def _load() -> str:
 
 
 def _cutoffs(orders: object, every_days: int, rolling_origins: int) -> list[date]:
-    """The cutoffs `train_and_backtest` builds training sets at (its `plans` with defaults)."""
-    from retention_trainer.training_set import (
-        CHURN_HORIZON_DAYS,
-        LTV_HORIZON_DAYS,
-        plan_windows,
-    )
+    """The cutoffs `train_and_backtest` builds training sets at (with its defaults)."""
+    from retention_trainer.pipeline import rolling_plans
+    from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
-    cutoffs: set[date] = set()
-    for task, horizon in (("churn", CHURN_HORIZON_DAYS), ("ltv", LTV_HORIZON_DAYS)):
-        first = plan_windows(orders, task=task, horizon_days=horizon, every_days=every_days)
-        cutoffs.update(first.all_cutoffs)
-        for k in range(1, rolling_origins + 1):
-            try:
-                earlier = plan_windows(
-                    orders,
-                    task=task,
-                    horizon_days=horizon,
-                    test_cutoff=first.test_cutoff - timedelta(days=k * every_days),
-                    every_days=every_days,
-                )
-            except ValueError:
-                break
-            cutoffs.update(earlier.all_cutoffs)
-    return sorted(cutoffs)
+    return sorted(
+        {
+            cutoff
+            for task, horizon in (("churn", CHURN_HORIZON_DAYS), ("ltv", LTV_HORIZON_DAYS))
+            for plan in rolling_plans(
+                orders,
+                task=task,
+                horizon_days=horizon,
+                test_cutoff=None,
+                every_days=every_days,
+                rolling_origins=rolling_origins,
+            )
+            for cutoff in plan.all_cutoffs
+        }
+    )
 
 
 def main() -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from datetime import date
@@ -19,6 +18,7 @@ from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import ingest_file
 from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
+from retention_trainer.backtest import finite
 from retention_trainer.pipeline import SHORT_LTV_HORIZON_DAYS, train_and_backtest
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
@@ -87,18 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for note in training.report.get("notes", []):
         print(f"retention backtest: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(_finite(training.report), default=str))
+        print(json.dumps(finite(training.report), default=str))
     else:
         print(training.markdown)
     return 0
-
-
-def _finite(value: Any) -> Any:
-    """NaN (a metric undefined on this data) as JSON null, which JSON can carry."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaMessage
 
 from retention_shared.events import EventDecodeError, RejectedRecord, RejectReason
@@ -57,3 +58,13 @@ async def reject_undecodable(
     ctx: ServiceContext, message: KafkaMessage, error: EventDecodeError
 ) -> None:
     await reject_record(ctx, message, [error.as_reason()])
+
+
+def rejected_payload(record: ConsumerRecord, error: EventDecodeError) -> bytes:
+    """The `RejectedRecord` of a record a raw (aiokafka) consumer could not decode."""
+    return RejectedRecord(
+        source=record.topic,
+        source_id=f"{record.topic}:{record.partition}:{record.offset}",
+        record=record.value.decode("utf-8", errors="replace"),
+        reasons=[error.as_reason()],
+    ).to_bytes()

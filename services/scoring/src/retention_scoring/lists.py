@@ -16,6 +16,8 @@ from enum import StrEnum
 
 import polars as pl
 
+from retention_scoring.scoring import SCORE_COLUMNS
+
 __all__ = [
     "CursorError",
     "ListPage",
@@ -28,19 +30,7 @@ __all__ = [
     "segment_table",
 ]
 
-LIST_COLUMNS = (
-    "customer_id",
-    "churn_probability",
-    "risk_band",
-    "predicted_ltv",
-    "ltv_low",
-    "ltv_high",
-    "value_tier",
-    "segment",
-    "action",
-    "revenue_at_risk",
-    "features_as_of",
-)
+LIST_COLUMNS = ("customer_id", *SCORE_COLUMNS, "features_as_of")
 
 
 class SortKey(StrEnum):

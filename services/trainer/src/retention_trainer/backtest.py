@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from retention_trainer.evaluation.metrics import (
@@ -11,7 +14,7 @@ from retention_trainer.evaluation.metrics import (
     roc_auc,
 )
 
-__all__ = ["churn_report", "render_markdown"]
+__all__ = ["churn_report", "finite", "render_markdown"]
 
 
 def churn_report(
@@ -91,3 +94,14 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Stage timings (s)", ""]
     lines += [f"- {stage}: {seconds:.2f}" for stage, seconds in report["timings"].items()]
     return "\n".join(lines) + "\n"
+
+
+def finite(value: Any) -> Any:
+    """A report with NaN/inf (a metric undefined on the data) as None: JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

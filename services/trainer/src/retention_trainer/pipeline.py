@@ -59,7 +59,7 @@ from retention_trainer.training_set import (
     training_examples,
 )
 
-__all__ = ["TrainingRun", "train_and_backtest"]
+__all__ = ["TrainingRun", "rolling_plans", "train_and_backtest"]
 
 FEATURES = list(FEATURE_NAMES)
 # One year of history cannot hold a 180-day LTV backtest (train, validate and test windows).
@@ -179,6 +179,37 @@ def _segment_table(segmenter: Segmenter, test: pl.DataFrame) -> list[dict[str, o
     return table
 
 
+def rolling_plans(
+    orders: pl.DataFrame,
+    *,
+    task: str,
+    horizon_days: int,
+    test_cutoff: date | None,
+    every_days: int,
+    rolling_origins: int,
+) -> list[TaskWindows]:
+    """The task's windows at its test cutoff, then at up to `rolling_origins` earlier grid
+    cutoffs (as many as the history holds)."""
+    first = plan_windows(
+        orders, task=task, horizon_days=horizon_days, test_cutoff=test_cutoff, every_days=every_days
+    )
+    plans = [first]
+    for k in range(1, rolling_origins + 1):
+        try:
+            plans.append(
+                plan_windows(
+                    orders,
+                    task=task,
+                    horizon_days=horizon_days,
+                    test_cutoff=first.test_cutoff - timedelta(days=k * every_days),
+                    every_days=every_days,
+                )
+            )
+        except ValueError:
+            break
+    return plans
+
+
 def train_and_backtest(
     orders: pl.DataFrame,
     *,
@@ -206,24 +237,14 @@ def train_and_backtest(
         tenant = str(tenants[0])
 
     def plans(task: str, horizon: int, test: date | None) -> list[TaskWindows]:
-        first = plan_windows(
-            orders, task=task, horizon_days=horizon, test_cutoff=test, every_days=every_days
+        return rolling_plans(
+            orders,
+            task=task,
+            horizon_days=horizon,
+            test_cutoff=test,
+            every_days=every_days,
+            rolling_origins=rolling_origins,
         )
-        earlier = []
-        for k in range(1, rolling_origins + 1):
-            try:
-                earlier.append(
-                    plan_windows(
-                        orders,
-                        task=task,
-                        horizon_days=horizon,
-                        test_cutoff=first.test_cutoff - timedelta(days=k * every_days),
-                        every_days=every_days,
-                    )
-                )
-            except ValueError:
-                break
-        return [first, *earlier]
 
     churn_plans = plans("churn", churn_horizon_days, churn_test_cutoff)
     notes: list[str] = []

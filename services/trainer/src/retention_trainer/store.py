@@ -9,7 +9,6 @@ found unfinished at start-up is resumed (see `RunManager.resume`).
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from retention_trainer.backtest import finite
 
 __all__ = ["Champion", "RunRecord", "RunStatus", "RunStore", "Trigger"]
 
@@ -140,17 +141,7 @@ def _time(value: str | None) -> datetime | None:
 
 def _json(value: Any) -> str | None:
     # NaN/inf (a metric undefined on the data) would make invalid JSON: stored as null.
-    return None if value is None else json.dumps(_finite(value), allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    return None if value is None else json.dumps(finite(value), allow_nan=False)
 
 
 class RunStore:

@@ -39,7 +39,8 @@ from retention_features.running import CustomerKey, RunningCustomers
 from retention_features.store import PartitionStore, to_microseconds
 from retention_features.vectors import batch_time, feature_payloads, running_payload
 from retention_shared.config import ClockMode
-from retention_shared.events import EventDecodeError, RejectedRecord
+from retention_shared.consuming import rejected_payload
+from retention_shared.events import EventDecodeError
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -284,12 +285,7 @@ class TransactionsConsumer:
 
 def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
     metrics.REJECTED.labels(error.code).inc()
-    return RejectedRecord(
-        source=record.topic,
-        source_id=f"{record.topic}:{record.partition}:{record.offset}",
-        record=record.value.decode("utf-8", errors="replace"),
-        reasons=[error.as_reason()],
-    ).to_bytes()
+    return rejected_payload(record, error)
 
 
 class _Rebalance(ConsumerRebalanceListener):

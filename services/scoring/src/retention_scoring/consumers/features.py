@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from aiokafka import ConsumerRecord
 
 from retention_scoring.store import FeatureStore
+from retention_shared.consuming import rejected_payload
 from retention_shared.events import (
     CustomerFeatures,
     EventDecodeError,
-    RejectedRecord,
     decode_events,
 )
 from retention_shared.kafka import BulkProducer
@@ -39,7 +39,7 @@ class FeaturesConsumer:
         rejects: list[tuple[bytes | None, bytes]] = []
         for record, event in zip(records, decoded, strict=True):
             if isinstance(event, EventDecodeError):
-                rejects.append((record.key, _rejected(record, event)))
+                rejects.append((record.key, rejected_payload(record, event)))
             else:
                 good.append((event, record.partition))
         if rejects:
@@ -50,12 +50,3 @@ class FeaturesConsumer:
         MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc(len(good))
         if touched:
             self.on_change(touched)
-
-
-def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
-    return RejectedRecord(
-        source=record.topic,
-        source_id=f"{record.topic}:{record.partition}:{record.offset}",
-        record=record.value.decode("utf-8", errors="replace"),
-        reasons=[error.as_reason()],
-    ).to_bytes()

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from retention_shared.consuming import rejected_payload
 from retention_shared.event_columns import order_event_frame
-from retention_shared.events import EventDecodeError, OrderEvent, RejectedRecord, decode_events
+from retention_shared.events import EventDecodeError, OrderEvent, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -199,19 +200,10 @@ def _decode(
     decoded = decode_events(OrderEvent, [record.value for record in records])
     for record, event in zip(records, decoded, strict=True):
         if isinstance(event, EventDecodeError):
-            rejects.append((record.key, _rejected(record, event)))
+            rejects.append((record.key, rejected_payload(record, event)))
         else:
             events.append(event)
     return events, rejects
-
-
-def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
-    return RejectedRecord(
-        source=record.topic,
-        source_id=f"{record.topic}:{record.partition}:{record.offset}",
-        record=record.value.decode("utf-8", errors="replace"),
-        reasons=[error.as_reason()],
-    ).to_bytes()
 
 
 async def high_watermarks(ctx: ServiceContext, timeout: float = 15.0) -> dict[int, int]:
