@@ -9,7 +9,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from retention_shared.features import FEATURE_NAMES, compute_features, compute_features_at_cutoffs
+from retention_shared.features import (
+    FEATURE_NAMES,
+    compute,
+    compute_features,
+    compute_features_at_cutoffs,
+)
 
 from .conftest import load_orders
 
@@ -56,6 +61,51 @@ def test_cutoffs_equal_one_call_per_cutoff(orders_ii: pl.DataFrame) -> None:
     ).sort("tenant_id", "customer_id", "cutoff")
     assert at_cutoffs.height > 3_000  # about 300 customers at each of 12 cutoffs
     assert_frame_equal(at_cutoffs, one_by_one)
+
+
+def test_outcomes_after_each_cutoff_are_the_orders_and_spend_in_that_window(
+    orders_ii: pl.DataFrame,
+) -> None:
+    cutoffs = [datetime(2010, m, 1, tzinfo=UTC) for m in (3, 7, 11)]
+    result = compute_features_at_cutoffs(orders_ii, cutoffs, outcome_days=(90,))
+    assert_frame_equal(
+        result.select(compute_features_at_cutoffs(orders_ii, cutoffs).columns),
+        compute_features_at_cutoffs(orders_ii, cutoffs),
+    )
+    windows = (
+        result.select("customer_id", "cutoff")
+        .join(orders_ii, on="customer_id")
+        .filter(
+            (pl.col("occurred_at") > pl.col("cutoff"))
+            & (pl.col("occurred_at") <= pl.col("cutoff") + pl.duration(days=90))
+        )
+        .group_by("customer_id", "cutoff")
+        .agg(
+            orders=(pl.col("kind") == "purchase").sum().cast(pl.Float64),
+            spend=pl.col("total").sum(),
+        )
+    )
+    expected = result.join(windows, on=["customer_id", "cutoff"], how="left").fill_null(0)
+    assert (expected["orders_next_90d"] > 0).sum() > 100
+    assert expected["orders_next_90d"].to_list() == expected["orders"].to_list()
+    assert expected["spend_next_90d"].to_numpy() == pytest.approx(
+        expected["spend"].to_numpy(), abs=1e-6
+    )
+    with pytest.raises(ValueError, match="positive"):
+        compute_features_at_cutoffs(orders_ii, cutoffs, outcome_days=(0,))
+
+
+def test_the_grouped_look_up_gives_what_the_keyed_one_gives(
+    orders_ii: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keyed as-of join (customer × span + time) falls back to a grouped one when its key
+    # could overflow; both must find the same rows.
+    cutoffs = [datetime(2010, m, 1, tzinfo=UTC) for m in range(1, 13)]
+    keyed = compute_features_at_cutoffs(orders_ii, cutoffs, outcome_days=(90, 180))
+    monkeypatch.setattr(compute, "_KEY_LIMIT", 0)
+    assert_frame_equal(
+        compute_features_at_cutoffs(orders_ii, cutoffs, outcome_days=(90, 180)), keyed
+    )
 
 
 def test_cutoffs_frame_per_tenant(orders_i: pl.DataFrame) -> None:

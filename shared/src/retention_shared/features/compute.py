@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from retention_shared.features.orders import HISTORY_COLUMNS, ORDER_SCHEMA, conform_orders
@@ -61,17 +62,36 @@ def compute_features(orders: Orders, as_of: Clock) -> pl.DataFrame:
     return _finish(_with_features(state), "as_of")
 
 
-def compute_features_at_cutoffs(orders: Orders, cutoffs: Cutoffs) -> pl.DataFrame:
+def compute_features_at_cutoffs(
+    orders: Orders, cutoffs: Cutoffs, outcome_days: Sequence[int] = ()
+) -> pl.DataFrame:
     """Features of every customer at every cutoff: the same values as `compute_features` per cutoff.
 
     `cutoffs` is a sequence or Series of aware datetimes applying to every tenant, or a frame with
     `cutoff` and optionally `tenant_id`. Returns `tenant_id, customer_id, cutoff` and the
-    features; a customer appears at a cutoff only if they have an order at or before it.
+    features, sorted by customer then cutoff; a customer appears at a cutoff only if they have an
+    order at or before it.
+
+    For each of `outcome_days` (D) it adds what happened in the D days after the cutoff, from
+    the same running totals: `orders_next_{D}d` (purchase orders in (cutoff, cutoff + D]) and
+    `spend_next_{D}d` (net spend in that window). These are labels for training, never features.
     """
+    if any(days <= 0 for days in outcome_days):
+        raise ValueError("outcome_days must be positive")
     frame = conform_orders(orders)
     clocks = _cutoff_clocks(frame, cutoffs)
-    state = _state_at(_timeline(frame), clocks)
-    return _finish(_with_features(state), "cutoff")
+    state = _state_at(_timeline(frame), clocks, outcome_days)
+    outcomes = {}
+    for days in outcome_days:
+        outcomes[f"orders_next_{days}d"] = pl.col(f"c_purchases_next_{days}d") - pl.col(
+            "c_purchases"
+        )
+        outcomes[f"spend_next_{days}d"] = (
+            pl.col(f"c_net_next_{days}d") - pl.col("c_net")
+        ) / MONEY_SCALE
+    return _finish(
+        _with_features(state).with_columns(**outcomes), "cutoff", [*FEATURE_NAMES, *outcomes]
+    )
 
 
 def compact_history(orders: Orders, as_of: Clock) -> pl.DataFrame:
@@ -205,6 +225,32 @@ def _cutoff_clocks(orders: pl.LazyFrame, cutoffs: Cutoffs) -> pl.LazyFrame:
 
 # --- running totals and look-ups --------------------------------------------------------------
 
+# Rows are sorted by customer, so a customer is a contiguous segment starting where `start` is
+# true. Per-segment running values are whole-column operations plus a reset at each start, which
+# costs polars a fraction of a grouped `over("cid")` (no group indices to build).
+_START = pl.col("start")
+_NONE = -(2**63)  # a stand-in for null while forward-filling; no real time or total is this
+# Largest customer × span key of a keyed as-of join (int64, with room to spare).
+_KEY_LIMIT = 2**62
+
+
+def _running_sum(x: pl.Expr) -> pl.Expr:
+    """Sum of integer `x` from the customer's first row to this one (exact: integers)."""
+    total = x.cum_sum()
+    return total - pl.when(_START).then(total - x).forward_fill()
+
+
+def _carry(x: pl.Expr) -> pl.Expr:
+    """The customer's latest non-null `x` so far (null before their first one)."""
+    return (
+        pl.when(x.is_not_null())
+        .then(x)
+        .when(_START)
+        .then(pl.lit(_NONE))
+        .forward_fill()
+        .replace(_NONE, None)
+    )
+
 
 def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
     """Running totals per customer after each order; one row per (customer, instant), the last."""
@@ -222,37 +268,32 @@ def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
         )
         .sort([*KEY, "t", "kind", "order_id"])
         .with_row_index("row")
-        # An integer per customer (rows are sorted by customer): cheaper to group by than strings.
         .with_columns(
-            cid=(pl.col("tenant_id").ne_missing(pl.col("tenant_id").shift(1)))
+            start=pl.col("tenant_id")
+            .ne_missing(pl.col("tenant_id").shift(1))
             .or_(pl.col("customer_id").ne_missing(pl.col("customer_id").shift(1)))
-            .cum_sum()
         )
+        # An integer per customer, in key order: cheaper to group and join by than strings.
+        .with_columns(cid=_START.cum_sum())
+        .collect()
     )
-    # A product counts at the first purchase (in canonical order) that contains it.
-    first_sightings = (
-        base.filter(_PURCHASE)
-        .select("cid", "row", product=pl.col("products"))
-        .explode("product")
-        .drop_nulls("product")
-        .group_by("cid", "product")
-        .agg(pl.col("row").min())
-        .group_by("row")
-        .agg(new_products=pl.len().cast(pl.Int64))
-    )
+    base = base.with_columns(_new_products(base))
     purchase_t = pl.when(_PURCHASE).then(t)
     prev = pl.col("prev_purchase")
     gap = pl.col("gap_us")
     return (
-        base.join(first_sightings, on="row", how="left", maintain_order="left")
+        base.lazy()
         .with_columns(
-            last_purchase=purchase_t.forward_fill().over("cid"),
-            first_purchase=purchase_t.cum_min().forward_fill().over("cid"),
-            first_event=t.first().over("cid"),
+            last_purchase=_carry(purchase_t),
+            first_event=pl.when(_START).then(t).forward_fill(),
+            c_purchases=_running_sum(_PURCHASE.cast(pl.Int64)),
         )
-        # The latest purchase strictly before this row: a purchase at a new instant starts a new
-        # purchase occasion, and the gap to it is one inter-purchase gap.
-        .with_columns(prev_purchase=pl.col("last_purchase").shift(1).over("cid"))
+        .with_columns(
+            first_purchase=_carry(pl.when(_PURCHASE & (pl.col("c_purchases") == 1)).then(t)),
+            # The latest purchase strictly before this row: a purchase at a new instant starts a
+            # new purchase occasion, and the gap to it is one inter-purchase gap.
+            prev_purchase=pl.when(~_START).then(pl.col("last_purchase").shift(1)),
+        )
         .with_columns(
             new_occasion=_PURCHASE & (prev.is_null() | (t > prev)),
             new_month=_PURCHASE
@@ -261,25 +302,25 @@ def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
         )
         # Gaps are summed shifted by the customer's first gap (a sample of the same spread), so
         # the variance formula does not cancel catastrophically; all-equal gaps give exactly 0.
-        .with_columns(gap_dev_us=gap - gap.drop_nulls().first().over("cid"))
         .with_columns(
-            c_purchases=_PURCHASE.cast(pl.Int64).cum_sum().over("cid"),
-            c_net=pl.col("money").cum_sum().over("cid"),
-            c_gross=pl.when(_PURCHASE).then(pl.col("money")).otherwise(0).cum_sum().over("cid"),
-            c_cancelled=pl.when(_PURCHASE)
-            .then(0)
-            .otherwise(-pl.col("money"))
-            .cum_sum()
-            .over("cid"),
+            gap_dev_us=gap
+            - _carry(pl.when(_running_sum(gap.is_not_null().cast(pl.Int64)) == 1).then(gap))
+        )
+        .with_columns(
+            c_net=_running_sum(pl.col("money")),
+            c_gross=_running_sum(pl.when(_PURCHASE).then(pl.col("money")).otherwise(0)),
+            c_cancelled=_running_sum(pl.when(_PURCHASE).then(0).otherwise(-pl.col("money"))),
+            # Float sums run within the customer (`over`), so one customer alone gives the same
+            # bits as among millions; a whole-column sum minus an offset would not.
             c_items=pl.when(_PURCHASE).then(pl.col("items")).otherwise(0.0).cum_sum().over("cid"),
-            c_products=pl.col("new_products").fill_null(0).cum_sum().over("cid"),
-            c_months=pl.col("new_month").cast(pl.Int64).cum_sum().over("cid"),
-            c_occasions=pl.col("new_occasion").cast(pl.Int64).cum_sum().over("cid"),
-            c_gap_dev_us=pl.col("gap_dev_us").fill_null(0).cum_sum().over("cid"),
+            c_products=_running_sum(pl.col("new_products")),
+            c_months=_running_sum(pl.col("new_month").cast(pl.Int64)),
+            c_occasions=_running_sum(pl.col("new_occasion").cast(pl.Int64)),
+            c_gap_dev_us=_running_sum(pl.col("gap_dev_us").fill_null(0)),
             c_gap_dev2=(pl.col("gap_dev_us") / DAY_US).pow(2).fill_null(0.0).cum_sum().over("cid"),
         )
         # Orders sharing an instant are all in or all out of any window: keep their last row.
-        .filter(t.shift(-1).over("cid").ne_missing(t))
+        .filter(t.shift(-1).ne_missing(t) | _START.shift(-1, fill_value=True))
         .select(
             "cid",
             *KEY,
@@ -290,6 +331,26 @@ def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
             *(c for c in _TOTALS),
         )
     )
+
+
+def _new_products(base: pl.DataFrame) -> pl.Series:
+    """Per row: products its purchase is the customer's first (canonical order) to contain."""
+    # Products as dense integer codes (categories private to this call, freed with it), so each
+    # (customer, product) is one 64-bit key: hashing those is far cheaper than string pairs.
+    code = pl.col("product").cast(pl.Categorical(pl.Categories.random())).to_physical()
+    first_rows = (
+        base.lazy()
+        .filter(_PURCHASE)
+        .select("cid", "row", product=pl.col("products"))
+        .explode("product")
+        .drop_nulls("product")
+        .select("row", key=pl.col("cid").cast(pl.UInt64) * (1 << 32) + code.cast(pl.UInt64))
+        .group_by("key")
+        .agg(pl.col("row").min())
+        .collect()
+    )
+    counts = np.bincount(first_rows.get_column("row").to_numpy(), minlength=base.height)
+    return pl.Series("new_products", counts, dtype=pl.Int64)
 
 
 _TOTALS = (
@@ -304,63 +365,111 @@ _TOTALS = (
     "c_gap_dev_us",
     "c_gap_dev2",
 )
+# What an outcome (a window after the clock) is measured from.
+_OUTCOME_TOTALS = ("c_purchases", "c_net")
 
 
 def _month(moment: pl.Expr) -> pl.Expr:
     return moment.dt.year().cast(pl.Int64) * 12 + moment.dt.month().cast(pl.Int64)
 
 
-def _state_at(timeline: pl.LazyFrame, clocks: pl.LazyFrame) -> pl.LazyFrame:
-    """Each customer's running totals at each clock, and at the window edges before it."""
+def _state_at(
+    timeline: pl.LazyFrame, clocks: pl.LazyFrame, outcome_days: Sequence[int] = ()
+) -> pl.LazyFrame:
+    """Each customer's running totals at each clock, at the window edges before it, and at
+    `outcome_days` after it. Rows are sorted by customer (key order), then clock."""
     # Materialized once, sorted by customer then time: every look-up below reads it.
-    timeline = timeline.collect().lazy()
-    customers = timeline.group_by("cid").agg(
-        *(pl.col(k).first() for k in KEY), since_us=pl.col("t").min()
-    )
+    timeline = timeline.collect()
+    firsts = timeline.filter(pl.col("cid").ne_missing(pl.col("cid").shift(1)))
     probes = (
-        customers.join(clocks, on=clock_keys(clocks))
+        firsts.lazy()
+        .select("cid", *KEY, since_us="t")
+        .join(clocks, on=clock_keys(clocks))
         .filter(pl.col("since_us") <= pl.col("cutoff_us"))
         .select("cid", *KEY, "cutoff_us")
         .sort("cid", "cutoff_us")
         .collect()
     )
-    # One as-of join per look-up time, all on the same left rows in the same order (an as-of join
-    # keeps the left order), so the results line up column by column without a key join.
-    found = [_look_up(probes, timeline, 0, timeline.collect_schema().names())]
-    edge_totals = timeline.select("cid", "t", *_EDGE_TOTALS)
+    look_up = _LookUp(timeline, probes, max((HISTORY_DAYS, *outcome_days)))
+    found = [look_up(0, [c for c in timeline.columns if c not in ("cid", *KEY)], "", None)]
     for days in _EDGES_DAYS:
-        at_edge = _look_up(probes, edge_totals, days, _EDGE_TOTALS)
-        found.append(
-            at_edge.select(pl.col(c).fill_null(0).alias(f"{c}_{days}d") for c in _EDGE_TOTALS)
-        )
+        found.append(look_up(-days, _EDGE_TOTALS, f"_{days}d", 0))
+    for days in outcome_days:
+        found.append(look_up(days, _OUTCOME_TOTALS, f"_next_{days}d", None))
     return pl.concat([probes, *found], how="horizontal").lazy()
 
 
-def _look_up(
-    probes: pl.DataFrame, timeline: pl.LazyFrame, days: int, columns: Sequence[str]
-) -> pl.DataFrame:
-    """The timeline row each probe sees at `days` before its clock (the last one at or before)."""
-    wanted = [c for c in columns if c not in ("cid", *KEY)]
-    joined = (
-        probes.lazy()
-        .select("cid", "cutoff_us", probe_us=pl.col("cutoff_us") - days * DAY_US)
-        .join_asof(
-            timeline.select("cid", "t", *(c for c in wanted if c != "t")),
-            left_on="probe_us",
-            right_on="t",
-            by="cid",
-            strategy="backward",
-            # Both sides are sorted by time within each customer, which is what `by` needs.
-            check_sortedness=False,
-            coalesce=False,
+class _LookUp:
+    """The timeline row each probe sees at an offset from its clock (the last at or before).
+
+    An as-of join on one int64 key, customer × span + time, so that the key is sorted across
+    customers and the join needs no `by` group (about 2.5x faster); a probe that lands before
+    its customer's first row finds another customer's row and is treated as no row. When that
+    key could overflow (very many customers over a very long span), a grouped join is used.
+    """
+
+    def __init__(self, timeline: pl.DataFrame, probes: pl.DataFrame, reach_days: int) -> None:
+        self.probes = probes
+        clocks = probes.get_column("cutoff_us")
+        times = timeline.get_column("t")
+        reach = reach_days * DAY_US
+        if probes.is_empty():
+            low, high = 0, 0
+        else:
+            low = min(times.min(), clocks.min() - reach)  # type: ignore[operator]
+            high = max(times.max(), clocks.max() + reach)  # type: ignore[operator]
+        self.low, self.span = low, high - low + 1
+        customers = timeline.get_column("cid").max() or 0
+        self.keyed = (customers + 1) * self.span < _KEY_LIMIT
+        self.timeline = (
+            timeline.with_columns(key=self._key(pl.col("t"))).set_sorted("key")
+            if self.keyed
+            else timeline
         )
-        .collect()
-    )
-    if not joined.get_column("cid").equals(probes.get_column("cid")) or not joined.get_column(
-        "cutoff_us"
-    ).equals(probes.get_column("cutoff_us")):
-        raise AssertionError("as-of join did not keep the probes' order")
-    return joined.select(wanted)
+
+    def _key(self, moment: pl.Expr) -> pl.Expr:
+        return pl.col("cid").cast(pl.Int64) * self.span + (moment - self.low)
+
+    def __call__(
+        self, days: int, columns: Sequence[str], suffix: str, missing: int | None
+    ) -> pl.DataFrame:
+        moment = pl.col("cutoff_us") + days * DAY_US
+        if self.keyed:
+            joined = (
+                self.probes.lazy()
+                .select("cid", key=self._key(moment))
+                .set_sorted("key")
+                .join_asof(
+                    self.timeline.lazy().select("key", pl.col("cid").alias("found"), *columns),
+                    on="key",
+                    strategy="backward",
+                    check_sortedness=False,
+                )
+            )
+        else:
+            joined = (
+                self.probes.lazy()
+                .select("cid", at=moment)
+                .join_asof(
+                    self.timeline.lazy().select(
+                        "cid", pl.col("t").alias("found_at"), *columns, pl.col("cid").alias("found")
+                    ),
+                    left_on="at",
+                    right_on="found_at",
+                    by="cid",
+                    strategy="backward",
+                    check_sortedness=False,
+                )
+            )
+        hit = pl.col("found").eq_missing(pl.col("cid"))
+        result = joined.select(
+            "cid", *(pl.when(hit).then(pl.col(c)).alias(f"{c}{suffix}") for c in columns)
+        ).collect()
+        # An as-of join keeps the left rows in order: the columns line up with the probes'.
+        if not result.get_column("cid").equals(self.probes.get_column("cid")):
+            raise AssertionError("as-of join did not keep the probes' order")
+        found = result.drop("cid")
+        return found if missing is None else found.fill_null(missing)
 
 
 # --- features from the state --------------------------------------------------------------------
@@ -426,12 +535,9 @@ def _with_features(state: pl.LazyFrame) -> pl.LazyFrame:
 def _finish(
     state: pl.LazyFrame, clock_name: str, names: Sequence[str] = FEATURE_NAMES
 ) -> pl.DataFrame:
-    return (
-        state.select(
-            *KEY,
-            pl.from_epoch("cutoff_us", "us").dt.replace_time_zone("UTC").alias(clock_name),
-            *(pl.col(n).cast(pl.Float64) for n in names),
-        )
-        .sort([*KEY, clock_name])
-        .collect()
-    )
+    # `_state_at` rows are in key order, then clock: no sort needed.
+    return state.select(
+        *KEY,
+        pl.from_epoch("cutoff_us", "us").dt.replace_time_zone("UTC").alias(clock_name),
+        *(pl.col(n).cast(pl.Float64) for n in names),
+    ).collect()
