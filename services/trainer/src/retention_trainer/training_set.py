@@ -26,13 +26,13 @@ anchored at ``T``, i.e. ``T − k·step``):
   to ``V`` the rule is the same one that keeps ``V`` honest towards ``T``. The earliest usable
   cutoff has at least ``step`` days of history.
 
-Everything is vectorized in polars: one pass of the shared feature code over all cutoffs, and
-labels from per-customer running totals looked up with as-of joins.
+Everything is vectorized in polars: one pass of the shared feature code over all cutoffs, which
+also reads the labels from the same per-customer running totals (its outcome windows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -47,7 +47,6 @@ __all__ = [
     "LTV_HORIZON_DAYS",
     "TaskWindows",
     "cutoff_instant",
-    "label_examples",
     "last_event_date",
     "plan_windows",
     "training_examples",
@@ -57,7 +56,6 @@ CHURN_HORIZON_DAYS = 90
 LTV_HORIZON_DAYS = 180
 CUTOFF_EVERY_DAYS = 30
 KEY = ["tenant_id", "customer_id"]
-_DAY_US = 86_400 * 1_000_000
 
 
 def cutoff_instant(cutoff: date) -> datetime:
@@ -163,75 +161,6 @@ def plan_windows(
     )
 
 
-def _running_totals(orders: pl.LazyFrame) -> pl.LazyFrame:
-    """Per customer after each instant: purchases and net spend (micro-units) so far."""
-    return (
-        orders.select(
-            *KEY,
-            t=pl.col("occurred_at").dt.epoch("us"),
-            purchase=(pl.col("kind") == "purchase").cast(pl.Int64),
-            money=(pl.col("total") * 1_000_000).round().cast(pl.Int64),
-        )
-        .group_by(*KEY, "t")
-        .agg(pl.col("purchase").sum(), pl.col("money").sum())
-        .sort(*KEY, "t")
-        .with_columns(
-            c_purchases=pl.col("purchase").cum_sum().over(KEY),
-            c_money=pl.col("money").cum_sum().over(KEY),
-        )
-        .select(*KEY, "t", "c_purchases", "c_money")
-        .sort("t")
-    )
-
-
-def label_examples(
-    orders: pl.DataFrame | pl.LazyFrame,
-    examples: pl.DataFrame,
-    *,
-    churn_horizon_days: int = CHURN_HORIZON_DAYS,
-    ltv_horizon_days: int = LTV_HORIZON_DAYS,
-) -> pl.DataFrame:
-    """Add ``churned`` (0/1) and ``future_spend`` to ``examples`` (``tenant_id, customer_id,
-    cutoff`` with ``cutoff`` an aware datetime instant), reading only orders after each cutoff.
-    """
-    totals = _running_totals(orders.lazy()).collect().lazy()
-    left = examples.lazy().select(*KEY, cut_us=pl.col("cutoff").dt.epoch("us"))
-
-    def at(offset_days: int, names: Sequence[str], suffix: str) -> pl.LazyFrame:
-        return (
-            left.with_columns(at_us=pl.col("cut_us") + offset_days * _DAY_US)
-            .sort("at_us")
-            .join_asof(
-                totals,
-                left_on="at_us",
-                right_on="t",
-                by=KEY,
-                strategy="backward",
-                check_sortedness=False,
-            )
-            .select(*KEY, "cut_us", *(pl.col(n).fill_null(0).alias(f"{n}{suffix}") for n in names))
-        )
-
-    labels = (
-        at(0, ("c_purchases", "c_money"), "_0")
-        .join(at(churn_horizon_days, ("c_purchases",), "_churn"), on=[*KEY, "cut_us"])
-        .join(at(ltv_horizon_days, ("c_money",), "_ltv"), on=[*KEY, "cut_us"])
-        .select(
-            *KEY,
-            "cut_us",
-            churned=(pl.col("c_purchases_churn") == pl.col("c_purchases_0")).cast(pl.Int8),
-            future_spend=(pl.col("c_money_ltv") - pl.col("c_money_0")) / 1_000_000,
-        )
-    )
-    return (
-        examples.lazy()
-        .with_columns(cut_us=pl.col("cutoff").dt.epoch("us"))
-        .join(labels, on=[*KEY, "cut_us"], how="left", maintain_order="left")
-        .drop("cut_us")
-        .collect()
-    )
-
-
 def training_examples(
     orders: pl.DataFrame | pl.LazyFrame,
     cutoffs: Iterable[date],
@@ -253,17 +182,21 @@ def training_examples(
         {"cutoff": [cutoff_instant(d) for d in dates]},
         schema={"cutoff": pl.Datetime("us", "UTC")},
     )
-    features = compute_features_at_cutoffs(orders, instants).filter(pl.col("frequency") >= 1)
-    labelled = label_examples(
-        orders,
-        features,
-        churn_horizon_days=churn_horizon_days,
-        ltv_horizon_days=ltv_horizon_days,
+    # Labels come from the same running totals as the features (one pass), read after the cutoff.
+    examples = compute_features_at_cutoffs(
+        orders, instants, outcome_days=sorted({churn_horizon_days, ltv_horizon_days})
     )
     return (
-        labelled.with_columns(
-            cutoff=(pl.col("cutoff") - pl.duration(days=1)).dt.date(),
+        examples.lazy()
+        .filter(pl.col("frequency") >= 1)
+        .select(
+            *KEY,
+            (pl.col("cutoff") - pl.duration(days=1)).dt.date().alias("cutoff"),
+            *FEATURE_NAMES,
+            churned=(pl.col(f"orders_next_{churn_horizon_days}d") == 0).cast(pl.Int8),
+            future_spend=pl.col(f"spend_next_{ltv_horizon_days}d"),
         )
-        .select(*KEY, "cutoff", *FEATURE_NAMES, "churned", "future_spend")
-        .sort("cutoff", *KEY)
+        # Rows come in customer order within each cutoff: a stable sort by cutoff suffices.
+        .sort("cutoff", maintain_order=True)
+        .collect()
     )
