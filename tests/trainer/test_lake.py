@@ -16,8 +16,16 @@ from polars.testing import assert_frame_equal
 
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.config import Settings
+from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.features import orders_from_event_columns
-from retention_trainer.lake import LocalStore, S3Store, TransactionLake, open_lake
+from retention_trainer.lake import (
+    LAKE_SCHEMA,
+    LocalStore,
+    S3Store,
+    TransactionLake,
+    _parquet_bytes,
+    open_lake,
+)
 from tests.trainer.moto_s3 import client, moto_s3, new_bucket
 from tests.uci_orders import TEST_DATA
 
@@ -108,6 +116,26 @@ def test_the_first_copy_still_wins_after_compaction_and_later_appends(
     assert lake.compact("acme", min_parts=2) == 1
     lake.append(first.with_columns(pl.col("total") * 3))  # redelivered after the compaction
     assert lake.events("acme")["total"].to_list() == first["total"].to_list()
+
+
+def test_parts_without_the_derived_columns_are_read_through_their_lines_until_compacted(
+    events: pl.DataFrame, lake: TransactionLake
+) -> None:
+    # A month written before parts carried `items` and `products`: the event columns alone.
+    month = events["occurred_at"].dt.strftime("%Y-%m")[0]
+    old = events.filter(pl.col("occurred_at").dt.strftime("%Y-%m") == month)
+    lake.store.put(
+        f"tenant=acme/month={month}/part-00000000000000000001-00000000.parquet",
+        _parquet_bytes(old.select(ORDER_EVENT_SCHEMA.names())),
+    )
+    lake.append(events)  # every event again, that month's too: its part has their first copies
+    expected = orders_from_event_columns(events).sort(KEY)
+    assert_frame_equal(lake.orders("acme").sort(KEY), expected)
+    assert lake.compact("acme", min_parts=2) == 1
+    keys = [o.key for o in lake.store.list("tenant=acme/")]
+    stored = lake.store.scan_parquet(keys, LAKE_SCHEMA).collect()
+    assert stored.height == events.height and not stored["products"].has_nulls()
+    assert_frame_equal(lake.orders("acme").sort(KEY), expected)
 
 
 class _Crash(BaseException):

@@ -1,7 +1,11 @@
 """The transaction lake: every `OrderEvent` the trainer has seen, as Parquet by tenant and month.
 
-Layout: `tenant=<tenant>/month=<YYYY-MM>/part-<time>-<id>.parquet` in `ORDER_EVENT_SCHEMA`, under a
+Layout: `tenant=<tenant>/month=<YYYY-MM>/part-<time>-<id>.parquet` in `LAKE_SCHEMA`, under a
 local directory (`RETENTION_DATA_DIR/lake`) or an S3 prefix (`RETENTION_LAKE_URL=s3://bucket/p`).
+`LAKE_SCHEMA` is the `OrderEvent` columns plus each order's `items` and `products`, derived from
+its lines when it is written: building training sets then never decodes the lines, which are most
+of a part's bytes and most of the time of reading it. Parts written before those two columns
+existed are read through their lines instead, until `compact` rewrites their month.
 The lake logic is written once over a small `ObjectStore` (list, put whole, get, delete); each
 put is atomic (a renamed temporary file locally, one PUT on S3), so a crash leaves whole parts or
 none, and the consumer commits its offsets only after `append` returned. A redelivered event is
@@ -29,9 +33,10 @@ from botocore.config import Config
 
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
-from retention_shared.features import orders_from_event_columns
+from retention_shared.features import ORDER_SCHEMA, line_summaries, orders_from_event_columns
 
 __all__ = [
+    "LAKE_SCHEMA",
     "LocalStore",
     "ObjectStore",
     "S3Store",
@@ -41,6 +46,11 @@ __all__ = [
     "parse_s3_url",
     "s3_client",
 ]
+
+
+LAKE_SCHEMA = pl.Schema(
+    {**ORDER_EVENT_SCHEMA, "items": ORDER_SCHEMA["items"], "products": ORDER_SCHEMA["products"]}
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,8 @@ class ObjectStore(Protocol):
     def delete(self, keys: Sequence[str]) -> None: ...
 
     def scan_parquet(self, keys: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
-        """The Parquet objects `keys` as one frame, rows in key order."""
+        """The Parquet objects `keys` as one frame, rows in key order; a column of `schema` that
+        an object lacks reads as nulls."""
         ...
 
 
@@ -111,7 +122,9 @@ class LocalStore:
             (self.root / key).unlink(missing_ok=True)
 
     def scan_parquet(self, keys: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
-        return pl.scan_parquet([self.root / k for k in keys], schema=schema)
+        return pl.scan_parquet(
+            [self.root / k for k in keys], schema=schema, missing_columns="insert"
+        )
 
 
 class S3Store:
@@ -157,8 +170,12 @@ class S3Store:
         # One GET per part, several in flight: S3 latency, not bandwidth, bounds a lake read.
         with ThreadPoolExecutor(max_workers=8) as pool:
             blobs = list(pool.map(self.get, keys))
-        frames = [pl.read_parquet(io.BytesIO(blob), schema=schema) for blob in blobs]
-        return pl.concat(frames, how="vertical").lazy() if frames else pl.LazyFrame(schema=schema)
+        # Scanned, not read: only the columns a query selects are decoded.
+        frames = [
+            pl.scan_parquet(io.BytesIO(blob), schema=schema, missing_columns="insert")
+            for blob in blobs
+        ]
+        return pl.concat(frames, how="vertical") if frames else pl.LazyFrame(schema=schema)
 
 
 class TransactionLake:
@@ -176,7 +193,9 @@ class TransactionLake:
         if events.is_empty():
             return 0
         events = events.select(pl.col(n).cast(t) for n, t in ORDER_EVENT_SCHEMA.items())
-        events = events.with_columns(month=pl.col("occurred_at").dt.strftime("%Y-%m"))
+        events = events.with_columns(
+            **line_summaries(), month=pl.col("occurred_at").dt.strftime("%Y-%m")
+        )
         for (tenant_id, month), part in events.group_by("tenant_id", "month", maintain_order=True):
             key = f"{_tenant_prefix(str(tenant_id))}month={month}/{_part_name(time.time_ns())}"
             self.store.put(key, _parquet_bytes(part.drop("month")))
@@ -184,19 +203,23 @@ class TransactionLake:
 
     def events(self, tenant_id: str) -> pl.DataFrame:
         """The tenant's events, each event id once (its first stored copy)."""
-        return self._scan_events(tenant_id).collect()
+        return self._scan_events(tenant_id).select(ORDER_EVENT_SCHEMA.names()).collect()
 
     def orders(self, tenant_id: str) -> pl.DataFrame:
         """The tenant's orders frame, as the feature definition reads it."""
-        # One lazy query, so columns the orders frame does not need are never decoded.
-        return orders_from_event_columns(self._scan_events(tenant_id))
+        # One lazy query over the stored order columns: the lines are never decoded.
+        events = self._scan_events(tenant_id)
+        orders = events.select(ORDER_SCHEMA.keys()).collect()
+        if orders.get_column("products").has_nulls():  # parts from before the derived columns
+            return orders_from_event_columns(events)
+        return orders
 
     def _scan_events(self, tenant_id: str) -> pl.LazyFrame:
         # Keys sort as months in order, then parts in write order.
         keys = [o.key for o in self._parts(_tenant_prefix(tenant_id))]
         if not keys:
-            return pl.LazyFrame(schema=ORDER_EVENT_SCHEMA)
-        scan = self.store.scan_parquet(keys, ORDER_EVENT_SCHEMA)
+            return pl.LazyFrame(schema=LAKE_SCHEMA)
+        scan = self.store.scan_parquet(keys, LAKE_SCHEMA)
         return scan.unique("event_id", keep="first", maintain_order=True)
 
     def compact(self, tenant_id: str, min_parts: int = 8) -> int:
@@ -214,8 +237,12 @@ class TransactionLake:
             if len(keys) < min_parts:
                 continue
             merged = (
-                self.store.scan_parquet(keys, ORDER_EVENT_SCHEMA)
+                self.store.scan_parquet(keys, LAKE_SCHEMA)
                 .unique("event_id", keep="first", maintain_order=True)
+                # Parts from before the derived columns get them now.
+                .with_columns(
+                    pl.coalesce(name, derived) for name, derived in line_summaries().items()
+                )
                 .collect()
             )
             first_written = int(keys[0].rsplit("/", 1)[1].split("-")[1])

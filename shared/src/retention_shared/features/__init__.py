@@ -27,6 +27,7 @@ from retention_shared.features.orders import (
     ORDER_SCHEMA,
     conform_orders,
     empty_orders,
+    line_summaries,
     orders_frame,
     orders_from_event_columns,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "features_frame",
     "history_frame",
     "history_summaries",
+    "line_summaries",
     "orders_frame",
     "orders_from_event_columns",
     "recompute_clock_features",

@@ -51,10 +51,18 @@ def orders_frame(events: Iterable[OrderEvent]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=ORDER_SCHEMA, orient="row")
 
 
+def line_summaries() -> dict[str, pl.Expr]:
+    """`items` and `products` of `ORDER_SCHEMA` from an order event's `lines` (a list of structs)."""
+    lines = pl.col("lines").list
+    return {
+        "items": lines.eval(pl.element().struct.field("quantity").abs()).list.sum(),
+        "products": lines.eval(pl.element().struct.field("product_id")).list.unique().list.sort(),
+    }
+
+
 def orders_from_event_columns(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """The orders frame of order events held as columns (the `OrderEvent` fields, `lines` a list
     of structs) — as ingest's file pipeline and the trainer's lake hold them; vectorized."""
-    lines = pl.col("lines").list
     return (
         events.lazy()
         .select(
@@ -64,8 +72,7 @@ def orders_from_event_columns(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFra
             "occurred_at",
             "kind",
             "total",
-            items=lines.eval(pl.element().struct.field("quantity").abs()).list.sum(),
-            products=lines.eval(pl.element().struct.field("product_id")).list.unique().list.sort(),
+            **line_summaries(),
         )
         .cast(ORDER_SCHEMA)
         .collect()
