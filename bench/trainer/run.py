@@ -14,8 +14,8 @@ What it does, in one process:
 2. Reads, --runs times (median kept), interleaved:
    - bare scan: `pl.scan_parquet(<every part file>).collect()`, all columns, no dedup — the
      baseline issue 5 names;
-   - lake read: `lake.orders(tenant)`: list the parts, read them, keep the first copy of each
-     event id, and derive the orders frame (`orders_from_event_columns`);
+   - lake read: `lake.orders(tenant)`: list the parts, read the order columns (each order's
+     stored `items` and `products`, not its lines), keep the first copy of each event id;
    - training sets: `training_examples(orders, cutoffs)`, the run's `training_sets` stage alone
      (features by the shared definition and labels at every cutoff the run uses);
    - bare features query: the same parquet scan, then one polars query doing the least work
@@ -98,7 +98,7 @@ def _cutoffs(orders: object, every_days: int, rolling_origins: int) -> list[date
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="a UCI Online Retail Parquet file")
-    parser.add_argument("--runs", type=int, default=5, help="rounds of the four reads (median)")
+    parser.add_argument("--runs", type=int, default=9, help="rounds of the four reads (median)")
     parser.add_argument("--batch", type=int, default=1000, help="events per lake append")
     parser.add_argument(
         "--compact-min-parts", type=int, default=2, help="compact months with this many parts"
