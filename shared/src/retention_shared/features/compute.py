@@ -225,36 +225,39 @@ def _cutoff_clocks(orders: pl.LazyFrame, cutoffs: Cutoffs) -> pl.LazyFrame:
 
 # --- running totals and look-ups --------------------------------------------------------------
 
-# Rows are sorted by customer, so a customer is a contiguous segment starting where `start` is
-# true. Per-segment running values are whole-column operations plus a reset at each start, which
-# costs polars a fraction of a grouped `over("cid")` (no group indices to build).
-_START = pl.col("start")
-_NONE = -(2**63)  # a stand-in for null while forward-filling; no real time or total is this
 # Largest customer × span key of a keyed as-of join (int64, with room to spare).
 _KEY_LIMIT = 2**62
 
 
-def _running_sum(x: pl.Expr) -> pl.Expr:
-    """Sum of integer `x` from the customer's first row to this one (exact: integers)."""
-    total = x.cum_sum()
-    return total - pl.when(_START).then(total - x).forward_fill()
+class _Segments:
+    """Rows sorted by customer: each customer is a contiguous segment. Per-segment running values
+    are whole-array numpy operations with a reset at each segment's first row (no grouping)."""
+
+    def __init__(self, start: np.ndarray) -> None:
+        self.first = np.flatnonzero(start)
+        lengths = np.diff(np.append(self.first, len(start)))
+        # The first row of each row's segment.
+        self.first_of_row = np.repeat(self.first, lengths)
+        self.lengths = lengths
+
+    def running_sum(self, x: np.ndarray) -> np.ndarray:
+        """Sum of integer `x` over the segment up to each row (exact: integers)."""
+        total = np.cumsum(x, dtype=np.int64)
+        return total - np.repeat((total - x)[self.first], self.lengths)
+
+    def last_where(self, valid: np.ndarray) -> np.ndarray:
+        """Per row: the index of the segment's latest row so far where `valid`, else -1."""
+        latest = np.maximum.accumulate(np.where(valid, np.arange(len(valid)), -1))
+        return np.where(latest >= self.first_of_row, latest, -1)
 
 
-def _carry(x: pl.Expr) -> pl.Expr:
-    """The customer's latest non-null `x` so far (null before their first one)."""
-    return (
-        pl.when(x.is_not_null())
-        .then(x)
-        .when(_START)
-        .then(pl.lit(_NONE))
-        .forward_fill()
-        .replace(_NONE, None)
-    )
+def _nullable(values: np.ndarray, at: np.ndarray) -> pl.Series:
+    """`values[at]`, null where `at` is -1."""
+    return pl.Series(values[np.maximum(at, 0)]).scatter(np.flatnonzero(at < 0), None)
 
 
-def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
+def _timeline(orders: pl.LazyFrame) -> pl.DataFrame:
     """Running totals per customer after each order; one row per (customer, instant), the last."""
-    t = pl.col("t")
     base = (
         orders.select(
             *KEY,
@@ -274,53 +277,61 @@ def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
             .or_(pl.col("customer_id").ne_missing(pl.col("customer_id").shift(1)))
         )
         # An integer per customer, in key order: cheaper to group and join by than strings.
-        .with_columns(cid=_START.cum_sum())
+        .with_columns(cid=pl.col("start").cum_sum())
         .collect()
     )
-    base = base.with_columns(_new_products(base))
-    purchase_t = pl.when(_PURCHASE).then(t)
-    prev = pl.col("prev_purchase")
-    gap = pl.col("gap_us")
+    return _running_totals(base.with_columns(_new_products(base)))
+
+
+def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
+    """The running totals after each row of `base` (sorted by customer, then canonical order),
+    keeping the last row of each (customer, instant)."""
+    column = base.get_column
+    t, month, money = (column(c).to_numpy() for c in ("t", "month", "money"))
+    purchase = (column("kind") == "purchase").to_numpy()
+    start = column("start").to_numpy()
+    segments = _Segments(start)
+    c_purchases = segments.running_sum(purchase)
+    last_purchase_at = segments.last_where(purchase)
+    first_purchase_at = segments.last_where(purchase & (c_purchases == 1))
+    # The latest purchase strictly before each row: a purchase at a new instant starts a new
+    # purchase occasion, and the gap to it is one inter-purchase gap.
+    prev_at = np.where(start, -1, np.roll(last_purchase_at, 1))
+    has_prev = prev_at >= 0
+    prev_t = np.where(has_prev, t[np.maximum(prev_at, 0)], 0)
+    new_occasion = purchase & (~has_prev | (t > prev_t))
+    new_month = purchase & (~has_prev | (month != month[np.maximum(prev_at, 0)]))
+    is_gap = purchase & has_prev & (t > prev_t)
+    gap = np.where(is_gap, t - prev_t, 0)
+    # Gaps are summed shifted by the customer's first gap (a sample of the same spread), so the
+    # variance formula does not cancel catastrophically; all-equal gaps give exactly 0.
+    first_gap_at = segments.last_where(is_gap & (segments.running_sum(is_gap) == 1))
+    gap_dev = np.where(is_gap, gap - gap[np.maximum(first_gap_at, 0)], 0)
+    frame = base.select("cid", *KEY, "t").with_columns(
+        first_event=pl.Series(t[segments.first_of_row]),
+        first_purchase=_nullable(t, first_purchase_at),
+        last_purchase=_nullable(t, last_purchase_at),
+        c_purchases=pl.Series(c_purchases),
+        c_net=pl.Series(segments.running_sum(money)),
+        c_gross=pl.Series(segments.running_sum(np.where(purchase, money, 0))),
+        c_cancelled=pl.Series(segments.running_sum(np.where(purchase, 0, -money))),
+        c_products=pl.Series(segments.running_sum(column("new_products").to_numpy())),
+        c_months=pl.Series(segments.running_sum(new_month)),
+        c_occasions=pl.Series(segments.running_sum(new_occasion)),
+        c_gap_dev_us=pl.Series(segments.running_sum(gap_dev)),
+        # Float sums run within the customer (`over`), so one customer alone gives the same bits
+        # as among millions; a whole-column sum minus an offset would not.
+        c_items=pl.when(pl.Series(purchase)).then(column("items")).otherwise(0.0),
+        # Times the reciprocal, as polars divides by a literal (and running.py): the same bits.
+        c_gap_dev2=pl.Series(np.where(is_gap, (gap_dev * (1 / DAY_US)) ** 2, 0.0)),
+    )
+    # Orders sharing an instant are all in or all out of any window: keep their last row.
+    last_of_instant = np.ones(len(t), dtype=bool)
+    last_of_instant[:-1] = (t[1:] != t[:-1]) | start[1:]
     return (
-        base.lazy()
-        .with_columns(
-            last_purchase=_carry(purchase_t),
-            first_event=pl.when(_START).then(t).forward_fill(),
-            c_purchases=_running_sum(_PURCHASE.cast(pl.Int64)),
-        )
-        .with_columns(
-            first_purchase=_carry(pl.when(_PURCHASE & (pl.col("c_purchases") == 1)).then(t)),
-            # The latest purchase strictly before this row: a purchase at a new instant starts a
-            # new purchase occasion, and the gap to it is one inter-purchase gap.
-            prev_purchase=pl.when(~_START).then(pl.col("last_purchase").shift(1)),
-        )
-        .with_columns(
-            new_occasion=_PURCHASE & (prev.is_null() | (t > prev)),
-            new_month=_PURCHASE
-            & (prev.is_null() | (pl.col("month") != _month(pl.from_epoch(prev, "us")))),
-            gap_us=pl.when(_PURCHASE & prev.is_not_null() & (t > prev)).then(t - prev),
-        )
-        # Gaps are summed shifted by the customer's first gap (a sample of the same spread), so
-        # the variance formula does not cancel catastrophically; all-equal gaps give exactly 0.
-        .with_columns(
-            gap_dev_us=gap
-            - _carry(pl.when(_running_sum(gap.is_not_null().cast(pl.Int64)) == 1).then(gap))
-        )
-        .with_columns(
-            c_net=_running_sum(pl.col("money")),
-            c_gross=_running_sum(pl.when(_PURCHASE).then(pl.col("money")).otherwise(0)),
-            c_cancelled=_running_sum(pl.when(_PURCHASE).then(0).otherwise(-pl.col("money"))),
-            # Float sums run within the customer (`over`), so one customer alone gives the same
-            # bits as among millions; a whole-column sum minus an offset would not.
-            c_items=pl.when(_PURCHASE).then(pl.col("items")).otherwise(0.0).cum_sum().over("cid"),
-            c_products=_running_sum(pl.col("new_products")),
-            c_months=_running_sum(pl.col("new_month").cast(pl.Int64)),
-            c_occasions=_running_sum(pl.col("new_occasion").cast(pl.Int64)),
-            c_gap_dev_us=_running_sum(pl.col("gap_dev_us").fill_null(0)),
-            c_gap_dev2=(pl.col("gap_dev_us") / DAY_US).pow(2).fill_null(0.0).cum_sum().over("cid"),
-        )
-        # Orders sharing an instant are all in or all out of any window: keep their last row.
-        .filter(t.shift(-1).ne_missing(t) | _START.shift(-1, fill_value=True))
+        frame.lazy()
+        .with_columns(pl.col("c_items", "c_gap_dev2").cum_sum().over("cid"))
+        .filter(pl.Series(last_of_instant))
         .select(
             "cid",
             *KEY,
@@ -330,6 +341,7 @@ def _timeline(orders: pl.LazyFrame) -> pl.LazyFrame:
             "last_purchase",
             *(c for c in _TOTALS),
         )
+        .collect()
     )
 
 
@@ -374,12 +386,10 @@ def _month(moment: pl.Expr) -> pl.Expr:
 
 
 def _state_at(
-    timeline: pl.LazyFrame, clocks: pl.LazyFrame, outcome_days: Sequence[int] = ()
+    timeline: pl.DataFrame, clocks: pl.LazyFrame, outcome_days: Sequence[int] = ()
 ) -> pl.LazyFrame:
     """Each customer's running totals at each clock, at the window edges before it, and at
     `outcome_days` after it. Rows are sorted by customer (key order), then clock."""
-    # Materialized once, sorted by customer then time: every look-up below reads it.
-    timeline = timeline.collect()
     firsts = timeline.filter(pl.col("cid").ne_missing(pl.col("cid").shift(1)))
     probes = (
         firsts.lazy()
