@@ -69,6 +69,7 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from retention_features.consumers.transactions import MAX_PARTITION_FETCH_BYTES  # noqa: E402
 from retention_features.decoding import decode_orders  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -232,7 +233,12 @@ async def bare_consume(
 ) -> float:
     """Seconds for a manually assigned consumer to receive `expected` records from the start
     (and, with `decode`, to decode each partition's batch of payloads with it)."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
+    # The service's fetch size: a replay is a stream of full fetches for both.
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+        **aiokafka_options(settings),
+    )
     await consumer.start()
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
