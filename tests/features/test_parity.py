@@ -95,6 +95,16 @@ def test_outcomes_after_each_cutoff_are_the_orders_and_spend_in_that_window(
         compute_features_at_cutoffs(orders_ii, cutoffs, outcome_days=(0,))
 
 
+def test_categorical_products_give_the_same_features(orders_ii: pl.DataFrame) -> None:
+    # The trainer's lake stores products as categoricals; the feature code reads their codes.
+    cutoffs = [datetime(2010, m, 1, tzinfo=UTC) for m in (3, 7, 11)]
+    categorical = orders_ii.cast({"products": pl.List(pl.Categorical)})
+    assert_frame_equal(
+        compute_features_at_cutoffs(categorical, cutoffs),
+        compute_features_at_cutoffs(orders_ii, cutoffs),
+    )
+
+
 def test_the_grouped_look_up_gives_what_the_keyed_one_gives(
     orders_ii: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:

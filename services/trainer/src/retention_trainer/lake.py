@@ -34,6 +34,7 @@ from botocore.config import Config
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.features import ORDER_SCHEMA, line_summaries, orders_from_event_columns
+from retention_shared.features.orders import CATEGORICAL_PRODUCTS
 
 __all__ = [
     "LAKE_SCHEMA",
@@ -48,8 +49,10 @@ __all__ = [
 ]
 
 
+# Products as categoricals: Parquet keeps them dictionary-encoded, and the feature code reads
+# their codes without casting strings (conform_orders keeps them categorical).
 LAKE_SCHEMA = pl.Schema(
-    {**ORDER_EVENT_SCHEMA, "items": ORDER_SCHEMA["items"], "products": ORDER_SCHEMA["products"]}
+    {**ORDER_EVENT_SCHEMA, "items": ORDER_SCHEMA["items"], "products": CATEGORICAL_PRODUCTS}
 )
 
 
@@ -195,7 +198,7 @@ class TransactionLake:
         events = events.select(pl.col(n).cast(t) for n, t in ORDER_EVENT_SCHEMA.items())
         events = events.with_columns(
             **line_summaries(), month=pl.col("occurred_at").dt.strftime("%Y-%m")
-        )
+        ).cast({"products": CATEGORICAL_PRODUCTS})
         for (tenant_id, month), part in events.group_by("tenant_id", "month", maintain_order=True):
             key = f"{_tenant_prefix(str(tenant_id))}month={month}/{_part_name(time.time_ns())}"
             self.store.put(key, _parquet_bytes(part.drop("month")))
@@ -206,7 +209,8 @@ class TransactionLake:
         return self._scan_events(tenant_id).select(ORDER_EVENT_SCHEMA.names()).collect()
 
     def orders(self, tenant_id: str) -> pl.DataFrame:
-        """The tenant's orders frame, as the feature definition reads it."""
+        """The tenant's orders frame, as the feature definition reads it (products categorical,
+        or strings if some part predates the derived columns)."""
         # One lazy query over the stored order columns: the lines are never decoded.
         events = self._scan_events(tenant_id)
         orders = events.select(ORDER_SCHEMA.keys()).collect()
@@ -241,7 +245,8 @@ class TransactionLake:
                 .unique("event_id", keep="first", maintain_order=True)
                 # Parts from before the derived columns get them now.
                 .with_columns(
-                    pl.coalesce(name, derived) for name, derived in line_summaries().items()
+                    pl.coalesce(name, derived.cast(LAKE_SCHEMA[name]))
+                    for name, derived in line_summaries().items()
                 )
                 .collect()
             )

@@ -21,7 +21,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from retention_shared.features.orders import HISTORY_COLUMNS, ORDER_SCHEMA, conform_orders
+from retention_shared.features.orders import (
+    CATEGORICAL_PRODUCTS,
+    HISTORY_COLUMNS,
+    ORDER_SCHEMA,
+    conform_orders,
+)
 from retention_shared.features.registry import (
     CLOCK_FEATURES,
     DAY_SECONDS,
@@ -347,9 +352,12 @@ def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
 
 def _new_products(base: pl.DataFrame) -> pl.Series:
     """Per row: products its purchase is the customer's first (canonical order) to contain."""
-    # Products as dense integer codes (categories private to this call, freed with it), so each
-    # (customer, product) is one 64-bit key: hashing those is far cheaper than string pairs.
-    code = pl.col("product").cast(pl.Categorical(pl.Categories.random())).to_physical()
+    # Products as integer codes, so each (customer, product) is one 64-bit key: hashing those is
+    # far cheaper than string pairs. Strings get categories private to this call (freed with it).
+    product = pl.col("product")
+    if base.schema["products"] != CATEGORICAL_PRODUCTS:
+        product = product.cast(pl.Categorical(pl.Categories.random()))
+    code = product.to_physical()
     first_rows = (
         base.lazy()
         .filter(_PURCHASE)

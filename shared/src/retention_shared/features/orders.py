@@ -23,9 +23,15 @@ ORDER_SCHEMA: dict[str, pl.DataType] = {
     "total": pl.Float64(),
     # Sum of |quantity| over the order's lines.
     "items": pl.Float64(),
-    # The order's distinct product ids, sorted.
+    # The order's distinct product ids, sorted. `conform_orders` also takes them as categoricals
+    # (the trainer's lake stores them so) and keeps them so: the feature code only needs their
+    # codes, and casting hundreds of thousands of strings to codes is most of what it costs.
     "products": pl.List(pl.String()),
 }
+
+# `products` as the trainer's lake stores them (global categories: product ids are interned once
+# per process, which a catalogue bounds).
+CATEGORICAL_PRODUCTS = pl.List(pl.Categorical())
 
 # What a scorer keeps per customer to move clock features forward (see `compact_history`).
 HISTORY_COLUMNS: tuple[str, ...] = ("tenant_id", "customer_id", "occurred_at", "kind", "total")
@@ -86,7 +92,8 @@ def empty_orders() -> pl.DataFrame:
 def conform_orders(
     orders: pl.DataFrame | pl.LazyFrame, columns: Iterable[str] = ORDER_SCHEMA
 ) -> pl.LazyFrame:
-    """Check the needed columns and cast them to `ORDER_SCHEMA` (any time zone becomes UTC).
+    """Check the needed columns and cast them to `ORDER_SCHEMA` (any time zone becomes UTC;
+    categorical `products` stay categorical).
 
     Raises ValueError naming a missing column, a naive `occurred_at` or an unknown `kind`.
     """
@@ -104,6 +111,8 @@ def conform_orders(
         [
             pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
             if c == "occurred_at"
+            else pl.col(c)
+            if c == "products" and orders.collect_schema()[c] == CATEGORICAL_PRODUCTS
             else pl.col(c).cast(ORDER_SCHEMA[c])
             for c in wanted
         ]
