@@ -2,8 +2,8 @@
 
 Layout: `tenant=<tenant>/month=<YYYY-MM>/part-<time>-<id>.parquet` in `LAKE_SCHEMA`, under a
 local directory (`RETENTION_DATA_DIR/lake`) or an S3 prefix (`RETENTION_LAKE_URL=s3://bucket/p`).
-`LAKE_SCHEMA` is the `OrderEvent` columns plus each order's `items` and `products`, derived from
-its lines when it is written: building training sets then never decodes the lines, which are most
+`LAKE_SCHEMA` is the `OrderEvent` columns plus each order's `items` and (categorical) `products`,
+derived from its lines when it is written: building training sets then never decodes the lines, which are most
 of a part's bytes and most of the time of reading it. Parts written before those two columns
 existed are read through their lines instead, until `compact` rewrites their month.
 The lake logic is written once over a small `ObjectStore` (list, put whole, get, delete); each

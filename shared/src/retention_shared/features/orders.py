@@ -23,14 +23,13 @@ ORDER_SCHEMA: dict[str, pl.DataType] = {
     "total": pl.Float64(),
     # Sum of |quantity| over the order's lines.
     "items": pl.Float64(),
-    # The order's distinct product ids, sorted. `conform_orders` also takes them as categoricals
-    # (the trainer's lake stores them so) and keeps them so: the feature code only needs their
-    # codes, and casting hundreds of thousands of strings to codes is most of what it costs.
+    # The order's distinct product ids, sorted (or `CATEGORICAL_PRODUCTS`, see below).
     "products": pl.List(pl.String()),
 }
 
-# `products` as the trainer's lake stores them (global categories: product ids are interned once
-# per process, which a catalogue bounds).
+# `products` as the trainer's lake stores them, which `conform_orders` keeps as they are: the
+# feature code only needs codes, and casting ~1M id strings to codes is a fifth of a training set.
+# Global categories: each product id is interned once per process, which a catalogue bounds.
 CATEGORICAL_PRODUCTS = pl.List(pl.Categorical())
 
 # What a scorer keeps per customer to move clock features forward (see `compact_history`).
@@ -97,12 +96,13 @@ def conform_orders(
 
     Raises ValueError naming a missing column, a naive `occurred_at` or an unknown `kind`.
     """
-    names = orders.collect_schema().names()
+    schema = orders.collect_schema()
+    names = schema.names()
     wanted = list(columns)
     missing = [c for c in wanted if c not in names]
     if missing:
         raise ValueError(f"orders frame is missing column(s) {', '.join(missing)}")
-    dtype = orders.collect_schema()["occurred_at"]
+    dtype = schema["occurred_at"]
     if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
         raise ValueError(
             f"orders column occurred_at must be a time-zone-aware Datetime, not {dtype}"
@@ -112,7 +112,7 @@ def conform_orders(
             pl.col("occurred_at").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
             if c == "occurred_at"
             else pl.col(c)
-            if c == "products" and orders.collect_schema()[c] == CATEGORICAL_PRODUCTS
+            if c == "products" and schema[c] == CATEGORICAL_PRODUCTS
             else pl.col(c).cast(ORDER_SCHEMA[c])
             for c in wanted
         ]
