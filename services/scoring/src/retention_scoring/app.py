@@ -2,10 +2,12 @@
 
 Three topics are read whole by every instance (no consumer group): `customer-features` into
 the feature store, `model-events` into the champions, `customer-scores` into what was last
-published. Readiness: connected, and caught up with all three (against the high watermarks seen
-at start-up), and every announced champion through its first load attempt. A tenant without a
-champion does not make the instance unready: it answers that tenant's score requests with 503
-and a reason, and `/readyz` names it (with no tenants at all, the instance is ready).
+published. A consumer group on `customer-features` that never fetches splits the duty of
+announcing score changes and drift between instances (`consumers/duty.py`). Readiness:
+connected, and caught up with all three (against the high watermarks seen at start-up), and
+every announced champion through its first load attempt. A tenant without a champion does not
+make the instance unready: it answers that tenant's score requests with 503 and a reason, and
+`/readyz` names it (with no tenants at all, the instance is ready).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import FastAPI
 from retention_scoring import metrics
 from retention_scoring.api import campaigns, customers, model, ping, scores, segments
 from retention_scoring.champions import Champion, Champions, fetch_bundle
+from retention_scoring.consumers.duty import PublishingDuty
 from retention_scoring.consumers.features import FeaturesConsumer, Touched
 from retention_scoring.consumers.models import ModelEventsConsumer
 from retention_scoring.consumers.reader import TopicReader
@@ -50,7 +53,14 @@ def create_app(settings: Settings) -> FastAPI:
     def caught_up() -> bool:
         return all(reader.caught_up.is_set() for reader in readers)
 
-    score_events = ScoreEvents(state, producer, topics.customer_scores, ctx.name, ready=caught_up)
+    def rescore_all() -> None:
+        for tenant_id in list(state.store.tenants):
+            score_events.mark(tenant_id)
+
+    duty = PublishingDuty(settings, topics.customer_features, on_change=rescore_all)
+    score_events = ScoreEvents(
+        state, producer, topics.customer_scores, ctx.name, ready=caught_up, owns=duty.owns
+    )
 
     def features_changed(touched: Touched) -> None:
         for tenant_id, customer_ids in touched.items():
@@ -61,8 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def reader_caught_up() -> None:
         if caught_up():  # the last of the three: one full pass over every tenant
-            for tenant_id in list(state.store.tenants):
-                score_events.mark(tenant_id)
+            rescore_all()
 
     champions.on_swap.append(champion_swapped)
     features = FeaturesConsumer(
@@ -94,7 +103,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     readers.extend([features_reader, scores_reader, models_reader])
     drift = DriftWatch(
-        state, producer, topics.drift_events, ctx.name, ready=caught_up, on_tick=score_events.mark
+        state,
+        producer,
+        topics.drift_events,
+        ctx.name,
+        ready=caught_up,
+        lead=duty.lead,
+        on_tick=score_events.mark,
     )
     tasks: list[asyncio.Task[None]] = []
 
@@ -107,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         await producer.start()
         for reader in readers:
             await reader.start()
+        await duty.start()
         tasks.append(asyncio.create_task(drift.run(), name="drift checks"))
         tasks.append(asyncio.create_task(housekeeping(), name="housekeeping"))
 
@@ -115,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await duty.stop()
         await score_events.stop()
         await champions.stop()
         for reader in readers:

@@ -35,6 +35,8 @@ class DriftWatch:
     topic: str
     service: str
     ready: Callable[[], bool]
+    # Whether this instance announces drift (one instance does: `PublishingDuty.lead`).
+    lead: Callable[[], bool] = lambda: True
     # Also run on every tick (the full re-score of score events).
     on_tick: Callable[[str], None] = lambda tenant_id: None
     _first_clock: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -86,7 +88,7 @@ class DriftWatch:
         if drifted and ongoing:
             assert previous is not None
             status.published_at = previous.published_at
-        elif drifted:
+        elif drifted and self.lead():
             event = DriftDetected(
                 tenant_id=tenant_id,
                 model_version=champion.version,

@@ -2,7 +2,8 @@
 
 What was last published per customer is read back from `customer-scores` itself (from its first
 offset, at start-up and on), so a restart or a second instance does not announce again what CRM
-tools already know. Customers are re-scored when their features change (per consumed batch) and
+tools already know; with several instances each announces only the customers of the
+`customer-features` partitions it owns (`consumers/duty.py`). Customers are re-scored when their features change (per consumed batch) and
 all of a tenant's customers when its champion changes and on every drift check (the clock moves
 bands and tiers too, without new orders). Events go out only once the instance is caught up
 with `customer-features`, `customer-scores` and `model-events`.
@@ -64,6 +65,9 @@ class ScoreEvents:
     topic: str
     service: str
     ready: Callable[[], bool]
+    # Whether this instance announces the customers of a `customer-features` partition
+    # (`PublishingDuty.owns`; every partition when it runs alone).
+    owns: Callable[[int], bool] = lambda partition: True
     published: dict[str, dict[str, Published]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Customers waiting to be re-scored per tenant (ALL: every customer), and the task draining them.
@@ -143,6 +147,7 @@ class ScoreEvents:
         else:
             found = (population.position(c) for c in customers)
             positions = np.fromiter((p for p in found if p is not None), dtype=np.int64)
+        positions = positions[[self.owns(int(p)) for p in population.partitions[positions]]]
         ids = scores["customer_id"].to_list()
         bands = scores["risk_band"].to_list()
         tiers = scores["value_tier"].to_list()
