@@ -27,6 +27,7 @@ from retention_shared.kafka import make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response
+from retention_shared.tasks import cancel
 from retention_shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,7 @@ def create_service_app(
         try:
             yield
         finally:
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connecting
+            await cancel([connecting])
             for hook in on_stopping:
                 await hook()
             await ctx.broker.stop()

@@ -13,7 +13,6 @@ make the instance unready: it answers that tenant's score requests with 503 and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from fastapi import FastAPI
 
@@ -33,6 +32,7 @@ from retention_shared.config import Settings
 from retention_shared.health import CheckResult
 from retention_shared.kafka import BulkProducer
 from retention_shared.service import ServiceContext, create_service_app
+from retention_shared.tasks import cancel
 
 HOUSEKEEPING_SECONDS = 15.0
 
@@ -127,10 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
         tasks.append(asyncio.create_task(housekeeping(), name="housekeeping"))
 
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(tasks)
         await duty.stop()
         await score_events.stop()
         await champions.stop()

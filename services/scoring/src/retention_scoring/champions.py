@@ -24,6 +24,7 @@ import bentoml
 from retention_scoring import metrics
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, utc_now
+from retention_shared.tasks import cancel
 from retention_trainer.bundle import ModelBundle, read_bundle
 
 __all__ = ["Champion", "Champions", "fetch_bundle"]
@@ -162,7 +163,4 @@ class Champions:
         return sorted(t for t in self._loading if self._failures.get(t, 0) == 0)
 
     async def stop(self) -> None:
-        for task in list(self._loading.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(list(self._loading.values()))

@@ -12,7 +12,6 @@ with `customer-features`, `customer-scores` and `model-events`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from retention_shared.events import (
 )
 from retention_shared.kafka import BulkProducer
 from retention_shared.metrics import MESSAGES
+from retention_shared.tasks import cancel
 from retention_shared.topics import customer_key
 
 __all__ = ["CHANGE_FIELDS", "ScoreEvents", "changed_fields", "event_reasons"]
@@ -103,10 +103,7 @@ class ScoreEvents:
                 return
 
     async def stop(self) -> None:
-        for task in list(self._drains.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(list(self._drains.values()))
 
     async def read_back(self, records: list[ConsumerRecord]) -> None:
         """Remember what `customer-scores` says was last published (ours or another instance's)."""

@@ -39,6 +39,7 @@ from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, ModelRejected, TimeWindow
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
+from retention_shared.tasks import cancel
 from retention_trainer import metrics
 from retention_trainer.bundle import ModelBundle, load_bundle, save_bundle
 from retention_trainer.consumers.transactions import LakeConsumer, high_watermarks
@@ -214,11 +215,7 @@ class RunManager:
     async def stop(self) -> None:
         self._stopping = True
         tasks = list(self._active.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(tasks)
 
     def _enqueue(self, record: RunRecord) -> None:
         tenant = record.tenant_id

@@ -8,11 +8,11 @@ restart neither retrains everyone at once nor postpones a due tenant by another 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from retention_shared.tasks import cancel
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.runs import RunManager
 from retention_trainer.store import Trigger
@@ -42,10 +42,7 @@ class RetrainSchedule:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel([self._task])
 
     async def _run(self) -> None:
         pause = min(CHECK_EVERY_SECONDS, self.every.total_seconds())

@@ -44,6 +44,7 @@ from retention_shared.events import EventDecodeError
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
+from retention_shared.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +112,7 @@ class TransactionsConsumer:
         self._progress_task = asyncio.create_task(self._commit_progress())
 
     async def stop(self) -> None:
-        for task in (self._task, self._progress_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel([self._task, self._progress_task])
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:

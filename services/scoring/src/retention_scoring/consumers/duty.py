@@ -13,7 +13,6 @@ a change being published as ownership moves can still go out twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_shared.config import Settings
 from retention_shared.kafka import aiokafka_options
+from retention_shared.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,7 @@ class PublishingDuty:
         self._task = asyncio.create_task(self._run(), name="publishing duty")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel([self._task])
         if self._consumer is not None:
             await self._consumer.stop()  # leaves the group: the others take the partitions over
 

@@ -9,7 +9,6 @@ under-reports those after a multi-record batch; the fetch high watermark is righ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from prometheus_client import Gauge
 
 from retention_shared.config import Settings
 from retention_shared.kafka import aiokafka_options
+from retention_shared.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ class TopicReader:
         self._task = asyncio.create_task(self._run(), name=f"read {self.topic}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel([self._task])
         if self._consumer is not None:
             await self._consumer.stop()
 

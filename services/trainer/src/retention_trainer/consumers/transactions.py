@@ -32,6 +32,7 @@ from retention_shared.events import EventDecodeError, OrderEvent, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
+from retention_shared.tasks import cancel
 from retention_trainer import metrics
 from retention_trainer.lake import TransactionLake
 
@@ -83,10 +84,7 @@ class LakeConsumer:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel([self._task])
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
