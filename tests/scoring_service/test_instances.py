@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from retention_scoring.scoring import score_customers
+from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import CustomerScore, decode_event
 from retention_shared.features import compute_features
@@ -51,6 +52,17 @@ def _events(records: list, version: str) -> list[CustomerScore]:
     return [e for e in decoded if e.model_version == version]
 
 
+def _events_once_settled(settings: Settings, version: str, count: int) -> list[CustomerScore]:
+    """The model version's events on `customer-scores`, once there are `count` and a few seconds
+    passed without more being due."""
+    topic = Topics.with_prefix(settings.topic_prefix).customer_scores
+    asyncio.run(
+        read_until(settings, topic, lambda r: len(_events(r, version)) >= count, timeout=90)
+    )
+    asyncio.run(asyncio.sleep(3))  # nothing more should come
+    return _events(asyncio.run(read_to_end(settings, topic)), version)
+
+
 def _announced(base: str) -> float:
     """CustomerScore events this instance published (its own message counter)."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
@@ -62,7 +74,6 @@ def test_each_change_is_announced_once_and_a_survivor_takes_over(
     kafka: EmbeddedBroker, tmp_path: Path, bundle: ModelBundle
 ) -> None:
     settings = module_settings(kafka, tmp_path)
-    topics = Topics.with_prefix(settings.topic_prefix)
     home = tmp_path / "bentoml"
     tag_1 = store_bundle(bundle, home, tmp_path)
     second = recalibrated(bundle, 0.8)
@@ -86,16 +97,7 @@ def test_each_change_is_announced_once_and_a_survivor_takes_over(
         asyncio.run(announce(settings, model_published("default", tag_1)))
 
         # Every customer's first score, each announced once, by both instances between them.
-        asyncio.run(
-            read_until(
-                settings,
-                topics.customer_scores,
-                lambda records: len(_events(records, version_1)) >= len(state_1),
-                timeout=90,
-            )
-        )
-        asyncio.run(asyncio.sleep(3))  # nothing more should come
-        first = _events(asyncio.run(read_to_end(settings, topics.customer_scores)), version_1)
+        first = _events_once_settled(settings, version_1, len(state_1))
         counts = Counter(e.customer_id for e in first)
         assert set(counts) == set(state_1)
         assert max(counts.values()) == 1, counts.most_common(3)
@@ -106,15 +108,6 @@ def test_each_change_is_announced_once_and_a_survivor_takes_over(
         # of the next model, each once.
         leaving.stop()
         asyncio.run(announce(settings, model_published("default", tag_2)))
-        asyncio.run(
-            read_until(
-                settings,
-                topics.customer_scores,
-                lambda records: len(_events(records, version_2)) >= len(changed),
-                timeout=90,
-            )
-        )
-        asyncio.run(asyncio.sleep(3))
-        after = _events(asyncio.run(read_to_end(settings, topics.customer_scores)), version_2)
+        after = _events_once_settled(settings, version_2, len(changed))
         assert sorted(e.customer_id for e in after) == sorted(changed)
         assert _announced(bases[0]) == shares[0] + len(changed)
