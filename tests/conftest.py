@@ -22,9 +22,8 @@ def kafka() -> Iterator[EmbeddedBroker]:
         yield broker
 
 
-@pytest.fixture
-def kafka_settings(kafka: EmbeddedBroker, tmp_path: Path) -> Settings:
-    """Settings pointing at the session broker, with topics of this test's own prefix created."""
+def isolated_settings(kafka: EmbeddedBroker, data_dir: Path) -> Settings:
+    """Settings pointing at the session broker, with topics of a fresh prefix of their own."""
     import asyncio
 
     from retention_shared.kafka import ensure_topics
@@ -32,8 +31,14 @@ def kafka_settings(kafka: EmbeddedBroker, tmp_path: Path) -> Settings:
     settings = Settings(
         kafka_bootstrap=kafka.bootstrap,
         topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         api_keys="",
     )
     asyncio.run(ensure_topics(settings))
     return settings
+
+
+@pytest.fixture
+def kafka_settings(kafka: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings pointing at the session broker, with topics of this test's own prefix created."""
+    return isolated_settings(kafka, tmp_path / "data")

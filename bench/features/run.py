@@ -49,12 +49,10 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -69,6 +67,7 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
+from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
 from retention_features.consumers.transactions import MAX_PARTITION_FETCH_BYTES  # noqa: E402
 from retention_features.decoding import decode_orders  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
@@ -83,8 +82,6 @@ from tests.features_service.support import (  # noqa: E402
 )
 from tests.real_orders import order_stream, publish  # noqa: E402
 
-ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
-FALLBACK = REPO / "data" / "online_retail.parquet"
 RATIO_TARGET = 1 / 3
 P99_TARGET = 0.5
 FRESHNESS_METRIC = "retention_features_freshness_seconds"
@@ -407,38 +404,26 @@ def main() -> int:
     args = parse_args()
     args.keep = args.keep or args.py_spy is not None
     began = time.monotonic()
-    data = args.data
-    if data is None:
-        data = ONLINE_RETAIL_II
-        if not data.exists():
-            print(f"note: {data} not found; falling back to {FALLBACK} (the second year only)")
-            data = FALLBACK
-    work = Path(tempfile.mkdtemp(prefix="bench-features-"))
+    data = data_file(args.data)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     settings = Settings(topic_prefix=prefix, topic_partitions=args.partitions)
-    broker = None
-    if args.bootstrap:
-        settings = settings.model_copy(update={"kafka_bootstrap": args.bootstrap})
-        asyncio.run(ensure_topics(settings))
-    else:
-        broker = EmbeddedBroker(settings).start()
-        settings = broker.settings
-    topics = Topics.with_prefix(prefix)
-    process = FeaturesProcess(settings, work / "data", work / "features.log", args.max_batch)
-    try:
-        broker_pid = broker.process.pid if broker is not None and broker.process else None
-        return run(args, data, work, settings, topics, process, broker_pid, began)
-    except BaseException:
-        args.keep = True  # the service log is the first thing to read
-        raise
-    finally:
-        process.stop()
-        if broker is not None:
-            broker.stop()
-        if args.keep:
-            print(f"work dir kept: {work}")
+    with work_dir("features", args.keep) as work:
+        broker = None
+        if args.bootstrap:
+            settings = settings.model_copy(update={"kafka_bootstrap": args.bootstrap})
+            asyncio.run(ensure_topics(settings))
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            broker = EmbeddedBroker(settings).start()
+            settings = broker.settings
+        topics = Topics.with_prefix(prefix)
+        process = FeaturesProcess(settings, work / "data", work / "features.log", args.max_batch)
+        try:
+            broker_pid = broker.process.pid if broker is not None and broker.process else None
+            return run(args, data, work, settings, topics, process, broker_pid, began)
+        finally:
+            process.stop()
+            if broker is not None:
+                broker.stop()
 
 
 def run(
@@ -627,24 +612,6 @@ def run(
             )
         )
     return 0
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def verdict(ok: bool, target: str) -> str:
-    return f"{'meets' if ok else 'MISSES'} target {target}"
-
-
-def table(rows: list[tuple[str, str, str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    return "\n".join(
-        f"{name:<{widths[0]}}  {value:>{widths[1]}}  {note}".rstrip() for name, value, note in rows
-    )
 
 
 if __name__ == "__main__":

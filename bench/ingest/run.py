@@ -49,12 +49,10 @@ import json
 import math
 import os
 import resource
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -71,14 +69,13 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import polars as pl  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
+from bench.common import data_file, work_dir  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderKind, order_event_id  # noqa: E402
 from retention_shared.kafka import aiokafka_options, ensure_topics  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 
-ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
-FALLBACK = REPO / "data" / "online_retail.parquet"
 RATIO_TARGET = 1.5
 RSS_TARGET = 1 << 30
 TENANT = "default"  # the tenant of tests/stack_support.py's admin key
@@ -866,35 +863,22 @@ def main() -> int:
         print(json.dumps(asyncio.run(baseline(args))))
         return 0
     began = time.monotonic()
-    if args.data is None:
-        args.data = ONLINE_RETAIL_II
-        if not args.data.exists():
-            print(f"note: {ONLINE_RETAIL_II} not found; falling back to {FALLBACK}")
-            print("      (UCI Online Retail I, 541,909 rows — not the file the issue names)")
-            args.data = FALLBACK
-    args.data = args.data.resolve()
+    args.data = data_file(args.data).resolve()
     args.keep = args.keep or args.py_spy is not None
-    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     settings = Settings(topic_partitions=args.partitions)
-    broker = None
-    if args.bootstrap:
-        settings = settings.model_copy(update={"kafka_bootstrap": args.bootstrap})
-    else:
-        broker = EmbeddedBroker(settings).start()
-        settings = broker.settings
-    broker_pid = broker.process.pid if broker is not None and broker.process else None
-    try:
-        return run(args, settings, work, broker_pid, began)
-    except BaseException:
-        args.keep = True  # the service log is the first thing to read
-        raise
-    finally:
-        if broker is not None:
-            broker.stop()
-        if args.keep:
-            print(f"work dir kept: {work}")
+    with work_dir("ingest", args.keep) as work:
+        broker = None
+        if args.bootstrap:
+            settings = settings.model_copy(update={"kafka_bootstrap": args.bootstrap})
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            broker = EmbeddedBroker(settings).start()
+            settings = broker.settings
+        broker_pid = broker.process.pid if broker is not None and broker.process else None
+        try:
+            return run(args, settings, work, broker_pid, began)
+        finally:
+            if broker is not None:
+                broker.stop()
 
 
 def run(

@@ -44,7 +44,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -58,6 +57,7 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import httpx  # noqa: E402
 import polars as pl  # noqa: E402
 
+from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
 from retention_features.vectors import feature_payloads  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -69,8 +69,6 @@ from tests.real_orders import order_stream, publish  # noqa: E402
 from tests.scoring_service.support import store_bundle  # noqa: E402
 from tests.stack_support import running_stack, url  # noqa: E402
 
-ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
-FALLBACK = REPO / "data" / "online_retail.parquet"
 TENANT = "default"
 API_KEY = "bench-scoring-key"
 THROUGHPUT_TARGET = 0.6
@@ -359,28 +357,16 @@ def main() -> int:
     args = parse_args()
     args.keep = args.keep or args.py_spy is not None
     began = time.monotonic()
-    data = args.data
-    if data is None:
-        data = ONLINE_RETAIL_II
-        if not data.exists():
-            print(f"note: {data} not found; falling back to {FALLBACK} (the second year only)")
-            data = FALLBACK
-    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    data = data_file(args.data)
     settings = Settings(
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions
     )
-    broker = EmbeddedBroker(settings).start()
-    try:
-        return run(args, data, work, broker, began)
-    except BaseException:
-        args.keep = True  # the service log is the first thing to read
-        raise
-    finally:
-        broker.stop()
-        if args.keep:
-            print(f"work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    with work_dir("scoring", args.keep) as work:
+        broker = EmbeddedBroker(settings).start()
+        try:
+            return run(args, data, work, broker, began)
+        finally:
+            broker.stop()
 
 
 def run(
@@ -623,24 +609,6 @@ def spread(results: list[Load]) -> str:
     p99 = statistics.median(r.p99_ms for r in results)
     low, high = min(r.rps for r in results), max(r.rps for r in results)
     return f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (medians); rps {low:,.0f}–{high:,.0f}"
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{value:.1f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def verdict(ok: bool, target: str) -> str:
-    return f"{'meets' if ok else 'MISSES'} target {target}"
-
-
-def table(rows: list[tuple[str, str, str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    return "\n".join(
-        f"{name:<{widths[0]}}  {value:>{widths[1]}}  {note}".rstrip() for name, value, note in rows
-    )
 
 
 if __name__ == "__main__":

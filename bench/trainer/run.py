@@ -46,8 +46,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
-FALLBACK = REPO / "data" / "online_retail.parquet"
+if str(REPO) not in sys.path:  # `bench` is a folder at the repo root, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from bench.common import data_file  # noqa: E402
+
 TENANT = "backtest"  # as `retention backtest`
 TIMEZONE = "Europe/London"
 TOTAL_TARGET_SECONDS = 120.0
@@ -107,9 +110,7 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="cProfile the training run into this file")
     args = parser.parse_args()
 
-    data = args.data or (ONLINE_RETAIL_II if ONLINE_RETAIL_II.exists() else FALLBACK)
-    if args.data is None and data == FALLBACK:
-        print(f"note: {ONLINE_RETAIL_II} not found; using the bundled {FALLBACK.name}")
+    data = data_file(args.data)
     work = Path(tempfile.mkdtemp(prefix="bench-trainer-"))
     try:
         return _bench(args, data, work)

@@ -22,7 +22,7 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.features import compute_features
 from retention_trainer.bundle import ModelBundle
-from tests.scoring_service.conftest import module_settings
+from tests.conftest import isolated_settings
 from tests.scoring_service.support import (
     announce,
     feature_events,
@@ -63,7 +63,7 @@ def service(
     kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, bundle: ModelBundle
 ) -> Iterator[Service]:
     directory = tmp_path_factory.mktemp("scoring-api")
-    settings = module_settings(kafka, directory)
+    settings = isolated_settings(kafka, directory / "data")
     home = directory / "bentoml"
     tag = store_bundle(bundle, home, directory)
     default = load_orders(TEST_DATA / "online_retail_slice.parquet", tenant="default")

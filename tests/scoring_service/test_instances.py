@@ -23,9 +23,9 @@ from retention_shared.events import CustomerScore, decode_event
 from retention_shared.features import compute_features
 from retention_shared.topics import Topics
 from retention_trainer.bundle import ModelBundle
+from tests.conftest import isolated_settings
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
-from tests.scoring_service.conftest import module_settings
 from tests.scoring_service.support import (
     announce,
     feature_events,
@@ -73,7 +73,7 @@ def _announced(base: str) -> float:
 def test_each_change_is_announced_once_and_a_survivor_takes_over(
     kafka: EmbeddedBroker, tmp_path: Path, bundle: ModelBundle
 ) -> None:
-    settings = module_settings(kafka, tmp_path)
+    settings = isolated_settings(kafka, tmp_path / "data")
     home = tmp_path / "bentoml"
     tag_1 = store_bundle(bundle, home, tmp_path)
     second = recalibrated(bundle, 0.8)

@@ -1,0 +1,64 @@
+"""What the benchmarks share: the data file they read, the work directory they leave behind, the
+machine's load average and the results table they print."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
+FALLBACK = REPO / "data" / "online_retail.parquet"
+
+
+def data_file(chosen: Path | None) -> Path:
+    """`chosen`, else online_retail_II from ../shared, else the bundled file (and says so)."""
+    if chosen is not None:
+        return chosen
+    if ONLINE_RETAIL_II.exists():
+        return ONLINE_RETAIL_II
+    print(
+        f"note: {ONLINE_RETAIL_II} not found; falling back to the bundled {FALLBACK.name} "
+        "(UCI Online Retail I, the second year only — not the file the issues name)"
+    )
+    return FALLBACK
+
+
+@contextmanager
+def work_dir(name: str, keep: bool) -> Iterator[Path]:
+    """A temporary work directory, removed at the end unless `keep` or the benchmark failed
+    (the service logs in it are then the first thing to read)."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        yield work
+    except BaseException:
+        keep = True
+        raise
+    finally:
+        if keep:
+            print(f"work dir kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def verdict(ok: bool, target: str) -> str:
+    return f"{'meets' if ok else 'MISSES'} target {target}"
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    """(name, value, note) rows, names left- and values right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(
+        f"{name:<{widths[0]}}  {value:>{widths[1]}}  {note}".rstrip() for name, value, note in rows
+    )
