@@ -5,6 +5,7 @@ Every field's default is documented in README ("Configuration"); keep the two in
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
@@ -30,6 +31,14 @@ class ClockMode(StrEnum):
 
     TENANT = "tenant"
     WALL = "wall"
+
+
+class TenantLabels(StrEnum):
+    """How `/metrics` names tenants: as they are, as a short hash, or not at all."""
+
+    PLAIN = "plain"
+    HASHED = "hashed"
+    DROPPED = "dropped"
 
 
 class Settings(BaseSettings):
@@ -76,6 +85,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(500 * 1024 * 1024, ge=1)
     # Any other request body (JSON batches); a 1,000-order batch is well under this.
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    # Unpacked size and rows of one upload: a small gzip can unpack to gigabytes.
+    max_upload_unpacked_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1)
+    max_upload_rows: int = Field(50_000_000, ge=1)
+
+    # Bounds on what an order may say (far above any real retailer; beyond → a reason code).
+    max_quantity: float = Field(1_000_000, gt=0, description="Largest |quantity| of one line.")
+    max_unit_price: float = Field(1_000_000, gt=0, description="Largest unit price.")
+    max_order_total: float = Field(100_000_000, gt=0, description="Largest |total| of one order.")
+    # An order may be dated at most this far after it arrives (clock skew), and not before the floor.
+    max_future_skew_hours: float = Field(24.0, ge=0)
+    min_order_date: date = date(1970, 1, 1)
+    # A record a consumer fails on this many times in a row goes to the dead-letter path.
+    poison_max_attempts: int = Field(3, ge=1)
+
     # Largest batch the features service applies at once: while catching up, bigger batches
     # recompute each customer fewer times; when caught up, batches are small anyway.
     features_max_batch: int = Field(10000, ge=1)
@@ -96,6 +119,9 @@ class Settings(BaseSettings):
     drift_check_minutes: float = Field(15.0, gt=0)
     drift_psi_threshold: float = Field(0.2, gt=0)
     max_scores_per_request: int = Field(1000, ge=1)
+
+    # /metrics: tenant label values as they are, hashed, or dropped (see docs/operations.md).
+    metrics_tenant_labels: TenantLabels = TenantLabels.PLAIN
 
     log_level: str = "INFO"
     log_json: bool = True
