@@ -24,6 +24,8 @@ from pydantic import (
     ValidationError,
 )
 
+from retention_shared.safe_text import ID_PATTERN, MAX_ID_LENGTH
+
 SCHEMA_VERSION = 1
 
 
@@ -36,6 +38,14 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 NonEmptyStr = Annotated[str, Field(min_length=1, max_length=256)]
+# Ids as `safe_text` defines them: printable, at most 256 characters.
+IdStr = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+
+# The contract's own bounds on money and quantities, far above ingest's configurable limits
+# (a producer that bypasses ingest meets these): finite, and small enough that an order's total
+# in integer millionths (the feature code's money) fits in 64 bits with room to sum.
+MAX_EVENT_AMOUNT = 1e12
+Amount = Annotated[float, Field(ge=-MAX_EVENT_AMOUNT, le=MAX_EVENT_AMOUNT, allow_inf_nan=False)]
 
 
 def utc_now() -> datetime:
@@ -62,10 +72,10 @@ class OrderKind(StrEnum):
 class OrderLine(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    product_id: NonEmptyStr
+    product_id: IdStr
     # Signed as in the source: negative for the lines of a cancellation.
-    quantity: float
-    unit_price: float = Field(gt=0)
+    quantity: Amount
+    unit_price: float = Field(gt=0, le=MAX_EVENT_AMOUNT, allow_inf_nan=False)
 
 
 class OrderEvent(Event):
@@ -73,20 +83,20 @@ class OrderEvent(Event):
 
     event_type: Literal["OrderEvent"] = "OrderEvent"
     # Deterministic from (tenant, order, kind): the same order ingested twice has the same id.
-    event_id: NonEmptyStr
-    tenant_id: NonEmptyStr
-    order_id: NonEmptyStr
-    customer_id: NonEmptyStr
+    event_id: IdStr
+    tenant_id: IdStr
+    order_id: IdStr
+    customer_id: IdStr
     occurred_at: UtcDatetime
     kind: OrderKind
     lines: list[OrderLine] = Field(min_length=1)
     # Sum of quantity × unit_price: positive for purchases, negative for cancellations, so
     # summing totals nets cancellations against spend.
-    total: float
+    total: Amount
     currency: str | None = None
     country: str | None = None
     # Where it entered: "http", "orders.raw" or "upload:<upload id>".
-    source: NonEmptyStr
+    source: IdStr
 
 
 class RejectReason(BaseModel):

@@ -18,7 +18,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from retention_shared.events import OrderKind
+from retention_shared.events import MAX_EVENT_AMOUNT, OrderKind
+from retention_shared.safe_text import ID_PATTERN, MAX_ID_LENGTH
 
 __all__ = ["OrderEventStruct", "OrderLineStruct", "read_order_event"]
 
@@ -26,7 +27,9 @@ __all__ = ["OrderEventStruct", "OrderLineStruct", "read_order_event"]
 # models'). msgspec's strict mode takes each JSON value only in its own type, where the model's lax
 # mode also coerces (a numeric string, 1.0 for an int, true for a float): those are the model's.
 
-_NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_IdStr = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+# msgspec reads no inf or NaN from JSON, so bounds alone keep amounts finite.
+_Amount = Annotated[float, msgspec.Meta(ge=-MAX_EVENT_AMOUNT, le=MAX_EVENT_AMOUNT)]
 # The one timestamp layout read here, with an offset (the model rejects naive times). Not msgspec's
 # datetime: it rounds digits past the 6th where the model truncates them, and stops at a NUL.
 _Timestamp = Annotated[
@@ -46,24 +49,24 @@ class _EventStruct(msgspec.Struct, kw_only=True, gc=False):
 
 
 class OrderLineStruct(msgspec.Struct, gc=False):
-    product_id: _NonEmptyStr
-    quantity: float
-    unit_price: Annotated[float, msgspec.Meta(gt=0)]
+    product_id: _IdStr
+    quantity: _Amount
+    unit_price: Annotated[float, msgspec.Meta(gt=0, le=MAX_EVENT_AMOUNT)]
 
 
 class OrderEventStruct(_EventStruct, kw_only=True, gc=False):
     event_type: Literal["OrderEvent"] = "OrderEvent"
-    event_id: _NonEmptyStr
-    tenant_id: _NonEmptyStr
-    order_id: _NonEmptyStr
-    customer_id: _NonEmptyStr
+    event_id: _IdStr
+    tenant_id: _IdStr
+    order_id: _IdStr
+    customer_id: _IdStr
     occurred_at: _Timestamp
     kind: OrderKind
     lines: Annotated[list[OrderLineStruct], msgspec.Meta(min_length=1)]
-    total: float
+    total: _Amount
     currency: str | None = None
     country: str | None = None
-    source: _NonEmptyStr
+    source: _IdStr
 
 
 _decoder = msgspec.json.Decoder(OrderEventStruct)

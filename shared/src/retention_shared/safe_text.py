@@ -18,6 +18,7 @@ import re
 import polars as pl
 
 __all__ = [
+    "ID_PATTERN",
     "MAX_ID_LENGTH",
     "id_problem",
     "invalid_id_expr",
@@ -33,6 +34,8 @@ _UNPRINTABLE = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _UNPRINTABLE_PATTERN = re.compile(f"[{_UNPRINTABLE}\ud800-\udfff]")
 # polars strings are UTF-8, so they cannot hold a surrogate; the rest is the same class.
 _UNPRINTABLE_REGEX = f"[{_UNPRINTABLE}]"
+# For schema constraints (pydantic's and msgspec's `pattern`): no unprintable character at all.
+ID_PATTERN = f"^[^{_UNPRINTABLE}]*$"
 
 
 def id_problem(value: object) -> str | None:
