@@ -65,7 +65,7 @@ def plan_campaign(
     p = np.asarray(churn_probability, dtype=float)
     ltv = np.clip(np.asarray(predicted_ltv, dtype=float), 0, None)  # a negative LTV saves nothing
     value = _values(p, ltv, request.save_rate, request)
-    capacity = int(request.budget // request.cost_per_contact)
+    capacity = _capacity(request, len(value))
     # Stable sort on -value: ties keep candidate order, so plans are reproducible.
     order = np.argsort(-value, kind="stable")
     selected = order[value[order] > 0][:capacity]
@@ -76,6 +76,13 @@ def plan_campaign(
         pessimistic=_scenario(p, ltv, selected, request.save_rate * 0.5, request),
         optimistic=_scenario(p, ltv, selected, min(1.0, request.save_rate * 1.5), request),
     )
+
+
+def _capacity(request: CampaignRequest, candidates: int) -> int:
+    """⌊budget / cost⌋ contacts, at most one per candidate (the quotient may not fit an int:
+    1e308 / 1e-6 is infinite in floats)."""
+    affordable = request.budget / request.cost_per_contact
+    return candidates if affordable >= candidates else int(affordable)
 
 
 def _values(

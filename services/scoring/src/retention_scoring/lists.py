@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -47,12 +48,15 @@ class CursorError(ValueError):
 @dataclass(frozen=True)
 class Filters:
     segment: str | None = None
-    risk_band: str | None = None
-    value_tier: str | None = None
+    # Any of these bands and tiers (None: all).
+    risk_bands: tuple[str, ...] | None = None
+    value_tiers: tuple[str, ...] | None = None
     min_ltv: float | None = None
 
     def fingerprint(self, sort: SortKey) -> str:
-        text = json.dumps([self.segment, self.risk_band, self.value_tier, self.min_ltv, sort.value])
+        text = json.dumps(
+            [self.segment, self.risk_bands, self.value_tiers, self.min_ltv, sort.value]
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -75,10 +79,10 @@ def filter_scores(scores: pl.DataFrame, filters: Filters) -> pl.DataFrame:
     conditions = []
     if filters.segment is not None:
         conditions.append(pl.col("segment") == filters.segment)
-    if filters.risk_band is not None:
-        conditions.append(pl.col("risk_band") == filters.risk_band)
-    if filters.value_tier is not None:
-        conditions.append(pl.col("value_tier") == filters.value_tier)
+    if filters.risk_bands is not None:
+        conditions.append(pl.col("risk_band").is_in(filters.risk_bands))
+    if filters.value_tiers is not None:
+        conditions.append(pl.col("value_tier").is_in(filters.value_tiers))
     if filters.min_ltv is not None:
         conditions.append(pl.col("predicted_ltv") >= filters.min_ltv)
     return scores.filter(*conditions) if conditions else scores
@@ -125,9 +129,25 @@ def decode_cursor(cursor: str, filters: Filters, sort: SortKey) -> tuple[float |
         raise CursorError("not a cursor this service issued") from None
     if fingerprint != filters.fingerprint(sort):
         raise CursorError("was issued for other filters or another sort order")
-    if not isinstance(customer, str) or not isinstance(value, int | float | str):
+    if not isinstance(customer, str):
         raise CursorError("not a cursor this service issued")
-    return value, customer
+    return _sort_value(value, sort), customer
+
+
+def _sort_value(value: object, sort: SortKey) -> float | str:
+    """A cursor's sort value as the column compares it; CursorError for one no page could end
+    on (a client can forge a cursor: text against a number column, 1e999, 10**400)."""
+    if sort is SortKey.CUSTOMER_ID:
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise CursorError("not a cursor this service issued")
 
 
 def segment_table(scores: pl.DataFrame, monetary: pl.Series, actions: dict[str, str]) -> list[dict]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from enum import StrEnum
+from typing import Annotated
 
-from retention_scoring.api.deps import State, champion_of, population_of
+from fastapi import APIRouter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+
+from retention_scoring.api.deps import State, champion_of, check_segment, population_of
+from retention_scoring.api.inputs import MIN_MONEY
 from retention_scoring.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_scoring.lists import Filters, filter_scores
 from retention_shared.auth import ReadCaller
@@ -13,21 +17,44 @@ from retention_shared.events import RiskBand, ValueTier
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 
+MAX_CONTACTS_LISTED = 10_000
+
+
+# Strict: JSON `true` or "10" is not an amount; NaN and infinities are refused by name.
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+
+def _listed(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+# One value or a list: any of them matches.
+Bands = Annotated[list[RiskBand], BeforeValidator(_listed), Field(min_length=1)]
+Tiers = Annotated[list[ValueTier], BeforeValidator(_listed), Field(min_length=1)]
+
 
 class CampaignFilters(BaseModel):
-    segment: str | None = None
-    risk_band: RiskBand | None = None
-    value_tier: ValueTier | None = None
-    min_ltv: float | None = Field(None, ge=0)
+    model_config = ConfigDict(extra="forbid")
+
+    segment: str | None = Field(None, max_length=256)
+    risk_band: Bands | None = None
+    value_tier: Tiers | None = None
+    min_ltv: Annotated[Number | None, Field(ge=0)] = None
 
 
 class CampaignBody(BaseModel):
-    budget: float = Field(ge=0, allow_inf_nan=False)
-    cost_per_contact: float = Field(gt=0, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid")
+
+    budget: Annotated[Number, Field(ge=0)]
+    cost_per_contact: Annotated[
+        Number, Field(ge=MIN_MONEY, description="At least 0.000001 (money is exact to millionths).")
+    ]
     # Share of would-be churners a contact retains.
-    save_rate: float = Field(ge=0, le=1)
-    discount: float = Field(0.0, ge=0, lt=1)
+    save_rate: Annotated[Number, Field(ge=0, le=1)]
+    discount: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     filters: CampaignFilters = Field(default_factory=CampaignFilters)
+    # The plan and its totals cover every chosen contact; the answer lists the best this many.
+    contacts_limit: Annotated[int, Strict(), Field(ge=1, le=MAX_CONTACTS_LISTED)] = 1000
 
 
 class Contact(BaseModel):
@@ -55,15 +82,22 @@ class ScenarioView(BaseModel):
 class CampaignPlanView(BaseModel):
     model_version: str
     candidates: int
+    # Contacts in the plan; `contacts` lists the best `contacts_limit` of them.
+    contacts_total: int
     contacts: list[Contact]
     expected: ScenarioView
     pessimistic: ScenarioView
     optimistic: ScenarioView
 
 
+def _values(members: list[StrEnum] | None) -> tuple[str, ...] | None:
+    return None if members is None else tuple(dict.fromkeys(m.value for m in members))
+
+
 @router.post("/campaigns/plan")
 async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> CampaignPlanView:
     champion = champion_of(state, caller.tenant_id)
+    check_segment(champion, body.filters.segment, "filters.segment")
     request = CampaignRequest(
         budget=body.budget,
         cost_per_contact=body.cost_per_contact,
@@ -74,8 +108,8 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
     f = body.filters
     filters = Filters(
         segment=f.segment,
-        risk_band=f.risk_band.value if f.risk_band else None,
-        value_tier=f.value_tier.value if f.value_tier else None,
+        risk_bands=_values(f.risk_band),
+        value_tiers=_values(f.value_tier),
         min_ltv=f.min_ltv,
     )
     if population is not None:
@@ -88,6 +122,7 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
         return CampaignPlanView(
             model_version=champion.version,
             candidates=0,
+            contacts_total=0,
             contacts=[],
             expected=ScenarioView.of(empty.expected),
             pessimistic=ScenarioView.of(empty.pessimistic),
@@ -96,7 +131,8 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
     result = plan_campaign(
         candidates["churn_probability"].to_numpy(), candidates["predicted_ltv"].to_numpy(), request
     )
-    chosen = candidates[result.selected.tolist()].to_dicts()
+    listed = result.selected[: body.contacts_limit]
+    chosen = candidates[listed.tolist()].to_dicts()
     contacts = [
         Contact(
             customer_id=row["customer_id"],
@@ -107,11 +143,12 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
             segment=row["segment"],
             expected_net_value=float(value),
         )
-        for row, value in zip(chosen, result.expected_value, strict=True)
+        for row, value in zip(chosen, result.expected_value[: len(listed)], strict=True)
     ]
     return CampaignPlanView(
         model_version=champion.version,
         candidates=candidates.height,
+        contacts_total=len(result.selected),
         contacts=contacts,
         expected=ScenarioView.of(result.expected),
         pessimistic=ScenarioView.of(result.pessimistic),

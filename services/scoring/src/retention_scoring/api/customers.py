@@ -10,11 +10,19 @@ from typing import Annotated
 
 import numpy as np
 import polars as pl
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from retention_scoring import metrics
-from retention_scoring.api.deps import State, champion_of, not_found, population_of
+from retention_scoring.api.deps import (
+    State,
+    champion_of,
+    check_segment,
+    not_found,
+    population_of,
+    unprocessable,
+)
+from retention_scoring.api.inputs import choices
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.lists import (
     LIST_COLUMNS,
@@ -31,6 +39,7 @@ from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.events import RiskBand, ValueTier
 from retention_shared.features import FEATURE_NAMES
+from retention_shared.safe_text import spreadsheet_safe_frame
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -96,17 +105,19 @@ class CustomerList(BaseModel):
 
 def _list_query(
     segment: str | None,
-    risk_band: RiskBand | None,
-    value_tier: ValueTier | None,
+    risk_band: list[str] | None,
+    value_tier: list[str] | None,
     min_ltv: float | None,
     sort: SortKey,
     limit: int,
     cursor: str | None,
 ) -> ListQuery:
+    bands = choices(risk_band, RiskBand, "query.risk_band")
+    tiers = choices(value_tier, ValueTier, "query.value_tier")
     filters = Filters(
         segment=segment,
-        risk_band=risk_band.value if risk_band else None,
-        value_tier=value_tier.value if value_tier else None,
+        risk_bands=tuple(b.value for b in bands) if bands else None,
+        value_tiers=tuple(t.value for t in tiers) if tiers else None,
         min_ltv=min_ltv,
     )
     after = None
@@ -114,10 +125,7 @@ def _list_query(
         try:
             after = decode_cursor(cursor, filters, sort)
         except CursorError as exc:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
-                detail=[{"field": "cursor", "problem": str(exc)}],
-            ) from None
+            raise unprocessable("cursor", str(exc)) from None
     return ListQuery(filters=filters, sort=sort, limit=limit, after=after)
 
 
@@ -126,21 +134,27 @@ async def customer_list(
     request: Request,
     caller: ReadCaller,
     state: State,
-    segment: str | None = None,
-    risk_band: RiskBand | None = None,
-    value_tier: ValueTier | None = None,
-    min_ltv: Annotated[float | None, Query(ge=0)] = None,
+    segment: Annotated[str | None, Query(max_length=256)] = None,
+    risk_band: Annotated[
+        list[str] | None, Query(description="One or more bands: `high`, `high,medium`.")
+    ] = None,
+    value_tier: Annotated[
+        list[str] | None, Query(description="One or more tiers: `VIP`, `High,VIP`.")
+    ] = None,
+    min_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     sort: SortKey = SortKey.REVENUE_AT_RISK,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> CustomerList | Response:
     """Customers matching the filters, best first by `sort`; JSON, or CSV with `Accept: text/csv`.
 
-    The next page: the same query with `cursor` = the previous answer's `next_cursor` (in CSV,
-    the `X-Next-Cursor` header).
+    `risk_band` and `value_tier` take one value, a comma list or repeated parameters (any of
+    them matches). The next page: the same query with `cursor` = the previous answer's
+    `next_cursor` (in CSV, the `X-Next-Cursor` header).
     """
     query = _list_query(segment, risk_band, value_tier, min_ltv, sort, limit, cursor)
     champion = champion_of(state, caller.tenant_id)
+    check_segment(champion, segment, "query.segment")
     population = await population_of(state, caller.tenant_id)
     if population is None:
         page_rows, total, next_cursor = [], 0, None
@@ -173,7 +187,7 @@ def _csv(frame: pl.DataFrame | None) -> str:
     if frame is None:
         return ",".join(LIST_COLUMNS) + "\n"
     buffer = io.StringIO()
-    frame.with_columns(pl.col("features_as_of").dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z")).write_csv(
-        buffer
-    )
+    text = frame.with_columns(pl.col("features_as_of").dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z"))
+    # Customer ids come from upstream systems: `=cmd|...` must stay text in a spreadsheet.
+    spreadsheet_safe_frame(text).write_csv(buffer)
     return buffer.getvalue()

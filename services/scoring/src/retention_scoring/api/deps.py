@@ -28,12 +28,28 @@ def not_found(customer_id: str) -> HTTPException:
     )
 
 
+def unprocessable(field: str, problem: str) -> HTTPException:
+    """A 422 in the shape of the service's validation errors: a list of {field, problem}."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_ENTITY, detail=[{"field": field, "problem": problem}]
+    )
+
+
 def unavailable(reason: str) -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
         detail={"problem": reason},
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+def check_segment(champion: Champion, segment: str | None, field: str) -> None:
+    """422 naming `field` for a segment the tenant's model does not have (a typo would
+    otherwise read as an empty list)."""
+    names = champion.bundle.segmenter.names
+    if segment is not None and segment not in names:
+        known = ", ".join(repr(name) for name in names)
+        raise unprocessable(field, f"no segment {segment!r}; this model's segments: {known}")
 
 
 def champion_of(state: ScoringState, tenant_id: str) -> Champion:

@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 
 import numpy as np
 import polars as pl
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from retention_scoring import metrics
-from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.deps import State, champion_of, population_of, unprocessable
+from retention_scoring.api.inputs import CustomerId, FeatureValue
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.scoring import explain, score_customers
 from retention_shared.auth import ReadCaller
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
+SCORE_NUMBERS = ("churn_probability", "predicted_ltv", "ltv_low", "ltv_high", "revenue_at_risk")
+
 
 class FeatureVector(BaseModel):
-    customer_id: str | None = Field(None, max_length=256)
-    features: dict[str, float]
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId | None = None
+    features: dict[str, FeatureValue]
 
 
 class ScoreRequest(BaseModel):
     """Either `customer_ids` (scored with their current features at the tenant clock) or
     `customers` (raw feature vectors, scored as given)."""
 
-    customer_ids: list[str] | None = None
-    customers: list[FeatureVector] | None = None
-    include_reasons: bool = True
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[CustomerId] | None = Field(None, min_length=1)
+    customers: list[FeatureVector] | None = Field(None, min_length=1)
+    include_reasons: StrictBool = True
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ScoreRequest:
@@ -52,29 +58,32 @@ class ScoreResponse(BaseModel):
     results: list[ScoreResult]
 
 
-def _unprocessable(field: str, problem: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY, detail=[{"field": field, "problem": problem}]
-    )
-
-
 def _vectors_frame(vectors: list[FeatureVector], names: tuple[str, ...]) -> pl.DataFrame:
     known = set(names)
     for i, vector in enumerate(vectors):
         for name in names:
             if name not in vector.features:
-                raise _unprocessable(f"customers.{i}.features.{name}", "missing")
-            if not math.isfinite(vector.features[name]):
-                raise _unprocessable(f"customers.{i}.features.{name}", "must be a finite number")
+                raise unprocessable(f"customers.{i}.features.{name}", "missing")
         for name in vector.features:
             if name not in known:
-                raise _unprocessable(f"customers.{i}.features.{name}", "not a feature of the model")
+                raise unprocessable(f"customers.{i}.features.{name}", "not a feature of the model")
     return pl.DataFrame(
         {
             "customer_id": pl.Series([v.customer_id for v in vectors], dtype=pl.String),
             **{n: pl.Series([v.features[n] for v in vectors], dtype=pl.Float64) for n in names},
         }
     )
+
+
+def _check_finite(scores: pl.DataFrame) -> None:
+    """422 for a vector the model cannot give a number for (no combination of bounded values
+    is known to, but a 422 naming it beats a 500 if one does)."""
+    values = scores.select(SCORE_NUMBERS).to_numpy()
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        raise unprocessable(
+            f"customers.{int(bad[0])}.features", "the model gives no finite score for these values"
+        )
 
 
 @router.post("/score")
@@ -96,6 +105,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
         )
         cutoffs = population.cutoffs if population is not None else None
         scores = await asyncio.to_thread(score_customers, champion.bundle, frame, cutoffs)
+        _check_finite(scores)
         explanations = (
             await asyncio.to_thread(explain, champion.bundle, frame)
             if body.include_reasons

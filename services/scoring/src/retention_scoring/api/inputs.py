@@ -1,0 +1,67 @@
+"""What the scoring routes accept: ids, feature values, money, and lists of bands or tiers.
+
+Bounds are far above any real customer and far below where the model's arithmetic (float32
+trees, BG/NBD's exponentials) stops being finite, so every accepted value has a defined score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator, Field, Strict
+
+from retention_scoring.api.deps import unprocessable
+from retention_shared.safe_text import id_problem
+
+__all__ = [
+    "MAX_FEATURE_MAGNITUDE",
+    "MIN_MONEY",
+    "CustomerId",
+    "FeatureValue",
+    "choices",
+]
+
+# |feature| above this is no customer (1e15 days, orders or currency units); the model gives
+# finite scores up to it and non-finite ones or errors far beyond (1e308).
+MAX_FEATURE_MAGNITUDE = 1e15
+# Money is exact to millionths (the features' unit): a smaller amount is not an amount.
+MIN_MONEY = 1e-6
+
+
+def _acceptable_id(value: str) -> str:
+    if (problem := id_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+CustomerId = Annotated[str, AfterValidator(_acceptable_id)]
+# Strict: JSON `true` or "12" is not a number; NaN and infinities (Python's JSON reads them) are
+# refused by name.
+FeatureValue = Annotated[
+    float,
+    Strict(),
+    Field(allow_inf_nan=False, ge=-MAX_FEATURE_MAGNITUDE, le=MAX_FEATURE_MAGNITUDE),
+]
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choices(values: Iterable[str] | None, kind: type[E], field: str) -> tuple[E, ...] | None:
+    """Enum members from query values, each a name or a comma list (`High,VIP`); None if absent.
+
+    422 naming `field` for an empty or unknown entry.
+    """
+    if values is None:
+        return None
+    names = [part.strip() for value in values for part in value.split(",")]
+    allowed = ", ".join(member.value for member in kind)
+    if not names or any(not name for name in names):
+        raise unprocessable(field, f"an empty entry; use one or more of {allowed}")
+    known = {member.value: member for member in kind}
+    for name in names:
+        if name not in known:
+            raise unprocessable(field, f"{name!r} is not one of {allowed}")
+    return tuple(dict.fromkeys(known[name] for name in names))
