@@ -92,7 +92,14 @@ class Champions:
         )
 
     def announce(self, event: ModelPublished) -> None:
-        """A new champion for `event.tenant_id`: load it in the background, then swap."""
+        """A new champion for `event.tenant_id`: load it in the background, then swap.
+
+        The version serving or loading already is left alone: the trainer announces its
+        champions again when `model-events` lost them (a broker restart), and a repeat must not
+        reload the bundle or rescore the tenant.
+        """
+        if self._serving_or_loading(event):
+            return
         self.announced[event.tenant_id] = event
         self.problems[event.tenant_id] = f"loading model {event.model_tag}"
         self._failures[event.tenant_id] = 0
@@ -100,6 +107,13 @@ class Champions:
         if previous is not None:
             previous.cancel()  # a newer model supersedes one still loading
         self._loading[event.tenant_id] = asyncio.create_task(self._load(event))
+
+    def _serving_or_loading(self, event: ModelPublished) -> bool:
+        champion = self.current.get(event.tenant_id)
+        latest = self.announced.get(event.tenant_id)
+        if event.tenant_id in self._loading:
+            return latest is not None and latest.model_version == event.model_version
+        return champion is not None and champion.version == event.model_version
 
     async def _load(self, event: ModelPublished) -> None:
         attempt = 0
