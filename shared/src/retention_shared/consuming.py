@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaMessage
+from prometheus_client import Counter
 
 from retention_shared.events import EventDecodeError, RejectedRecord, RejectReason
 from retention_shared.metrics import MESSAGES
@@ -67,4 +68,25 @@ def rejected_payload(record: ConsumerRecord, error: EventDecodeError) -> bytes:
         source_id=f"{record.topic}:{record.partition}:{record.offset}",
         record=record.value.decode("utf-8", errors="replace"),
         reasons=[error.as_reason()],
+    ).to_bytes()
+
+
+POISON_RECORDS = Counter(
+    "retention_poison_records_total",
+    "Records a consumer failed on poison_max_attempts times and sent to the dead-letter path.",
+    ["service", "topic"],
+)
+
+
+def poison_payload(record: ConsumerRecord, error: BaseException, attempts: int) -> bytes:
+    """The `RejectedRecord` of a record a consumer kept failing on (reason `poison`)."""
+    reason = RejectReason(
+        code="poison",
+        message=f"failed {attempts} times: {type(error).__name__}: {error}"[:2000],
+    )
+    return RejectedRecord(
+        source=record.topic,
+        source_id=f"{record.topic}:{record.partition}:{record.offset}",
+        record=_readable(record.value),
+        reasons=[reason],
     ).to_bytes()

@@ -20,7 +20,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def consuming() -> CheckResult:
         if not consumer.stores:
             return False, "no partitions assigned yet"
-        return True, f"partitions {sorted(consumer.stores)}"
+        ok, detail = consumer.health.check()
+        return ok, f"partitions {sorted(consumer.stores)}; {detail}"
 
     ctx.readiness.add("transactions", consuming)
     app = create_service_app(

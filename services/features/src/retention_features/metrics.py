@@ -27,3 +27,8 @@ REJECTED = Counter(
     "Transactions records sent to transactions.rejected, by reason code.",
     ["reason"],
 )
+LOG_RESETS = Counter(
+    "retention_features_log_resets_total",
+    "Partitions whose log no longer holds what the state applied (the broker lost it); "
+    "the state is kept, every customer's vector republished, and consuming restarts at the log's start.",
+)

@@ -186,6 +186,21 @@ class PartitionStore:
             )
         return found
 
+    def last_mark(self) -> tuple[int, str, str, str] | None:
+        """(source offset, tenant, order id, kind) of the order stored from the latest offset."""
+        row = self._db.execute(
+            "SELECT source_offset, tenant_id, order_id, kind FROM orders "
+            "ORDER BY source_offset DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), row[1], row[2], row[3])
+
+    def customer_sources(self) -> dict[tuple[str, str], int]:
+        """Each stored customer's latest source offset."""
+        rows = self._db.execute(
+            "SELECT tenant_id, customer_id, max(source_offset) FROM orders GROUP BY 1, 2"
+        )
+        return {(tenant, customer): int(offset) for tenant, customer, offset in rows}
+
     def customers(self) -> int:
         return int(
             self._db.execute(

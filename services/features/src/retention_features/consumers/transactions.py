@@ -12,6 +12,22 @@ partition's first offset, rebuilding a partition that has no state file. Per pol
 4. publish the vectors, wait for the broker's acknowledgements, then commit each partition's
    orders + next offset in one transaction.
 
+An order dated more than `max_future_skew_hours` after its record's broker timestamp is rejected
+(`future_order_datetime`): no event moves a tenant's clock past wall time + skew. A batch whose
+computing fails is applied again record by record; a record that fails `poison_max_attempts`
+times alone is poison (halving the failed batch finds it in a few steps): it goes to
+`transactions.rejected` (reason `poison`, with the exception),
+its offset is committed, and the partition — and every other — moves on. A batch that fails to
+publish or commit (the broker, the disk) is retried from the stored offsets with backoff, and
+`/readyz` says so meanwhile.
+
+A broker that lost its log (an in-memory broker restarted empty) is noticed on assignment —
+the offset of the last stored order no longer holds it (`log_check`) — and whenever a
+partition's high watermark falls below the stored offset. The state is kept (it is the only copy
+of those orders now), every customer's vector is republished (the compacted topic was lost too),
+and consuming restarts at the new log's start; logs, `retention_features_log_resets_total` and
+`/readyz` say so.
+
 Steps 1-3 run in a worker thread so fetching goes on meanwhile. A crash before 4 replays the
 batch: the store dedupes the orders, the totals are rebuilt from the store, and the vectors are
 the same, because each customer's `as_of` is the partition's tenant clock at that customer's last
@@ -35,14 +51,18 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_features import metrics
 from retention_features.decoding import decode_orders
+from retention_features.log_check import lost_logs
 from retention_features.running import CustomerKey, RunningCustomers
 from retention_features.store import PartitionStore, to_microseconds
 from retention_features.vectors import batch_time, feature_payloads, running_payload
 from retention_shared.config import ClockMode
-from retention_shared.consuming import rejected_payload
+from retention_shared.consumer_health import ConsumerHealth
+from retention_shared.consuming import POISON_RECORDS, poison_payload, rejected_payload
+from retention_shared.event_time import latest_event_time_us
 from retention_shared.events import EventDecodeError
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
+from retention_shared.poison import RecordFault, apply_isolating
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 
@@ -57,6 +77,8 @@ PROGRESS_COMMIT_SECONDS = 1.0
 # most this long for new records (on Tansu, the delay of a fetch that has little to return).
 MAX_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 FETCH_MAX_WAIT_MS = 25
+# After a batch fails to publish or commit, wait this long, doubling up to the maximum.
+RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 30.0
 
 
 @dataclass
@@ -94,6 +116,8 @@ class TransactionsConsumer:
     _progress: dict[TopicPartition, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _customers_counted_at: float = 0.0
+    health: ConsumerHealth = field(default_factory=ConsumerHealth)
+    _retry_seconds: float = RETRY_SECONDS
 
     async def start(self) -> None:
         self._producer = BulkProducer(self.ctx.settings)
@@ -149,7 +173,7 @@ class TransactionsConsumer:
                         work[tp] = unapplied
                 if work:
                     await self._apply(work)
-                self._observe()
+                await self._observe()
 
     def _unapplied(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         """The records not applied yet; none (and a re-read) if there is a gap before them.
@@ -166,22 +190,85 @@ class TransactionsConsumer:
         return records
 
     async def _apply(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        assert self._consumer is not None and self._producer is not None
+        try:
+            await self._apply_work(work)
+        except RecordFault as fault:
+            log.warning(
+                "could not compute a batch; applying it in halves to find the record at fault",
+                extra={"error": repr(fault.__cause__)},
+            )
+            for tp, records in work.items():
+                applied = await apply_isolating(
+                    records,
+                    lambda part, tp=tp: self._apply_work({tp: list(part)}),
+                    lambda record, error, tp=tp: self._dead_letter(tp, record, error),
+                    self.ctx.settings.poison_max_attempts,
+                )
+                if not applied:
+                    return  # not a record's fault: the rest is re-read from the stored offsets
+
+    async def _apply_work(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Compute, publish and commit; `RecordFault` if computing failed (rolled back)."""
         try:
             batch = await asyncio.to_thread(self._prepare, work)
+        except Exception as error:
+            self._rollback(work)
+            raise RecordFault from error
+        return await self._publish_and_commit(batch)
+
+    async def _dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord, error: BaseException
+    ) -> bool:
+        """Send `record` to `transactions.rejected` and commit past it, applying nothing of it."""
+        attempts = self.ctx.settings.poison_max_attempts
+        log.error(
+            "poison record sent to the dead-letter topic",
+            extra={"partition": tp.partition, "offset": record.offset, "error": repr(error)},
+        )
+        POISON_RECORDS.labels(self.ctx.name, tp.topic).inc()
+        store = self.stores[tp.partition]
+        await asyncio.to_thread(store.begin)
+        return await self._publish_and_commit(
+            PreparedBatch(
+                records={tp: [record]},
+                clocks={tp.partition: store.tenant_clocks()},
+                rejects=[(record.key, poison_payload(record, error, attempts))],
+            )
+        )
+
+    def _rollback(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp in work:
+            self.stores[tp.partition].rollback()
+            self.customers[tp.partition].forget()
+
+    async def _publish_and_commit(self, batch: PreparedBatch) -> bool:
+        """Publish a prepared batch, then commit it; False (rewound, after a pause) if either
+        failed, which is the broker's or the disk's doing, not a record's."""
+        assert self._consumer is not None and self._producer is not None
+        work = batch.records
+        try:
             await asyncio.gather(
                 self._producer.send_all(self.ctx.topics.customer_features, batch.features),
                 self._producer.send_all(self.ctx.topics.transactions_rejected, batch.rejects),
             )
             await asyncio.to_thread(self._commit, batch)
-        except Exception:
-            log.exception("batch failed; rewinding to the stored offsets")
+        except Exception as error:
+            log.warning(
+                "could not publish or commit a batch; retrying from the stored offsets",
+                extra={
+                    "error": f"{type(error).__name__}: {error}",
+                    "retry_in": self._retry_seconds,
+                },
+            )
+            self.health.failed(error)
+            self._rollback(work)
             for tp in work:
-                self.stores[tp.partition].rollback()
-                self.customers[tp.partition].forget()
                 self._consumer.seek(tp, self.next_offsets[tp.partition])
-            await asyncio.sleep(1.0)
-            return
+            await asyncio.sleep(self._retry_seconds)
+            self._retry_seconds = min(MAX_RETRY_SECONDS, self._retry_seconds * 2)
+            return False
+        self.health.progressed()
+        self._retry_seconds = RETRY_SECONDS
         published_at = time.time()
         next_offsets = {}
         for tp, records in work.items():
@@ -191,7 +278,12 @@ class TransactionsConsumer:
         name, topics = self.ctx.name, self.ctx.topics
         MESSAGES.labels(name, topics.transactions, "consumed", "ok").inc(batch.orders)
         MESSAGES.labels(name, topics.customer_features, "published", "ok").inc(len(batch.features))
+        if batch.rejects:
+            MESSAGES.labels(name, topics.transactions, "consumed", "rejected").inc(
+                len(batch.rejects)
+            )
         self._progress.update(next_offsets)
+        return True
 
     def _prepare(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> PreparedBatch:
         """Decode, store and compute (worker thread; the stores' transactions stay open)."""
@@ -199,12 +291,22 @@ class TransactionsConsumer:
         computed_at = batch_time()
         wall = self.ctx.settings.clock is ClockMode.WALL
         now = to_microseconds(datetime.now(UTC))
+        skew_hours = self.ctx.settings.max_future_skew_hours
         unserved_history, unserved_as_of, unserved_sources = [], {}, {}
         for tp, records in work.items():
             store, customers = self.stores[tp.partition], self.customers[tp.partition]
             orders, offsets = [], []
             decoded = decode_orders([record.value for record in records])
             for record, order in zip(records, decoded, strict=True):
+                if not isinstance(order, EventDecodeError):
+                    latest = latest_event_time_us(record.timestamp, skew_hours)
+                    if order.order.occurred_at_us > latest:
+                        order = EventDecodeError(
+                            "future_order_datetime",
+                            f"occurred_at is more than {skew_hours:g} hours after the record "
+                            "arrived",
+                            field="occurred_at",
+                        )
                 if isinstance(order, EventDecodeError):
                     batch.rejects.append((record.key, _rejected(record, order)))
                 else:
@@ -251,23 +353,62 @@ class TransactionsConsumer:
             store.save_tenant_clocks(batch.clocks[tp.partition])
             store.commit(records[-1].offset + 1)
 
-    def _observe(self) -> None:
+    async def _observe(self) -> None:
         assert self._consumer is not None
-        for partition in self.stores:
+        total_lag = 0
+        for partition in list(self.stores):
             tp = TopicPartition(self.ctx.topics.transactions, partition)
             # The fetch high watermark, not end_offsets: Tansu under-reports the latter.
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue
             position = self.next_offsets[partition]
-            metrics.CONSUMER_LAG.labels(str(partition)).set(max(0, highwater - position))
+            if highwater < position:
+                await self._restart_log(
+                    tp, f"the log ends at {highwater}, before offset {position}"
+                )
+                continue
+            lag = max(0, highwater - position)
+            metrics.CONSUMER_LAG.labels(str(partition)).set(lag)
+            total_lag += lag
             rebuild = self.rebuilding.get(partition)
             if rebuild is not None and position >= highwater:
                 metrics.REBUILD_DURATION.observe(time.monotonic() - rebuild.started)
                 del self.rebuilding[partition]
+        self.health.behind(total_lag)
         if time.monotonic() - self._customers_counted_at > CUSTOMER_COUNT_EVERY_SECONDS:
             metrics.CUSTOMERS.set(sum(store.customers() for store in self.stores.values()))
             self._customers_counted_at = time.monotonic()
+
+    async def _restart_log(self, tp: TopicPartition, why: str) -> None:
+        """Keep the state, republish every customer's vector, consume the new log from its start."""
+        assert self._consumer is not None and self._producer is not None
+        partition, store = tp.partition, self.stores[tp.partition]
+        log.warning(
+            "the broker lost this partition's log; keeping the stored orders, republishing every "
+            "customer's features and consuming the new log from its start",
+            extra={"partition": partition, "detail": why},
+        )
+        metrics.LOG_RESETS.inc()
+        self.health.rebuilding[partition] = f"the broker lost the log ({why}); republishing"
+        beginning = (await self._consumer.beginning_offsets([tp]))[tp]
+        payloads = await asyncio.to_thread(self._all_vectors, partition)
+        await self._producer.send_all(self.ctx.topics.customer_features, payloads)
+        await asyncio.to_thread(_store_next_offset, store, beginning)
+        self.next_offsets[partition] = beginning
+        self._consumer.seek(tp, beginning)
+        del self.health.rebuilding[partition]
+
+    def _all_vectors(self, partition: int) -> list[tuple[bytes, bytes]]:
+        """Every stored customer's vector at the partition's tenant clock."""
+        store = self.stores[partition]
+        clocks = store.tenant_clocks()
+        sources = store.customer_sources()
+        if not sources:
+            return []
+        as_of = {key: clocks[key[0]] for key in sources}
+        origins = {key: (partition, offset) for key, offset in sources.items()}
+        return feature_payloads(store.all_history(), as_of, origins)
 
     def _close(self, partitions: list[int]) -> None:
         for partition in partitions:
@@ -279,6 +420,11 @@ class TransactionsConsumer:
             self.next_offsets.pop(partition, None)
             with contextlib.suppress(KeyError):  # no lag was observed for it yet
                 metrics.CONSUMER_LAG.remove(str(partition))
+
+
+def _store_next_offset(store: PartitionStore, next_offset: int) -> None:
+    store.begin()
+    store.commit(next_offset)
 
 
 def _rejected(record: ConsumerRecord, error: EventDecodeError) -> bytes:
@@ -318,3 +464,11 @@ class _Rebalance(ConsumerRebalanceListener):
                     next_offset = (await consumer.beginning_offsets([tp]))[tp]
                 owner.next_offsets[tp.partition] = next_offset
                 consumer.seek(tp, next_offset)
+            marks = {
+                tp: mark
+                for tp in assigned
+                if owner.next_offsets[tp.partition] > 0
+                and (mark := owner.stores[tp.partition].last_mark()) is not None
+            }
+            for tp, why in (await lost_logs(owner.ctx.settings, marks)).items():
+                await owner._restart_log(tp, why)
