@@ -6,22 +6,35 @@ as an order line or as a reject with exactly one reason code, so accepted + reje
 
 Reason precedence — a row with several problems is rejected for the FIRST that applies:
 
-1. `missing_customer_id`
-2. `missing_order_id` (when the mapping has `order_id`)
+1. `missing_customer_id`, `invalid_customer_id`
+2. `missing_order_id`, `invalid_order_id` (when the mapping has `order_id`)
 3. `missing_order_datetime`, `unparseable_order_datetime`
-4. `missing_product_id` (line-level mappings)
-5. `missing_quantity`, `unparseable_quantity` (when mapped)
-6. `missing_unit_price`, `unparseable_unit_price` (or `..._order_total`)
-7. `non_positive_price`: unit price <= 0 (or an order total of exactly 0)
-8. `zero_quantity`
+4. `order_datetime_too_old` (before `min_order_date`), `future_order_datetime` (later than the
+   moment ingest received it plus `max_future_skew_hours`)
+5. `missing_product_id`, `invalid_product_id` (line-level mappings)
+6. `missing_quantity`, `unparseable_quantity` (when mapped)
+7. `missing_unit_price`, `unparseable_unit_price` (or `..._order_total`)
+8. `non_positive_price`: unit price <= 0 (or an order total of exactly 0)
+9. `zero_quantity`
+10. `quantity_out_of_range`: |quantity| > `max_quantity`
+11. `order_total_out_of_range` (`order_total` mappings: the row's |total| > `max_order_total`)
+12. `unit_price_out_of_range`: unit price > `max_unit_price` (`order_total` mappings: the
+    derived |total| / |quantity|)
 
 "Missing" is null, empty or whitespace-only (or NaN in a typed column); "unparseable" is a value
-present that does not read as its type. Two rules need all rows and are applied later, by
-`order_events`, to the lines that passed the above (so they never double-count a row):
-9. `duplicate_line`: the 2nd and later copies of a row whose every original column is identical
-   (compared by customer and a 64-bit hash of the whole row as read);
-10. `conflicting_customer_id`: the lines of an order (and kind) that names two customers — their
-    event ids would collide, so none of them is guessed at.
+present that does not read as its type; "invalid" is an id longer than 256 characters or holding
+an unprintable character (control, bidi override, lone surrogate: `retention_shared.safe_text`).
+Without a mapped `order_id`, the order id is built from the customer id, so a customer id longer
+than 247 characters is invalid there. The bounds (`bounds.OrderBounds`) come from settings and
+keep every value and product finite: |quantity| <= 1e6 and price <= 1e6 by default, so no
+quantity × price overflows. Three rules need all rows and are applied later, by `order_events`,
+to the lines that passed the above (so they never double-count a row):
+13. `duplicate_line`: the 2nd and later copies of a row whose every original column is identical
+    (compared by customer and a 64-bit hash of the whole row as read);
+14. `conflicting_customer_id`: the lines of an order (and kind) that names two customers — their
+    event ids would collide, so none of them is guessed at;
+15. `order_total_out_of_range`: every line of an order (and kind) whose summed |amount| exceeds
+    `max_order_total` — the order is one event, so it is taken whole or not at all.
 
 Normalization:
 - ids (customer, order, product) become trimmed text; a float-typed or float-looking id such as
@@ -42,21 +55,31 @@ Normalization:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import polars as pl
 
+from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.dates import UTC_DATETIME, DateFormat, parse_datetimes
 from retention_ingest.mapping import ColumnMapping
+from retention_shared.safe_text import MAX_ID_LENGTH, invalid_id_expr
 
 SYNTHETIC_PRODUCT_ID = "order-total"
+# Without a mapped order id, orders are `<customer>-<YYYYMMDD>`: the suffix's share of the limit.
+DERIVED_ORDER_SUFFIX = len("-YYYYMMDD")
 # In precedence order; see the module docstring.
 REASON_CODES = (
     "missing_customer_id",
+    "invalid_customer_id",
     "missing_order_id",
+    "invalid_order_id",
     "missing_order_datetime",
     "unparseable_order_datetime",
+    "order_datetime_too_old",
+    "future_order_datetime",
     "missing_product_id",
+    "invalid_product_id",
     "missing_quantity",
     "unparseable_quantity",
     "missing_unit_price",
@@ -65,8 +88,11 @@ REASON_CODES = (
     "unparseable_order_total",
     "non_positive_price",
     "zero_quantity",
+    "quantity_out_of_range",
+    "unit_price_out_of_range",
     "duplicate_line",
     "conflicting_customer_id",
+    "order_total_out_of_range",  # also row-level for `order_total` mappings, before unit price
 )
 
 LINE_COLUMNS = (
@@ -94,6 +120,9 @@ class CleaningPlan:
     date_format: DateFormat
     timezone: str = "Europe/London"
     default_currency: str | None = None
+    bounds: OrderBounds = field(default_factory=OrderBounds)
+    # When ingest received the rows: how far in the future they may be dated is measured from it.
+    received_at: datetime = field(default_factory=utc_now)
 
 
 @dataclass
@@ -228,32 +257,12 @@ def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> Cle
     work = (
         raw.lazy().select(stage1).with_columns(stage2).with_columns(occurred_at=pl.lit(occurred_at))
     )
-    for field in ("currency", "country"):
-        if field not in columns:
-            default = plan.default_currency if field == "currency" else None
-            work = work.with_columns(pl.lit(default, pl.String).alias(field))
+    for name in ("currency", "country"):
+        if name not in columns:
+            default = plan.default_currency if name == "currency" else None
+            work = work.with_columns(pl.lit(default, pl.String).alias(name))
 
-    # Rules in precedence order: the first that holds is the row's reason.
-    checks: list[tuple[str, pl.Expr]] = [
-        (f"missing_{field}", pl.col(field).is_null())
-        for field in ("customer_id", "order_id")
-        if field in id_fields
-    ]
-    checks += [
-        ("missing_order_datetime", ~pl.col("order_datetime_present")),
-        ("unparseable_order_datetime", pl.col("occurred_at").is_null()),
-    ]
-    if "product_id" in id_fields:
-        checks.append(("missing_product_id", pl.col("product_id").is_null()))
-    for field in number_fields:
-        checks += [
-            (f"missing_{field}", ~pl.col(f"{field}_present")),
-            (f"unparseable_{field}", pl.col(f"{field}_value").is_null()),
-        ]
-    money = pl.col(f"{amount_field}_value")
-    checks.append(("non_positive_price", (money == 0) if by_total else (money <= 0)))
-    if "quantity" in columns:
-        checks.append(("zero_quantity", pl.col("quantity_value") == 0))
+    checks = _row_checks(plan, id_fields, number_fields)
     reason: pl.Expr = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
     for code, failed in checks[1:]:
         reason = reason.when(failed).then(pl.lit(code))
@@ -270,6 +279,62 @@ def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> Cle
         .collect()
     )
     return CleanedRows(lines=lines, rejects=rejects)
+
+
+def _row_checks(
+    plan: CleaningPlan, id_fields: list[str], number_fields: list[str]
+) -> list[tuple[str, pl.Expr]]:
+    """(reason, rule) pairs in precedence order (see the module docstring)."""
+    mapping, bounds = plan.mapping, plan.bounds
+    by_total = mapping.uses_order_total
+    columns = mapping.columns()
+
+    def id_checks(name: str, max_length: int = MAX_ID_LENGTH) -> list[tuple[str, pl.Expr]]:
+        value = pl.col(name)
+        invalid = invalid_id_expr(value)
+        if max_length < MAX_ID_LENGTH:
+            invalid = invalid | (value.str.len_chars() > max_length)
+        return [(f"missing_{name}", value.is_null()), (f"invalid_{name}", invalid)]
+
+    occurred_at = pl.col("occurred_at")
+    checks = id_checks(
+        "customer_id",
+        MAX_ID_LENGTH if "order_id" in columns else MAX_ID_LENGTH - DERIVED_ORDER_SUFFIX,
+    )
+    if "order_id" in id_fields:
+        checks += id_checks("order_id")
+    checks += [
+        ("missing_order_datetime", ~pl.col("order_datetime_present")),
+        ("unparseable_order_datetime", occurred_at.is_null()),
+        ("order_datetime_too_old", occurred_at < pl.lit(bounds.earliest, UTC_DATETIME)),
+        (
+            "future_order_datetime",
+            occurred_at > pl.lit(bounds.latest(plan.received_at), UTC_DATETIME),
+        ),
+    ]
+    if "product_id" in id_fields:
+        checks += id_checks("product_id")
+    for name in number_fields:
+        checks += [
+            (f"missing_{name}", ~pl.col(f"{name}_present")),
+            (f"unparseable_{name}", pl.col(f"{name}_value").is_null()),
+        ]
+    money = pl.col("order_total_value" if by_total else "unit_price_value")
+    checks.append(("non_positive_price", (money == 0) if by_total else (money <= 0)))
+    quantity = pl.col("quantity_value").abs() if "quantity" in columns else pl.lit(1.0)
+    if "quantity" in columns:
+        checks += [
+            ("zero_quantity", quantity == 0),
+            ("quantity_out_of_range", quantity > bounds.max_quantity),
+        ]
+    if by_total:
+        checks += [
+            ("order_total_out_of_range", money.abs() > bounds.max_order_total),
+            ("unit_price_out_of_range", money.abs() / quantity > bounds.max_unit_price),
+        ]
+    else:
+        checks.append(("unit_price_out_of_range", money > bounds.max_unit_price))
+    return checks
 
 
 def _line_values(mapping: ColumnMapping, timezone: str) -> list[pl.Expr]:

@@ -26,6 +26,8 @@ class IngestErrorCode(StrEnum):
     UNKNOWN_LAYOUT = "unknown_layout"  # no mapping given and the columns match no known layout
     UNPARSEABLE_DATE_COLUMN = "unparseable_date_column"
     UNKNOWN_TIMEZONE = "unknown_timezone"
+    UPLOAD_TOO_LARGE = "upload_too_large"  # unpacks to more than max_upload_unpacked_bytes
+    TOO_MANY_ROWS = "too_many_rows"  # more data rows than max_upload_rows
 
 
 class IngestError(ValueError):

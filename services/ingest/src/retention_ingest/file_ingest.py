@@ -11,6 +11,10 @@
    file is still exactly one event. Memory is about one chunk while reading, one bucket while
    grouping.
 
+Limits (`upload_limits`): reading stops with `upload_too_large` once the decompressed content
+passes `max_unpacked_bytes`, and with `too_many_rows` once more than `max_rows` rows were read;
+either is raised within one chunk of the limit, before grouping, so memory stays bounded.
+
 The result's events are sorted by time within a bucket (hence, for files within one bucket, in
 time order; always in time order per customer, since a customer's orders share a bucket).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan, clean_rows, original_as_text
 from retention_ingest.dates import (
     DateFormat,
@@ -44,9 +49,13 @@ from retention_ingest.order_events import (
     flag_file_level_rejects,
 )
 from retention_ingest.readers import DEFAULT_CHUNK_ROWS, TableSource, open_table
+from retention_ingest.upload_limits import UploadLimits
+from retention_shared.safe_text import spreadsheet_safe_frame
 
 DEFAULT_TIMEZONE = "Europe/London"
 DEFAULT_ROWS_PER_BUCKET = 2_000_000
+# What `rejects()` is when no row was rejected (no Parquet part was written).
+_NO_REJECTS = pl.Schema({"row": pl.Int64, "reason": pl.String, "original": pl.Struct([])})
 
 
 @dataclass(frozen=True)
@@ -107,10 +116,12 @@ class FileIngestResult:
     def rejects(self) -> pl.LazyFrame:
         """Rejected rows, in file order: `row` (1-based data row), `reason`, `original` (struct
         of the row's values as text)."""
-        return pl.scan_parquet(self.rejects_dir / "*.parquet").sort("row")
+        return _scan(self.rejects_dir, _NO_REJECTS).sort("row")
 
     def write_rejects_csv(self, destination: Path) -> Path:
-        """rejects.csv: `row`, `reason`, then the file's own columns as they were."""
+        """rejects.csv: `row`, `reason`, then the file's own columns as they were, except that
+        a cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a
+        leading `'` (OWASP's CSV-injection rule)."""
         rejects = self.rejects().collect()
         if rejects.is_empty():
             names = list(self.file.get("columns", []))  # type: ignore[call-overload]
@@ -120,9 +131,8 @@ class FileIngestResult:
         originals.columns = [
             f"original_{name}" if name in ("row", "reason") else name for name in originals.columns
         ]
-        pl.concat([rejects.select("row", "reason"), originals], how="horizontal").write_csv(
-            destination
-        )
+        table = pl.concat([rejects.select("row", "reason"), originals], how="horizontal")
+        spreadsheet_safe_frame(table).write_csv(destination)
         return destination
 
     def summary(self) -> dict[str, object]:
@@ -159,10 +169,16 @@ def inspect_file(
     mapping: ColumnMapping | None = None,
     delimiter: str | None = None,
     sheet: str | int | None = None,
+    limits: UploadLimits | None = None,
 ) -> FilePlan:
-    """Open `path` and resolve its mapping; raises `IngestError` for what the header betrays."""
+    """Open `path` and resolve its mapping; raises `IngestError` for what the header betrays
+    (and for sizes it declares beyond `limits`)."""
     table = open_table(
-        Path(path), spool_dir=Path(work_dir) / "spool", delimiter=delimiter, sheet=sheet
+        Path(path),
+        spool_dir=Path(work_dir) / "spool",
+        delimiter=delimiter,
+        sheet=sheet,
+        limits=limits,
     )
     layout, resolved = resolve_mapping(table.columns, mapping, table.layout_hint)
     return FilePlan(table=table, layout=layout, mapping=resolved)
@@ -182,20 +198,30 @@ def ingest_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     rows_per_bucket: int = DEFAULT_ROWS_PER_BUCKET,
     on_progress: Callable[[IngestProgress], None] | None = None,
+    bounds: OrderBounds | None = None,
+    received_at: datetime | None = None,
+    limits: UploadLimits | None = None,
 ) -> FileIngestResult:
     """Read, clean and group a whole file; events and rejects end up under `work_dir`.
 
-    `path` may be a `FilePlan` from `inspect_file` (then mapping/delimiter/sheet are ignored).
-    `source` goes into every event (e.g. "upload:<id>"). Raises `IngestError`; for
-    `no_usable_rows` the error's `result` holds the counts and rejects.
+    `path` may be a `FilePlan` from `inspect_file` (then mapping/delimiter/sheet/limits of
+    reading are the plan's). `source` goes into every event (e.g. "upload:<id>"). `bounds` and
+    `received_at` (default: now) decide the range rules of `cleaning`. Raises `IngestError`;
+    for `no_usable_rows` the error's `result` holds the counts and rejects.
     """
     work_dir = Path(work_dir)
     check_timezone(timezone)
+    limits = limits or UploadLimits()
     plan = (
         path
         if isinstance(path, FilePlan)
         else inspect_file(
-            path, work_dir=work_dir, mapping=mapping, delimiter=delimiter, sheet=sheet
+            path,
+            work_dir=work_dir,
+            mapping=mapping,
+            delimiter=delimiter,
+            sheet=sheet,
+            limits=limits,
         )
     )
     table = plan.table
@@ -212,11 +238,19 @@ def ingest_file(
     if first is None:
         raise IngestError(IngestErrorCode.NO_ROWS, "the file has a header but no data rows", "file")
     date_format = _decide_date_format(plan, first, chunk_rows)
-    cleaning = CleaningPlan(plan.mapping, date_format, timezone, default_currency)
+    cleaning = CleaningPlan(
+        plan.mapping,
+        date_format,
+        timezone,
+        default_currency,
+        bounds=bounds or OrderBounds(),
+        received_at=received_at or utc_now(),
+    )
 
     rows_read = lines_spilled = 0
     reasons: Counter[str] = Counter()
     for index, chunk in enumerate(chain([first], chunks)):
+        limits.check_rows(rows_read + chunk.height)
         cleaned = clean_rows(chunk, cleaning, first_row=rows_read + 1)
         rows_read += chunk.height
         reasons.update(cleaned.reason_counts())
@@ -230,7 +264,15 @@ def ingest_file(
             on_progress(IngestProgress(rows_read, lines_spilled, dict(reasons)))
 
     accepted = _group_buckets(
-        lines_dir, rejects_dir, events_dir, buckets, tenant_id, source, plan.mapping, reasons
+        lines_dir,
+        rejects_dir,
+        events_dir,
+        buckets,
+        tenant_id,
+        source,
+        plan.mapping,
+        cleaning.bounds.max_order_total,
+        reasons,
     )
     shutil.rmtree(lines_dir, ignore_errors=True)
     shutil.rmtree(work_dir / "spool", ignore_errors=True)
@@ -304,6 +346,7 @@ def _group_buckets(
     tenant_id: str,
     source: str,
     mapping: ColumnMapping,
+    max_order_total: float,
     reasons: Counter[str],
 ) -> int:
     """Apply the file-level rules and build events bucket by bucket; returns lines accepted."""
@@ -315,9 +358,9 @@ def _group_buckets(
     for number, directory in enumerate(bucket_dirs):
         spilled = pl.scan_parquet(directory / "*.parquet")
         # The file-level rules only need the keys; the full lines are read once, for grouping.
-        keys = spilled.select("row", "customer_id", "row_hash", "order_id", "kind")
+        keys = spilled.select("row", "customer_id", "row_hash", "order_id", "kind", "amount")
         rejected = (
-            flag_file_level_rejects(keys, conflicts.lazy())
+            flag_file_level_rejects(keys, conflicts.lazy(), max_order_total)
             .filter(pl.col("reason").is_not_null())
             .select("row", "reason")
             .collect()

@@ -3,7 +3,8 @@
 Lines become one event per (tenant, order, customer, kind): an invoice with purchase and
 cancellation lines is two events, their ids `order_event_id(tenant, order, kind)` — deterministic,
 so the same file ingested twice yields the same ids. The rules that need every line of a file
-(`duplicate_line`, `conflicting_customer_id`, see `cleaning`) are applied here, before grouping.
+(`duplicate_line`, `conflicting_customer_id`, `order_total_out_of_range`, see
+`cleaning`) are applied here, before grouping.
 
 Event frame columns are exactly `OrderEvent`'s fields; `order_event_payloads` turns a batch into
 the JSON bytes `OrderEvent.to_bytes()` would give (as far as `decode_event` can tell), without
@@ -36,23 +37,42 @@ def conflicting_orders(lines: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def flag_file_level_rejects(lines: pl.LazyFrame, conflicts: pl.LazyFrame) -> pl.LazyFrame:
-    """`lines` with a `reason`: `duplicate_line`, then `conflicting_customer_id`, else null.
+def flag_file_level_rejects(
+    lines: pl.LazyFrame, conflicts: pl.LazyFrame, max_order_total: float
+) -> pl.LazyFrame:
+    """`lines` with a `reason`: `duplicate_line`, `conflicting_customer_id`, then
+    `order_total_out_of_range`, else null.
 
     Copies are lines with the same customer and `row_hash` (the whole row as read); the first
     copy is the one with the lowest row number, so the result does not depend on the order lines
-    are stored in.
+    are stored in. An order's total counts each line once (copies are dropped anyway); every
+    line of an order and kind is in `lines` (they share a customer, so a bucket), except for
+    conflicting orders, which are rejected whole before their total matters.
     """
     duplicate = pl.col("row") != pl.col("row").min().over("customer_id", "row_hash")
     conflicting = pl.struct("order_id", "kind").is_in(
         conflicts.select(pl.struct("order_id", "kind")).collect().to_series().implode()
     )
-    return lines.with_columns(
-        reason=pl.when(duplicate)
-        .then(pl.lit("duplicate_line"))
-        .when(conflicting)
-        .then(pl.lit("conflicting_customer_id"))
-        .otherwise(pl.lit(None, pl.String))
+    # Bounded per line (|quantity| and price, see `cleaning`), so the sum stays finite.
+    order_total = (
+        pl.when(pl.col("duplicate"))
+        .then(pl.lit(0.0))
+        .otherwise(pl.col("amount").abs())
+        .sum()
+        .over("order_id", "kind")
+    )
+    return (
+        lines.with_columns(duplicate=duplicate)
+        .with_columns(
+            reason=pl.when(pl.col("duplicate"))
+            .then(pl.lit("duplicate_line"))
+            .when(conflicting)
+            .then(pl.lit("conflicting_customer_id"))
+            .when(order_total > max_order_total)
+            .then(pl.lit("order_total_out_of_range"))
+            .otherwise(pl.lit(None, pl.String))
+        )
+        .drop("duplicate")
     )
 
 

@@ -11,6 +11,10 @@ sheet at once, which Excel's own limit (1,048,576 rows) keeps bounded.
 
 Delimited text is read with every column as text, so that a bad value becomes a row rejected
 with a reason (see `cleaning`) instead of failing the file.
+
+Limits (`upload_limits`): what a file declares — a gzip's size field, a workbook's unpacked
+parts, a Parquet file's row count and sizes — is checked when it is opened; decompressed text is
+counted as it streams, and reading stops as soon as it passes the limit.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import csv
 import gzip
 import re
 import shutil
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -35,11 +40,13 @@ import pyarrow.parquet as pq
 
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.mapping import Layout
+from retention_ingest.upload_limits import UploadLimits
 
 DEFAULT_CHUNK_ROWS = 200_000
 DELIMITERS = (",", ";", "\t", "|")
 _HEAD_BYTES = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DEFLATE_RATIO = 1032
 _CDNOW_LINE = re.compile(r"^\d+(?:\s+\d+)?\s+\d{8}\s+-?\d+\s+-?\d+(?:\.\d+)?$")
 _CDNOW_COLUMNS = {
     4: ["customer_id", "date", "quantity", "value"],
@@ -90,32 +97,42 @@ def open_table(
     spool_dir: Path,
     delimiter: str | None = None,
     sheet: str | int | None = None,
+    limits: UploadLimits | None = None,
 ) -> TableSource:
     """Detect the format of `path` and read its header; rows are read later by `chunks()`.
 
     `spool_dir` receives the decompressed copy of a gzip-compressed Parquet or XLSX file (both
-    need random access). `delimiter` forces a CSV delimiter instead of detecting it.
+    need random access). `delimiter` forces a CSV delimiter instead of detecting it. Raises
+    `upload_too_large` / `too_many_rows` for what the file declares beyond `limits`.
     """
     path = Path(path)
+    limits = limits or UploadLimits()
     size = path.stat().st_size
     if size == 0:
         raise IngestError(IngestErrorCode.EMPTY_FILE, "the file is empty", "file")
     with path.open("rb") as handle:
         magic = handle.read(4)
     compressed = magic.startswith(_GZIP_MAGIC)
+    unpacked = _gzip_declared_size(path, size) if compressed else size
+    if unpacked is not None:
+        limits.check_unpacked(
+            unpacked, "the gzip file (by the size it declares)" if compressed else "the file"
+        )
     head, whole = _read_head(path, compressed, size)
     if head.startswith(b"PAR1") or head.startswith(b"PK\x03\x04"):
-        binary = _spool_gzip(path, spool_dir) if compressed else path
+        binary = _spool_gzip(path, spool_dir, limits) if compressed else path
         if head.startswith(b"PAR1"):
-            return _open_parquet(binary, compressed)
-        return _open_xlsx(binary, compressed, sheet)
+            return _open_parquet(binary, compressed, limits)
+        return _open_xlsx(binary, compressed, sheet, limits)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise IngestError(
             IngestErrorCode.UNKNOWN_FORMAT,
             "legacy Excel (.xls) files are not supported; save the sheet as .xlsx or CSV",
             "file",
         )
-    return _open_text(path, compressed, head, whole, size, delimiter)
+    # Compressed text without a believable declared size: typically 4-8x smaller.
+    content_bytes = unpacked if unpacked is not None else size * 6
+    return _open_text(path, compressed, head, whole, content_bytes, delimiter, limits)
 
 
 # --- detection ----------------------------------------------------------------------------
@@ -143,16 +160,60 @@ def _read_head(path: Path, compressed: bool, size: int) -> tuple[bytes, bool]:
     return head, whole
 
 
-def _spool_gzip(path: Path, spool_dir: Path) -> Path:
+def _gzip_declared_size(path: Path, size: int) -> int | None:
+    """The size a gzip file says it unpacks to (its last member's ISIZE, modulo 4 GiB), or None
+    when deflate could not reach it (above its ~1032:1 ratio: a cut-off file ends in other
+    bytes). A hint for sizing and an early refusal; what it holds is counted while reading."""
+    with path.open("rb") as handle:
+        handle.seek(-4, 2)
+        declared = int(struct.unpack("<I", handle.read(4))[0])
+    return declared if declared <= _MAX_DEFLATE_RATIO * size else None
+
+
+class _LimitedStream:
+    """A readable stream that counts bytes and ends (flagging `exceeded`) past `limit`."""
+
+    def __init__(self, inner: object, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+        self.exceeded = False
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self.exceeded:
+            return b""
+        data: bytes = self.inner.read(size)  # type: ignore[attr-defined]
+        self.count += len(data)
+        if self.count > self.limit:
+            self.exceeded = True  # the caller raises upload_too_large
+            return b""
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _spool_gzip(path: Path, spool_dir: Path, limits: UploadLimits) -> Path:
     spool_dir.mkdir(parents=True, exist_ok=True)
     target = spool_dir / f"{path.name}.decompressed"
     try:
         with gzip.open(path, "rb") as source, target.open("wb") as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
+            limited = _LimitedStream(source, limits.max_unpacked_bytes)
+            shutil.copyfileobj(limited, sink, 1 << 20)  # type: ignore[misc]
     except EOFError:
         raise IngestError(
             IngestErrorCode.TRUNCATED_FILE, "the gzip file is truncated (upload cut short?)", "file"
         ) from None
+    if limited.exceeded:
+        target.unlink()
+        limits.check_unpacked(limited.count, "the gzip file")
     return target
 
 
@@ -171,7 +232,13 @@ def _decode_head(head: bytes, whole: bool) -> str:
 
 
 def _open_text(
-    path: Path, compressed: bool, head: bytes, whole: bool, size: int, delimiter: str | None
+    path: Path,
+    compressed: bool,
+    head: bytes,
+    whole: bool,
+    content_bytes: int,
+    delimiter: str | None,
+    limits: UploadLimits,
 ) -> TableSource:
     if b"\x00" in head:
         raise IngestError(
@@ -186,8 +253,7 @@ def _open_text(
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise IngestError(IngestErrorCode.EMPTY_FILE, "the file has no text", "file")
-    # Compressed text is typically 4-8x smaller; only used for sizing the spill.
-    content_bytes = size * (6 if compressed else 1)
+    # Only used for sizing the spill (`content_bytes` is a gzip's declared size, else a guess).
     average_line = max(1, len(head) // max(1, len(text.splitlines())))
     estimated_rows = max(1, content_bytes // average_line)
     cdnow = _cdnow_header_lines(lines) if delimiter is None else None
@@ -201,7 +267,7 @@ def _open_text(
             columns=columns,
             estimated_rows=estimated_rows,
             read_chunks=lambda rows: _cdnow_chunks(
-                path, compressed, columns, cdnow, rows * average_line
+                path, compressed, columns, cdnow, rows * average_line, limits
             ),
             layout_hint=Layout.CDNOW,
         )
@@ -214,7 +280,7 @@ def _open_text(
         columns=columns,
         estimated_rows=estimated_rows,
         read_chunks=lambda rows: _csv_chunks(
-            path, compressed, chosen, columns, rows * average_line
+            path, compressed, chosen, columns, rows * average_line, limits
         ),
         delimiter=chosen,
     )
@@ -289,13 +355,24 @@ def _arrow_batches(
     parse_options: pa_csv.ParseOptions,
     convert_options: pa_csv.ConvertOptions,
     columns: list[str],
+    limits: UploadLimits,
 ) -> Iterator[pa.RecordBatch]:
-    """pyarrow's streaming CSV reader, its failures turned into `IngestError`s."""
+    """pyarrow's streaming CSV reader, its failures turned into `IngestError`s; decompressed
+    text is counted and ends with `upload_too_large` past the limit."""
     stream = pa.input_stream(str(path), compression="gzip" if compressed else None)
+    limited = _LimitedStream(stream, limits.max_unpacked_bytes) if compressed else None
+    source = stream if limited is None else pa.PythonFile(limited, mode="r")
     try:
-        reader = pa_csv.open_csv(stream, read_options, parse_options, convert_options)
-        yield from reader
+        reader = pa_csv.open_csv(source, read_options, parse_options, convert_options)
+        for batch in reader:
+            if limited is not None and limited.exceeded:
+                break
+            yield batch
+        if limited is not None and limited.exceeded:
+            limits.check_unpacked(limited.count, "the gzip file")
     except pa.ArrowInvalid as exc:
+        if limited is not None and limited.exceeded:  # cut off mid-row by the limit
+            limits.check_unpacked(limited.count, "the gzip file")
         raise _csv_error(str(exc), path, compressed, columns) from None
     except (OSError, EOFError) as exc:
         if "runcated" in str(exc) or isinstance(exc, EOFError):
@@ -352,7 +429,12 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _csv_chunks(
-    path: Path, compressed: bool, delimiter: str, columns: list[str], chunk_bytes: int
+    path: Path,
+    compressed: bool,
+    delimiter: str,
+    columns: list[str],
+    chunk_bytes: int,
+    limits: UploadLimits,
 ) -> Iterator[pl.DataFrame]:
     batches = _arrow_batches(
         path,
@@ -361,6 +443,7 @@ def _csv_chunks(
         pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         pa_csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string())),
         columns,
+        limits,
     )
     for batch in batches:
         if batch.num_rows:
@@ -368,7 +451,12 @@ def _csv_chunks(
 
 
 def _cdnow_chunks(
-    path: Path, compressed: bool, columns: list[str], header_lines: int, chunk_bytes: int
+    path: Path,
+    compressed: bool,
+    columns: list[str],
+    header_lines: int,
+    chunk_bytes: int,
+    limits: UploadLimits,
 ) -> Iterator[pl.DataFrame]:
     batches = _arrow_batches(
         path,
@@ -380,6 +468,7 @@ def _cdnow_chunks(
         pa_csv.ParseOptions(delimiter="\x1f", quote_char=False),
         pa_csv.ConvertOptions(column_types={"line": pa.string()}),
         ["line"],
+        limits,
     )
     for batch in batches:
         lines = pl.from_arrow(batch).lazy()  # type: ignore[union-attr]
@@ -394,7 +483,7 @@ def _cdnow_chunks(
 # --- parquet and xlsx ---------------------------------------------------------------------
 
 
-def _open_parquet(path: Path, compressed: bool) -> TableSource:
+def _open_parquet(path: Path, compressed: bool, limits: UploadLimits) -> TableSource:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -406,6 +495,10 @@ def _open_parquet(path: Path, compressed: bool) -> TableSource:
     rows = parquet.metadata.num_rows
     if rows == 0:
         raise IngestError(IngestErrorCode.NO_ROWS, "the Parquet file has no rows", "file")
+    limits.check_rows(rows, "the Parquet file")
+    metadata = parquet.metadata
+    unpacked = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    limits.check_unpacked(unpacked, "the Parquet file (by its metadata)")
 
     def chunks(size: int) -> Iterator[pl.DataFrame]:
         # polars' streaming reader: ~20x faster than pyarrow's iter_batches + from_arrow here.
@@ -421,10 +514,14 @@ def _open_parquet(path: Path, compressed: bool) -> TableSource:
     )
 
 
-def _open_xlsx(path: Path, compressed: bool, sheet: str | int | None) -> TableSource:
+def _open_xlsx(
+    path: Path, compressed: bool, sheet: str | int | None, limits: UploadLimits
+) -> TableSource:
     try:
         with zipfile.ZipFile(path) as archive:
             is_workbook = "xl/workbook.xml" in archive.namelist()
+            # A workbook is parsed whole: refuse one that declares more than the limit first.
+            unpacked = sum(info.file_size for info in archive.infolist())
     except zipfile.BadZipFile:
         raise IngestError(
             IngestErrorCode.TRUNCATED_FILE, "the zip/XLSX file is damaged or cut short", "file"
@@ -433,6 +530,7 @@ def _open_xlsx(path: Path, compressed: bool, sheet: str | int | None) -> TableSo
         raise IngestError(
             IngestErrorCode.UNKNOWN_FORMAT, "the zip archive is not an XLSX workbook", "file"
         )
+    limits.check_unpacked(unpacked, "the workbook")
     try:
         workbook = fastexcel.read_excel(str(path))
         names = workbook.sheet_names
@@ -459,6 +557,7 @@ def _open_xlsx(path: Path, compressed: bool, sheet: str | int | None) -> TableSo
         raise IngestError(
             IngestErrorCode.EMPTY_SHEET, f"sheet {sheet_name!r} has no data rows", "sheet"
         )
+    limits.check_rows(frame.height, f"sheet {sheet_name!r}")
     columns = _header_names([str(column) for column in frame.columns])
     frame.columns = columns
 

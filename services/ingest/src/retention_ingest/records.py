@@ -8,6 +8,7 @@ rejected (no line survived).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +25,14 @@ from retention_ingest.order_events import (
     flag_file_level_rejects,
 )
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 __all__ = [
     "CANONICAL_MAPPING",
     "LineReject",
     "RecordOutcome",
     "RecordsResult",
+    "as_text",
     "clean_records",
     "flatten_record",
 ]
@@ -36,10 +40,15 @@ __all__ = [
 # The canonical field a reason code is about (None: the line as a whole).
 REASON_FIELD: dict[str, str | None] = {
     "missing_customer_id": "customer_id",
+    "invalid_customer_id": "customer_id",
     "missing_order_id": "order_id",
+    "invalid_order_id": "order_id",
     "missing_order_datetime": "order_datetime",
     "unparseable_order_datetime": "order_datetime",
+    "order_datetime_too_old": "order_datetime",
+    "future_order_datetime": "order_datetime",
     "missing_product_id": "product_id",
+    "invalid_product_id": "product_id",
     "missing_quantity": "quantity",
     "unparseable_quantity": "quantity",
     "missing_unit_price": "unit_price",
@@ -48,10 +57,17 @@ REASON_FIELD: dict[str, str | None] = {
     "unparseable_order_total": "order_total",
     "non_positive_price": "unit_price",
     "zero_quantity": "quantity",
+    "quantity_out_of_range": "quantity",
+    "unit_price_out_of_range": "unit_price",
     "duplicate_line": None,
     "conflicting_customer_id": "customer_id",
+    # The order's lines taken together (a row's own total, for `order_total` mappings).
+    "order_total_out_of_range": "lines",
 }
-ORDER_LEVEL = {"customer_id", "order_id", "order_datetime", "currency", "country"}
+ORDER_LEVEL = {"customer_id", "order_id", "order_datetime", "currency", "country", "lines"}
+# Replaces a lone surrogate (JSON allows "\ud800"; UTF-8 and so polars cannot hold it): ASCII's
+# SUB, an unprintable character, so an id holding one is rejected as invalid, naming its field.
+SUBSTITUTE = "\x1a"
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,10 @@ def clean_records(
     rows, owners = [], []
     for index, lines in enumerate(records):
         for line_number, line in enumerate(lines):
-            rows.append({c: _as_text(line.get(c)) for c in columns})
+            rows.append({c: as_text(line.get(c)) for c in columns})
             owners.append((index, line_number))
     outcomes = [
-        RecordOutcome(index, None if order_ids is None else order_ids[index])
+        RecordOutcome(index, None if order_ids is None else as_text(order_ids[index]))
         for index in range(len(records))
     ]
     if not rows:
@@ -119,9 +135,11 @@ def clean_records(
 
     frame = pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String), orient="row")
     cleaned = clean_rows(frame, plan, first_row=0)
+    lines = cleaned.lines.lazy()
     flagged = flag_file_level_rejects(
-        cleaned.lines.lazy(), conflicting_orders(cleaned.lines.lazy())
+        lines, conflicting_orders(lines), plan.bounds.max_order_total
     ).collect()
+    total_field = "order_total" if plan.mapping.uses_order_total else "lines"
     good = flagged.filter(pl.col("reason").is_null())
     rejects = pl.concat(
         [
@@ -133,7 +151,8 @@ def clean_records(
     for row, reason in rejects.iter_rows():
         index, line = owners[row]
         reasons[reason] += 1
-        outcomes[index].rejected_lines.append(LineReject(line, reason, REASON_FIELD.get(reason)))
+        field = total_field if reason == "order_total_out_of_range" else REASON_FIELD.get(reason)
+        outcomes[index].rejected_lines.append(LineReject(line, reason, field))
 
     events = build_order_events(
         good.lazy(),
@@ -158,12 +177,16 @@ def clean_records(
     return RecordsResult(events, outcomes, len(rows), reasons)
 
 
-def _as_text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
+    """A record's value as the text cleaning reads; lone surrogates become `SUBSTITUTE`."""
     if value is None:
         return None
     if isinstance(value, bool):  # True is not a quantity
         return str(value).lower()
-    return value if isinstance(value, str) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    if _SURROGATE.search(text) is not None:
+        return _SURROGATE.sub(SUBSTITUTE, text)
+    return text
 
 
 # Canonical JSON orders name their fields canonically: the identity mapping.
