@@ -121,7 +121,8 @@ def test_wall_clock_with_future_orders_uses_the_vectorized_path(
         return feature_payloads(history, as_of, sources)
 
     monkeypatch.setattr(transactions, "feature_payloads", counting)
-    future = datetime.now(UTC) + timedelta(days=30)
+    # Within the clock-skew allowance (later would be rejected as future_order_datetime).
+    future = datetime.now(UTC) + timedelta(hours=12)
     moved = []
     for i, (key, value) in enumerate(records):
         event = json.loads(value)

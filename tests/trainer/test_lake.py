@@ -221,3 +221,24 @@ def test_s3_lakes_live_under_their_prefix_and_do_not_see_each_other(
 def test_a_lake_url_that_is_not_s3_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         open_lake(Settings(data_dir=tmp_path, lake_url="/var/lake"))
+
+
+def test_a_row_outside_the_contract_never_fails_a_training_read(
+    events: pl.DataFrame, lake: TransactionLake
+) -> None:
+    """A lake written before amounts were bounded may hold a 1e13 or infinite total: reading
+    leaves those rows out, so the tenant's features (summed in 64-bit millionths) still work."""
+    from retention_shared.features import compute_features
+
+    first = events.head(2)
+    bad = first.with_columns(
+        order_id=pl.Series(["huge", "infinite"]),
+        event_id=pl.Series(["e-huge", "e-infinite"]),
+        total=pl.Series([1.0e13, float("inf")]),
+    )
+    lake.append(pl.concat([events, bad]))
+    orders = lake.orders("acme")
+    assert orders.height == events.height
+    assert not orders.filter(pl.col("order_id").is_in(["huge", "infinite"])).height
+    features = compute_features(orders, as_of=orders.get_column("occurred_at").max())
+    assert features.height == events.get_column("customer_id").n_unique()

@@ -66,7 +66,7 @@ def rejected_payload(record: ConsumerRecord, error: EventDecodeError) -> bytes:
     return RejectedRecord(
         source=record.topic,
         source_id=f"{record.topic}:{record.partition}:{record.offset}",
-        record=record.value.decode("utf-8", errors="replace"),
+        record=_readable(record.value),
         reasons=[error.as_reason()],
     ).to_bytes()
 

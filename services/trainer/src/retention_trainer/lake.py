@@ -33,6 +33,7 @@ from botocore.config import Config
 
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
+from retention_shared.events import MAX_EVENT_AMOUNT
 from retention_shared.features import ORDER_SCHEMA, line_summaries, orders_from_event_columns
 from retention_shared.features.orders import CATEGORICAL_PRODUCTS
 
@@ -193,16 +194,33 @@ class TransactionLake:
 
     def append(self, events: pl.DataFrame) -> int:
         """Store events (any tenants and months); returns the rows written, once durable."""
+        self.write(parts := self.parts(events))
+        return sum(rows for _, _, rows in parts)
+
+    @staticmethod
+    def parts(events: pl.DataFrame) -> list[tuple[str, bytes, int]]:
+        """The part files `events` make, (key, Parquet bytes, rows): all the work that depends
+        on the events' values, and none of the storage's (a consumer tells the two apart)."""
         if events.is_empty():
-            return 0
+            return []
         events = events.select(pl.col(n).cast(t) for n, t in ORDER_EVENT_SCHEMA.items())
         events = events.with_columns(
             **line_summaries(), month=pl.col("occurred_at").dt.strftime("%Y-%m")
         ).cast({"products": CATEGORICAL_PRODUCTS})
-        for (tenant_id, month), part in events.group_by("tenant_id", "month", maintain_order=True):
-            key = f"{_tenant_prefix(str(tenant_id))}month={month}/{_part_name(time.time_ns())}"
-            self.store.put(key, _parquet_bytes(part.drop("month")))
-        return events.height
+        return [
+            (
+                f"{_tenant_prefix(str(tenant_id))}month={month}/{_part_name(time.time_ns())}",
+                _parquet_bytes(part.drop("month")),
+                part.height,
+            )
+            for (tenant_id, month), part in events.group_by(
+                "tenant_id", "month", maintain_order=True
+            )
+        ]
+
+    def write(self, parts: list[tuple[str, bytes, int]]) -> None:
+        for key, data, _ in parts:
+            self.store.put(key, data)
 
     def events(self, tenant_id: str) -> pl.DataFrame:
         """The tenant's events, each event id once (its first stored copy)."""
@@ -212,7 +230,7 @@ class TransactionLake:
         """The tenant's orders frame, as the feature definition reads it (products categorical,
         or strings if some part predates the derived columns)."""
         # One lazy query over the stored order columns: the lines are never decoded.
-        events = self._scan_events(tenant_id)
+        events = self._scan_events(tenant_id).filter(_within_contract())
         orders = events.select(ORDER_SCHEMA.keys()).collect()
         if orders.get_column("products").has_nulls():  # parts from before the derived columns
             return orders_from_event_columns(events)
@@ -265,6 +283,14 @@ class TransactionLake:
             for o in self.store.list(prefix)
             if o.key.rsplit("/", 1)[-1].startswith("part-") and o.key.endswith(".parquet")
         ]
+
+
+def _within_contract() -> pl.Expr:
+    """Rows the `OrderEvent` contract accepts today. Parts written before it bounded amounts may
+    hold an infinite or 1e13 total, which would fail every training run of the tenant (money is
+    summed in 64-bit millionths): such a row is left out of reading, never of the stored data."""
+    total = pl.col("total")
+    return total.is_finite() & (total.abs() <= MAX_EVENT_AMOUNT)
 
 
 def _tenant_prefix(tenant_id: str) -> str:

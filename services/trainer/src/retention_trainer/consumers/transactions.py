@@ -7,6 +7,12 @@ reason, appends the events to the lake in a worker thread and, once `append` ret
 rejects were acknowledged), commits the next offsets. A crash before the commit redelivers the
 batch; the lake reads each event id once, so nothing counts twice.
 
+Like the features service, it rejects an order dated more than `max_future_skew_hours` after its
+record arrived (`future_order_datetime`), halves a batch whose values it cannot turn into lake
+parts down to the record at fault and sends one that fails `poison_max_attempts` times to
+`transactions.rejected` (reason `poison`); a storage or broker failure is retried with backoff
+while `/readyz` says so.
+
 It also keeps, per partition, the offset up to which the lake is complete. A training run waits
 until that has reached the high watermarks seen when its trigger arrived (`wait_caught_up`):
 a `RetrainRequested` from an upload can arrive before the upload's orders are in the lake.
@@ -26,11 +32,14 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from retention_shared.consuming import rejected_payload
+from retention_shared.consumer_health import ConsumerHealth
+from retention_shared.consuming import POISON_RECORDS, poison_payload, rejected_payload
 from retention_shared.event_columns import order_event_frame
+from retention_shared.event_time import US_PER_SECOND, latest_event_time_us
 from retention_shared.events import EventDecodeError, OrderEvent, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
+from retention_shared.poison import RecordFault, apply_isolating
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 from retention_trainer import metrics
@@ -43,6 +52,7 @@ MAX_BATCH = 20_000
 # Small part files are merged this often per tenant that received orders meanwhile.
 COMPACT_EVERY_SECONDS = 60.0
 LAKE_BYTES_EVERY_SECONDS = 15.0
+RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 30.0
 
 
 class LakeNotCaughtUp(TimeoutError):
@@ -66,6 +76,8 @@ class LakeConsumer:
     _unsized: set[str] = field(default_factory=set)
     _compacted_at: float = field(default_factory=time.monotonic)
     _sized_at: float = 0.0
+    health: ConsumerHealth = field(default_factory=ConsumerHealth)
+    _retry_seconds: float = RETRY_SECONDS
 
     async def start(self) -> None:
         self._producer = BulkProducer(self.ctx.settings)
@@ -127,20 +139,87 @@ class LakeConsumer:
             await self._maintain()
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        assert self._consumer is not None and self._producer is not None
+        try:
+            await self._store(batches)
+        except RecordFault as fault:
+            log.warning(
+                "could not make lake parts of a batch; storing it in halves to find the record "
+                "at fault",
+                extra={"error": repr(fault.__cause__)},
+            )
+            for tp, records in batches.items():
+                stored = await apply_isolating(
+                    records,
+                    lambda part, tp=tp: self._store({tp: list(part)}),
+                    lambda record, error, tp=tp: self._dead_letter(tp, record, error),
+                    self.ctx.settings.poison_max_attempts,
+                )
+                if not stored:
+                    return
+
+    async def _store(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Append a batch to the lake and commit it; `RecordFault` if its values are at fault,
+        False (rewound, after a pause) if the storage or the broker failed."""
+        assert self._producer is not None
         records = [record for batch in batches.values() for record in batch]
         try:
-            events, rejects = _decode(records)
+            events, rejects = _decode(records, self.ctx.settings.max_future_skew_hours)
+            parts = await asyncio.to_thread(self.lake.parts, order_event_frame(events))
+        except Exception as error:
+            raise RecordFault from error
+        try:
             await self._producer.send_all(self.ctx.topics.transactions_rejected, rejects)
-            frame = order_event_frame(events)
-            await asyncio.to_thread(self.lake.append, frame)
-        except Exception:
-            log.exception("could not store a batch in the lake; retrying from the last commit")
-            for tp in batches:
-                if tp.partition in self.applied:
-                    self._consumer.seek(tp, self.applied[tp.partition])
-            await asyncio.sleep(1.0)
-            return
+            await asyncio.to_thread(self.lake.write, parts)
+        except Exception as error:
+            await self._retry_later(batches, error)
+            return False
+        await self._committed(batches, len(events), len(rejects))
+        self._uncompacted |= {e.tenant_id for e in events}
+        self._unsized |= {e.tenant_id for e in events}
+        return True
+
+    async def _dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord, error: BaseException
+    ) -> bool:
+        assert self._producer is not None
+        log.error(
+            "poison record sent to the dead-letter topic",
+            extra={"partition": tp.partition, "offset": record.offset, "error": repr(error)},
+        )
+        POISON_RECORDS.labels(self.ctx.name, tp.topic).inc()
+        payload = poison_payload(record, error, self.ctx.settings.poison_max_attempts)
+        try:
+            await self._producer.send_all(
+                self.ctx.topics.transactions_rejected, [(record.key, payload)]
+            )
+        except Exception as failure:
+            await self._retry_later({tp: [record]}, failure)
+            return False
+        await self._committed({tp: [record]}, 0, 1)
+        return True
+
+    async def _retry_later(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]], error: BaseException
+    ) -> None:
+        assert self._consumer is not None
+        log.warning(
+            "could not store a batch in the lake; retrying from the last commit",
+            extra={"error": f"{type(error).__name__}: {error}", "retry_in": self._retry_seconds},
+        )
+        self.health.failed(error)
+        for tp in batches:
+            if tp.partition in self.applied:
+                self._consumer.seek(tp, self.applied[tp.partition])
+        await asyncio.sleep(self._retry_seconds)
+        self._retry_seconds = min(MAX_RETRY_SECONDS, self._retry_seconds * 2)
+
+    async def _committed(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]], events: int, rejects: int
+    ) -> None:
+        """Commit the batch's offsets (the data is durable) and count it."""
+        assert self._consumer is not None
+        self.health.progressed()
+        self._retry_seconds = RETRY_SECONDS
         next_offsets = {tp: batch[-1].offset + 1 for tp, batch in batches.items()}
         try:
             await self._consumer.commit(next_offsets)
@@ -153,13 +232,10 @@ class LakeConsumer:
                 self.applied[tp.partition] = max(self.applied.get(tp.partition, 0), offset)
             self._progress.notify_all()
         name, topics = self.ctx.name, self.ctx.topics
-        MESSAGES.labels(name, topics.transactions, "consumed", "ok").inc(len(events))
+        MESSAGES.labels(name, topics.transactions, "consumed", "ok").inc(events)
         if rejects:
-            MESSAGES.labels(name, topics.transactions, "consumed", "rejected").inc(len(rejects))
-            MESSAGES.labels(name, topics.transactions_rejected, "published", "ok").inc(len(rejects))
-        tenants = {e.tenant_id for e in events}
-        self._uncompacted |= tenants
-        self._unsized |= tenants
+            MESSAGES.labels(name, topics.transactions, "consumed", "rejected").inc(rejects)
+            MESSAGES.labels(name, topics.transactions_rejected, "published", "ok").inc(rejects)
 
     async def _maintain(self) -> None:
         """Compact the tenants that received orders (now and then) and refresh lake sizes."""
@@ -191,12 +267,21 @@ class LakeConsumer:
 
 
 def _decode(
-    records: list[ConsumerRecord],
+    records: list[ConsumerRecord], skew_hours: float
 ) -> tuple[list[OrderEvent], list[tuple[bytes | None, bytes]]]:
     events: list[OrderEvent] = []
     rejects: list[tuple[bytes | None, bytes]] = []
     decoded = decode_events(OrderEvent, [record.value for record in records])
     for record, event in zip(records, decoded, strict=True):
+        latest = latest_event_time_us(record.timestamp, skew_hours)
+        if not isinstance(event, EventDecodeError) and (
+            event.occurred_at.timestamp() * US_PER_SECOND > latest
+        ):
+            event = EventDecodeError(
+                "future_order_datetime",
+                f"occurred_at is more than {skew_hours:g} hours after the record arrived",
+                field="occurred_at",
+            )
         if isinstance(event, EventDecodeError):
             rejects.append((record.key, rejected_payload(record, event)))
         else:
