@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from retention_shared.config import Settings
 from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
+from retention_trainer.announcer import ChampionAnnouncer
 from retention_trainer.api import lake as lake_api
 from retention_trainer.api import runs as runs_api
 from retention_trainer.consumers import triggers
@@ -23,6 +24,7 @@ def create_app(settings: Settings) -> FastAPI:
     lake = LakeConsumer(ctx, open_lake(settings))
     runs = RunManager(ctx, store, lake)
     schedule = RetrainSchedule(runs, lake, settings.retrain_every_hours)
+    announcer = ChampionAnnouncer(ctx, store, runs.announcing)
     triggers.register(ctx, runs)
     for champion in store.champions():
         set_champion_gauges(champion)
@@ -30,7 +32,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lake_consuming() -> CheckResult:
         if not lake.assigned:
             return False, "no transactions partitions assigned yet"
-        return True, f"partitions {lake.assigned}"
+        ok, detail = lake.health.check()
+        return ok, f"partitions {lake.assigned}; {detail}"
 
     async def resume_runs() -> None:
         runs.resume()
@@ -39,12 +42,13 @@ def create_app(settings: Settings) -> FastAPI:
         store.close()
 
     ctx.readiness.add("lake", lake_consuming)
+    ctx.readiness.add("champions announced", announcer.check)
     app = create_service_app(
         ctx,
         description="Point-in-time training, backtests and champion bundles in the BentoML store.",
         routers=[lake_api.router, runs_api.router],
-        on_connected=[lake.start, resume_runs, schedule.start],
-        on_stopping=[schedule.stop, runs.stop, lake.stop, close_store],
+        on_connected=[lake.start, announcer.start, resume_runs, schedule.start],
+        on_stopping=[schedule.stop, announcer.stop, runs.stop, lake.stop, close_store],
     )
     app.state.lake = lake
     app.state.runs = runs

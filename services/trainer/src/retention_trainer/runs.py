@@ -162,6 +162,9 @@ class RunManager:
         # One CPU-heavy training at a time across tenants: on a few cores, parallel runs only
         # slow each other down and starve the event loop.
         self._training = asyncio.Semaphore(1)
+        # Held from announcing a new champion until its pointer is stored, and by the announcer
+        # while it compares model-events with the stored champions (announcer.py).
+        self.announcing = asyncio.Lock()
         self._stopping = False
 
     # --- triggers ---------------------------------------------------------------------------
@@ -246,14 +249,15 @@ class RunManager:
                 record.status, record.started_at = RunStatus.RUNNING, datetime.now(UTC)
                 self.store.save(record)
                 run, decision, orders = await self._train(record, stages)
-            with stages.stage("publish"):
-                if decision.promote:
-                    champion = await self._promote(record, run, orders)
-                else:
-                    champion = None
-                    await self._reject(record, decision)
-            status = RunStatus.PUBLISHED if champion else RunStatus.REJECTED
-            self._finish(record, status, decision.reason, champion)
+            async with self.announcing:
+                with stages.stage("publish"):
+                    if decision.promote:
+                        champion = await self._promote(record, run, orders)
+                    else:
+                        champion = None
+                        await self._reject(record, decision)
+                status = RunStatus.PUBLISHED if champion else RunStatus.REJECTED
+                self._finish(record, status, decision.reason, champion)
             if champion is not None:
                 set_champion_gauges(champion)
         except asyncio.CancelledError:
@@ -349,7 +353,8 @@ class RunManager:
                 await asyncio.to_thread(_delete_model, tag)
             raise
         record.model_tag = tag
-        return Champion(record.tenant_id, tag, record.run_id, headline, datetime.now(UTC))
+        # The announcement's own time: re-announcing the champion later sends the same event.
+        return Champion(record.tenant_id, tag, record.run_id, headline, event.published_at)
 
     async def _reject(self, record: RunRecord, decision: GateDecision) -> None:
         assert decision.champion is not None
