@@ -30,6 +30,8 @@ from tests.real_orders import ONLINE_RETAIL
 from tests.stack_support import auth, running_stack, url
 
 pytestmark = pytest.mark.slow
+UNPACKED_LIMIT = 80_000_000
+ROWS_LIMIT = 600_000
 SLICE = Path(__file__).resolve().parents[1] / "data" / "online_retail_slice.parquet"
 # The first order of UCI Online Retail (invoice 536365), as canonical JSON.
 FIRST_ORDER = {
@@ -56,6 +58,9 @@ def ingest(kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
         work / "ingest.log",
         services=("ingest",),
         RETENTION_MAX_UPLOAD_BYTES=str(8 * 1024 * 1024),
+        # Above online_retail.parquet (541,909 rows, 4 MB declared), below the upload tests' bombs.
+        RETENTION_MAX_UPLOAD_UNPACKED_BYTES=str(UNPACKED_LIMIT),
+        RETENTION_MAX_UPLOAD_ROWS=str(ROWS_LIMIT),
     ) as stack:
         yield stack
 
@@ -248,7 +253,8 @@ def test_a_mapped_upload_with_a_saved_timezone_and_status_counts(
         headers=auth("e2e-other"),
     )
     assert other.status_code == 404
-    httpx.put(f"{url(ingest, 'ingest')}/v1/mappings/default", headers=auth(), json={})
+    forgotten = httpx.delete(f"{url(ingest, 'ingest')}/v1/mappings/default", headers=auth())
+    assert forgotten.status_code == 204
 
 
 def test_json_orders_are_answered_per_order_with_reasons_and_fields(ingest: Stack) -> None:
@@ -431,5 +437,334 @@ def test_broker_down_answers_503_and_reports_nothing_accepted(tmp_path: Path) ->
             assert response.status_code == 503
             assert response.headers["retry-after"] == "5"
             assert "accepted" not in response.json()
+            # Events may have reached the broker before it stopped answering: not "nothing".
+            problem = response.json()["detail"]["problem"]
+            assert "not confirmed; retry with the same order ids, duplicates are ignored" in problem
+            assert "nothing was accepted" not in problem
             metrics = httpx.get(f"{url(stack, 'ingest')}/metrics").text
             assert "retention_ingest_orders_published_total{" not in metrics
+
+
+# --- hostile input at the edge ------------------------------------------------------------
+
+
+def post_orders(stack: Stack, body: object) -> httpx.Response:
+    # json.dumps escapes a lone surrogate as JSON allows ("\\ud800"); httpx's json= cannot.
+    return httpx.post(
+        f"{url(stack, 'ingest')}/v1/orders",
+        content=json.dumps(body).encode(),
+        headers={**auth(), "content-type": "application/json"},
+        timeout=60,
+    )
+
+
+def test_hostile_values_are_rejected_with_the_field_and_never_published(ingest: Stack) -> None:
+    """Each was answered 200 accepted (or 500, or 503) and then stalled or broke consumers."""
+    hostile = {
+        "lone surrogate": ({"customer_id": "\ud800"}, "invalid_customer_id", "customer_id"),
+        "257 characters": ({"customer_id": "7" * 257}, "invalid_customer_id", "customer_id"),
+        "a million characters": (
+            {"customer_id": "7" * 1_000_000},
+            "invalid_customer_id",
+            "customer_id",
+        ),
+        "NUL": ({"customer_id": "17850\x00"}, "invalid_customer_id", "customer_id"),
+        "ESC": ({"order_id": "\x1b[2J536365"}, "invalid_order_id", "order_id"),
+        "RLO": ({"customer_id": "\u202e05871"}, "invalid_customer_id", "customer_id"),
+        "2030": (
+            {"order_datetime": "2030-01-01T00:00:00"},
+            "future_order_datetime",
+            "order_datetime",
+        ),
+        "1969": (
+            {"order_datetime": "1969-07-20T20:17:00"},
+            "order_datetime_too_old",
+            "order_datetime",
+        ),
+        "1e308 x 1e308": (
+            {"lines": [{"product_id": "85123A", "quantity": 1e308, "unit_price": 1e308}]},
+            "quantity_out_of_range",
+            "lines.0.quantity",
+        ),
+        "price 1e308": (
+            {"lines": [{"product_id": "85123A", "quantity": 6, "unit_price": 1e308}]},
+            "unit_price_out_of_range",
+            "lines.0.unit_price",
+        ),
+        "1e6 x 1e6": (
+            {"lines": [{"product_id": "85123A", "quantity": 1e6, "unit_price": 1e6}]},
+            "order_total_out_of_range",
+            "lines",
+        ),
+    }
+    orders = [
+        {**FIRST_ORDER, "order_id": f"H{index}", **values}
+        for index, (values, _, _) in enumerate(hostile.values())
+    ]
+    sentinel = {**FIRST_ORDER, "order_id": "H-sentinel"}
+    response = post_orders(ingest, {"orders": [*orders, sentinel]})
+    assert response.status_code == 200, response.text[:500]
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, len(hostile))
+    for (name, (_, code, field)), result in zip(hostile.items(), body["results"], strict=False):
+        assert result["status"] == "rejected", name
+        assert {"code": code, "field": field} in result["problems"], (name, result["problems"])
+
+    published = asyncio.run(
+        read_until(
+            ingest.settings,
+            topics(ingest).transactions,
+            lambda got: any(b'"H-sentinel"' in r.value for r in got),
+        )
+    )
+    orders_seen = {decode_event(OrderEvent, r.value).order_id for r in published}
+    assert "H-sentinel" in orders_seen
+    assert not {f"H{index}" for index in range(len(hostile))} & orders_seen
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"customer_id": True}, "customer_id"),
+        ({"order_id": False}, "order_id"),
+        (
+            {"lines": [{"product_id": "85123A", "quantity": True, "unit_price": 2.55}]},
+            "lines.0.quantity",
+        ),
+    ],
+)
+def test_a_boolean_is_422_naming_the_field(ingest: Stack, values: dict, field: str) -> None:
+    """`customer_id: true` became customer "1"."""
+    response = post_orders(ingest, {**FIRST_ORDER, **values})
+    assert response.status_code == 422, response.text
+    assert [problem["field"] for problem in response.json()["detail"]] == [field]
+
+
+def test_an_order_too_large_for_the_broker_is_413_not_503(ingest: Stack) -> None:
+    """20,000 real-looking lines make one event over the broker's 1 MiB: no retry can fix it."""
+    lines = [
+        {"product_id": f"85123A-{index}", "quantity": 6, "unit_price": 2.55}
+        for index in range(20_000)
+    ]
+    response = post_orders(ingest, {**FIRST_ORDER, "order_id": "H-huge", "lines": lines})
+    assert response.status_code == 413, response.text[:500]
+    assert response.json()["detail"]["field"] == "body"
+    assert "retry-after" not in response.headers
+
+
+def test_a_chunked_body_over_the_limit_is_413(ingest: Stack, tmp_path: Path) -> None:
+    """Without Content-Length the limit is found while streaming; that was 400 'error parsing'."""
+
+    def chunked(size: int, piece: bytes = b" " * 65_536) -> Iterator[bytes]:
+        for _ in range(size // len(piece) + 1):
+            yield piece
+
+    response = httpx.post(
+        f"{url(ingest, 'ingest')}/v1/orders",
+        content=chunked(11 * 1024 * 1024),
+        headers={**auth(), "content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["detail"]["field"] == "body"
+
+    def multipart() -> Iterator[bytes]:
+        yield (
+            b'--b\r\ncontent-disposition: form-data; name="file"; filename="big.csv"\r\n'
+            b"content-type: text/csv\r\n\r\n"
+        )
+        yield from chunked(9 * 1024 * 1024, SLICE.read_bytes()[:65_536])
+        yield b"\r\n--b--\r\n"
+
+    response = httpx.post(
+        f"{url(ingest, 'ingest')}/v1/uploads",
+        content=multipart(),
+        headers={**auth(), "content-type": "multipart/form-data; boundary=b"},
+        timeout=60,
+    )
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["detail"]["field"] == "body"
+
+
+def test_a_put_without_a_mapping_is_422_and_changes_nothing(ingest: Stack) -> None:
+    mappings = f"{url(ingest, 'ingest')}/v1/mappings/default"
+    saved = {
+        "mapping": {
+            "customer_id": "CustomerID",
+            "order_id": "InvoiceNo",
+            "order_datetime": "InvoiceDate",
+            "product_id": "StockCode",
+            "quantity": "Quantity",
+            "unit_price": "UnitPrice",
+        },
+        "timezone": "Europe/Paris",
+    }
+    assert httpx.put(mappings, headers=auth(), json=saved).status_code == 200
+    try:
+        for body in ({}, {"timezone": "Europe/London"}, {"mapping": None}):
+            response = httpx.put(mappings, headers=auth(), json=body)
+            assert response.status_code == 422, (body, response.text)
+            assert response.json()["detail"]["field"] == "mapping"
+        column = {"mapping": {**saved["mapping"], "customer_id": "Customer\x00ID"}}
+        response = httpx.put(mappings, headers=auth(), json=column)
+        assert response.status_code == 422 and response.json()["detail"]["field"] == "customer_id"
+        assert httpx.get(mappings, headers=auth()).json() == saved
+    finally:
+        assert httpx.delete(mappings, headers=auth()).status_code == 204
+    assert httpx.get(mappings, headers=auth()).status_code == 404
+
+
+def clean_real_rows(rows: int) -> pl.DataFrame:
+    """Real lines none of which any rule rejects."""
+    return (
+        pl.read_parquet(SLICE)
+        .filter(
+            pl.col("CustomerID").is_not_null()
+            & (pl.col("Quantity") > 0)
+            & (pl.col("UnitPrice") > 0)
+        )
+        .unique(maintain_order=True)
+        .head(rows)
+    )
+
+
+def test_an_upload_without_a_rejected_row_ends_done(ingest: Stack, tmp_path: Path) -> None:
+    """It ended failed with publish_failed ('expanded paths were empty ... rejects/*.parquet')."""
+    path = tmp_path / "clean.parquet"
+    clean_real_rows(2_000).write_parquet(path)
+    response = upload(ingest, path)
+    assert response.status_code == 202, response.text
+    status = wait_done(ingest, response.json()["upload_id"])
+    assert status["state"] == "done", status
+    assert status["progress"]["rejected"] == 0
+    assert status["progress"]["orders_published"] == status["progress"]["orders"] > 0
+    rejects = httpx.get(
+        f"{url(ingest, 'ingest')}/v1/uploads/{response.json()['upload_id']}/rejects.csv",
+        headers=auth(),
+    )
+    assert rejects.status_code == 200
+    assert rejects.text.splitlines()[0].startswith("row,reason,InvoiceNo")
+    assert len(rejects.text.splitlines()) == 1
+
+
+def test_rejects_csv_neutralizes_formulas_and_unprintable_ids_are_rejected(
+    ingest: Stack, tmp_path: Path
+) -> None:
+    formulas = ["=cmd|' /C calc'!A0", "@SUM(1)", "+1+1", "-1+1", '=HYPERLINK("http://x","y")']
+    unprintable = ["17850\x00", "\x1b[31m17850", "\u202e05871"]
+    frame = clean_real_rows(100).with_columns(pl.col("CustomerID").cast(pl.Int64).cast(pl.String))
+    hostile = formulas + unprintable
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) < len(hostile))
+        .then(pl.Series(hostile + [""] * (frame.height - len(hostile))))
+        .otherwise(pl.col("CustomerID"))
+        .alias("CustomerID"),
+        # Formula ids are valid ids: a zero quantity is what sends their rows to rejects.csv.
+        pl.when(pl.int_range(pl.len()) < len(formulas))
+        .then(pl.lit(0))
+        .otherwise(pl.col("Quantity"))
+        .alias("Quantity"),
+    )
+    path = tmp_path / "hostile.parquet"
+    frame.write_parquet(path)
+    response = upload(ingest, path)
+    assert response.status_code == 202, response.text
+    upload_id = response.json()["upload_id"]
+    status = wait_done(ingest, upload_id)
+    assert status["state"] == "done", status
+    assert status["progress"]["rejected_by_reason"] == {
+        "zero_quantity": len(formulas),
+        "invalid_customer_id": len(unprintable),
+    }
+    rejects = httpx.get(
+        f"{url(ingest, 'ingest')}/v1/uploads/{upload_id}/rejects.csv", headers=auth()
+    )
+    written = pl.read_csv(rejects.content, infer_schema=False)
+    assert written.get_column("CustomerID").to_list() == ["'" + f for f in formulas] + unprintable
+    for row in written.iter_rows():
+        assert not any(cell and cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+def bomb(rows: int) -> bytes:
+    """The slice's first 200 real rows as CSV, repeated to `rows` rows: a small gzip."""
+    text = pl.read_parquet(SLICE).head(200).write_csv().encode()
+    header, body = text.split(b"\n", 1)
+    return header + b"\n" + body * (rows // 200)
+
+
+def test_upload_limits_on_unpacked_bytes_and_rows(ingest: Stack, tmp_path: Path) -> None:
+    """A 1M-row gzip of under 1 MB: refused at once by the size it declares, failed while
+    reading when it hides it (a second, small gzip member), and too many rows fail too."""
+    content = bomb(1_000_000)
+    assert len(content) > UNPACKED_LIMIT
+    declared = tmp_path / "declared.csv.gz"
+    declared.write_bytes(gzip.compress(content))
+    assert declared.stat().st_size < 1_000_000
+    response = upload(ingest, declared)
+    assert response.status_code == 413, response.text
+    assert response.json()["detail"]["code"] == "upload_too_large"
+
+    hidden = tmp_path / "hidden.csv.gz"
+    hidden.write_bytes(gzip.compress(content) + gzip.compress(b""))
+    response = upload(ingest, hidden)
+    assert response.status_code == 202, response.text
+    status = wait_done(ingest, response.json()["upload_id"])
+    assert status["state"] == "failed" and status["error"]["code"] == "upload_too_large", status
+
+    many = tmp_path / "many.csv.gz"
+    many.write_bytes(gzip.compress(bomb(ROWS_LIMIT + 20_000)))
+    response = upload(ingest, many)
+    assert response.status_code == 202, response.text
+    status = wait_done(ingest, response.json()["upload_id"])
+    assert status["state"] == "failed" and status["error"]["code"] == "too_many_rows", status
+    assert "progress" not in status or status["progress"]["orders_published"] == 0
+
+
+def test_orders_raw_rejects_out_of_range_values_with_their_reason(ingest: Stack) -> None:
+    record = {
+        "InvoiceNo": "R581590",
+        "CustomerID": 12680.0,
+        "InvoiceDate": "2011-12-09 12:50:00",
+        "Country": "France",
+        "lines": [
+            {"StockCode": "22613", "Quantity": 1e308, "UnitPrice": 1e308},
+            {"StockCode": "22899", "Quantity": 6, "UnitPrice": 2.1},
+        ],
+    }
+    future = {**record, "InvoiceNo": "R581591", "InvoiceDate": "2031-01-01 00:00:00"}
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**aiokafka_options(ingest.settings))
+        await producer.start()
+        try:
+            for value in (record, future):
+                await producer.send_and_wait(
+                    topics(ingest).orders_raw,
+                    json.dumps(value).encode(),
+                    headers=[("tenant", b"default")],
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+    def of(records: list) -> dict[str, list[str]]:
+        found = {}
+        for raw in records:
+            rejected = decode_event(RejectedRecord, raw.value)
+            if isinstance(rejected.record, dict) and rejected.record.get("InvoiceNo") in (
+                "R581590",
+                "R581591",
+            ):
+                found[rejected.record["InvoiceNo"]] = [r.code for r in rejected.reasons]
+        return found
+
+    rejected = asyncio.run(
+        read_until(
+            ingest.settings, topics(ingest).transactions_rejected, lambda got: len(of(got)) == 2
+        )
+    )
+    assert of(rejected) == {
+        "R581590": ["quantity_out_of_range"],
+        "R581591": ["future_order_datetime", "future_order_datetime"],
+    }

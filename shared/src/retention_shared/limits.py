@@ -14,7 +14,7 @@ class BodySizeLimit:
     """ASGI middleware: 413 when a request body to a path under a prefix exceeds its limit.
 
     Checks Content-Length up front, and counts bytes as they stream in, so a chunked body that
-    does not declare its length is cut off too.
+    does not declare its length is cut off too — with the same 413, however the app reacted.
     """
 
     def __init__(self, app: Any, limits: dict[str, int]) -> None:
@@ -35,21 +35,32 @@ class BodySizeLimit:
             await _too_large(send, limit)
             return
         received = 0
-        started = False
+        exceeded = False
 
         async def counting_receive() -> dict:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
+        # The app may catch BodyTooLarge itself (FastAPI turns any failure while reading a body
+        # into 400 "There was an error parsing the body"): whatever it answers then becomes 413.
+        started = replaced = False
+
         async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            nonlocal started, replaced
+            if message["type"] == "http.response.start":
+                replaced = exceeded and not started
+                started = True
+                if replaced:
+                    await _too_large(send, limit)
+                    return
+            if not replaced:  # else: the body of the answer that was replaced
+                await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from retention_ingest.errors import IngestError, IngestErrorCode
+from retention_shared.safe_text import id_problem
 
 ID_FIELDS = ("customer_id", "order_id", "product_id")
 NUMBER_FIELDS = ("quantity", "unit_price", "order_total")
@@ -56,6 +57,14 @@ class ColumnMapping(BaseModel):
     currency: str | None = None
     country: str | None = None
     date_format: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # Column names and formats are stored and echoed: printable text of sensible length.
+        if value is not None and (problem := id_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("date_format")
     @classmethod

@@ -9,14 +9,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from aiokafka.errors import MessageSizeTooLargeError
+
 from retention_ingest import metrics
 from retention_shared.config import Settings
 from retention_shared.kafka import BulkProducer
 from retention_shared.metrics import MESSAGES
 
+# aiokafka refuses records above its max_request_size (1 MiB); leave room for the batch header.
+MAX_EVENT_BYTES = 1_000_000
+
 
 class BrokerUnavailable(RuntimeError):
     """The broker did not acknowledge in time; the caller answers 503 and the client retries."""
+
+
+class MessageTooLarge(ValueError):
+    """An event is larger than the broker takes: no retry can help, so the caller answers 413."""
 
 
 class OrderPublisher:
@@ -35,10 +44,18 @@ class OrderPublisher:
     async def publish(
         self, tenant_id: str, keys: Sequence[bytes], payloads: Sequence[bytes]
     ) -> None:
-        """Send all events, then wait for every acknowledgement; raises BrokerUnavailable."""
+        """Send all events, then wait for every acknowledgement; raises BrokerUnavailable, or
+        MessageTooLarge (before sending anything, when one event is over `MAX_EVENT_BYTES`)."""
+        largest = max(map(len, payloads), default=0)
+        if largest > MAX_EVENT_BYTES:
+            raise MessageTooLarge(
+                f"an order's event is {largest} bytes; the broker takes at most {MAX_EVENT_BYTES}"
+            )
         started = time.perf_counter()
         try:
             await self._producer.send_all(self.topic, zip(keys, payloads, strict=True))
+        except MessageSizeTooLargeError as exc:  # a broker configured smaller than the client
+            raise MessageTooLarge(f"the broker refused an event as too large: {exc}") from exc
         except Exception as exc:
             raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)

@@ -67,6 +67,12 @@ class IngestStore:
                 (tenant_id, name, text, timezone, _now()),
             )
 
+    def delete_mapping(self, tenant_id: str, name: str = "default") -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM tenant_mappings WHERE tenant_id = ? AND name = ?", (tenant_id, name)
+            )
+
     def mapping(
         self, tenant_id: str, name: str = "default"
     ) -> tuple[ColumnMapping | None, str | None]:

@@ -14,17 +14,20 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from retention_ingest import metrics
+from retention_ingest.bounds import OrderBounds
 from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import FileIngestResult, FilePlan, IngestProgress, ingest_file
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import OrderPublisher
+from retention_ingest.publishing import MessageTooLarge, OrderPublisher
 from retention_ingest.store import IngestStore
+from retention_ingest.upload_limits import UploadLimits
 from retention_shared.events import RetrainReason, RetrainRequested
 from retention_shared.service import ServiceContext
 
@@ -57,6 +60,7 @@ class Upload:
     timezone: str
     directory: Path  # the file, the work dir and, when done, rejects.csv
     file: Path
+    received_at: datetime  # orders may be dated at most the future skew after this
 
     @property
     def rejects_csv(self) -> Path:
@@ -99,6 +103,12 @@ class UploadRunner:
                     metrics.UPLOAD_DURATION.observe(time.monotonic() - started)
         except IngestError as error:
             self._fail(upload, status, error.as_detail(), error.result)
+        except MessageTooLarge as error:  # events published before it stay published
+            self._fail(
+                upload,
+                status,
+                {"code": "message_too_large", "field": "file", "problem": str(error)},
+            )
         except asyncio.CancelledError:
             self._fail(
                 upload,
@@ -135,6 +145,9 @@ class UploadRunner:
             work_dir=upload.directory / "work",
             timezone=upload.timezone,
             on_progress=on_progress,
+            bounds=OrderBounds.from_settings(self.ctx.settings),
+            received_at=upload.received_at,
+            limits=UploadLimits.from_settings(self.ctx.settings),
         )
         metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
         status["progress"] = self._progress(result, published=0)

@@ -24,14 +24,31 @@ class SavedMapping(BaseModel):
 
 @router.put("/mappings/default")
 async def save_mapping(body: SavedMapping, request: Request, caller: IngestCaller) -> SavedMapping:
+    if body.mapping is None:
+        # A PUT without one would wipe the saved mapping; DELETE says that on purpose.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail={
+                "code": "invalid_mapping",
+                "field": "mapping",
+                "problem": "required: an object from canonical names to the file's columns",
+            },
+        )
     try:
-        mapping = None if body.mapping is None else ColumnMapping.parse(body.mapping)
+        mapping = ColumnMapping.parse(body.mapping)
         timezone = None if body.timezone is None else check_timezone(body.timezone)
     except IngestError as error:
         raise ingest_error(error) from None
     store: IngestStore = request.app.state.ingest_store
     store.save_mapping(caller.tenant_id, mapping, timezone)
     return await read_mapping(request, caller)
+
+
+@router.delete("/mappings/default", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_mapping(request: Request, caller: IngestCaller) -> None:
+    """Forget the tenant's mapping and timezone: files must then be a known layout again."""
+    store: IngestStore = request.app.state.ingest_store
+    store.delete_mapping(caller.tenant_id)
 
 
 @router.get("/mappings/default")

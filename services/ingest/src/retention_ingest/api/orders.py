@@ -11,21 +11,37 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from retention_ingest import metrics
+from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan
 from retention_ingest.dates import DateFormat
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import BrokerUnavailable, OrderPublisher
-from retention_ingest.records import CANONICAL_MAPPING, clean_records, flatten_record
+from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
+from retention_ingest.records import (
+    CANONICAL_MAPPING,
+    ORDER_LEVEL,
+    as_text,
+    clean_records,
+    flatten_record,
+)
 from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
-Scalar = str | int | float | None
+
+def _not_boolean(value: object) -> object:
+    # pydantic's lax int reads `true` as 1: a customer "1" nobody sent.
+    if isinstance(value, bool):
+        raise PydanticCustomError("not_boolean", "must be text or a number, not a boolean")
+    return value
+
+
+Scalar = Annotated[str | int | float | None, BeforeValidator(_not_boolean)]
 
 
 class LineIn(BaseModel):
@@ -97,10 +113,15 @@ async def post_orders(
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
 
+    received_at = utc_now()
     store: IngestStore = request.app.state.ingest_store
     _, saved_timezone = store.mapping(caller.tenant_id)
     plan = CleaningPlan(
-        CANONICAL_MAPPING, DateFormat.iso(), saved_timezone or ctx.settings.default_timezone
+        CANONICAL_MAPPING,
+        DateFormat.iso(),
+        saved_timezone or ctx.settings.default_timezone,
+        bounds=OrderBounds.from_settings(ctx.settings),
+        received_at=received_at,
     )
     records = [flatten_record(order.model_dump()) for order in orders]
     result = clean_records(
@@ -108,7 +129,7 @@ async def post_orders(
         plan,
         tenant_id=caller.tenant_id,
         source="http",
-        order_ids=[None if o.order_id is None else str(o.order_id) for o in orders],
+        order_ids=[None if o.order_id is None else as_text(o.order_id) for o in orders],
     )
     if result.events.height:
         publisher: OrderPublisher = request.app.state.publisher
@@ -118,10 +139,20 @@ async def post_orders(
         ]
         try:
             await publisher.publish(caller.tenant_id, keys, order_event_payloads(result.events))
+        except MessageTooLarge as exc:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail={"field": "body", "problem": f"{exc}; send fewer lines per order"},
+            ) from None
         except BrokerUnavailable as exc:
+            # Some events may have reached the broker before it stopped answering.
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
-                detail={"field": None, "problem": f"{exc}; nothing was accepted, retry later"},
+                detail={
+                    "field": None,
+                    "problem": f"{exc}; not confirmed; retry with the same order ids, "
+                    "duplicates are ignored",
+                },
                 headers={"Retry-After": "5"},
             ) from None
     metrics.count_rows(caller.tenant_id, result.accepted_rows, result.rejected_by_reason)
@@ -146,6 +177,6 @@ async def post_orders(
 
 
 def _field_path(field: str | None, line: int) -> str:
-    if field in ("customer_id", "order_id", "order_datetime", "currency", "country"):
+    if field in ORDER_LEVEL:
         return field
     return f"lines.{line}" if field is None else f"lines.{line}.{field}"

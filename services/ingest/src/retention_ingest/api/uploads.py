@@ -11,11 +11,13 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, s
 from fastapi.responses import FileResponse
 
 from retention_ingest import metrics
+from retention_ingest.bounds import utc_now
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
 from retention_ingest.store import IngestStore
+from retention_ingest.upload_limits import UploadLimits
 from retention_ingest.uploads import Upload, UploadRunner
 from retention_shared.auth import IngestCaller
 from retention_shared.service import ServiceContext
@@ -23,12 +25,14 @@ from retention_shared.service import ServiceContext
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 
+_STATUS = {
+    IngestErrorCode.UNKNOWN_FORMAT: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    IngestErrorCode.UPLOAD_TOO_LARGE: status.HTTP_413_CONTENT_TOO_LARGE,
+}
+
+
 def ingest_error(error: IngestError) -> HTTPException:
-    code = (
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-        if error.code is IngestErrorCode.UNKNOWN_FORMAT
-        else status.HTTP_422_UNPROCESSABLE_CONTENT
-    )
+    code = _STATUS.get(error.code, status.HTTP_422_UNPROCESSABLE_CONTENT)
     return HTTPException(code, detail=error.as_detail())
 
 
@@ -42,6 +46,7 @@ async def create_upload(
     mapping: Annotated[str | None, Form(description="JSON: canonical name → column.")] = None,
     timezone: Annotated[str | None, Form(description="IANA zone of naive timestamps.")] = None,
 ) -> dict[str, object]:
+    received_at = utc_now()
     ctx: ServiceContext = request.app.state.ctx
     store: IngestStore = request.app.state.ingest_store
     saved_mapping, saved_timezone = store.mapping(caller.tenant_id)
@@ -60,9 +65,14 @@ async def create_upload(
     try:
         await asyncio.to_thread(_save, file, path)
         size = path.stat().st_size
-        # Header-level problems (format, mapping, columns) are answered now, not as a failed upload.
+        # Header-level problems (format, mapping, columns, declared sizes) are answered now, not
+        # as a failed upload.
         plan = await asyncio.to_thread(
-            inspect_file, path, work_dir=directory / "work", mapping=chosen_mapping
+            inspect_file,
+            path,
+            work_dir=directory / "work",
+            mapping=chosen_mapping,
+            limits=UploadLimits.from_settings(ctx.settings),
         )
     except IngestError as error:
         shutil.rmtree(directory, ignore_errors=True)
@@ -72,7 +82,9 @@ async def create_upload(
         upload_id, caller.tenant_id, file.filename, size, {"timezone": chosen_timezone}
     )
     runner: UploadRunner = request.app.state.upload_runner
-    runner.submit(Upload(upload_id, caller.tenant_id, plan, chosen_timezone, directory, path))
+    runner.submit(
+        Upload(upload_id, caller.tenant_id, plan, chosen_timezone, directory, path, received_at)
+    )
     return {
         "upload_id": upload_id,
         "state": "queued",

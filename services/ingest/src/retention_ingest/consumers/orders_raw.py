@@ -16,12 +16,13 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from retention_ingest import metrics
+from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan
 from retention_ingest.dates import DateFormat
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import resolve_mapping
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import OrderPublisher
+from retention_ingest.publishing import MessageTooLarge, OrderPublisher
 from retention_ingest.records import clean_records, flatten_record
 from retention_ingest.store import IngestStore
 from retention_shared.consuming import raw_body, record_location, reject_record
@@ -64,14 +65,25 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         date_format = (
             DateFormat.given(mapping.date_format) if mapping.date_format else DateFormat.iso()
         )
-        plan = CleaningPlan(mapping, date_format, saved_timezone or ctx.settings.default_timezone)
+        plan = CleaningPlan(
+            mapping,
+            date_format,
+            saved_timezone or ctx.settings.default_timezone,
+            bounds=OrderBounds.from_settings(ctx.settings),
+            received_at=utc_now(),
+        )
         result = clean_records([rows], plan, tenant_id=tenant_id, source=record_location(message))
         if result.events.height:
             keys = [
                 f"{t}:{c}".encode()
                 for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
             ]
-            await publisher.publish(tenant_id, keys, order_event_payloads(result.events))
+            try:
+                await publisher.publish(tenant_id, keys, order_event_payloads(result.events))
+            except MessageTooLarge as error:  # no retry can help: reject, do not redeliver
+                reason = RejectReason(code="message_too_large", field="lines", message=str(error))
+                await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+                return
         rejected = result.outcomes[0].rejected_lines
         if rejected:
             reasons = [
