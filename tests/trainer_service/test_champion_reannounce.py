@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,8 +21,6 @@ from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import ModelEvent, ModelPublished, decode_event
 from retention_shared.topics import Topics
 from retention_trainer.bundle import ModelBundle
-from retention_trainer.runs import orders_summary
-from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
 from tests.conftest import isolated_settings
 from tests.kafka_reading import read_until
 from tests.scoring_service.support import (
@@ -37,6 +34,7 @@ from tests.scoring_service.support import (
     wait_for,
 )
 from tests.stack_support import auth, running_stack, url
+from tests.trainer_service.champion_store import store_champion
 from tests.uci_orders import TEST_DATA, load_orders
 
 pytestmark = pytest.mark.slow
@@ -66,27 +64,9 @@ def stored(
     work = tmp_path_factory.mktemp("reannounce")
     settings = isolated_settings(kafka, work / "data")
     home = work / "bentoml"
-    tag = store_bundle(bundle, home, work)
-    other_tag = store_bundle(recalibrated(bundle, 0.5), home, work)
     orders = load_orders(TEST_DATA / "online_retail_slice.parquet", tenant=TENANT)
-    promoted = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    record = RunRecord(
-        run_id="run-before-the-restart",
-        tenant_id=TENANT,
-        status=RunStatus.PUBLISHED,
-        triggers=[Trigger("request", at=promoted)],
-        options={},
-        created_at=promoted,
-        started_at=promoted,
-        finished_at=promoted,
-        message="promoted",
-        model_tag=tag,
-        data=orders_summary(orders),
-    )
-    store = RunStore(settings.data_dir / "trainer" / "runs.sqlite")
-    store.add(record)
-    store.save(record, Champion(TENANT, tag, record.run_id, {"roc_auc": 0.74}, promoted))
-    store.close()
+    tag = store_champion(settings, home, work, bundle, TENANT, orders)
+    other_tag = store_bundle(recalibrated(bundle, 0.5), home, work)
     asyncio.run(publish_features(settings, feature_events(orders)))
     return Stored(settings, home, tag, other_tag, work)
 

@@ -13,10 +13,14 @@ from fastapi import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+
+from retention_shared.config import TenantLabels
+from retention_shared.tenant_labels import tenant_label
 
 # `*_created` series (one per counter and histogram child) double what Prometheus stores and no
 # dashboard or alert here reads them.
@@ -38,6 +42,49 @@ MESSAGES = Counter(
     "Kafka messages handled: direction is consumed or published; outcome ok, rejected or error.",
     ["service", "topic", "direction", "outcome"],
 )
+
+
+# How this process's metrics name tenants; set once at start-up from the settings.
+_tenant_labels = TenantLabels.PLAIN
+
+
+def use_tenant_labels(mode: TenantLabels) -> None:
+    """Name tenants on `/metrics` as `mode` says (`RETENTION_METRICS_TENANT_LABELS`)."""
+    global _tenant_labels
+    _tenant_labels = mode
+
+
+class _TenantLabelled:
+    """A metric whose `tenant` label value passes through `tenant_label`, wherever it is set:
+    call sites keep passing the tenant id and cannot forget the setting."""
+
+    _labelnames: tuple[str, ...]
+
+    def _mapped(self, values: tuple[Any, ...], named: dict[str, Any]) -> tuple[tuple, dict]:
+        if named:
+            return values, {
+                k: tenant_label(_tenant_labels, v) if k == "tenant" else v for k, v in named.items()
+            }
+        return tuple(
+            tenant_label(_tenant_labels, v) if name == "tenant" else v
+            for name, v in zip(self._labelnames, values, strict=False)
+        ), named
+
+    def labels(self, *values: Any, **named: Any) -> Any:
+        values, named = self._mapped(values, named)
+        return super().labels(*values, **named)  # type: ignore[misc]
+
+    def remove(self, *values: Any) -> None:
+        values, _ = self._mapped(values, {})
+        super().remove(*values)  # type: ignore[misc]
+
+
+class TenantCounter(_TenantLabelled, Counter):
+    """A Counter with a `tenant` label (see `_TenantLabelled`)."""
+
+
+class TenantGauge(_TenantLabelled, Gauge):
+    """A Gauge with a `tenant` label (see `_TenantLabelled`)."""
 
 
 def metrics_response() -> Response:

@@ -26,7 +26,7 @@ from retention_shared.health import CachedCheck, CheckResult, Readiness
 from retention_shared.kafka import make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
-from retention_shared.metrics import HttpMetricsMiddleware, metrics_response
+from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
 from retention_shared.tasks import cancel
 from retention_shared.topics import Topics
 
@@ -48,6 +48,7 @@ class ServiceContext:
 
     @classmethod
     def create(cls, name: str, settings: Settings) -> ServiceContext:
+        use_tenant_labels(settings.metrics_tenant_labels)
         return cls(
             name=name,
             settings=settings,

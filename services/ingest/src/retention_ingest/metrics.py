@@ -1,13 +1,15 @@
 """The ingest service's own Prometheus metrics (names in docs/metrics.md)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Histogram
 
-ROWS = Counter(
+from retention_shared.metrics import TenantCounter, TenantGauge
+
+ROWS = TenantCounter(
     "retention_ingest_rows_total",
     "Input rows (order lines) by outcome (accepted/rejected) and reject reason.",
     ["tenant", "outcome", "reason"],
 )
-ORDERS_PUBLISHED = Counter(
+ORDERS_PUBLISHED = TenantCounter(
     "retention_ingest_orders_published_total",
     "Order events acknowledged by the broker.",
     ["tenant"],
@@ -22,10 +24,10 @@ UPLOAD_DURATION = Histogram(
     "From an upload starting to run until it is done or failed.",
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
-UPLOAD_BYTES = Counter(
+UPLOAD_BYTES = TenantCounter(
     "retention_ingest_upload_bytes_total", "Bytes of uploaded files.", ["tenant"]
 )
-UPLOADS_IN_FLIGHT = Gauge(
+UPLOADS_IN_FLIGHT = TenantGauge(
     "retention_ingest_uploads_in_flight", "Uploads queued or running.", ["tenant"]
 )
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge, Histogram
 
-SCORES = Counter(
+from retention_shared.metrics import TenantCounter, TenantGauge
+
+SCORES = TenantCounter(
     "retention_scoring_scores_total",
     "Scores served (HTTP and events), by churn risk band.",
     ["tenant", "risk_band"],
 )
-MODEL_INFO = Gauge(
+MODEL_INFO = TenantGauge(
     "retention_scoring_model_info",
     "1 for the champion model version loaded per tenant.",
     ["tenant", "version"],
 )
-MODEL_AGE = Gauge(
+MODEL_AGE = TenantGauge(
     "retention_scoring_model_age_seconds",
     "Age of the loaded champion (now - training time).",
     ["tenant"],
@@ -24,7 +26,7 @@ FEATURE_FRESHNESS = Histogram(
     "Age of the features a score was computed from, at scoring time.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
 )
-DRIFT_PSI = Gauge(
+DRIFT_PSI = TenantGauge(
     "retention_scoring_drift_psi",
     "Population stability index of live features against the champion's reference distribution.",
     ["tenant", "feature"],
