@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from retention_shared.auth import AdminCaller, ReadCaller
 from retention_trainer.api.deps import RunsDep
@@ -14,12 +15,24 @@ from retention_trainer.store import Trigger
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
+# Control characters (but newline and tab) and lone surrogates: the run store cannot hold the
+# latter, and the former make a reason print as something else in logs and reports.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    if _UNPRINTABLE.search(text):
+        raise ValueError("must not contain control characters other than newline and tab")
+    return text
+
 
 class RetrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(None, max_length=500, description="Free text kept with the run.")
-    cutoff_every_days: int | None = Field(
+    reason: Annotated[str, AfterValidator(_printable)] | None = Field(
+        None, max_length=500, description="Free text kept with the run."
+    )
+    cutoff_every_days: StrictInt | None = Field(
         None,
         ge=7,
         le=365,
