@@ -1,12 +1,20 @@
 """Reading events off a topic without ever stopping on a bad one.
 
 Subscribers take the raw bytes (`raw_body`) and decode with `decode_event`; what cannot be read
-goes to `transactions.rejected` with its reason, and the consumer moves on.
+goes to `transactions.rejected` with its reason, and the consumer moves on. A handler wrapped in
+`dead_lettering` (with `AckPolicy.NACK_ON_ERROR`) gets a record again after it raised; one it
+fails on `poison_max_attempts` times goes to `transactions.rejected` as `poison`. A handler
+raises `TransientFailure` when the broker or storage failed rather than the record: that record
+is retried after a pause, never dead-lettered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
@@ -16,6 +24,10 @@ from prometheus_client import Counter
 from retention_shared.events import EventDecodeError, RejectedRecord, RejectReason
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
+
+log = logging.getLogger(__name__)
+Handler = Callable[[bytes, KafkaMessage], Awaitable[None]]
+TRANSIENT_RETRY_SECONDS = 1.0
 
 
 async def raw_body(message: KafkaMessage) -> bytes:
@@ -90,3 +102,49 @@ def poison_payload(record: ConsumerRecord, error: BaseException, attempts: int) 
         record=_readable(record.value),
         reasons=[reason],
     ).to_bytes()
+
+
+class TransientFailure(Exception):
+    """The broker or a store failed, not the record: the record is retried, never dead-lettered."""
+
+
+def dead_lettering(ctx: ServiceContext) -> Callable[[Handler], Handler]:
+    """Wrap a FastStream handler (subscribed with `AckPolicy.NACK_ON_ERROR`) so that a record it
+    keeps failing on goes to the dead-letter topic instead of being redelivered forever."""
+
+    def wrap(handler: Handler) -> Handler:
+        failures: dict[str, int] = {}
+
+        @functools.wraps(handler)
+        async def handle(body: bytes, message: KafkaMessage) -> None:
+            where = record_location(message)
+            try:
+                await handler(body, message)
+            except TransientFailure:
+                await asyncio.sleep(TRANSIENT_RETRY_SECONDS)
+                raise
+            except Exception as error:
+                failures[where] = attempts = failures.get(where, 0) + 1
+                if attempts < ctx.settings.poison_max_attempts:
+                    log.warning(
+                        "a record failed; it will be delivered again",
+                        extra={"record": where, "attempt": attempts, "error": repr(error)},
+                    )
+                    raise
+                del failures[where]
+                log.error(
+                    "poison record sent to the dead-letter topic",
+                    extra={"record": where, "error": repr(error)},
+                )
+                reason = RejectReason(
+                    code="poison",
+                    message=f"failed {attempts} times: {type(error).__name__}: {error}"[:2000],
+                )
+                await reject_record(ctx, message, [reason])
+                POISON_RECORDS.labels(ctx.name, message.raw_message.topic).inc()
+            else:
+                failures.pop(where, None)
+
+        return handle
+
+    return wrap

@@ -9,7 +9,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from pydantic import Field
 
-from retention_shared.consuming import raw_body, reject_undecodable
+from retention_shared.consuming import dead_lettering, raw_body, reject_undecodable
 from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequested, decode_event
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -38,9 +38,10 @@ def register(ctx: ServiceContext, runs: RunManager) -> None:
         ctx.topics.drift_events,
         group_id=GROUP_ID,
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
     )
+    @dead_lettering(ctx)
     async def on_trigger(body: bytes, message: KafkaMessage) -> None:
         try:
             event = decode_event(TrainingTrigger, body)
