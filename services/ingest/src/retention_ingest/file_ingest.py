@@ -50,7 +50,7 @@ from retention_ingest.order_events import (
 )
 from retention_ingest.readers import DEFAULT_CHUNK_ROWS, TableSource, open_table
 from retention_ingest.upload_limits import UploadLimits
-from retention_shared.safe_text import spreadsheet_safe_frame
+from retention_shared.safe_text import spreadsheet_safe_expr
 
 DEFAULT_TIMEZONE = "Europe/London"
 DEFAULT_ROWS_PER_BUCKET = 2_000_000
@@ -122,17 +122,26 @@ class FileIngestResult:
         """rejects.csv: `row`, `reason`, then the file's own columns as they were, except that
         a cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a
         leading `'` (OWASP's CSV-injection rule)."""
-        rejects = self.rejects().collect()
-        if rejects.is_empty():
+        if not any(self.rejects_dir.glob("*.parquet")):
             names = list(self.file.get("columns", []))  # type: ignore[call-overload]
             pl.DataFrame(schema=["row", "reason", *names]).write_csv(destination)
             return destination
-        originals = rejects.get_column("original").struct.unnest()
-        originals.columns = [
-            f"original_{name}" if name in ("row", "reason") else name for name in originals.columns
+        rejects = self.rejects()
+        original = rejects.collect_schema()["original"]
+        assert isinstance(original, pl.Struct)
+        names = {
+            column.name: f"original_{column.name}"
+            if column.name in ("row", "reason")
+            else column.name
+            for column in original.fields
+        }
+        cells = [
+            spreadsheet_safe_expr(pl.col("original").struct.field(name)).alias(alias)
+            for name, alias in names.items()
         ]
-        table = pl.concat([rejects.select("row", "reason"), originals], how="horizontal")
-        spreadsheet_safe_frame(table).write_csv(destination)
+        # Streamed to the file: a file of millions of rejects is never held whole (every value
+        # of `original` is text, see `original_as_text`).
+        rejects.select("row", "reason", *cells).sink_csv(destination)
         return destination
 
     def summary(self) -> dict[str, object]:
