@@ -160,6 +160,9 @@ def _vector(service: Service, **changes: object) -> dict:
         ({"customer_ids": ["\ud800"]}, "customer_ids.0"),
         ({"customer_ids": ["a\u202eb"]}, "customer_ids.0"),
         ({"customer_ids": ["x" * 257]}, "customer_ids.0"),
+        ({"customer_ids": ["17850"], "include_reasons": "yes"}, "include_reasons"),
+        ({"customer_ids": [True]}, "customer_ids.0"),
+        ({"customers": [{"features": {}, "segment": "x"}]}, "customers.0.segment"),
     ],
 )
 def test_score_requests_of_the_wrong_shape_name_the_field(
@@ -407,3 +410,10 @@ def test_odd_customer_ids_in_paths_are_a_404_or_422(
         response = client.get(f"{service.base}/v1/customers/{customer_id}/{path}", headers=AUTH)
         assert response.status_code in (404, 422), response.text
         assert _names(response, "customer_id"), response.text
+
+
+def test_the_service_is_healthy_after_all_of_it(service: Service, client: httpx.Client) -> None:
+    assert client.get(f"{service.base}/healthz").status_code == 200
+    assert client.get(f"{service.base}/readyz").status_code == 200
+    metrics = client.get(f"{service.base}/metrics").text
+    assert 'status="500"' not in metrics
