@@ -732,12 +732,14 @@ def test_orders_raw_rejects_out_of_range_values_with_their_reason(ingest: Stack)
         ],
     }
     future = {**record, "InvoiceNo": "R581591", "InvoiceDate": "2031-01-01 00:00:00"}
+    # JSON may say "\ud800"; no UTF-8 (no event, no RejectedRecord) can hold it as it is.
+    surrogate = {**record, "InvoiceNo": "R581592", "CustomerID": "\ud800"}
 
     async def send() -> None:
         producer = AIOKafkaProducer(**aiokafka_options(ingest.settings))
         await producer.start()
         try:
-            for value in (record, future):
+            for value in (record, future, surrogate):
                 await producer.send_and_wait(
                     topics(ingest).orders_raw,
                     json.dumps(value).encode(),
@@ -752,19 +754,19 @@ def test_orders_raw_rejects_out_of_range_values_with_their_reason(ingest: Stack)
         found = {}
         for raw in records:
             rejected = decode_event(RejectedRecord, raw.value)
-            if isinstance(rejected.record, dict) and rejected.record.get("InvoiceNo") in (
-                "R581590",
-                "R581591",
-            ):
-                found[rejected.record["InvoiceNo"]] = [r.code for r in rejected.reasons]
+            text = json.dumps(rejected.record)
+            for invoice in ("R581590", "R581591", "R581592"):
+                if invoice in text:
+                    found[invoice] = [r.code for r in rejected.reasons]
         return found
 
     rejected = asyncio.run(
         read_until(
-            ingest.settings, topics(ingest).transactions_rejected, lambda got: len(of(got)) == 2
+            ingest.settings, topics(ingest).transactions_rejected, lambda got: len(of(got)) == 3
         )
     )
     assert of(rejected) == {
         "R581590": ["quantity_out_of_range"],
         "R581591": ["future_order_datetime", "future_order_datetime"],
+        "R581592": ["invalid_customer_id", "invalid_customer_id"],
     }

@@ -42,8 +42,11 @@ def record_location(message: KafkaMessage) -> str:
 
 def _readable(payload: bytes) -> Any:
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(payload)
+        # JSON may hold a lone surrogate ("\ud800") that no UTF-8 output can: keep the text then.
+        json.dumps(value, ensure_ascii=False).encode()
+        return value
+    except (UnicodeError, ValueError):  # JSONDecodeError is a ValueError
         return payload.decode("utf-8", errors="replace")
 
 
