@@ -25,8 +25,6 @@ from retention_ingest.order_events import (
     flag_file_level_rejects,
 )
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 __all__ = [
     "CANONICAL_MAPPING",
     "LineReject",
@@ -68,6 +66,7 @@ ORDER_LEVEL = {"customer_id", "order_id", "order_datetime", "currency", "country
 # Replaces a lone surrogate (JSON allows "\ud800"; UTF-8 and so polars cannot hold it): ASCII's
 # SUB, an unprintable character, so an id holding one is rejected as invalid, naming its field.
 SUBSTITUTE = "\x1a"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
