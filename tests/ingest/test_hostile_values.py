@@ -344,3 +344,33 @@ def test_a_clean_file_has_an_empty_rejects_csv(tmp_path: Path) -> None:
     assert written.splitlines() == [
         "row,reason,InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
     ]
+
+
+def test_json_nan_and_infinity_are_missing_values_as_in_typed_files() -> None:
+    """JSON parsers accept NaN and Infinity; a NaN customer id was customer "nan"."""
+    real = real_rows(1).row(0, named=True)
+    order = {
+        "order_id": real["InvoiceNo"],
+        "customer_id": float("nan"),
+        "order_datetime": real["InvoiceDate"],
+        "lines": [{"product_id": real["StockCode"], "quantity": 6, "unit_price": 2.55}],
+    }
+    orders = [
+        order,
+        {**order, "order_id": float("inf"), "customer_id": real["CustomerID"]},
+        {
+            **order,
+            "customer_id": real["CustomerID"],
+            "lines": [{**order["lines"][0], "quantity": float("-inf")}],
+        },
+    ]
+    plan = CleaningPlan(CANONICAL_MAPPING, DateFormat.iso(), received_at=RECEIVED_AT)
+    result = clean_records(
+        [flatten_record(o) for o in orders], plan, tenant_id="acme", source="http"
+    )
+    assert [[r.reason for r in o.rejected_lines] for o in result.outcomes] == [
+        ["missing_customer_id"],
+        ["missing_order_id"],
+        ["missing_quantity"],
+    ]
+    assert result.events.is_empty()

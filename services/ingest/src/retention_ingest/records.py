@@ -8,6 +8,7 @@ rejected (no line survived).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -177,8 +178,9 @@ def clean_records(
 
 
 def as_text(value: Any) -> str | None:
-    """A record's value as the text cleaning reads; lone surrogates become `SUBSTITUTE`."""
-    if value is None:
+    """A record's value as the text cleaning reads; lone surrogates become `SUBSTITUTE`, and
+    NaN or infinity (JSON parsers accept them) is missing, as in a typed file's column."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if isinstance(value, bool):  # True is not a quantity
         return str(value).lower()
