@@ -374,3 +374,37 @@ def test_json_nan_and_infinity_are_missing_values_as_in_typed_files() -> None:
         ["missing_quantity"],
     ]
     assert result.events.is_empty()
+
+
+def test_objects_and_lists_where_a_value_belongs_are_rejected() -> None:
+    """An `orders.raw` record is any JSON: a nested object is no customer "{'id': 1}"."""
+    real = real_rows(1).row(0, named=True)
+    record = {
+        "InvoiceNo": real["InvoiceNo"],
+        "CustomerID": {"id": real["CustomerID"]},
+        "InvoiceDate": real["InvoiceDate"],
+        "lines": [
+            {"StockCode": ["85123A"], "Quantity": 6, "UnitPrice": 2.55},
+            {"StockCode": "85123A", "Quantity": {"n": 6}, "UnitPrice": 2.55},
+        ],
+    }
+    mapping = ColumnMapping(
+        customer_id="CustomerID",
+        order_id="InvoiceNo",
+        order_datetime="InvoiceDate",
+        product_id="StockCode",
+        quantity="Quantity",
+        unit_price="UnitPrice",
+    )
+    plan = CleaningPlan(mapping, DateFormat.iso(), received_at=RECEIVED_AT)
+    nested_customer = clean_records([flatten_record(record)], plan, tenant_id="a", source="raw")
+    assert [r.reason for r in nested_customer.outcomes[0].rejected_lines] == [
+        "invalid_customer_id",
+        "invalid_customer_id",
+    ]
+    record["CustomerID"] = real["CustomerID"]
+    nested_lines = clean_records([flatten_record(record)], plan, tenant_id="a", source="raw")
+    assert [r.reason for r in nested_lines.outcomes[0].rejected_lines] == [
+        "invalid_product_id",
+        "unparseable_quantity",
+    ]

@@ -64,8 +64,9 @@ REASON_FIELD: dict[str, str | None] = {
     "order_total_out_of_range": "lines",
 }
 ORDER_LEVEL = {"customer_id", "order_id", "order_datetime", "currency", "country", "lines"}
-# Replaces a lone surrogate (JSON allows "\ud800"; UTF-8 and so polars cannot hold it): ASCII's
-# SUB, an unprintable character, so an id holding one is rejected as invalid, naming its field.
+# Replaces a lone surrogate (JSON allows "\ud800"; UTF-8 and so polars cannot hold it) and a
+# nested value: ASCII's SUB, an unprintable character, so an id holding one is rejected as
+# invalid (and a number or date as unparseable), naming its field.
 SUBSTITUTE = "\x1a"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -178,12 +179,15 @@ def clean_records(
 
 
 def as_text(value: Any) -> str | None:
-    """A record's value as the text cleaning reads; lone surrogates become `SUBSTITUTE`, and
-    NaN or infinity (JSON parsers accept them) is missing, as in a typed file's column."""
+    """A record's value as the text cleaning reads. NaN or infinity (JSON parsers accept them) is
+    missing, as in a typed file's column; an object or a list (no id, number or date) and a lone
+    surrogate become `SUBSTITUTE`, so the value is rejected as invalid or unparseable."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if isinstance(value, bool):  # True is not a quantity
         return str(value).lower()
+    if isinstance(value, Mapping | list | tuple):
+        return SUBSTITUTE
     text = value if isinstance(value, str) else str(value)
     if _SURROGATE.search(text) is not None:
         return _SURROGATE.sub(SUBSTITUTE, text)
