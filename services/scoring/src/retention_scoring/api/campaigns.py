@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from retention_scoring.api.deps import State, champion_of, check_segment, population_of
-from retention_scoring.api.inputs import MIN_MONEY
+from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber
 from retention_scoring.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_scoring.lists import Filters, filter_scores
 from retention_shared.auth import ReadCaller
@@ -18,10 +18,6 @@ from retention_shared.events import RiskBand, ValueTier
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 
 MAX_CONTACTS_LISTED = 10_000
-
-
-# Strict: JSON `true` or "10" is not an amount; NaN and infinities are refused by name.
-Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
 
 def _listed(value: object) -> object:
@@ -39,19 +35,20 @@ class CampaignFilters(BaseModel):
     segment: str | None = Field(None, max_length=256)
     risk_band: Bands | None = None
     value_tier: Tiers | None = None
-    min_ltv: Annotated[Number | None, Field(ge=0)] = None
+    min_ltv: Annotated[FiniteNumber | None, Field(ge=0)] = None
 
 
 class CampaignBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    budget: Annotated[Number, Field(ge=0)]
+    budget: Annotated[FiniteNumber, Field(ge=0)]
     cost_per_contact: Annotated[
-        Number, Field(ge=MIN_MONEY, description="At least 0.000001 (money is exact to millionths).")
+        FiniteNumber,
+        Field(ge=MIN_MONEY, description="At least 0.000001 (money is exact to millionths)."),
     ]
     # Share of would-be churners a contact retains.
-    save_rate: Annotated[Number, Field(ge=0, le=1)]
-    discount: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    save_rate: Annotated[FiniteNumber, Field(ge=0, le=1)]
+    discount: Annotated[FiniteNumber, Field(ge=0, lt=1)] = 0.0
     filters: CampaignFilters = Field(default_factory=CampaignFilters)
     # The plan and its totals cover every chosen contact; the answer lists the best this many.
     contacts_limit: Annotated[int, Strict(), Field(ge=1, le=MAX_CONTACTS_LISTED)] = 1000

@@ -20,6 +20,7 @@ __all__ = [
     "MIN_MONEY",
     "CustomerId",
     "FeatureValue",
+    "FiniteNumber",
     "choices",
 ]
 
@@ -37,13 +38,10 @@ def _acceptable_id(value: str) -> str:
 
 
 CustomerId = Annotated[str, AfterValidator(_acceptable_id)]
-# Strict: JSON `true` or "12" is not a number; NaN and infinities (Python's JSON reads them) are
-# refused by name.
-FeatureValue = Annotated[
-    float,
-    Strict(),
-    Field(allow_inf_nan=False, ge=-MAX_FEATURE_MAGNITUDE, le=MAX_FEATURE_MAGNITUDE),
-]
+# Strict: JSON `true` or "10" is not a number; NaN and infinities are refused by name.
+FiniteNumber = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+# Python's JSON reads NaN and Infinity, so they do reach validation.
+FeatureValue = Annotated[FiniteNumber, Field(ge=-MAX_FEATURE_MAGNITUDE, le=MAX_FEATURE_MAGNITUDE)]
 
 
 E = TypeVar("E", bound=StrEnum)
