@@ -16,16 +16,21 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx
 import polars as pl
 import pytest
 
 from retention_scoring.scoring import score_customers
+from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
+from retention_shared.events import CustomerFeatures, RejectedRecord
 from retention_shared.features import compute_features
+from retention_shared.topics import Topics
 from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
+from tests.kafka_reading import read_until
 from tests.scoring_service.support import (
     announce,
     feature_events,
@@ -56,6 +61,28 @@ class Service:
     base: str
     expected: pl.DataFrame  # every customer scored offline at the tenant clock
     features: pl.DataFrame  # their feature vectors at that clock
+    settings: Settings
+
+
+POISONED = ("vector-of-1e308", "history-of-1e308", "esc\x1b[31m-id")
+
+
+def _poisoned(events: list[CustomerFeatures]) -> list[CustomerFeatures]:
+    """Vectors a producer bypassing the features service could send: not one may stop the
+    tenant's scoring (1e308 made every population of the tenant fail)."""
+    base = min(events, key=lambda e: e.as_of)  # an early clock: its history gets moved
+    history = base.history.model_copy(
+        update={
+            "orders": [order.model_copy(update={"total": 1e308}) for order in base.history.orders]
+        }
+    )
+    return [
+        base.model_copy(
+            update={"customer_id": POISONED[0], "features": base.features | {"monetary": 1e308}}
+        ),
+        base.model_copy(update={"customer_id": POISONED[1], "history": history}),
+        base.model_copy(update={"customer_id": POISONED[2]}),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +98,8 @@ def service(
     renamed = orders.with_columns(
         customer_id=pl.col("customer_id").replace(dict(zip(real_ids, FORMULA_IDS, strict=True)))
     )
-    asyncio.run(publish_features(settings, feature_events(renamed)))
+    events = feature_events(renamed)
+    asyncio.run(publish_features(settings, events + _poisoned(events)))
     with running_stack(
         settings,
         directory / "scoring.log",
@@ -91,7 +119,7 @@ def service(
                 ),
                 what="every customer scored",
             )
-        yield Service(base, expected, features)
+        yield Service(base, expected, features, settings)
 
 
 @pytest.fixture
@@ -108,6 +136,27 @@ def _problems(response: httpx.Response) -> list[dict]:
 def _names(response: httpx.Response, field: str) -> bool:
     # Query parameters are named as FastAPI locates them ("query.limit").
     return any(p.get("field") in (field, f"query.{field}") for p in _problems(response))
+
+
+# --- vectors on customer-features -------------------------------------------------------------
+
+
+def test_unscorable_vectors_are_dead_lettered_and_the_tenant_scores_on(
+    service: Service, client: httpx.Client
+) -> None:
+    topic = Topics.with_prefix(service.settings.topic_prefix).transactions_rejected
+    records = asyncio.run(
+        read_until(service.settings, topic, lambda found: len(found) >= len(POISONED))
+    )
+    rejected = [RejectedRecord.model_validate_json(r.value) for r in records]
+    assert len(rejected) == len(POISONED)
+    fields = sorted(reason.field or "" for r in rejected for reason in r.reasons)
+    assert fields == ["customer_id", "features.monetary", "history.orders.0.total"]
+    assert all(reason.code == "invalid_event" for r in rejected for reason in r.reasons)
+    for customer_id in POISONED:
+        path = f"/v1/customers/{quote(customer_id, safe='')}/score"
+        response = client.get(f"{service.base}{path}", headers=AUTH)
+        assert response.status_code == 404, response.text
 
 
 # --- CSV exports ------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """What the scoring routes accept: ids, feature values, money, and lists of bands or tiers.
 
-Bounds are far above any real customer and far below where the model's arithmetic (float32
-trees, BG/NBD's exponentials) stops being finite, so every accepted value has a defined score.
+Feature values keep the bounds of `scorable.py`, so every accepted vector has a defined score.
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, Field, Strict
 
 from retention_scoring.api.deps import unprocessable
+from retention_scoring.scorable import MAX_FEATURE_MAGNITUDE
 from retention_shared.safe_text import id_problem
 
 __all__ = [
-    "MAX_FEATURE_MAGNITUDE",
     "MIN_MONEY",
     "CustomerId",
     "FeatureValue",
@@ -24,9 +23,6 @@ __all__ = [
     "choices",
 ]
 
-# |feature| above this is no customer (1e15 days, orders or currency units); the model gives
-# finite scores up to it and non-finite ones or errors far beyond (1e308).
-MAX_FEATURE_MAGNITUDE = 1e15
 # Money is exact to millionths (the features' unit): a smaller amount is not an amount.
 MIN_MONEY = 1e-6
 

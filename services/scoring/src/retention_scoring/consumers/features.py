@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 
+from retention_scoring.scorable import vector_problem
 from retention_scoring.store import FeatureStore
 from retention_shared.consuming import rejected_payload
 from retention_shared.events import (
@@ -38,10 +39,13 @@ class FeaturesConsumer:
         good: list[tuple[CustomerFeatures, int]] = []
         rejects: list[tuple[bytes | None, bytes]] = []
         for record, event in zip(records, decoded, strict=True):
-            if isinstance(event, EventDecodeError):
-                rejects.append((record.key, rejected_payload(record, event)))
-            else:
-                good.append((event, record.partition))
+            if not isinstance(event, EventDecodeError):
+                problem = vector_problem(event)
+                if problem is None:
+                    good.append((event, record.partition))
+                    continue
+                event = problem
+            rejects.append((record.key, rejected_payload(record, event)))
         if rejects:
             await self.producer.send_all(self.rejected_topic, rejects)
             MESSAGES.labels(self.service, self.topic, "consumed", "rejected").inc(len(rejects))
