@@ -53,3 +53,24 @@ def test_tenant_metrics_expose_the_label_the_setting_asks_for(
     assert f'rows_total{{outcome="rejected",tenant="{shown}"}} 1.0' in text
     assert f'model_info{{tenant="{shown}",version="v2"}} 1.0' in text
     assert 'version="v1"' not in text
+
+
+def test_every_metric_labelled_by_tenant_follows_the_setting() -> None:
+    """A metric defined with a `tenant` label as a plain Counter or Gauge would name tenants
+    whatever the setting says."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    from retention_shared.metrics import TenantLabelled
+
+    for service in ("ingest", "features", "trainer", "scoring"):
+        importlib.import_module(f"retention_{service}.app")  # imports every metric it defines
+    labelled = [
+        collector
+        for collector in list(REGISTRY._collector_to_names)
+        if "tenant" in getattr(collector, "_labelnames", ())
+    ]
+    assert len(labelled) >= 12
+    plain = [c._name for c in labelled if not isinstance(c, TenantLabelled)]
+    assert plain == []

@@ -54,7 +54,7 @@ def use_tenant_labels(mode: TenantLabels) -> None:
     _tenant_labels = mode
 
 
-class _TenantLabelled:
+class TenantLabelled:
     """A metric whose `tenant` label value passes through `tenant_label`, wherever it is set:
     call sites keep passing the tenant id and cannot forget the setting."""
 
@@ -79,12 +79,12 @@ class _TenantLabelled:
         super().remove(*values)  # type: ignore[misc]
 
 
-class TenantCounter(_TenantLabelled, Counter):
-    """A Counter with a `tenant` label (see `_TenantLabelled`)."""
+class TenantCounter(TenantLabelled, Counter):
+    """A Counter with a `tenant` label (see `TenantLabelled`)."""
 
 
-class TenantGauge(_TenantLabelled, Gauge):
-    """A Gauge with a `tenant` label (see `_TenantLabelled`)."""
+class TenantGauge(TenantLabelled, Gauge):
+    """A Gauge with a `tenant` label (see `TenantLabelled`)."""
 
 
 def metrics_response() -> Response:
