@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import IO
 
+from retention_shared import child_process
 from retention_shared.config import Settings
 from retention_shared.kafka import ensure_topics
 
@@ -85,7 +87,7 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         if port_in_use(self.port):
             raise RuntimeError(f"port {self.port} is already in use (set RETENTION_BROKER_PORT)")
-        self.process = subprocess.Popen(
+        self.process = child_process.spawn(
             self.command(),
             stdout=self.output,
             stderr=subprocess.STDOUT,
@@ -100,15 +102,10 @@ class EmbeddedBroker:
             raise
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def stop(self, timeout: float = 10.0, hurry: threading.Event | None = None) -> None:
+        """Terminate and wait (kill after `timeout`, or at once when `hurry` is set)."""
+        if self.process is not None:
+            child_process.stop(self.process, timeout, hurry)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
