@@ -1,15 +1,21 @@
-"""The embedded Tansu broker: topics as configured, real produce/consume over TCP, clean stop."""
+"""The embedded Tansu broker: topics as configured, real produce/consume over TCP, clean stop,
+and a log that survives a restart on S3 storage (moto's S3 server)."""
 
+import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
 
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 from retention_shared.kafka import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
 from tests.kafka_reading import read_until
+from tests.trainer.moto_s3 import client as s3_client
+from tests.trainer.moto_s3 import moto_s3, new_bucket
 
 
 async def test_topics_exist_with_the_configured_partitions(kafka: EmbeddedBroker) -> None:
@@ -66,3 +72,67 @@ def test_a_taken_port_is_reported_not_shared(kafka: EmbeddedBroker) -> None:
         assert "already in use" in str(error)
     else:
         raise AssertionError("a second broker on a taken port must not start")
+
+
+async def _produce(settings: Settings, topic: str, count: int) -> None:
+    producer = AIOKafkaProducer(acks="all", **aiokafka_options(settings))
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send_and_wait(topic, f"kept-{i}".encode(), key=f"k{i % 4}".encode())
+    finally:
+        await producer.stop()
+
+
+def test_s3_storage_keeps_the_log_across_a_killed_broker() -> None:
+    with moto_s3() as endpoint:
+        bucket = new_bucket(endpoint)
+        settings = Settings(
+            s3_endpoint_url=endpoint, broker_storage=f"s3://{bucket}/", topic_partitions=2
+        )
+        first = EmbeddedBroker(settings, storage_engine=settings.broker_storage).start()
+        assert first.durable and first.storage == f"s3://{bucket}/"
+        topic = Topics.with_prefix("").transactions
+        try:
+            asyncio.run(_produce(first.settings, topic, 20))
+        finally:
+            assert first.process is not None
+            first.process.kill()  # no graceful stop: what was acknowledged must be in the bucket
+            first.process.wait()
+        assert s3_client(endpoint).list_objects_v2(Bucket=bucket)["KeyCount"] > 0
+
+        second = EmbeddedBroker(settings, port=first.port, storage_engine=settings.broker_storage)
+        with second:
+            records = asyncio.run(
+                read_until(second.settings, topic, lambda got: len(got) >= 20, timeout=60)
+            )
+    assert sorted(r.value for r in records) == sorted(f"kept-{i}".encode() for i in range(20))
+
+
+def test_in_memory_is_the_default_and_says_so() -> None:
+    broker = EmbeddedBroker(Settings())
+    assert not broker.durable
+    assert "--storage-engine" in broker.command()
+    assert broker.command()[-1] == "memory://tansu/"
+
+
+def test_storage_tansu_refuses_is_refused_by_the_setting() -> None:
+    for refused in ("sqlite://broker.db", "file:///tmp/broker"):
+        with pytest.raises(ValidationError, match="s3://bucket/ or postgres://"):
+            Settings(broker_storage=refused)
+    assert Settings(broker_storage="postgres://u:secret@db/tansu").broker_storage
+    assert EmbeddedBroker(Settings(), storage_engine="postgres://u:secret@db/tansu").storage == (
+        "postgres://db/tansu"
+    )
+
+
+def test_the_s3_endpoint_setting_reaches_tansu_as_aws_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AWS_ENDPOINT", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(s3_endpoint_url="http://127.0.0.1:9000")
+    env = EmbeddedBroker(settings, storage_engine="s3://logs/").environment()
+    assert env["AWS_ENDPOINT"] == "http://127.0.0.1:9000"
+    assert env["AWS_ALLOW_HTTP"] == "true"  # object_store refuses plain HTTP otherwise
+    assert "AWS_ENDPOINT" not in EmbeddedBroker(settings).environment()  # in memory: no S3

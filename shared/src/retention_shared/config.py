@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     features_port: int = 8002
     trainer_port: int = 8003
     broker_port: int = 9092
+    # Where the embedded broker keeps its log: empty = in memory (lost when it restarts), or one
+    # of Tansu's durable engines. S3 credentials from AWS_*, endpoint from s3_endpoint_url.
+    broker_storage: str = Field("", description="s3://bucket/ or postgres://... for Tansu.")
 
     # Auth: "key:tenant:role1+role2,..."; a secret, so only ever from the environment.
     api_keys: SecretStr = SecretStr("")
@@ -132,6 +135,14 @@ class Settings(BaseSettings):
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
         if not set(value) <= allowed:
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("broker_storage")
+    @classmethod
+    def _storage_tansu_can_use(cls, value: str) -> str:
+        # This Tansu build refuses sqlite:// and file://; say so before starting it.
+        if value and not value.startswith(("memory://", "s3://", "postgres://", "postgresql://")):
+            raise ValueError("must be empty (in memory), s3://bucket/ or postgres://...")
         return value
 
     def port_of(self, service: str) -> int:

