@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +29,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from retention_cli.demo_orders import BUNDLED_DATA, DemoOrder, demo_orders
 from retention_cli.demo_report import AT_RISK_QUERY, SAMPLE_CAMPAIGN, print_report
-from retention_cli.stack import SERVICES, Stack, stack_environment
+from retention_cli.shutdown import Shutdown, handle_signals
+from retention_cli.stack import SERVICES, Stack, broker_storage_note, stack_environment
 from retention_shared.auth import generate_dev_key
 from retention_shared.config import Settings
 
@@ -82,9 +82,17 @@ def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("retention demo: --speed must be positive")
         return 2
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    shutdown = Shutdown()
+    handle_signals(shutdown)  # any number of Ctrl-Cs or SIGTERMs stop the stack, never abandon it
     try:
-        run_demo(Settings(), speed=args.speed, once=args.once, data=args.data, timeout=args.timeout)
+        run_demo(
+            Settings(),
+            speed=args.speed,
+            once=args.once,
+            data=args.data,
+            timeout=args.timeout,
+            shutdown=shutdown,
+        )
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
@@ -102,6 +110,7 @@ def run_demo(
     timeout: float = 900.0,
     console: Console | None = None,
     on_report: Callable[[DemoReport], None] | None = None,
+    shutdown: Shutdown | None = None,
 ) -> DemoReport:
     """Run the demo; `on_report` is called with the printed answers while the stack still runs."""
     if console is None:
@@ -118,13 +127,17 @@ def run_demo(
     log = log_path.open("a", buffering=1)
     env = stack_environment(settings, api_keys)
     env["BENTOML_HOME"] = str(work / "bentoml")  # a clean demo: its own model store too
-    stack = Stack(settings, env, write=lambda line: log.write(line + "\n"))
+    stack = Stack(
+        settings, env, write=lambda line: log.write(line + "\n"), shutdown=shutdown or Shutdown()
+    )
     urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in SERVICES}
     deadline = time.monotonic() + timeout
     keep_logs = False
     try:
         with console.status(f"starting the embedded broker and services (logs: {log_path})"):
             stack.start()
+        if stack.broker is not None:
+            console.print(broker_storage_note(stack.broker))
         with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=60.0) as client:
             api = _Api(client, urls)
             orders = demo_orders(data)
@@ -152,11 +165,9 @@ def run_demo(
         if on_report is not None:
             on_report(report)
         if not once:
-            console.print("Running until Ctrl-C.")
-            while not stack.exited():
-                time.sleep(0.5)
-            dead = ", ".join(s.name for s in stack.exited())
-            raise RuntimeError(f"stopped unexpectedly: {dead}")
+            console.print("Running until Ctrl-C (a crashed service or broker is started again).")
+            while True:  # the stack's supervisor does the watching
+                time.sleep(3600)
         return report
     except (RuntimeError, TimeoutError, httpx.HTTPError):
         keep_logs = True

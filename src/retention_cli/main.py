@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 
 from retention_cli import backtest, demo
+from retention_cli.shutdown import handle_signals
 from retention_cli.stack import SERVICES, Stack, stack_environment
 from retention_shared.auth import ApiKeys, AuthConfigError, generate_dev_key
 from retention_shared.config import Settings
@@ -41,7 +41,7 @@ def _up(args: argparse.Namespace) -> int:
         use_embedded_broker=not external,
     )
     # SIGTERM behaves like Ctrl-C, so the children are stopped in order either way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    handle_signals(stack.shutdown)
     try:
         stack.start()
     except (RuntimeError, TimeoutError) as exc:
@@ -49,10 +49,20 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(
-        f"\nRetention is up. Broker: {settings.kafka_bootstrap}"
-        + (" (embedded Tansu)" if not external else "")
-    )
+    try:
+        _print_welcome(stack, dev_key)
+        while True:  # the stack's supervisor does the watching
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    print("stopping: " + ", ".join(SERVICES) + ", broker", flush=True)
+    stack.stop()
+    return 0
+
+
+def _print_welcome(stack: Stack, dev_key: str | None) -> None:
+    settings = stack.settings
+    print(f"\nRetention is up. Broker: {settings.kafka_bootstrap}" + _broker_kind(stack))
     for name in SERVICES:
         port = settings.port_of(name)
         print(
@@ -63,19 +73,15 @@ def _up(args: argparse.Namespace) -> int:
         print(
             f"  e.g. curl -H 'Authorization: Bearer {dev_key}' http://127.0.0.1:{settings.features_port}/v1/customers/17850/features"
         )
-    print("Ctrl-C stops everything.\n", flush=True)
-    code = 0
-    try:
-        while not (dead := stack.exited()):
-            time.sleep(0.5)
-        names = ", ".join(f"{s.name} (exit {s.process.returncode})" for s in dead)
-        print(f"retention up: stopped unexpectedly: {names}; stopping the rest", file=sys.stderr)
-        code = 1
-    except KeyboardInterrupt:
-        pass
-    print("stopping: " + ", ".join(SERVICES) + ", broker", flush=True)
-    stack.stop()
-    return code
+    print("A crashed service or broker is started again. Ctrl-C stops everything.\n", flush=True)
+
+
+def _broker_kind(stack: Stack) -> str:
+    if stack.broker is None:
+        return ""
+    if stack.broker.durable:
+        return f" (embedded Tansu, log in {stack.broker.storage})"
+    return " (embedded Tansu, log in memory: lost if the broker restarts)"
 
 
 def main(argv: list[str] | None = None) -> int:
