@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import (
@@ -88,6 +89,18 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     )
 
 
+async def broker_answers(settings: Settings) -> None:
+    """Raises unless the bootstrap servers answer; leaves no client open either way.
+
+    FastStream's broker leaks its producer when its start fails (aiokafka then logs "Unclosed
+    AIOKafkaProducer" at error level), so a service only starts it once this passed."""
+    client = AIOKafkaClient(**aiokafka_options(settings))
+    try:
+        await client.bootstrap()
+    finally:
+        await client.close()
+
+
 async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
     """Create the project's topics if missing; returns the names it created."""
     specs = specs if specs is not None else Topics.with_prefix(settings.topic_prefix).specs()
@@ -144,7 +157,11 @@ class BulkProducer:
             request_timeout_ms=int(self.timeout * 1000),
             **aiokafka_options(self.settings),
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # a failed start leaves it open ("Unclosed AIOKafkaProducer")
+            raise
         self._producer = producer
 
     async def stop(self) -> None:

@@ -23,7 +23,7 @@ from faststream.kafka import KafkaBroker
 from retention_shared.auth import ApiKeys, AuthConfigError
 from retention_shared.config import Settings, load_settings
 from retention_shared.health import CachedCheck, CheckResult, Readiness
-from retention_shared.kafka import make_broker
+from retention_shared.kafka import broker_answers, make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
@@ -113,6 +113,7 @@ async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:
     delay = 0.2
     while True:
         try:
+            await broker_answers(ctx.settings)
             await ctx.broker.start()
             break
         except Exception as exc:  # the broker may not be up yet: keep serving /healthz and retry
