@@ -28,6 +28,8 @@ ORDER_EVENT_SCHEMA = pl.Schema(
         "currency": pl.String,
         "country": pl.String,
         "source": pl.String,
+        "version": pl.Int64,
+        "withdrawn": pl.Boolean,
     }
 )
 
@@ -48,6 +50,8 @@ def order_event_frame(events: Iterable[OrderEvent]) -> pl.DataFrame:
             "currency": [e.currency for e in events],
             "country": [e.country for e in events],
             "source": [e.source for e in events],
+            "version": [e.version for e in events],
+            "withdrawn": [e.withdrawn for e in events],
         },
         schema=ORDER_EVENT_SCHEMA,
     )

@@ -67,6 +67,8 @@ class OrderEventStruct(_EventStruct, kw_only=True, gc=False):
     currency: str | None = None
     country: str | None = None
     source: _IdStr
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
+    withdrawn: bool = False
 
 
 _decoder = msgspec.json.Decoder(OrderEventStruct)

@@ -28,6 +28,14 @@ class DecodedOrder:
     tenant_id: str
     customer_id: str
     order: RunningOrder
+    # Amendments: a higher version replaces the stored order; `withdrawn` removes it from
+    # this customer (see `PartitionStore.amend`).
+    version: int = 0
+    withdrawn: bool = False
+
+    @property
+    def amends(self) -> bool:
+        return self.version > 0 or self.withdrawn
 
     def row(self, offset: int) -> tuple[object, ...]:
         """The store's `orders` row (products as sorted JSON text)."""
@@ -42,6 +50,7 @@ class DecodedOrder:
             order.items,
             products_json(order.products),
             offset,
+            self.version,
         )
 
 
@@ -97,4 +106,6 @@ def _reduce(event: OrderEvent | OrderEventStruct, occurred_at: datetime) -> Deco
             items,
             sorted(products),
         ),
+        event.version,
+        event.withdrawn,
     )

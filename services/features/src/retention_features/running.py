@@ -81,6 +81,13 @@ class RunningCustomers:
             self._complete = False
         return served, unserved
 
+    def reload(self, keys: Iterable[CustomerKey]) -> None:
+        """Rebuild these customers from the store (an amendment changed their orders)."""
+        keys = list(keys)
+        for key in keys:
+            self._customers.pop(key, None)
+        self._load(keys)
+
     def forget(self) -> None:
         """Drop every customer's totals: some may hold orders of a batch that was rolled back."""
         self._complete = False

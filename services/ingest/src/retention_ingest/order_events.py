@@ -116,6 +116,8 @@ def build_order_events(
         pl.Series("event_id", event_ids, dtype=pl.String),
         pl.lit(tenant_id).alias("tenant_id"),
         pl.lit(source).alias("source"),
+        pl.lit(0).alias("version"),
+        pl.lit(False).alias("withdrawn"),
     ).select(pl.col(name).cast(dtype) for name, dtype in EVENT_SCHEMA.items())
 
 

@@ -1,5 +1,6 @@
-"""Ingest's own durable state (SQLite under RETENTION_DATA_DIR/ingest): saved tenant mappings
-and the status of every upload, so both survive a restart."""
+"""Ingest's own durable state (SQLite under RETENTION_DATA_DIR/ingest): saved tenant mappings,
+the status of every upload, and the fingerprint of every order published (`amendments`), so all
+survive a restart."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from retention_ingest.amendments import Fingerprint
 from retention_ingest.mapping import ColumnMapping
 
 _SCHEMA = """
@@ -31,6 +33,16 @@ CREATE TABLE IF NOT EXISTS uploads (
     finished_at TEXT,
     status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS order_fingerprints (
+    tenant_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    occurred_at_us INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, order_id, kind)
+) WITHOUT ROWID;
 """
 
 
@@ -48,6 +60,54 @@ class IngestStore:
 
     def close(self) -> None:
         self._db.close()
+
+    # --- order fingerprints ----------------------------------------------------------------
+
+    def fingerprints(
+        self, tenant_id: str, orders: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Fingerprint]:
+        """The stored fingerprints of these (order_id, kind) pairs of the tenant."""
+        found: dict[tuple[str, str], Fingerprint] = {}
+        for start in range(0, len(orders), 400):  # SQLite's bound-parameter limit
+            chunk = orders[start : start + 400]
+            wanted = " OR ".join(["(order_id = ? AND kind = ?)"] * len(chunk))
+            rows = self._db.execute(
+                "SELECT order_id, kind, customer_id, occurred_at_us, content, version "
+                f"FROM order_fingerprints WHERE tenant_id = ? AND ({wanted})",
+                [tenant_id, *(value for pair in chunk for value in pair)],
+            )
+            found.update({(row[0], row[1]): Fingerprint(*row) for row in rows})
+        return found
+
+    def save_fingerprints(
+        self, tenant_id: str, fingerprints: list[Fingerprint], *, amend: bool
+    ) -> None:
+        """Remember published orders. `amend`: a higher version replaces the stored one (HTTP
+        and `orders.raw`); otherwise the first stays, as consumers keep the first copy."""
+        upsert = (
+            " ON CONFLICT (tenant_id, order_id, kind) DO UPDATE SET customer_id = "
+            "excluded.customer_id, occurred_at_us = excluded.occurred_at_us, content = "
+            "excluded.content, version = excluded.version WHERE excluded.version > version"
+            if amend
+            else " ON CONFLICT DO NOTHING"
+        )
+        with self._lock, self._db:  # one transaction, not a commit per row
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f"INSERT INTO order_fingerprints VALUES (?, ?, ?, ?, ?, ?, ?){upsert}",
+                [
+                    (
+                        tenant_id,
+                        f.order_id,
+                        f.kind,
+                        f.customer_id,
+                        f.occurred_at_us,
+                        f.content,
+                        f.version,
+                    )
+                    for f in fingerprints
+                ],
+            )
 
     # --- mappings ------------------------------------------------------------------------
 
@@ -120,6 +180,11 @@ class IngestStore:
             return None
         keys = ("upload_id", "state", "filename", "bytes", "created_at", "finished_at")
         return dict(zip(keys, row[:6], strict=True)) | json.loads(row[6])
+
+    def uploads_of(self, tenant_id: str) -> list[tuple[str, str]]:
+        """(upload id, state) of every upload of the tenant."""
+        rows = self._db.execute("SELECT id, state FROM uploads WHERE tenant_id = ?", (tenant_id,))
+        return [(str(upload_id), str(state)) for upload_id, state in rows]
 
     def interrupt_unfinished(self) -> int:
         """Uploads left queued or running by a previous process cannot resume: mark them failed."""

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from retention_ingest import metrics
+from retention_ingest.amendments import Fingerprint, fingerprints
 from retention_ingest.bounds import OrderBounds
 from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import FileIngestResult, FilePlan, IngestProgress, ingest_file
@@ -37,19 +38,17 @@ PUBLISH_BATCH = 5000
 PUBLISH_IN_FLIGHT = 3
 
 
-def _next_records(batches: Iterator[pl.DataFrame]) -> tuple[list[bytes], list[bytes]] | None:
-    """The next batch's keys and payloads (worker thread), or None when all are published."""
+Prepared = tuple[list[bytes], list[bytes], list[Fingerprint]]
+
+
+def _next_records(batches: Iterator[pl.DataFrame]) -> Prepared | None:
+    """The next batch's keys, payloads and order fingerprints (worker thread), or None when
+    all are published."""
     batch = next(batches, None)
     if batch is None:
         return None
     keys = [f"{t}:{c}".encode() for t, c in batch.select("tenant_id", "customer_id").iter_rows()]
-    return keys, order_event_payloads(batch)
-
-
-async def _acknowledged(entry: tuple[asyncio.Task[None], int]) -> int:
-    task, count = entry
-    await task
-    return count
+    return keys, order_event_payloads(batch), fingerprints(batch)
 
 
 @dataclass(frozen=True)
@@ -180,20 +179,26 @@ class UploadRunner:
         """Publish every event; the next batch is prepared (off the loop) while up to
         `PUBLISH_IN_FLIGHT` batches wait for acknowledgements, and progress counts only acked ones."""
         batches = result.event_batches(PUBLISH_BATCH)
-        in_flight: deque[tuple[asyncio.Task[None], int]] = deque()
+        in_flight: deque[tuple[asyncio.Task[None], list[Fingerprint]]] = deque()
         published = 0
         try:
             while True:
                 prepared = await asyncio.to_thread(_next_records, batches)
                 if prepared is not None:
-                    keys, payloads = prepared
+                    keys, payloads, sent = prepared
                     task = asyncio.create_task(
                         self.publisher.publish(upload.tenant_id, keys, payloads)
                     )
-                    in_flight.append((task, len(payloads)))
+                    in_flight.append((task, sent))
                 # Wait for the oldest batch when the window is full, and for all at the end.
                 while in_flight and (prepared is None or len(in_flight) >= PUBLISH_IN_FLIGHT):
-                    published += await _acknowledged(in_flight.popleft())
+                    task, sent = in_flight.popleft()
+                    await task
+                    # What consumers hold of each order, for an amendment sent later by HTTP.
+                    await asyncio.to_thread(
+                        self.store.save_fingerprints, upload.tenant_id, sent, amend=False
+                    )
+                    published += len(sent)
                     status["progress"] = self._progress(result, published)
                     self.store.update_upload(upload.upload_id, "running", status)
                 if prepared is None:

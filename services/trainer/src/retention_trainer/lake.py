@@ -201,6 +201,9 @@ class TransactionLake:
     def parts(events: pl.DataFrame) -> list[tuple[str, bytes, int]]:
         """The part files `events` make, (key, Parquet bytes, rows): all the work that depends
         on the events' values, and none of the storage's (a consumer tells the two apart)."""
+        # A withdrawal only moves an order between customers' partitions of the features
+        # service; the lake holds the order once, by event id, at its highest version.
+        events = events.filter(~pl.col("withdrawn"))
         if events.is_empty():
             return []
         events = events.select(pl.col(n).cast(t) for n, t in ORDER_EVENT_SCHEMA.items())
@@ -241,8 +244,7 @@ class TransactionLake:
         keys = [o.key for o in self._parts(_tenant_prefix(tenant_id))]
         if not keys:
             return pl.LazyFrame(schema=LAKE_SCHEMA)
-        scan = self.store.scan_parquet(keys, LAKE_SCHEMA)
-        return scan.unique("event_id", keep="first", maintain_order=True)
+        return _latest_versions(self.store.scan_parquet(keys, LAKE_SCHEMA))
 
     def compact(self, tenant_id: str, min_parts: int = 8) -> int:
         """Rewrite each month with at least `min_parts` part files as one; returns months done.
@@ -259,8 +261,7 @@ class TransactionLake:
             if len(keys) < min_parts:
                 continue
             merged = (
-                self.store.scan_parquet(keys, LAKE_SCHEMA)
-                .unique("event_id", keep="first", maintain_order=True)
+                _latest_versions(self.store.scan_parquet(keys, LAKE_SCHEMA))
                 # Parts from before the derived columns get them now.
                 .with_columns(
                     pl.coalesce(name, derived.cast(LAKE_SCHEMA[name]))
@@ -283,6 +284,16 @@ class TransactionLake:
             for o in self.store.list(prefix)
             if o.key.rsplit("/", 1)[-1].startswith("part-") and o.key.endswith(".parquet")
         ]
+
+
+def _latest_versions(scan: pl.LazyFrame) -> pl.LazyFrame:
+    """Each event id once: its highest version (an amended order), the first stored copy of it.
+    Parts from before amendments have no version column: their rows are version 0."""
+    scan = scan.with_columns(pl.col("version").fill_null(0))
+    # The window costs a pass over the lake; only tenants that amended an order pay it.
+    if scan.select(pl.col("version").max()).collect().item():
+        scan = scan.filter(pl.col("version") == pl.col("version").max().over("event_id"))
+    return scan.unique("event_id", keep="first", maintain_order=True)
 
 
 def _within_contract() -> pl.Expr:

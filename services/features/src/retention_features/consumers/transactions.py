@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_features import metrics
-from retention_features.decoding import decode_orders
+from retention_features.decoding import DecodedOrder, decode_orders
 from retention_features.log_check import lost_logs
 from retention_features.running import CustomerKey, RunningCustomers
 from retention_features.store import PartitionStore, to_microseconds
@@ -324,10 +324,13 @@ class TransactionsConsumer:
                 as_of[key] = clock
                 sources[key] = (tp.partition, offset)
             store.begin()
-            new = store.insert_rows(
-                [o.row(offset) for o, offset in zip(orders, offsets, strict=True)]
-            )
-            customers.apply(order for order, is_new in zip(orders, new, strict=True) if is_new)
+            plain = [(o, offset) for o, offset in zip(orders, offsets, strict=True) if not o.amends]
+            new = store.insert_rows([o.row(offset) for o, offset in plain])
+            customers.apply(o for (o, _), is_new in zip(plain, new, strict=True) if is_new)
+            if len(plain) < len(orders):
+                for key, offset in self._amend(store, customers, orders, offsets).items():
+                    as_of.setdefault(key, clocks[key[0]])
+                    sources.setdefault(key, (tp.partition, offset))
             batch.clocks[tp.partition] = clocks
             batch.orders += len(orders)
             if wall:  # live data: recency against real time
@@ -346,6 +349,24 @@ class TransactionsConsumer:
                 pl.concat(unserved_history), unserved_as_of, unserved_sources
             )
         return batch
+
+    @staticmethod
+    def _amend(
+        store: PartitionStore,
+        customers: RunningCustomers,
+        orders: list[DecodedOrder],
+        offsets: list[int],
+    ) -> dict[CustomerKey, int]:
+        """Apply the batch's amendments and withdrawals after its plain orders (a version only
+        ever replaces a lower one, so their order does not matter); reload the customers they
+        changed. Returns those customers, each with the offset that changed them."""
+        changed: dict[CustomerKey, int] = {}
+        for order, offset in zip(orders, offsets, strict=True):
+            if order.amends:
+                for key in store.amend(order.row(offset), order.withdrawn):
+                    changed[key] = offset
+        customers.reload(changed)
+        return changed
 
     def _commit(self, batch: PreparedBatch) -> None:
         for tp, records in batch.records.items():

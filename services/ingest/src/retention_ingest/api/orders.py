@@ -2,19 +2,23 @@
 
 The body's shape is checked here (422 naming the field); the values go through the same cleaning
 as files, so each order comes back accepted (with its event ids, and any line dropped with its
-reason) or rejected with reason codes and the offending field.
+reason) or rejected with reason codes and the offending field. An order sent before with other
+content needs a higher `version` (`amendments`); without one the request answers 409 naming the
+fields that differ, and nothing is published.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import polars as pl
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
 from pydantic_core import PydanticCustomError
 
 from retention_ingest import metrics
+from retention_ingest.amendments import Fingerprint, fingerprints, judge, with_withdrawals
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan
 from retention_ingest.dates import DateFormat
@@ -61,6 +65,12 @@ class OrderIn(BaseModel):
     lines: list[LineIn] = Field(min_length=1)
     currency: str | None = None
     country: str | None = None
+    version: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=2**53,
+        description="Send an order again with a higher version to amend it (0 when omitted).",
+    )
 
 
 class OrdersBatch(BaseModel):
@@ -123,7 +133,7 @@ async def post_orders(
         bounds=OrderBounds.from_settings(ctx.settings),
         received_at=received_at,
     )
-    records = [flatten_record(order.model_dump()) for order in orders]
+    records = [flatten_record(order.model_dump(exclude={"version"})) for order in orders]
     result = clean_records(
         records,
         plan,
@@ -131,14 +141,26 @@ async def post_orders(
         source="http",
         order_ids=[None if o.order_id is None else as_text(o.order_id) for o in orders],
     )
-    if result.events.height:
+    events = result.events
+    if events.height:
+        index_of = {eid: o.index for o in result.outcomes for eid in o.event_ids}
+        indexes = [index_of[eid] for eid in events["event_id"]]
+        events = events.with_columns(
+            version=pl.Series([orders[i].version or 0 for i in indexes], dtype=pl.Int64)
+        )
+        sent = fingerprints(events)
+        judgement = judge(
+            sent, store.fingerprints(caller.tenant_id, [(f.order_id, f.kind) for f in sent])
+        )
+        if judgement.conflicts:
+            raise _conflict(judgement.conflicts, sent, indexes, batch="orders" in body)
+        events = with_withdrawals(events, judgement.amended)
         publisher: OrderPublisher = request.app.state.publisher
         keys = [
-            f"{t}:{c}".encode()
-            for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
+            f"{t}:{c}".encode() for t, c in events.select("tenant_id", "customer_id").iter_rows()
         ]
         try:
-            await publisher.publish(caller.tenant_id, keys, order_event_payloads(result.events))
+            await publisher.publish(caller.tenant_id, keys, order_event_payloads(events))
         except MessageTooLarge as exc:
             raise HTTPException(
                 status.HTTP_413_CONTENT_TOO_LARGE,
@@ -155,6 +177,7 @@ async def post_orders(
                 },
                 headers={"Retry-After": "5"},
             ) from None
+        store.save_fingerprints(caller.tenant_id, sent, amend=True)
     metrics.count_rows(caller.tenant_id, result.accepted_rows, result.rejected_by_reason)
     results = [
         OrderResult(
@@ -174,6 +197,33 @@ async def post_orders(
     ]
     accepted = sum(r.status == "accepted" for r in results)
     return OrdersResponse(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+
+def _conflict(
+    conflicts: dict[int, list[str]], sent: list[Fingerprint], indexes: list[int], batch: bool
+) -> HTTPException:
+    """409 naming, per conflicting order, the fields that differ from what was sent before."""
+    listed = [
+        {
+            "index": indexes[row],
+            "order_id": sent[row].order_id,
+            "kind": sent[row].kind,
+            "differs": differs,
+        }
+        for row, differs in sorted(conflicts.items())
+    ]
+    first = listed[0]
+    prefix = f"orders.{first['index']}." if batch else ""
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        detail={
+            "field": prefix + first["differs"][0],
+            "problem": f"order {first['order_id']} ({first['kind']}) was sent before with other "
+            f"{', '.join(first['differs'])}; send it with a higher version to amend it. "
+            "Nothing was published.",
+            "conflicts": listed,
+        },
+    )
 
 
 def _field_path(field: str | None, line: int) -> str:

@@ -16,6 +16,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from retention_ingest import metrics
+from retention_ingest.amendments import fingerprints, judge
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan
 from retention_ingest.dates import DateFormat
@@ -74,6 +75,22 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         )
         result = clean_records([rows], plan, tenant_id=tenant_id, source=record_location(message))
         if result.events.height:
+            sent = fingerprints(result.events)
+            conflicts = judge(
+                sent, store.fingerprints(tenant_id, [(f.order_id, f.kind) for f in sent])
+            ).conflicts
+            if conflicts:  # a record carries no version: other content is a conflict
+                reasons = [
+                    RejectReason(
+                        code="amended_without_version",
+                        field=differs[0],
+                        message=f"order {sent[row].order_id} was sent before with other "
+                        f"{', '.join(differs)}; amend it over HTTP with a higher version",
+                    )
+                    for row, differs in conflicts.items()
+                ]
+                await reject_record(ctx, message, reasons, tenant_id=tenant_id)
+                return
             keys = [
                 f"{t}:{c}".encode()
                 for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
@@ -84,6 +101,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 reason = RejectReason(code="message_too_large", field="lines", message=str(error))
                 await reject_record(ctx, message, [reason], tenant_id=tenant_id)
                 return
+            store.save_fingerprints(tenant_id, sent, amend=True)
         rejected = result.outcomes[0].rejected_lines
         if rejected:
             reasons = [
