@@ -97,6 +97,12 @@ class OrderEvent(Event):
     country: str | None = None
     # Where it entered: "http", "orders.raw" or "upload:<upload id>".
     source: IdStr
+    # Amendments (additive fields): an order sent again with a higher version replaces the
+    # earlier one in features, lake and training; 0 for an order never amended.
+    version: int = Field(0, ge=0, le=2**53)
+    # True on the event that takes an amended order away from the customer it named before
+    # (keyed to that customer, so it reaches their partition); readers use only its identity.
+    withdrawn: bool = False
 
 
 class RejectReason(BaseModel):
@@ -336,8 +342,15 @@ def _adapter(event_type: Any) -> TypeAdapter[Any]:
 
 
 def order_event_id(tenant_id: str, order_id: str, kind: OrderKind) -> str:
-    """Deterministic event id: re-ingesting the same order yields the same id (consumers dedupe)."""
+    """Deterministic event id: re-ingesting the same order yields the same id (consumers dedupe).
+    Every version of an order has this id; readers keep the highest version."""
     digest = hashlib.sha256(f"{tenant_id}\x1f{order_id}\x1f{kind.value}".encode()).hexdigest()
+    return digest[:32]
+
+
+def withdrawal_event_id(event_id: str, customer_id: str, version: int) -> str:
+    """The id of the event withdrawing order `event_id` from `customer_id` at `version`."""
+    digest = hashlib.sha256(f"{event_id}\x1f{customer_id}\x1f{version}".encode()).hexdigest()
     return digest[:32]
 
 

@@ -2,7 +2,10 @@
 
 A consumed batch is written in one transaction together with the partition's next offset and
 tenant clocks, so a crash at any instant leaves either the whole batch or none of it. Orders are
-deduplicated by (tenant_id, order_id, kind): a redelivered or replayed event changes nothing.
+deduplicated by (tenant_id, order_id, kind): a redelivered or replayed event changes nothing. An
+amendment (a higher `version` of the order) replaces the stored row, and a withdrawal removes it
+from the customer it named (`amend`); a lower or equal version changes nothing, so the result
+does not depend on the order in which versions arrive.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CREATE TABLE IF NOT EXISTS orders (
     items REAL NOT NULL,
     products TEXT NOT NULL,
     source_offset INTEGER NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, order_id, kind)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (tenant_id, customer_id);
@@ -42,7 +46,10 @@ CREATE TABLE IF NOT EXISTS progress (
     next_offset INTEGER NOT NULL
 );
 """
-_INSERT = "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STORED_VERSION = (
+    "SELECT customer_id, version FROM orders WHERE tenant_id = ? AND order_id = ? AND kind = ?"
+)
 _STORED_FROM = "SELECT source_offset FROM orders WHERE tenant_id = ? AND order_id = ? AND kind = ?"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,6 +79,7 @@ class StoredOrder:
             sum(abs(line.quantity) for line in event.lines),
             json.dumps(sorted({line.product_id for line in event.lines})),
             self.offset,
+            event.version,
         )
 
 
@@ -92,6 +100,9 @@ class PartitionStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
+        if "version" not in columns:  # a state file from before amendments
+            self._db.execute("ALTER TABLE orders ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -138,6 +149,28 @@ class PartitionStore:
             self._db.execute(_STORED_FROM, (row[0], row[2], row[3])).fetchone()[0] == row[8]
             for row in rows
         ]
+
+    def amend(self, row: tuple[object, ...], withdrawn: bool) -> list[tuple[str, str]]:
+        """Apply an amendment `row` (inside the open transaction): replace the stored order if
+        its version is higher, or, for a withdrawal, delete it from the customer it names.
+        Returns the customers whose orders changed (one or two), for their totals to reload."""
+        tenant, customer, order_id, kind, version = row[0], row[1], row[2], row[3], row[9]
+        stored = self._db.execute(_STORED_VERSION, (tenant, order_id, kind)).fetchone()
+        if withdrawn:
+            if stored is None or stored[0] != customer or stored[1] >= version:
+                return []
+            self._db.execute(
+                "DELETE FROM orders WHERE tenant_id = ? AND order_id = ? AND kind = ?",
+                (tenant, order_id, kind),
+            )
+            return [(str(tenant), str(customer))]
+        if stored is not None and stored[1] >= version:
+            return []
+        self._db.execute("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        touched = [(str(tenant), str(customer))]
+        if stored is not None and stored[0] != customer:
+            touched.append((str(tenant), stored[0]))
+        return touched
 
     def tenant_clocks(self) -> dict[str, int]:
         """The committed tenant clocks (a copy; read once, then kept as they are committed)."""
