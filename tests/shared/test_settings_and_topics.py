@@ -40,11 +40,15 @@ def test_a_prefix_that_cannot_be_part_of_a_topic_name_is_refused() -> None:
         Settings(topic_prefix="acme/")
 
 
-def test_only_customer_features_is_compacted() -> None:
+def test_the_per_customer_latest_topics_are_compacted() -> None:
+    """customer-features and customer-scores keep the latest record per customer, so an erased
+    customer's tombstone removes every earlier one; the rest keep history."""
     specs = {spec.name: spec for spec in Topics.with_prefix("p.").specs()}
-    assert len(specs) == 8
-    assert specs["p.customer-features"].configs == {"cleanup.policy": "compact"}
-    assert all(spec.configs == {} for name, spec in specs.items() if name != "p.customer-features")
+    assert len(specs) == 10
+    compacted = {"p.customer-features", "p.customer-scores"}
+    assert {name for name, spec in specs.items() if spec.compacted} == compacted
+    assert all(specs[name].configs == {"cleanup.policy": "compact"} for name in compacted)
+    assert {"p.customer-erasures", "p.erasure-audit"} <= specs.keys()
 
 
 def test_customer_key_keeps_tenant_and_customer() -> None:

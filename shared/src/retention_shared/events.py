@@ -279,6 +279,41 @@ class RetrainRequested(Event):
     requested_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+# --- erasure ------------------------------------------------------------------------------
+
+
+class CustomerErasureRequested(Event):
+    """An admin asked to forget a customer (`customer-erasures`, keyed `tenant:customer`).
+
+    Every service removes what it holds of the customer's orders dated up to `requested_at`
+    and confirms with `CustomerErased` on `erasure-audit`."""
+
+    event_type: Literal["CustomerErasureRequested"] = "CustomerErasureRequested"
+    erasure_id: IdStr
+    tenant_id: IdStr
+    customer_id: IdStr
+    requested_at: UtcDatetime
+    # Who asked, never the key itself: "<tenant>/<role>/key:<first 12 hex of SHA-256(key)>".
+    requested_by: NonEmptyStr
+
+
+class CustomerErased(Event):
+    """One service instance erased a customer (`erasure-audit`, keyed `tenant`): the audit trail.
+
+    It says who asked, when, for which tenant and what was removed — never the customer's id."""
+
+    event_type: Literal["CustomerErased"] = "CustomerErased"
+    erasure_id: IdStr
+    tenant_id: IdStr
+    service: NonEmptyStr
+    instance: NonEmptyStr
+    requested_at: UtcDatetime
+    requested_by: NonEmptyStr
+    # What was removed, e.g. {"orders": 12, "lake_rows": 40}; zeros when nothing was held.
+    removed: dict[str, int] = Field(default_factory=dict)
+    erased_at: UtcDatetime = Field(default_factory=utc_now)
+
+
 # --- decoding -----------------------------------------------------------------------------
 
 

@@ -27,6 +27,8 @@ class Topics:
     model_events: str
     drift_events: str
     retrain_requests: str
+    customer_erasures: str
+    erasure_audit: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -39,14 +41,15 @@ class Topics:
             model_events=f"{prefix}model-events",
             drift_events=f"{prefix}drift-events",
             retrain_requests=f"{prefix}retrain-requests",
+            customer_erasures=f"{prefix}customer-erasures",
+            erasure_audit=f"{prefix}erasure-audit",
         )
 
     def specs(self) -> list[TopicSpec]:
-        # customer-features holds the latest vector per customer, so older ones may be compacted away.
-        return [
-            TopicSpec(name, compacted=(name == self.customer_features))
-            for name in vars(self).values()
-        ]
+        # customer-features and customer-scores hold the latest record per customer, so older ones
+        # may be compacted away — and an erased customer's tombstone removes them all.
+        compacted = {self.customer_features, self.customer_scores}
+        return [TopicSpec(name, compacted=(name in compacted)) for name in vars(self).values()]
 
 
 def customer_key(tenant_id: str, customer_id: str) -> bytes:
