@@ -4,6 +4,11 @@ Every scoring instance reads all partitions of the topics it materializes (no co
 each must answer for any customer. "Caught up" is measured against the fetch high watermark of
 each partition as first observed after start-up, not `end_offsets` (the embedded broker
 under-reports those after a multi-record batch; the fetch high watermark is right on Kafka too).
+
+A high watermark below the reader's position means the broker lost the log (an in-memory broker
+restarted empty, or the topic was recreated): the reader says so and reads that partition again
+from its start — the features service republishes every customer's vector when it notices the
+same — instead of waiting past the new log's end for records that never come.
 """
 
 from __future__ import annotations
@@ -102,6 +107,15 @@ class TopicReader:
                 continue
             self.targets.setdefault(tp.partition, highwater)
             position = await self._consumer.position(tp)
+            if highwater < position:
+                log.warning(
+                    "the log of %s ends before this reader's position: the broker lost it; "
+                    "reading the partition again from its start",
+                    self.topic,
+                    extra={"partition": tp.partition, "position": position, "end": highwater},
+                )
+                await self._consumer.seek_to_beginning(tp)
+                continue
             if self.lag is not None:
                 self.lag.labels(str(tp.partition)).set(max(0, highwater - position))
             if position < self.targets[tp.partition]:
