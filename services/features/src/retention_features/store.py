@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -247,6 +248,30 @@ class PartitionStore:
             "FROM orders ORDER BY tenant_id, customer_id, occurred_at_us, order_id, kind"
         ).fetchall()
         return orders_frame(rows)
+
+    def erase_customers(self, customers: dict[tuple[str, str], int | None]) -> int:
+        """Delete the orders of each (tenant, customer), all of them or those dated up to the
+        given µs, and make the file forget their bytes: `secure_delete` zeroes freed space,
+        VACUUM rewrites the file without stale copies (page splits leave some), and a TRUNCATE
+        checkpoint empties the WAL that held the old pages. Outside any open transaction (the
+        consumer holds its lock); returns the orders deleted."""
+        self._db.execute("PRAGMA secure_delete=ON")
+        deleted = 0
+        for (tenant_id, customer_id), until_us in customers.items():
+            deleted += self._db.execute(
+                "DELETE FROM orders WHERE tenant_id = ? AND customer_id = ? "
+                "AND (? IS NULL OR occurred_at_us <= ?)",
+                (tenant_id, customer_id, until_us, until_us),
+            ).rowcount
+        if deleted:
+            self._db.execute("VACUUM")
+        # Always, so a retry after a busy checkpoint still empties the WAL.
+        self._db.execute("PRAGMA busy_timeout=5000")  # readers of the API end their reads
+        for _ in range(20):
+            if not self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                return deleted
+            time.sleep(0.1)
+        raise OSError(f"{self.path}: the WAL could not be emptied after an erasure")
 
 
 def orders_frame(rows: list[tuple[object, ...]]) -> pl.DataFrame:

@@ -51,6 +51,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_features import metrics
 from retention_features.decoding import DecodedOrder, decode_orders
+from retention_features.erasure import sweep, tombstones
 from retention_features.log_check import lost_logs
 from retention_features.running import CustomerKey, RunningCustomers
 from retention_features.store import PartitionStore, to_microseconds
@@ -58,6 +59,7 @@ from retention_features.vectors import batch_time, feature_payloads, running_pay
 from retention_shared.config import ClockMode
 from retention_shared.consumer_health import ConsumerHealth
 from retention_shared.consuming import POISON_RECORDS, poison_payload, rejected_payload
+from retention_shared.erasure import ErasureList
 from retention_shared.event_time import latest_event_time_us
 from retention_shared.events import EventDecodeError
 from retention_shared.kafka import BulkProducer, aiokafka_options
@@ -117,6 +119,8 @@ class TransactionsConsumer:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _customers_counted_at: float = 0.0
     health: ConsumerHealth = field(default_factory=ConsumerHealth)
+    # Customers erased from this instance (`retention_features.erasure`); None: no erasures.
+    erasures: ErasureList | None = None
     _retry_seconds: float = RETRY_SECONDS
 
     async def start(self) -> None:
@@ -309,6 +313,8 @@ class TransactionsConsumer:
                         )
                 if isinstance(order, EventDecodeError):
                     batch.rejects.append((record.key, _rejected(record, order)))
+                elif self._erased(order):
+                    continue  # history of an erased customer, sent again or replayed
                 else:
                     orders.append(order)
                     offsets.append(record.offset)
@@ -367,6 +373,12 @@ class TransactionsConsumer:
                     changed[key] = offset
         customers.reload(changed)
         return changed
+
+    def _erased(self, order: DecodedOrder) -> bool:
+        erasures = self.erasures
+        return erasures is not None and erasures.covers(
+            order.tenant_id, order.customer_id, order.order.occurred_at_us
+        )
 
     def _commit(self, batch: PreparedBatch) -> None:
         for tp, records in batch.records.items():
@@ -471,6 +483,11 @@ class _Rebalance(ConsumerRebalanceListener):
         async with owner._lock:
             for tp in assigned:
                 store = PartitionStore(owner.store_path(tp.partition))
+                if owner.erasures is not None and (erased := sweep(store, owner.erasures)):
+                    assert owner._producer is not None
+                    await owner._producer.send_all(
+                        owner.ctx.topics.customer_features, tombstones(erased)
+                    )
                 owner.stores[tp.partition] = store
                 next_offset = store.next_offset()
                 owner.customers[tp.partition] = RunningCustomers(store, empty=next_offset is None)
