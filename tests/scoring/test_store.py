@@ -64,3 +64,33 @@ def test_tenants_are_kept_apart(orders: pl.DataFrame) -> None:
     assert set(touched) == {"acme", "other"}
     assert len(store.table("other")) == other["customer_id"].n_unique()
     assert store.table("nobody") is None
+
+
+def test_removing_customers_leaves_the_table_of_the_others(orders: pl.DataFrame) -> None:
+    """An erasure: the rest of the table (rows, vectors, histories) equals one built without the
+    removed customers, through enough removals to compact the histories."""
+    events = feature_events(orders)
+    store = FeatureStore()
+    store.apply((event, 2) for event in events)
+    ids = sorted({event.customer_id for event in events})
+    # Nine in ten of them (so many dead history entries that they are swept) and the last.
+    gone = (set(ids) - set(ids[::10])) | {ids[-1]}
+    entries, generation = store.table("acme")._history.size, store.table("acme").generation
+    assert all(store.remove("acme", customer) for customer in sorted(gone))
+    assert store.table("acme")._history.size < entries  # compacted on the way
+    assert not store.remove("acme", ids[1])  # removed already
+    assert not store.remove("other", ids[0])  # another tenant's customer is never touched
+    table = store.table("acme")
+    assert table.generation > generation
+    expected = FeatureStore()
+    expected.apply((event, 2) for event in events if event.customer_id not in gone)
+    want = expected.table("acme")
+    assert sorted(table.ids) == sorted(want.ids) and len(table) == len(want)
+    assert set(table.index) == set(want.index) and gone.isdisjoint(table.index)
+    order = [table.index[c] for c in want.ids]
+    np.testing.assert_array_equal(table.values[order], want.values[: len(want)])
+    np.testing.assert_array_equal(table.as_of_us[order], want.as_of_us[: len(want)])
+    history = table.history_frame().sort("customer_id", "occurred_at", "kind", "total")
+    assert history.equals(want.history_frame().sort("customer_id", "occurred_at", "kind", "total"))
+    one = table.rows_of([want.ids[0]])
+    assert table.history_frame(one).equals(want.history_frame(want.rows_of([want.ids[0]])))

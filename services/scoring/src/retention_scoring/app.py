@@ -16,8 +16,16 @@ import asyncio
 
 from fastapi import FastAPI
 
-from retention_scoring import metrics
-from retention_scoring.api import campaigns, customers, model, ping, scores, segments
+from retention_scoring import erasure, metrics
+from retention_scoring.api import (
+    campaigns,
+    customers,
+    erasures,
+    model,
+    ping,
+    scores,
+    segments,
+)
 from retention_scoring.champions import Champion, Champions, fetch_bundle
 from retention_scoring.consumers.duty import PublishingDuty
 from retention_scoring.consumers.features import FeaturesConsumer, Touched
@@ -29,6 +37,7 @@ from retention_scoring.score_events import ScoreEvents
 from retention_scoring.state import ScoringState, tenant_clock
 from retention_scoring.store import FeatureStore
 from retention_shared.config import Settings
+from retention_shared.erasure import subscribe_erasures
 from retention_shared.health import CheckResult
 from retention_shared.kafka import BulkProducer
 from retention_shared.service import ServiceContext, create_service_app
@@ -66,6 +75,14 @@ def create_app(settings: Settings) -> FastAPI:
         for tenant_id, customer_ids in touched.items():
             score_events.mark(tenant_id, customer_ids)
 
+    forgetting: set[asyncio.Task[int]] = set()
+
+    def customers_erased(removed: Touched) -> None:
+        for tenant_id, customer_ids in removed.items():
+            task = asyncio.create_task(score_events.forget(tenant_id, customer_ids))
+            forgetting.add(task)
+            task.add_done_callback(forgetting.discard)
+
     async def champion_swapped(champion: Champion) -> None:
         score_events.mark(champion.tenant_id)
 
@@ -81,6 +98,10 @@ def create_app(settings: Settings) -> FastAPI:
         topics.transactions_rejected,
         ctx.name,
         on_change=features_changed,
+        on_removed=customers_erased,
+    )
+    subscribe_erasures(
+        ctx, erasure.GROUP_ID, ctx.name, erasure.ScoringErasure(state.store, score_events).erase
     )
     models = ModelEventsConsumer(champions, topics.model_events, ctx.name)
 
@@ -127,7 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
         tasks.append(asyncio.create_task(housekeeping(), name="housekeeping"))
 
     async def stop() -> None:
-        await cancel(tasks)
+        await cancel([*tasks, *forgetting])
         await duty.stop()
         await score_events.stop()
         await champions.stop()
@@ -173,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Real-time churn, lifetime value and segment scores with reasons.",
         routers=[
             customers.router,
+            erasures.router,
             scores.router,
             segments.router,
             campaigns.router,

@@ -107,6 +107,13 @@ class ScoreEvents:
 
     async def read_back(self, records: list[ConsumerRecord]) -> None:
         """Remember what `customer-scores` says was last published (ours or another instance's)."""
+        for record in records:
+            if record.value is None:  # a tombstone: the customer was erased
+                tenant_id, _, customer_id = (
+                    (record.key or b"").decode(errors="replace").partition(":")
+                )
+                self.published.get(tenant_id, {}).pop(customer_id, None)
+        records = [record for record in records if record.value is not None]
         decoded = await asyncio.to_thread(
             decode_events, CustomerScore, [record.value for record in records]
         )
@@ -118,6 +125,18 @@ class ScoreEvents:
                 event.value_tier.value,
                 event.segment,
             )
+
+    async def forget(self, tenant_id: str, customer_ids: Iterable[str]) -> int:
+        """Erased customers: a tombstone on `customer-scores` for each one this instance knows
+        was announced (CRM subscribers delete them; compaction drops their scores)."""
+        known = self.published.get(tenant_id, {})
+        announced = [c for c in customer_ids if known.pop(c, None) is not None]
+        if announced:
+            await self.producer.send_all(
+                self.topic, [(customer_key(tenant_id, c), None) for c in announced]
+            )
+            MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(announced))
+        return len(announced)
 
     async def rescore(self, tenant_id: str, customers: Iterable[str] | None = None) -> int:
         """Publish the changes among `customers` (all of the tenant's by default); returns how many."""

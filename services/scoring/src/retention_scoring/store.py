@@ -167,6 +167,33 @@ class TenantTable:
         starts = np.searchsorted(owner, np.arange(len(self.ids)), side="left")
         self.history_start[: len(self.ids)] = starts
 
+    def remove(self, customer_id: str) -> bool:
+        """Forget a customer (an erasure): the last row moves into its place. False if unknown."""
+        row = self.index.pop(customer_id, None)
+        if row is None:
+            return False
+        self._drop_history(row)
+        last = len(self.ids) - 1
+        if row != last:
+            moved = self.ids[last]
+            self.ids[row] = moved
+            self.index[moved] = row
+            for column in (
+                self.values,
+                self.as_of_us,
+                self.computed_us,
+                self.partition,
+                self.history_start,
+                self.history_length,
+            ):
+                column[row] = column[last]
+            start, length = self.history_start[row], self.history_length[row]
+            self._history.owner[start : start + length] = row
+        self.ids.pop()
+        self.values[last] = 0.0  # no copy of the features stays behind
+        self.generation += 1
+        return True
+
     # --- snapshots (copies, safe to hand to a worker thread) ------------------------------------
 
     def rows_of(self, customer_ids: Iterable[str]) -> np.ndarray:
@@ -241,6 +268,11 @@ class FeatureStore:
             table.upsert(event, partition)
             touched.setdefault(event.tenant_id, set()).add(event.customer_id)
         return touched
+
+    def remove(self, tenant_id: str, customer_id: str) -> bool:
+        """Forget a customer of a tenant; False if it held no such customer."""
+        table = self.tenants.get(tenant_id)
+        return table is not None and table.remove(customer_id)
 
     def customers(self) -> int:
         return sum(len(table) for table in self.tenants.values())

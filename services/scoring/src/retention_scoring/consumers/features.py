@@ -1,4 +1,7 @@
-"""`customer-features` → the in-memory feature store (every partition, from the first offset)."""
+"""`customer-features` → the in-memory feature store (every partition, from the first offset).
+
+A tombstone (a record without a value) removes the customer: the features service writes one
+when it erased them, and compaction keeps it until every reader has seen it."""
 
 from __future__ import annotations
 
@@ -30,15 +33,33 @@ class FeaturesConsumer:
     rejected_topic: str
     service: str
     on_change: Callable[[Touched], None]
+    # Customers removed by a tombstone (an erasure), per tenant.
+    on_removed: Callable[[Touched], None] | None = None
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
+        # A tombstone (no value) is an erased customer; the rest are vectors.
+        vectors = [record for record in records if record.value is not None]
         # Decoding is the costly part of a catch-up: a worker thread, so requests go on.
-        decoded = await asyncio.to_thread(
-            decode_events, CustomerFeatures, [record.value for record in records]
+        decoded = iter(
+            await asyncio.to_thread(
+                decode_events, CustomerFeatures, [record.value for record in vectors]
+            )
         )
         good: list[tuple[CustomerFeatures, int]] = []
         rejects: list[tuple[bytes | None, bytes]] = []
-        for record, event in zip(records, decoded, strict=True):
+        touched: Touched = {}
+        removed: Touched = {}
+        for record in records:
+            if record.value is None:
+                # In log order: the vectors before the tombstone first.
+                _merge(touched, self.store.apply(good))
+                good = []
+                tenant_id, customer_id = _customer(record.key)
+                if self.store.remove(tenant_id, customer_id):
+                    removed.setdefault(tenant_id, set()).add(customer_id)
+                    touched.get(tenant_id, set()).discard(customer_id)
+                continue
+            event = next(decoded)
             if not isinstance(event, EventDecodeError):
                 problem = vector_problem(event)
                 if problem is None:
@@ -50,7 +71,20 @@ class FeaturesConsumer:
             await self.producer.send_all(self.rejected_topic, rejects)
             MESSAGES.labels(self.service, self.topic, "consumed", "rejected").inc(len(rejects))
             MESSAGES.labels(self.service, self.rejected_topic, "published", "ok").inc(len(rejects))
-        touched = self.store.apply(good)
-        MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc(len(good))
-        if touched:
+        _merge(touched, self.store.apply(good))
+        MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc(len(vectors) - len(rejects))
+        if removed and self.on_removed is not None:
+            self.on_removed(removed)
+        if touched := {tenant: ids for tenant, ids in touched.items() if ids}:
             self.on_change(touched)
+
+
+def _merge(into: Touched, more: Touched) -> None:
+    for tenant_id, customer_ids in more.items():
+        into.setdefault(tenant_id, set()).update(customer_ids)
+
+
+def _customer(key: bytes | None) -> tuple[str, str]:
+    """(tenant, customer) of a `tenant:customer` key (tenant ids hold no colon)."""
+    tenant_id, _, customer_id = (key or b"").decode("utf-8", errors="replace").partition(":")
+    return tenant_id, customer_id

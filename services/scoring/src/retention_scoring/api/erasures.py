@@ -1,0 +1,56 @@
+"""`DELETE /v1/customers/{id}` (role `admin`): erase a customer everywhere (the right to be
+forgotten). 202 with the erasure's id; each service confirms on `erasure-audit`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel
+
+from retention_scoring.api.deps import unavailable, unprocessable
+from retention_scoring.erasure import erasure_request, request_record
+from retention_shared.auth import AdminCaller
+from retention_shared.safe_text import id_problem
+from retention_shared.service import ServiceContext
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+
+
+class ErasureAccepted(BaseModel):
+    erasure_id: str
+    tenant_id: str
+    requested_at: datetime
+    # Where the services confirm (`CustomerErased`, which never names the customer).
+    audit_topic: str
+
+
+@router.delete("/customers/{customer_id}", status_code=status.HTTP_202_ACCEPTED)
+async def erase_customer(
+    customer_id: str, request: Request, caller: AdminCaller
+) -> ErasureAccepted:
+    """Remove the customer of the key's tenant from features, scores, the lake and stored
+    rejects, with tombstones on `customer-features` and `customer-scores`.
+
+    The same 202 whether or not the tenant has such a customer (another tenant's customer is
+    never touched): an erasure of an id not seen yet still keeps its orders dated up to now out
+    if upstream sends them later. Orders dated after the request are a new history."""
+    if (problem := id_problem(customer_id)) is not None:
+        raise unprocessable("customer_id", problem)
+    ctx: ServiceContext = request.app.state.ctx
+    api_key = request.headers["authorization"].partition(" ")[2].strip()
+    erasure = erasure_request(caller, api_key, customer_id)
+    key, value = request_record(erasure)
+    try:
+        await ctx.broker.publish(value, ctx.topics.customer_erasures, key=key)
+    except Exception as error:
+        raise unavailable(
+            f"the erasure request was not confirmed by the broker ({type(error).__name__}); "
+            "send it again"
+        ) from None
+    return ErasureAccepted(
+        erasure_id=erasure.erasure_id,
+        tenant_id=erasure.tenant_id,
+        requested_at=erasure.requested_at,
+        audit_topic=ctx.topics.erasure_audit,
+    )
