@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retention_shared.config import Settings
+from retention_shared.erasure import ErasureList
 from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 from retention_trainer.announcer import ChampionAnnouncer
 from retention_trainer.api import lake as lake_api
 from retention_trainer.api import runs as runs_api
-from retention_trainer.consumers import triggers
+from retention_trainer.consumers import customer_erasures, triggers
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.lake import open_lake
 from retention_trainer.runs import RunManager, set_champion_gauges
@@ -21,11 +22,13 @@ from retention_trainer.store import RunStore
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("trainer", settings)
     store = RunStore(settings.data_dir / "trainer" / "runs.sqlite")
-    lake = LakeConsumer(ctx, open_lake(settings))
+    erasures = ErasureList(settings.data_dir / "trainer" / "erasures.sqlite")
+    lake = LakeConsumer(ctx, open_lake(settings), erasures=erasures)
     runs = RunManager(ctx, store, lake)
     schedule = RetrainSchedule(runs, lake, settings.retrain_every_hours)
     announcer = ChampionAnnouncer(ctx, store, runs.announcing)
     triggers.register(ctx, runs)
+    customer_erasures.register(ctx, lake, erasures)
     for champion in store.champions():
         set_champion_gauges(champion)
 

@@ -34,6 +34,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from retention_shared.consumer_health import ConsumerHealth
 from retention_shared.consuming import POISON_RECORDS, poison_payload, rejected_payload
+from retention_shared.erasure import ErasureList, to_microseconds
 from retention_shared.event_columns import order_event_frame
 from retention_shared.event_time import US_PER_SECOND, latest_event_time_us
 from retention_shared.events import EventDecodeError, OrderEvent, decode_events
@@ -78,6 +79,10 @@ class LakeConsumer:
     _sized_at: float = 0.0
     health: ConsumerHealth = field(default_factory=ConsumerHealth)
     _retry_seconds: float = RETRY_SECONDS
+    # Customers erased from the lake (`consumers/customer_erasures.py`): their orders dated up
+    # to the erasure are not stored again. An erasure holds `writing` while it rewrites parts.
+    erasures: ErasureList | None = None
+    writing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         self._producer = BulkProducer(self.ctx.settings)
@@ -135,8 +140,29 @@ class LakeConsumer:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
             batches = {tp: records for tp, records in batches.items() if records}
             if batches:
-                await self._apply(batches)
+                async with self.writing:
+                    await self._apply(batches)
             await self._maintain()
+            await self._notice_lost_logs()
+
+    async def _notice_lost_logs(self) -> None:
+        """A high watermark below the applied offset: the broker lost the log (an in-memory
+        broker restarted empty). Read the new log from its start; event ids keep it idempotent."""
+        assert self._consumer is not None
+        for partition, applied in list(self.applied.items()):
+            tp = TopicPartition(self.ctx.topics.transactions, partition)
+            highwater = self._consumer.highwater(tp)
+            if highwater is None or highwater >= applied:
+                continue
+            log.warning(
+                "the broker lost the log of transactions; reading the new log from its start",
+                extra={"partition": partition, "applied": applied, "end": highwater},
+            )
+            beginning = (await self._consumer.beginning_offsets([tp]))[tp]
+            self._consumer.seek(tp, beginning)
+            async with self._progress:
+                self.applied[partition] = beginning
+                self._progress.notify_all()
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         try:
@@ -164,6 +190,7 @@ class LakeConsumer:
         records = [record for batch in batches.values() for record in batch]
         try:
             events, rejects = _decode(records, self.ctx.settings.max_future_skew_hours)
+            events = [event for event in events if not self._erased(event)]
             parts = await asyncio.to_thread(self.lake.parts, order_event_frame(events))
         except Exception as error:
             raise RecordFault from error
@@ -177,6 +204,13 @@ class LakeConsumer:
         self._uncompacted |= {e.tenant_id for e in events}
         self._unsized |= {e.tenant_id for e in events}
         return True
+
+    def _erased(self, event: OrderEvent) -> bool:
+        """An order of an erased customer dated up to the erasure (sent again, or re-read)."""
+        erasures = self.erasures
+        return erasures is not None and erasures.covers(
+            event.tenant_id, event.customer_id, to_microseconds(event.occurred_at)
+        )
 
     async def _dead_letter(
         self, tp: TopicPartition, record: ConsumerRecord, error: BaseException
