@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retention_ingest.api import mappings, orders, uploads
-from retention_ingest.consumers import orders_raw
+from retention_ingest.consumers import customer_erasures, orders_raw
 from retention_ingest.publishing import OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import UploadRunner
@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     runner = UploadRunner(ctx, store, publisher)
     orders_raw.register(ctx, store, publisher)
+    customer_erasures.register(ctx, store)
     app = create_service_app(
         ctx,
         description="Validates, maps, cleans and publishes a retailer's orders as transactions.",

@@ -186,6 +186,21 @@ class IngestStore:
         rows = self._db.execute("SELECT id, state FROM uploads WHERE tenant_id = ?", (tenant_id,))
         return [(str(upload_id), str(state)) for upload_id, state in rows]
 
+    def erase_customer(self, tenant_id: str, customer_id: str) -> int:
+        """Forget what is kept of the customer (their orders' fingerprints), bytes included:
+        `secure_delete` zeroes freed space, VACUUM drops stale copies, the WAL is emptied."""
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete=ON")
+            deleted = self._db.execute(
+                "DELETE FROM order_fingerprints WHERE tenant_id = ? AND customer_id = ?",
+                (tenant_id, customer_id),
+            ).rowcount
+            if deleted:
+                self._db.execute("VACUUM")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
     def interrupt_unfinished(self) -> int:
         """Uploads left queued or running by a previous process cannot resume: mark them failed."""
         with self._lock:
