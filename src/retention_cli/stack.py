@@ -157,13 +157,18 @@ class Stack:
     def _supervise(self) -> None:
         while not self.shutdown.stopping.wait(SUPERVISE_EVERY):
             try:
-                self._watch_broker()
-                for service in self.running:
-                    if self.shutdown.stopping.is_set():
-                        return
-                    self._watch_service(service)
+                self.check()
             except Exception as error:  # keep supervising whatever one check ran into
                 self.say(f"supervision failed once, carrying on: {error!r}")
+
+    def check(self) -> None:
+        """One round of supervision: notice what stopped, start what is due (the supervisor
+        thread calls this every SUPERVISE_EVERY seconds)."""
+        self._watch_broker()
+        for service in self.running:
+            if self.shutdown.stopping.is_set():
+                return
+            self._watch_service(service)
 
     def _watch_service(self, service: ServiceProcess) -> None:
         code = service.process.poll()
@@ -181,7 +186,7 @@ class Stack:
             service.restart_at = now + delay
             self.say(
                 f"{service.name} crashed ({describe_exit(code)}) after {uptime:.1f}s; "
-                f"restart {service.backoff.crashes_in_a_row} in {delay:.0f}s"
+                f"restart {service.backoff.crashes_in_a_row} in {delay:g}s"
                 + _still_crashing(service.backoff)
             )
         elif now >= service.restart_at:
@@ -204,7 +209,7 @@ class Stack:
             self.say(
                 f"broker stopped unexpectedly ({describe_exit(code)}) after {uptime:.1f}s; "
                 + _broker_loss(broker)
-                + f" Restarting it on port {broker.port} in {delay:.0f}s"
+                + f" Restarting it on port {broker.port} in {delay:g}s"
                 + " with the topics created again."
                 + _still_crashing(self._broker_backoff)
             )
@@ -270,7 +275,7 @@ def _still_crashing(backoff: RestartBackoff) -> str:
         return ""
     return (
         f" (crashed {backoff.crashes_in_a_row} times in a row: retrying every "
-        f"{backoff.longest:.0f}s until it stays up)"
+        f"{backoff.longest:g}s until it stays up)"
     )
 
 
