@@ -12,6 +12,7 @@ does not die when that thread does.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -40,8 +41,8 @@ def spawn(command: list[str], **popen: Any) -> subprocess.Popen[bytes]:
         return started.result()
     except BaseException:
         # Interrupted while it starts: do not leave a child running that nobody will stop.
-        if started.done() and started.exception() is None:
-            process = started.result()
+        with contextlib.suppress(Exception):
+            process = started.result(timeout=30)
             process.kill()
             process.wait()
         raise
