@@ -13,8 +13,9 @@ import pytest
 
 from retention_shared.config import Settings
 from retention_shared.consuming import POISON_RECORDS
-from retention_shared.embedded_broker import EmbeddedBroker
+from retention_shared.embedded_broker import EmbeddedBroker, free_port
 from retention_shared.events import RejectedRecord, decode_event
+from retention_shared.kafka import ensure_topics
 from retention_shared.service import ServiceContext
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.lake import TransactionLake, open_lake
@@ -79,3 +80,44 @@ def test_future_orders_and_poison_records_do_not_stop_the_lake(
     assert set(stored) == wanted and stored.len() == len(wanted)
     assert POISON_RECORDS.labels("trainer", topics.transactions)._value.get() == before + 1
     assert consumer.health.check()[0]
+
+
+def test_after_the_broker_lost_its_log_new_orders_still_reach_the_lake(tmp_path: Path) -> None:
+    """An in-memory broker restarted empty on the same port: the consumer's position lies past
+    the new log's end, and the orders sent after the restart must reach the lake all the same
+    (the lost group makes the consumer join again and start from the new log's first offset)."""
+    stream = order_stream(TEST_DATA / "online_retail_slice.parquet", tmp_path / "ingest")
+    first, after = stream.records[:300], stream.records[300:330]
+    port = free_port()
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix="lost.", data_dir=tmp_path / "data"
+    )
+    topics = ServiceContext.create("trainer", settings).topics
+    lake = open_lake(settings)
+    ids = {json.loads(p)["event_id"] for _, p in first + after}
+
+    async def scenario() -> None:
+        nonlocal broker
+        consumer = LakeConsumer(ServiceContext.create("trainer", settings), lake)
+        await ensure_topics(settings)
+        await publish(settings, topics.transactions, first)
+        await consumer.start()
+        try:
+            async with asyncio.timeout(90):
+                while lake.events("default").height < len(first):
+                    await asyncio.sleep(0.3)
+                broker.stop()
+                broker = await asyncio.to_thread(EmbeddedBroker(Settings(), port=port).start)
+                await ensure_topics(settings)
+                await publish(settings, topics.transactions, after)
+                while set(lake.events("default").get_column("event_id")) != ids:
+                    await asyncio.sleep(0.3)
+        finally:
+            await consumer.stop()
+
+    broker = EmbeddedBroker(Settings(), port=port).start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
+    assert lake.events("default").height == len(ids)

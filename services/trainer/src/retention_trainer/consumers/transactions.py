@@ -143,26 +143,6 @@ class LakeConsumer:
                 async with self.writing:
                     await self._apply(batches)
             await self._maintain()
-            await self._notice_lost_logs()
-
-    async def _notice_lost_logs(self) -> None:
-        """A high watermark below the applied offset: the broker lost the log (an in-memory
-        broker restarted empty). Read the new log from its start; event ids keep it idempotent."""
-        assert self._consumer is not None
-        for partition, applied in list(self.applied.items()):
-            tp = TopicPartition(self.ctx.topics.transactions, partition)
-            highwater = self._consumer.highwater(tp)
-            if highwater is None or highwater >= applied:
-                continue
-            log.warning(
-                "the broker lost the log of transactions; reading the new log from its start",
-                extra={"partition": partition, "applied": applied, "end": highwater},
-            )
-            beginning = (await self._consumer.beginning_offsets([tp]))[tp]
-            self._consumer.seek(tp, beginning)
-            async with self._progress:
-                self.applied[partition] = beginning
-                self._progress.notify_all()
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         try:
