@@ -190,7 +190,13 @@ class Stack:
                 + _still_crashing(service.backoff)
             )
         elif now >= service.restart_at:
-            restarted = self._start_service(service.name)
+            try:
+                restarted = self._start_service(service.name)
+            except OSError as error:  # could not even be started: wait as after a crash
+                delay = service.backoff.delay_after_crash(uptime=0.0)
+                service.restart_at = now + delay
+                self.say(f"{service.name} could not be started ({error}); next try in {delay:g}s")
+                return
             service.process, service.pump = restarted.process, restarted.pump
             service.started_at, service.restart_at = restarted.started_at, None
             self.say(f"{service.name} started again (pid {service.process.pid})")
@@ -266,7 +272,8 @@ def _broker_loss(broker: EmbeddedBroker) -> str:
         "it kept its log in memory, so every record of every topic and every committed consumer "
         "offset is lost: orders the features service had not applied yet are gone, and it "
         "starts again empty. State under the data directory (features state, lake, models) is "
-        "kept; services whose stored offsets lie beyond the new log's end rebuild from it."
+        "kept; a service that keeps offsets of its own (features) finds them beyond the new "
+        "log's end and has to rebuild."
     )
 
 
