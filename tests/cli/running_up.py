@@ -30,9 +30,10 @@ def up_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 class RunningUp:
-    """`retention up --dev`, started and waited for until it says everything is up."""
+    """`retention up --dev`, started and (unless `ready_timeout` is None) waited for until it
+    says everything is up."""
 
-    def __init__(self, env: dict[str, str], ready_timeout: float = 120.0) -> None:
+    def __init__(self, env: dict[str, str], ready_timeout: float | None = 120.0) -> None:
         self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "retention_cli.main", "up", "--dev"],
@@ -44,7 +45,8 @@ class RunningUp:
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for(READY_LINE, ready_timeout)
+        if ready_timeout is not None:
+            self.wait_for(READY_LINE, ready_timeout)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -109,3 +111,17 @@ def still_alive(processes: list[psutil.Process], timeout: float = 30.0) -> list[
 def busy_ports(env: dict[str, str]) -> list[int]:
     ports = [int(env[f"RETENTION_{n.upper()}_PORT"]) for n in (*SERVICES, "broker")]
     return [port for port in ports if port_in_use(port)]
+
+
+def leftovers(env: dict[str, str]) -> list[psutil.Process]:
+    """Live processes started for this run (they carry its data directory in their environment),
+    whoever their parent is now."""
+    data_dir = str(Path(env["RETENTION_DATA_DIR"]).resolve())
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("RETENTION_DATA_DIR") == data_dir and _alive(process):
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found

@@ -17,7 +17,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from retention_cli.stack import SERVICES
 from retention_shared.topics import Topics
-from tests.cli.running_up import RunningUp, busy_ports, still_alive, up_environment
+from tests.cli.running_up import (
+    RunningUp,
+    busy_ports,
+    leftovers,
+    still_alive,
+    up_environment,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +116,18 @@ def test_any_number_of_signals_stop_everything_and_free_the_ports(tmp_path: Path
     assert not still_alive(children, timeout=0)
     assert busy_ports(up.env) == []
     assert "stopping: ingest, features, trainer, scoring, broker" in up.output
+
+
+def test_ctrl_c_twice_while_starting_leaves_nothing_behind(tmp_path: Path) -> None:
+    up = RunningUp(up_environment(tmp_path), ready_timeout=None)
+    up.wait_for(r"^ingest +\|", timeout=90)  # the broker is up, the services are starting
+    up.process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    up.process.send_signal(signal.SIGINT)
+    up.process.wait(90)
+    assert up.process.returncode == 130, up.output[-3000:]
+    assert leftovers(up.env) == []
+    assert busy_ports(up.env) == []
 
 
 def test_children_die_with_a_killed_retention_up(tmp_path: Path) -> None:
