@@ -8,7 +8,7 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from faststream.kafka import KafkaBroker
@@ -176,3 +176,14 @@ class BulkProducer:
             pending = [await self._producer.send(topic, value, key=key) for key, value in records]
             await asyncio.gather(*pending)
         return len(pending)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, sorted. A fresh client may not have the topic's metadata
+    yet: it is asked for again, five seconds at most."""
+    for _ in range(50):
+        if found := consumer.partitions_for_topic(topic):
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        await consumer._client.force_metadata_update()  # no public way to ask for metadata
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")

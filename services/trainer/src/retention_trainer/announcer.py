@@ -30,7 +30,7 @@ from retention_shared.events import (
     decode_event,
 )
 from retention_shared.health import CheckResult
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka import aiokafka_options, topic_partitions
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 from retention_trainer.store import Champion, RunStore
@@ -63,11 +63,7 @@ async def last_announced(
     latest: dict[str, str] = {}
     try:
         async with asyncio.timeout(timeout):
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:  # a fresh client may not have the topic's metadata yet
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await topic_partitions(consumer, topic)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while True:

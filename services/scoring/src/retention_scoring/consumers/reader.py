@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Gauge
 
 from retention_shared.config import Settings
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka import aiokafka_options, topic_partitions
 from retention_shared.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class TopicReader:
             **aiokafka_options(self.settings),
         )
         await self._consumer.start()
-        self.partitions = await self._partitions()
+        self.partitions = await topic_partitions(self._consumer, self.topic)
         self._consumer.assign(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)
         self._task = asyncio.create_task(self._run(), name=f"read {self.topic}")
@@ -71,16 +71,6 @@ class TopicReader:
         return False, (
             f"catching up ({len(self.targets)} of {len(self.partitions)} partitions measured)"
         )
-
-    async def _partitions(self) -> list[TopicPartition]:
-        assert self._consumer is not None
-        for _ in range(50):
-            found = self._consumer.partitions_for_topic(self.topic)
-            if found:
-                return [TopicPartition(self.topic, p) for p in sorted(found)]
-            await self._consumer._client.force_metadata_update()
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"topic {self.topic} has no partitions (does it exist?)")
 
     async def _run(self) -> None:
         assert self._consumer is not None

@@ -38,7 +38,7 @@ from retention_shared.erasure import ErasureList, to_microseconds
 from retention_shared.event_columns import order_event_frame
 from retention_shared.event_time import US_PER_SECOND, latest_event_time_us
 from retention_shared.events import EventDecodeError, OrderEvent, decode_events
-from retention_shared.kafka import BulkProducer, aiokafka_options
+from retention_shared.kafka import BulkProducer, aiokafka_options, topic_partitions
 from retention_shared.metrics import MESSAGES
 from retention_shared.poison import RecordFault, apply_isolating
 from retention_shared.service import ServiceContext
@@ -320,11 +320,7 @@ async def high_watermarks(ctx: ServiceContext, timeout: float = 15.0) -> dict[in
     await consumer.start()
     try:
         async with asyncio.timeout(timeout):
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:  # a fresh client may not have the topic's metadata yet
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            tps = await topic_partitions(consumer, topic)
             consumer.assign(tps)
             for tp, end in (await consumer.end_offsets(tps)).items():
                 consumer.seek(tp, max(0, end - 1))
