@@ -9,9 +9,12 @@ the dead-letter path and moves on.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+log = logging.getLogger(__name__)
+K = TypeVar("K")
 R = TypeVar("R")
 
 
@@ -45,3 +48,29 @@ async def apply_isolating(
             failure = fault.__cause__ or fault
     assert failure is not None
     return await dead_letter(records[0], failure)
+
+
+async def apply_batch(
+    work: dict[K, list[R]],
+    apply: Callable[[dict[K, list[R]]], Awaitable[bool]],
+    dead_letter: Callable[[K, R, BaseException], Awaitable[bool]],
+    attempts: int,
+) -> None:
+    """Apply a batch of several partitions' records at once; if its records are at fault, each
+    partition's records in halves (`apply_isolating`), stopping at a failure that is not."""
+    try:
+        await apply(work)
+    except RecordFault as fault:
+        log.warning(
+            "a batch failed on its records; applying it in halves to find the one at fault",
+            extra={"error": repr(fault.__cause__)},
+        )
+        for key, records in work.items():
+            applied = await apply_isolating(
+                records,
+                lambda part, key=key: apply({key: list(part)}),
+                lambda record, error, key=key: dead_letter(key, record, error),
+                attempts,
+            )
+            if not applied:
+                return  # the rest is read again from the last commit

@@ -64,7 +64,7 @@ from retention_shared.event_time import latest_event_time_us
 from retention_shared.events import EventDecodeError
 from retention_shared.kafka import BulkProducer, aiokafka_options
 from retention_shared.metrics import MESSAGES
-from retention_shared.poison import RecordFault, apply_isolating
+from retention_shared.poison import RecordFault, apply_batch
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 
@@ -194,22 +194,9 @@ class TransactionsConsumer:
         return records
 
     async def _apply(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        try:
-            await self._apply_work(work)
-        except RecordFault as fault:
-            log.warning(
-                "could not compute a batch; applying it in halves to find the record at fault",
-                extra={"error": repr(fault.__cause__)},
-            )
-            for tp, records in work.items():
-                applied = await apply_isolating(
-                    records,
-                    lambda part, tp=tp: self._apply_work({tp: list(part)}),
-                    lambda record, error, tp=tp: self._dead_letter(tp, record, error),
-                    self.ctx.settings.poison_max_attempts,
-                )
-                if not applied:
-                    return  # not a record's fault: the rest is re-read from the stored offsets
+        await apply_batch(
+            work, self._apply_work, self._dead_letter, self.ctx.settings.poison_max_attempts
+        )
 
     async def _apply_work(self, work: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
         """Compute, publish and commit; `RecordFault` if computing failed (rolled back)."""

@@ -40,7 +40,7 @@ from retention_shared.event_time import US_PER_SECOND, latest_event_time_us
 from retention_shared.events import EventDecodeError, OrderEvent, decode_events
 from retention_shared.kafka import BulkProducer, aiokafka_options, topic_partitions
 from retention_shared.metrics import MESSAGES
-from retention_shared.poison import RecordFault, apply_isolating
+from retention_shared.poison import RecordFault, apply_batch
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 from retention_trainer import metrics
@@ -145,23 +145,9 @@ class LakeConsumer:
             await self._maintain()
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        try:
-            await self._store(batches)
-        except RecordFault as fault:
-            log.warning(
-                "could not make lake parts of a batch; storing it in halves to find the record "
-                "at fault",
-                extra={"error": repr(fault.__cause__)},
-            )
-            for tp, records in batches.items():
-                stored = await apply_isolating(
-                    records,
-                    lambda part, tp=tp: self._store({tp: list(part)}),
-                    lambda record, error, tp=tp: self._dead_letter(tp, record, error),
-                    self.ctx.settings.poison_max_attempts,
-                )
-                if not stored:
-                    return
+        await apply_batch(
+            batches, self._store, self._dead_letter, self.ctx.settings.poison_max_attempts
+        )
 
     async def _store(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
         """Append a batch to the lake and commit it; `RecordFault` if its values are at fault,
