@@ -5,7 +5,10 @@ under `lines` or, for a one-line order, at the top level. The tenant comes from 
 header. Columns are read with the tenant's saved mapping (`PUT /v1/mappings/default`), or
 recognized when they are a known public layout. Every record passes through the same cleaning as
 files; what cannot become an event goes to `transactions.rejected` with its reasons. The offset
-is committed only after the handler returns, i.e. after the broker acknowledged the outputs.
+is committed only after the handler returns, i.e. after the broker acknowledged the outputs. A
+record the handler fails on is delivered again, and after `poison_max_attempts` failures goes to
+`transactions.rejected` as `poison`; a broker that does not acknowledge is waited for, without
+counting against the record (`dead_lettering`).
 """
 
 from __future__ import annotations
@@ -23,10 +26,16 @@ from retention_ingest.dates import DateFormat
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import resolve_mapping
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import MessageTooLarge, OrderPublisher
+from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
 from retention_ingest.records import clean_records, flatten_record
 from retention_ingest.store import IngestStore
-from retention_shared.consuming import raw_body, record_location, reject_record
+from retention_shared.consuming import (
+    TransientFailure,
+    dead_lettering,
+    raw_body,
+    record_location,
+    reject_record,
+)
 from retention_shared.events import RejectReason
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
@@ -37,9 +46,10 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         ctx.topics.orders_raw,
         group_id="retention-ingest",
         auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
     )
+    @dead_lettering(ctx)
     async def on_raw_order(body: bytes, message: KafkaMessage) -> None:
         tenant_id = (message.headers or {}).get("tenant")
         if not tenant_id:
@@ -97,6 +107,8 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
             ]
             try:
                 await publisher.publish(tenant_id, keys, order_event_payloads(result.events))
+            except BrokerUnavailable as error:  # not the record's fault: delivered again later
+                raise TransientFailure(str(error)) from error
             except MessageTooLarge as error:  # no retry can help: reject, do not redeliver
                 reason = RejectReason(code="message_too_large", field="lines", message=str(error))
                 await reject_record(ctx, message, [reason], tenant_id=tenant_id)
