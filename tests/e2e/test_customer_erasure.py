@@ -223,6 +223,17 @@ def test_an_erased_customer_is_gone_from_every_service_file_and_topic(
     assert {event.requested_by for event in audit} == {audit[0].requested_by}
     assert audit[0].requested_by.startswith("default/admin/key:")
     assert "e2e-key" not in audit[0].requested_by
+    progress = f"{scoring}/v1/erasures/{erasure.json()['erasure_id']}"
+    wait_for(
+        lambda: httpx.get(progress, headers=auth()).json()["complete"],
+        timeout=30,
+        what="scoring reports the erasure complete",
+    )
+    status = httpx.get(progress, headers=auth())
+    assert status.json()["waiting_for"] == [] and ERASED not in status.text
+    assert {c["service"] for c in status.json()["confirmations"]} == SERVICES
+    assert httpx.get(progress, headers=auth("e2e-other")).status_code == 404
+    assert httpx.get(progress, headers=auth(READ_KEY)).status_code == 403
 
     # A 404 everywhere, and gone from lists and segment counts.
     assert httpx.get(features_url(features, ERASED), headers=FEATURES_KEY).status_code == 404

@@ -32,6 +32,7 @@ from retention_scoring.consumers.features import FeaturesConsumer, Touched
 from retention_scoring.consumers.models import ModelEventsConsumer
 from retention_scoring.consumers.reader import TopicReader
 from retention_scoring.drift_watch import DriftWatch
+from retention_scoring.erasure_ledger import ErasureLedger
 from retention_scoring.population import Populations
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.state import ScoringState, tenant_clock
@@ -123,6 +124,12 @@ def create_app(settings: Settings) -> FastAPI:
         settings, topics.model_events, models.handle, on_caught_up=models_caught_up
     )
     readers.extend([features_reader, scores_reader, models_reader])
+    # Not in `readers`: what became of erasures does not hold up scores.
+    ledger = ErasureLedger()
+    ledger_readers = [
+        TopicReader(settings, topics.customer_erasures, ledger.read_requests),
+        TopicReader(settings, topics.erasure_audit, ledger.read_audit),
+    ]
     drift = DriftWatch(
         state,
         producer,
@@ -141,7 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def start() -> None:
         await producer.start()
-        for reader in readers:
+        for reader in [*readers, *ledger_readers]:
             await reader.start()
         await duty.start()
         tasks.append(asyncio.create_task(drift.run(), name="drift checks"))
@@ -152,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
         await duty.stop()
         await score_events.stop()
         await champions.stop()
-        for reader in readers:
+        for reader in [*readers, *ledger_readers]:
             await reader.stop()
         await producer.stop()
 
@@ -205,4 +212,5 @@ def create_app(settings: Settings) -> FastAPI:
         on_stopping=[stop],
     )
     app.state.scoring = state
+    app.state.erasures = ledger
     return app

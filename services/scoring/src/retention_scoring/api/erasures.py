@@ -1,15 +1,18 @@
 """`DELETE /v1/customers/{id}` (role `admin`): erase a customer everywhere (the right to be
-forgotten). 202 with the erasure's id; each service confirms on `erasure-audit`."""
+forgotten). 202 with the erasure's id; each service confirms on `erasure-audit`, and
+`GET /v1/erasures/{id}` says which have."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 
 from retention_scoring.api.deps import unavailable, unprocessable
 from retention_scoring.erasure import erasure_request, request_record
+from retention_scoring.erasure_ledger import ErasureLedger
 from retention_shared.auth import AdminCaller
 from retention_shared.safe_text import id_problem
 from retention_shared.service import ServiceContext
@@ -48,9 +51,26 @@ async def erase_customer(
             f"the erasure request was not confirmed by the broker ({type(error).__name__}); "
             "send it again"
         ) from None
+    ledger: ErasureLedger = request.app.state.erasures
+    ledger.requested(erasure)
     return ErasureAccepted(
         erasure_id=erasure.erasure_id,
         tenant_id=erasure.tenant_id,
         requested_at=erasure.requested_at,
         audit_topic=ctx.topics.erasure_audit,
     )
+
+
+@router.get("/erasures/{erasure_id}", tags=["erasures"])
+async def erasure_status(erasure_id: str, request: Request, caller: AdminCaller) -> dict[str, Any]:
+    """The request (when, by whom) and each service's confirmation with what it removed;
+    `complete` once features, ingest, scoring and trainer all confirmed. 404 for an unknown id
+    or another tenant's."""
+    ledger: ErasureLedger = request.app.state.erasures
+    found = ledger.status(caller.tenant_id, erasure_id)
+    if found is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail={"field": "erasure_id", "problem": f"no erasure {erasure_id!r}"},
+        )
+    return found
