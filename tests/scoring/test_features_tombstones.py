@@ -1,0 +1,55 @@
+"""A tombstone on `customer-features` removes the customer from scoring's store, in log order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import polars as pl
+from aiokafka import ConsumerRecord
+
+from retention_scoring.consumers.features import FeaturesConsumer, Touched
+from retention_scoring.store import FeatureStore
+from retention_shared.topics import customer_key
+from tests.scoring_service.support import feature_events
+from tests.uci_orders import TEST_DATA, load_orders
+
+
+def record(offset: int, key: bytes, value: bytes | None) -> ConsumerRecord:
+    return ConsumerRecord("customer-features", 0, offset, 0, 0, key, value, None, 0, 0, [])
+
+
+def test_a_tombstone_removes_the_customer_and_a_later_vector_brings_a_new_history() -> None:
+    orders = load_orders(TEST_DATA / "online_retail_slice.parquet", tenant="acme")
+    events = {
+        e.customer_id: e
+        for e in feature_events(
+            orders.filter(pl.col("customer_id").is_in(["12437", "12583", "12680"]))
+        )
+    }
+    changed: list[Touched] = []
+    removed: list[Touched] = []
+    store = FeatureStore()
+    consumer = FeaturesConsumer(
+        store,
+        None,
+        "customer-features",
+        "rejected",
+        "scoring",
+        changed.append,
+        removed.append,  # type: ignore[arg-type]
+    )
+    log = [
+        record(i, customer_key("acme", c), e.to_bytes()) for i, (c, e) in enumerate(events.items())
+    ]
+    # 12437's vector then its tombstone in one batch; 12680's tombstone, then a new vector.
+    log.append(record(3, customer_key("acme", "12437"), None))
+    log.append(record(4, customer_key("acme", "12680"), None))
+    log.append(record(5, customer_key("acme", "12680"), events["12680"].to_bytes()))
+    log.append(record(6, customer_key("other", "12583"), None))  # another tenant's: no effect
+    asyncio.run(consumer.handle(log))
+
+    table = store.table("acme")
+    assert sorted(table.ids) == ["12583", "12680"]
+    assert removed == [{"acme": {"12437", "12680"}}]
+    assert changed == [{"acme": {"12583", "12680"}}]
+    assert table.history_frame()["customer_id"].unique().sort().to_list() == ["12583", "12680"]
