@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retention_shared.auth import ApiKeys, AuthConfigError
 from retention_shared.config import Settings, load_settings
@@ -89,6 +91,7 @@ def create_service_app(
     )
     app.add_middleware(HttpMetricsMiddleware, service=ctx.name)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, object]:
@@ -140,14 +143,43 @@ async def _broker_check(ctx: ServiceContext) -> CheckResult:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {
-            "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
-            "problem": error["msg"],
-        }
-        for error in exc.errors()
-    ]
+    problems = [_validation_problem(error) for error in exc.errors()]
     return JSONResponse({"detail": problems}, status_code=422)
+
+
+def _validation_problem(error: dict) -> dict[str, str]:
+    if error["type"] == "json_invalid":
+        # Its location is a character position, not a field: the body is what is wrong.
+        position = error["loc"][-1]
+        reason = (error.get("ctx") or {}).get("error", "")
+        return {"field": "body", "problem": f"not JSON: {reason} at character {position}"}
+    return {
+        "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
+        "problem": error["msg"],
+    }
+
+
+# What a framework answer with only a sentence (unmatched route, unparseable body) is about.
+_FIELD_OF_STATUS = {400: "body", 404: "path", 405: "method", 413: "body", 415: "body"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Every 4xx names a field: FastAPI's and Starlette's own answers carry only a sentence
+    ("There was an error parsing the body" for a body that is not UTF-8 or nested too deeply to
+    parse, "Not Found" for a path no route matches); the routes' own details pass unchanged."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if isinstance(detail, str) and exc.status_code in _FIELD_OF_STATUS:
+        problem = detail
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            problem = f"the body is not UTF-8 ({cause.reason} at byte {cause.start})"
+        elif isinstance(cause, RecursionError):
+            problem = "the body is nested too deeply to parse"
+        detail = {"field": _FIELD_OF_STATUS[exc.status_code], "problem": problem}
+    return await http_exception_handler(
+        request, StarletteHTTPException(exc.status_code, detail, exc.headers)
+    )
 
 
 def run_service(name: str, create_app: Callable[[Settings], FastAPI]) -> None:
