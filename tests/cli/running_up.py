@@ -46,7 +46,23 @@ class RunningUp:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if ready_timeout is not None:
-            self.wait_for(READY_LINE, ready_timeout)
+            try:
+                self.wait_for(READY_LINE, ready_timeout)
+            except BaseException:
+                self.kill()
+                raise
+
+    def __enter__(self) -> RunningUp:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """Whatever a failed test left running: its children die with it."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def _read(self) -> None:
         assert self.process.stdout is not None

@@ -106,41 +106,41 @@ def test_a_killed_broker_is_announced_and_started_again_with_its_topics(up: Runn
 
 
 def test_any_number_of_signals_stop_everything_and_free_the_ports(tmp_path: Path) -> None:
-    up = RunningUp(up_environment(tmp_path))
-    children = list(up.children().values())
-    assert len(children) == 5
-    for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
-        up.process.send_signal(signum)
-        time.sleep(0.3)
-    up.process.wait(90)
-    assert not still_alive(children, timeout=0)
-    assert busy_ports(up.env) == []
-    assert "stopping: ingest, features, trainer, scoring, broker" in up.output
+    with RunningUp(up_environment(tmp_path)) as up:
+        children = list(up.children().values())
+        assert len(children) == 5
+        for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+            up.process.send_signal(signum)
+            time.sleep(0.3)
+        up.process.wait(90)
+        assert not still_alive(children, timeout=0)
+        assert busy_ports(up.env) == []
+        assert "stopping: ingest, features, trainer, scoring, broker" in up.output
 
 
 def test_ctrl_c_twice_while_starting_leaves_nothing_behind(tmp_path: Path) -> None:
-    up = RunningUp(up_environment(tmp_path), ready_timeout=None)
-    up.wait_for(r"^ingest +\|", timeout=90)  # the broker is up, the services are starting
-    up.process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    up.process.send_signal(signal.SIGINT)
-    up.process.wait(90)
-    assert up.process.returncode == 130, up.output[-3000:]
-    assert leftovers(up.env) == []
-    assert busy_ports(up.env) == []
+    with RunningUp(up_environment(tmp_path), ready_timeout=None) as up:
+        up.wait_for(r"^ingest +\|", timeout=90)  # the broker is up, the services are starting
+        up.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        up.process.send_signal(signal.SIGINT)
+        up.process.wait(90)
+        assert up.process.returncode == 130, up.output[-3000:]
+        assert leftovers(up.env) == []
+        assert busy_ports(up.env) == []
 
 
 def test_children_die_with_a_killed_retention_up(tmp_path: Path) -> None:
-    up = RunningUp(up_environment(tmp_path))
-    children = list(up.children().values())
-    assert len(children) == 5
-    up.process.send_signal(signal.SIGKILL)
-    up.process.wait(30)
-    assert still_alive(children, timeout=30) == []
-    deadline = time.monotonic() + 30
-    while busy_ports(up.env):
-        assert time.monotonic() < deadline, busy_ports(up.env)
-        time.sleep(0.2)
+    with RunningUp(up_environment(tmp_path)) as up:
+        children = list(up.children().values())
+        assert len(children) == 5
+        up.process.send_signal(signal.SIGKILL)
+        up.process.wait(30)
+        assert still_alive(children, timeout=30) == []
+        deadline = time.monotonic() + 30
+        while busy_ports(up.env):
+            assert time.monotonic() < deadline, busy_ports(up.env)
+            time.sleep(0.2)
 
 
 def _orders(count: int) -> list[dict[str, object]]:
@@ -157,35 +157,31 @@ def _orders(count: int) -> list[dict[str, object]]:
 
 
 def test_a_clean_stop_after_work_logs_nothing_at_error_level(tmp_path: Path) -> None:
-    up = RunningUp(up_environment(tmp_path, RETENTION_LOG_JSON="true"))
-    key = up.wait_for(r"dev API key \(tenant 'default', role admin\): (\S+)").group(1)
-    headers = {"Authorization": f"Bearer {key}"}
-    answer = httpx.post(
-        f"http://127.0.0.1:{up.port('ingest')}/v1/orders",
-        json={"orders": _orders(60)},
-        headers=headers,
-        timeout=30,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["accepted"] == 60
-    deadline = time.monotonic() + 60
-    while (
-        httpx.get(
-            f"http://127.0.0.1:{up.port('features')}/v1/customers/17000/features", headers=headers
-        ).status_code
-        != 200
-    ):
-        assert time.monotonic() < deadline, "the orders never reached the features service"
-        time.sleep(0.5)
-    up.process.send_signal(signal.SIGTERM)
-    up.process.wait(90)
-    output = up.stop()
+    with RunningUp(up_environment(tmp_path, RETENTION_LOG_JSON="true")) as up:
+        key = up.wait_for(r"dev API key \(tenant 'default', role admin\): (\S+)").group(1)
+        headers = {"Authorization": f"Bearer {key}"}
+        answer = httpx.post(
+            f"http://127.0.0.1:{up.port('ingest')}/v1/orders",
+            json={"orders": _orders(60)},
+            headers=headers,
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == 60
+        features = f"http://127.0.0.1:{up.port('features')}/v1/customers/17000/features"
+        deadline = time.monotonic() + 60
+        while httpx.get(features, headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the orders never reached the features service"
+            time.sleep(0.5)
+        up.process.send_signal(signal.SIGTERM)
+        up.process.wait(90)
+        output = up.stop()
 
-    assert up.process.returncode == 0, output[-3000:]
-    problems = [line for line in output.splitlines() if _logged_as_a_problem(line)]
-    assert problems == [], "\n".join(problems)
-    assert "Unclosed" not in output
-    assert busy_ports(up.env) == []
+        assert up.process.returncode == 0, output[-3000:]
+        problems = [line for line in output.splitlines() if _logged_as_a_problem(line)]
+        assert problems == [], "\n".join(problems)
+        assert "Unclosed" not in output
+        assert busy_ports(up.env) == []
 
 
 def _logged_as_a_problem(line: str) -> bool:
