@@ -5,8 +5,9 @@ import asyncio
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from retention_shared.config import Settings
@@ -84,7 +85,23 @@ async def _produce(settings: Settings, topic: str, count: int) -> None:
         await producer.stop()
 
 
-def test_s3_storage_keeps_the_log_across_a_killed_broker() -> None:
+async def _committed(settings: Settings, topic: str, offset: int | None = None) -> int | None:
+    """The offset group `g` committed on partition 0 (committing `offset` first, if given)."""
+    consumer = AIOKafkaConsumer(
+        group_id="g", enable_auto_commit=False, **aiokafka_options(settings)
+    )
+    partition = TopicPartition(topic, 0)
+    await consumer.start()
+    consumer.assign([partition])
+    try:
+        if offset is not None:
+            await consumer.commit({partition: OffsetAndMetadata(offset, "")})
+        return await consumer.committed(partition)
+    finally:
+        await consumer.stop()
+
+
+def test_s3_storage_keeps_the_log_and_offsets_across_a_killed_broker() -> None:
     with moto_s3() as endpoint:
         bucket = new_bucket(endpoint)
         settings = Settings(
@@ -95,6 +112,7 @@ def test_s3_storage_keeps_the_log_across_a_killed_broker() -> None:
         topic = Topics.with_prefix("").transactions
         try:
             asyncio.run(_produce(first.settings, topic, 20))
+            assert asyncio.run(_committed(first.settings, topic, offset=7)) == 7
         finally:
             assert first.process is not None
             first.process.kill()  # no graceful stop: what was acknowledged must be in the bucket
@@ -106,6 +124,7 @@ def test_s3_storage_keeps_the_log_across_a_killed_broker() -> None:
             records = asyncio.run(
                 read_until(second.settings, topic, lambda got: len(got) >= 20, timeout=60)
             )
+            assert asyncio.run(_committed(second.settings, topic)) == 7
     assert sorted(r.value for r in records) == sorted(f"kept-{i}".encode() for i in range(20))
 
 
