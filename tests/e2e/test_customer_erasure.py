@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,24 @@ def test_an_erased_customer_is_gone_from_every_service_file_and_topic(
     time.sleep(1)
     assert httpx.get(f"{scoring}/v1/customers/{ERASED}/score", headers=auth()).status_code == 404
     assert occurrences(data_dir, ERASED) == []
+
+    # A features instance that lost its whole data directory, erasure list included, reads every
+    # request again (a new consumer group) and forgets the customer once more.
+    features.stop()
+    shutil.rmtree(data_dir / "features")
+    features.start()
+    wait_caught_up([features], partitions=kafka_settings.topic_partitions)
+    wait_for(
+        lambda: httpx.get(features_url(features, KEPT), headers=FEATURES_KEY).status_code == 200,
+        timeout=60,
+        what="features rebuilt from nothing",
+    )
+    wait_for(
+        lambda: (
+            httpx.get(features_url(features, ERASED), headers=FEATURES_KEY).status_code == 404
+            and occurrences(data_dir / "features", ERASED) == []
+        ),
+        timeout=60,
+        what="the rebuilt features forget the customer again",
+    )
+    assert last_records(kafka_settings, topics.customer_features, score_key)[-1].value is None
