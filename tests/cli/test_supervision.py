@@ -16,6 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from retention_cli.stack import SERVICES
+from retention_shared.config import Settings
 from retention_shared.topics import Topics
 from tests.cli.running_up import (
     RunningUp,
@@ -24,6 +25,8 @@ from tests.cli.running_up import (
     still_alive,
     up_environment,
 )
+from tests.kafka_reading import read_until
+from tests.trainer.moto_s3 import moto_s3, new_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +197,40 @@ def _logged_as_a_problem(line: str) -> bool:
     except (json.JSONDecodeError, AttributeError):
         return bool(re.search(r"\b(ERROR|CRITICAL)\b", entry))
     return level in ("error", "critical")
+
+
+def test_a_durable_broker_restart_keeps_what_was_acknowledged(tmp_path: Path) -> None:
+    with moto_s3() as endpoint:
+        bucket = new_bucket(endpoint)
+        env = up_environment(
+            tmp_path,
+            RETENTION_BROKER_STORAGE=f"s3://{bucket}/",
+            RETENTION_S3_ENDPOINT_URL=endpoint,
+        )
+        with RunningUp(env) as up:
+            assert f"keeps its log in s3://{bucket}/" in up.output
+            assert f"(embedded Tansu, log in s3://{bucket}/)" in up.output
+            key = up.wait_for(r"dev API key \(tenant 'default', role admin\): (\S+)").group(1)
+            answer = httpx.post(
+                f"http://127.0.0.1:{up.port('ingest')}/v1/orders",
+                json={"orders": _orders(20)},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+            assert answer.status_code == 200 and answer.json()["accepted"] == 20, answer.text
+            mark = len(up.lines)
+            up.children()["broker"].send_signal(signal.SIGKILL)
+
+            announced = up.wait_for(r"broker stopped unexpectedly .*", after=mark)
+            assert f"its log is kept in s3://{bucket}/" in announced.group(0)
+            assert "in memory" not in announced.group(0)
+            up.wait_for(rf"broker started again on port {up.port('broker')}", after=mark)
+            settings = Settings(kafka_bootstrap=f"127.0.0.1:{up.port('broker')}")
+            orders = asyncio.run(
+                read_until(
+                    settings, Topics.with_prefix("").transactions, lambda got: len(got) >= 20
+                )
+            )
+            assert {r.key for r in orders} >= {f"default:{17000 + i}".encode() for i in range(20)}
+            up.stop()
+        assert up.process.returncode == 0, up.output[-3000:]
