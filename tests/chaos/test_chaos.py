@@ -283,8 +283,12 @@ def test_acknowledged_orders_survive_killed_services_and_a_paused_broker(
     assert stack.broker is not None and stack.broker.process is not None
     broker_pid = stack.broker.process.pid
     os.kill(broker_pid, signal.SIGSTOP)
+    unready: set[str] = set()  # services whose /readyz said 503 while the broker was paused
     try:
-        time.sleep(BROKER_PAUSE_SECONDS)
+        paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+        while time.monotonic() < paused_until:
+            unready.update(name for name in SERVICES if not _ready(stack, name))
+            time.sleep(1)
     finally:
         os.kill(broker_pid, signal.SIGCONT)
     recovered["broker pause"] = _wait_until(
@@ -362,6 +366,7 @@ def test_acknowledged_orders_survive_killed_services_and_a_paused_broker(
             f"{len(miscounted)} of {len(customers)}"
             f"\nchaos: back and ready (s): "
             + ", ".join(f"{k} {v:.1f}" for k, v in recovered.items())
+            + f"; unready during the pause: {', '.join(sorted(unready)) or 'none'}"
             + f"; streamed {streamed:.0f}s, caught up {caught_up_after:.1f}s later; "
             f"stack start {start_seconds:.0f}s + test {wall:.0f}s"
         )
@@ -374,3 +379,7 @@ def test_acknowledged_orders_survive_killed_services_and_a_paused_broker(
     ]
     assert not math.isnan(caught_up_after), f"features reports lag {final_lags}"
     assert client.not_confirmed, "no request went unconfirmed: the faults did not bite"
+    # operations.md: while the broker does not answer, every service is out of rotation.
+    assert unready == set(SERVICES), (
+        f"ready throughout the broker's pause: {set(SERVICES) - unready}"
+    )
