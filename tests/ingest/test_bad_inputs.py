@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
@@ -194,6 +195,16 @@ def test_unknown_timezone(tmp_path: Path) -> None:
         timezone="Mars/Olympus",
     )
     assert error.field == "timezone"
+
+
+@pytest.mark.parametrize("zone", ["posixrules", "Factory", "localtime", "right/UTC", "zone.tab"])
+def test_a_zone_file_polars_cannot_read_in_is_an_unknown_timezone(zone: str) -> None:
+    """zoneinfo opens these; polars does not, and every upload read in one failed later."""
+    with pytest.raises(IngestError) as raised:
+        check_timezone(zone)
+    assert raised.value.code == IngestErrorCode.UNKNOWN_TIMEZONE
+    assert raised.value.field == "timezone"
+    assert check_timezone("America/Argentina/Buenos_Aires") == "America/Argentina/Buenos_Aires"
 
 
 def test_bad_values_are_rows_rejected_not_file_errors(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ the offset in force before the gap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -95,9 +95,16 @@ class DateFormat:
 
 
 def check_timezone(timezone: str) -> str:
+    """`timezone` if naive timestamps can be read in it; else `unknown_timezone`.
+
+    Python's zoneinfo opens any TZif file of the tz database (`posixrules`, `Factory`,
+    `localtime`, `right/UTC`); polars, which reads the timestamps, knows only the IANA names,
+    and such a zone failed every upload and order read in it after a 202 or 200.
+    """
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+        pl.Series([datetime(2011, 1, 1)]).dt.replace_time_zone(timezone)
+    except (ZoneInfoNotFoundError, ValueError, pl.exceptions.PolarsError):
         raise IngestError(
             IngestErrorCode.UNKNOWN_TIMEZONE,
             f"{timezone!r} is not an IANA timezone such as Europe/London",
