@@ -28,10 +28,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
-from retention_shared.consuming import dead_lettering, raw_body, reject_undecodable
+from retention_shared.consuming import (
+    TransientFailure,
+    dead_lettering,
+    raw_body,
+    reject_undecodable,
+)
 from retention_shared.events import (
     CustomerErased,
     CustomerErasureRequested,
@@ -161,19 +167,23 @@ def subscribe_erasures(
         except EventDecodeError as error:
             await reject_undecodable(ctx, message, error)
             return
-        removed = await handler(request)
-        confirmation = CustomerErased(
-            erasure_id=request.erasure_id,
-            tenant_id=request.tenant_id,
-            service=ctx.name,
-            instance=instance,
-            requested_at=request.requested_at,
-            requested_by=request.requested_by,
-            removed=removed,
-        )
-        await ctx.broker.publish(
-            confirmation.to_bytes(), ctx.topics.erasure_audit, key=request.tenant_id.encode()
-        )
+        try:
+            removed = await handler(request)
+            confirmation = CustomerErased(
+                erasure_id=request.erasure_id,
+                tenant_id=request.tenant_id,
+                service=ctx.name,
+                instance=instance,
+                requested_at=request.requested_at,
+                requested_by=request.requested_by,
+                removed=removed,
+            )
+            await ctx.broker.publish(
+                confirmation.to_bytes(), ctx.topics.erasure_audit, key=request.tenant_id.encode()
+            )
+        except (KafkaError, TimeoutError) as error:
+            # The broker failed, not the request: erase again later (erasing is idempotent).
+            raise TransientFailure(f"{type(error).__name__}: {error}") from error
         # The audit line names the erasure, never the customer.
         log.info(
             "customer erased",
