@@ -64,6 +64,18 @@ def test_invalid_mappings(raw: str, field: str) -> None:
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize("pattern", ["%Q %K", "%", "%Y %%", "%H:%M", "%d/%m/%Y%"])
+def test_a_date_format_that_reads_no_date_is_an_invalid_mapping(pattern: str) -> None:
+    """These have a `%` but read no date: saved, they failed every upload mapped with them."""
+    mapping = {"customer_id": "C", "order_datetime": "D", "order_total": "T"}
+    with pytest.raises(IngestError) as caught:
+        ColumnMapping.parse({**mapping, "date_format": pattern})
+    assert caught.value.code == IngestErrorCode.INVALID_MAPPING
+    assert caught.value.field == "date_format"
+    for good in ("%d.%m.%Y %H:%M", "%m/%d/%Y %I:%M %p", "%Y%m%d", "%d-%b-%Y", "%s"):
+        assert ColumnMapping.parse({**mapping, "date_format": good}).date_format == good
+
+
 def test_unknown_layout_without_mapping_lists_the_columns(tmp_path: Path) -> None:
     (tmp_path / "f.csv").write_text("a,b,c\n1,2,3\n")
     error = fails(tmp_path / "f.csv", tmp_path / "w", IngestErrorCode.UNKNOWN_LAYOUT)

@@ -18,9 +18,11 @@ The public layouts (UCI Online Retail I and II, CDNOW) are recognized without a 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from retention_ingest.errors import IngestError, IngestErrorCode
@@ -40,6 +42,22 @@ CANONICAL_FIELDS = (
     "currency",
     "country",
 )
+
+
+_SAMPLE = datetime(2011, 12, 9, 12, 50, 7, tzinfo=UTC)
+
+
+def _reads_dates(pattern: str) -> bool:
+    """Whether a date written with `pattern` reads back as that date, as `dates` reads columns:
+    `%Q`, a lone `%`, or a pattern without day, month and year (`%H:%M`, `dd/mm/yyyy`) would
+    read nothing, and an upload mapped with it fail only once read."""
+    sample = pl.Series([_SAMPLE])
+    try:
+        written = sample.dt.strftime(pattern)
+        read = written.str.to_datetime(pattern, strict=False, time_unit="us")
+    except pl.exceptions.PolarsError:
+        return False
+    return read.dt.date().to_list() == [_SAMPLE.date()]
 
 
 class ColumnMapping(BaseModel):
@@ -69,8 +87,8 @@ class ColumnMapping(BaseModel):
     @field_validator("date_format")
     @classmethod
     def _strftime_pattern(cls, value: str | None) -> str | None:
-        if value is not None and "%" not in value:
-            raise ValueError(f"{value!r} is not a strftime pattern like %d/%m/%Y %H:%M")
+        if value is not None and not _reads_dates(value):
+            raise ValueError(f"{value!r} is not a strftime pattern of a date like %d/%m/%Y %H:%M")
         return value
 
     @model_validator(mode="after")
