@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from retention_ingest.api.uploads import ingest_error
 from retention_ingest.dates import check_timezone
@@ -18,6 +18,9 @@ router = APIRouter(prefix="/v1", tags=["mappings"])
 
 
 class SavedMapping(BaseModel):
+    # A misspelt key ("timezon") would otherwise be dropped without a word.
+    model_config = ConfigDict(extra="forbid")
+
     mapping: dict[str, Any] | None = None
     timezone: str | None = None
 
