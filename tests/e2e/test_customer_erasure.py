@@ -22,11 +22,14 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from retention_cli.stack import Stack
 from retention_shared.config import Settings
 from retention_shared.events import CustomerErased, decode_event
+from retention_shared.kafka import aiokafka_options
 from retention_shared.topics import Topics
+from retention_trainer.consumers.transactions import GROUP_ID as LAKE_GROUP
 from tests.features_service.support import FeaturesProcess, read_to_end, wait_caught_up
 from tests.kafka_reading import read_until
 from tests.scoring_service.support import (
@@ -125,6 +128,40 @@ def confirmations(settings: Settings, erasure_id: str) -> list[CustomerErased]:
     )
     assert all(ERASED.encode() not in r.value and r.key for r in records)
     return mine(records)
+
+
+def first_order(customer_id: str) -> dict:
+    """The customer's first invoice of the slice, as `POST /v1/orders` takes it."""
+    raw = pl.read_parquet(SLICE).filter(pl.col("CustomerID") == float(customer_id))
+    invoice = raw.filter(pl.col("InvoiceNo") == raw["InvoiceNo"][0])
+    return {
+        "order_id": invoice["InvoiceNo"][0],
+        "customer_id": customer_id,
+        "order_datetime": invoice["InvoiceDate"][0].isoformat(),
+        "lines": [
+            {"product_id": code, "quantity": quantity, "unit_price": price}
+            for code, quantity, price in invoice.select(
+                "StockCode", "Quantity", "UnitPrice"
+            ).iter_rows()
+        ],
+    }
+
+
+async def lake_applied(settings: Settings) -> bool:
+    """Whether the trainer's lake consumer committed every `transactions` record."""
+    topic = Topics.with_prefix(settings.topic_prefix).transactions
+    ends: dict[int, int] = {}
+    for record in await read_to_end(settings, topic):
+        ends[record.partition] = record.offset + 1
+    consumer = AIOKafkaConsumer(group_id=LAKE_GROUP, **aiokafka_options(settings))
+    await consumer.start()
+    try:
+        for partition, end in ends.items():
+            if (await consumer.committed(TopicPartition(topic, partition)) or 0) < end:
+                return False
+        return True
+    finally:
+        await consumer.stop()
 
 
 def last_records(settings: Settings, topic: str, key: bytes) -> list:
@@ -266,6 +303,19 @@ def test_an_erased_customer_is_gone_from_every_service_file_and_topic(
     assert any(
         f.startswith(f"features/{topics.transactions}-") for f in occurrences(data_dir, KEPT)
     )
+
+    # Upstream sends the customer's first order again (an export re-sent): ingest accepts and
+    # publishes it, but features and the lake skip it and ingest keeps no fingerprint of it.
+    again = httpx.post(f"{ingest}/v1/orders", json=first_order(ERASED), headers=auth())
+    assert again.status_code == 200 and again.json()["accepted"] == 1, again.text
+    wait_caught_up([features], partitions=kafka_settings.topic_partitions)
+    wait_for(
+        lambda: asyncio.run(lake_applied(kafka_settings)),
+        timeout=60,
+        what="the lake consumer applied every transactions record",
+    )
+    assert httpx.get(features_url(features, ERASED), headers=FEATURES_KEY).status_code == 404
+    assert occurrences(data_dir, ERASED) == []
 
     # A replay does not bring the customer back: features restarted without its state files.
     features.stop()

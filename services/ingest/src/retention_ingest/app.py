@@ -10,6 +10,7 @@ from retention_ingest.publishing import OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import UploadRunner
 from retention_shared.config import Settings
+from retention_shared.erasure import ErasureList
 from retention_shared.service import ServiceContext, create_service_app
 
 
@@ -17,6 +18,7 @@ def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("ingest", settings)
     store = IngestStore(settings.data_dir / "ingest" / "ingest.sqlite")
     store.interrupt_unfinished()
+    store.erasures = ErasureList(settings.data_dir / "ingest" / "erasures.sqlite")
     publisher = OrderPublisher(
         settings, ctx.topics.transactions, ack_timeout=settings.publish_timeout_seconds
     )

@@ -6,7 +6,9 @@ order published. An erasure removes from the tenant's rejects.csv files every ro
 that reads as the customer's id — in any column, since a row may have been rejected because its
 columns were shifted — rewrites each file atomically, deletes the kept files of ended uploads
 (nothing reads them again, and a compressed or spreadsheet file cannot be filtered row by row),
-and forgets the customer's fingerprints. While an upload of the tenant is still queued or
+and forgets the customer's fingerprints — for good: the customer goes on ingest's erasure list,
+so their orders dated up to the request, if sent again, are published (features and the lake
+skip them) but leave no fingerprint. While an upload of the tenant is still queued or
 running, the request waits (it is retried, never dead-lettered): that upload writes its rejects
 at the end.
 
@@ -73,6 +75,11 @@ class IngestErasure:
     uploads_dir: Path
 
     async def erase(self, request: CustomerErasureRequested) -> dict[str, int]:
+        erasures = self.store.erasures
+        if erasures is not None:  # first: orders arriving meanwhile leave no fingerprint
+            await asyncio.to_thread(
+                erasures.add, request.tenant_id, request.customer_id, request.requested_at
+            )
         uploads = self.store.uploads_of(request.tenant_id)
         if any(state in UNFINISHED for _, state in uploads):
             raise TransientFailure("an upload of the tenant is still running; erasing after it")

@@ -13,6 +13,7 @@ from typing import Any
 
 from retention_ingest.amendments import Fingerprint
 from retention_ingest.mapping import ColumnMapping
+from retention_shared.erasure import ErasureList
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenant_mappings (
@@ -57,6 +58,8 @@ class IngestStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()  # upload progress is written from worker threads
+        # Erased customers (`retention_ingest.erasure`): their re-sent history leaves no trace.
+        self.erasures: ErasureList | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -83,7 +86,14 @@ class IngestStore:
         self, tenant_id: str, fingerprints: list[Fingerprint], *, amend: bool
     ) -> None:
         """Remember published orders. `amend`: a higher version replaces the stored one (HTTP
-        and `orders.raw`); otherwise the first stays, as consumers keep the first copy."""
+        and `orders.raw`); otherwise the first stays, as consumers keep the first copy. Orders
+        of an erased customer dated up to the erasure are not remembered (consumers skip them)."""
+        if (erasures := self.erasures) is not None:
+            fingerprints = [
+                f
+                for f in fingerprints
+                if not erasures.covers(tenant_id, f.customer_id, f.occurred_at_us)
+            ]
         upsert = (
             " ON CONFLICT (tenant_id, order_id, kind) DO UPDATE SET customer_id = "
             "excluded.customer_id, occurred_at_us = excluded.occurred_at_us, content = "
