@@ -8,6 +8,7 @@ import polars as pl
 from aiokafka import ConsumerRecord
 
 from retention_scoring.consumers.features import FeaturesConsumer, Touched
+from retention_scoring.score_events import ScoreEvents
 from retention_scoring.store import FeatureStore
 from retention_shared.topics import customer_key
 from tests.scoring_service.support import feature_events
@@ -53,3 +54,28 @@ def test_a_tombstone_removes_the_customer_and_a_later_vector_brings_a_new_histor
     assert removed == [{"acme": {"12437", "12680"}}]
     assert changed == [{"acme": {"12583", "12680"}}]
     assert table.history_frame()["customer_id"].unique().sort().to_list() == ["12583", "12680"]
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list]] = []
+
+    async def send_all(self, topic: str, records: list) -> int:
+        self.sent.append((topic, list(records)))
+        return len(records)
+
+
+def test_an_announced_customer_removed_gets_a_score_tombstone_once_caught_up() -> None:
+    producer = RecordingProducer()
+    ready = {"now": False}
+    events = ScoreEvents(None, producer, "customer-scores", "scoring", ready=lambda: ready["now"])  # type: ignore[arg-type]
+    events.published["acme"] = {"12437": ("high", "VIP", "At risk"), "12583": ("low", "Low", "New")}
+
+    # Catching up: the tombstone read is an old one; forget it without writing.
+    assert asyncio.run(events.forget("acme", ["12583"])) == 0
+    assert producer.sent == [] and "12583" not in events.published["acme"]
+
+    ready["now"] = True
+    assert asyncio.run(events.forget("acme", ["12437", "never-announced"])) == 1
+    assert producer.sent == [("customer-scores", [(b"acme:12437", None)])]
+    assert events.published["acme"] == {}

@@ -128,14 +128,17 @@ class ScoreEvents:
 
     async def forget(self, tenant_id: str, customer_ids: Iterable[str]) -> int:
         """Erased customers: a tombstone on `customer-scores` for each one this instance knows
-        was announced (CRM subscribers delete them; compaction drops their scores)."""
+        was announced (CRM subscribers delete them; compaction drops their scores). Returns how
+        many tombstones it wrote."""
         known = self.published.get(tenant_id, {})
         announced = [c for c in customer_ids if known.pop(c, None) is not None]
-        if announced:
-            await self.producer.send_all(
-                self.topic, [(customer_key(tenant_id, c), None) for c in announced]
-            )
-            MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(announced))
+        # While catching up, the tombstone read is an old one: `customer-scores` has its own.
+        if not announced or not self.ready():
+            return 0
+        await self.producer.send_all(
+            self.topic, [(customer_key(tenant_id, c), None) for c in announced]
+        )
+        MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(announced))
         return len(announced)
 
     async def rescore(self, tenant_id: str, customers: Iterable[str] | None = None) -> int:
