@@ -64,7 +64,6 @@ class Client:
     rejected: dict[str, list[str]] = field(default_factory=dict)  # order id -> reason codes
     not_confirmed: Counter[str] = field(default_factory=Counter)  # 503, connection errors
     failures: list[str] = field(default_factory=list)  # any other answer
-    sent_batches: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: list[Future[None]] = field(default_factory=list)
@@ -86,7 +85,6 @@ class Client:
             if self._stop.is_set():
                 return
             self._pending.append(self._pool.submit(self._send_until_answered, batch))
-            self.sent_batches = number + 1
             self._stop.wait(max(0.0, start + (number + 1) / REQUESTS_PER_SECOND - time.monotonic()))
 
     def stop(self, answer_within: float) -> None:
