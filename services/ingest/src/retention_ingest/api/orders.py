@@ -14,7 +14,15 @@ from typing import Annotated, Any
 import polars as pl
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from retention_ingest import metrics
@@ -33,6 +41,7 @@ from retention_ingest.records import (
 )
 from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
+from retention_shared.safe_text import id_problem
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -46,6 +55,17 @@ def _not_boolean(value: object) -> object:
 
 
 Scalar = Annotated[str | int | float | None, BeforeValidator(_not_boolean)]
+
+
+def _printable(value: str | None) -> str | None:
+    # Kept with the order in every event and the lake: a lone surrogate became "\x1a" there,
+    # a NUL or ESC stayed. Printable text of an id's length; empty means none, as in files.
+    if value is not None and value.strip() and (problem := id_problem(value)) is not None:
+        raise PydanticCustomError("unprintable_text", problem)
+    return value
+
+
+Text = Annotated[str | None, AfterValidator(_printable)]
 
 
 class LineIn(BaseModel):
@@ -63,8 +83,8 @@ class OrderIn(BaseModel):
     customer_id: Scalar = None
     order_datetime: Scalar = Field(None, description="ISO 8601; naive means the tenant's timezone.")
     lines: list[LineIn] = Field(min_length=1)
-    currency: str | None = None
-    country: str | None = None
+    currency: Text = None
+    country: Text = None
     version: StrictInt | None = Field(
         None,
         ge=0,
