@@ -339,6 +339,17 @@ def _orders_cases() -> list[Case]:
             "currency-object", set_order("currency", {"code": "GBP"}), Refused(422, "currency")
         ),
         order_case("country-list", set_order("country", ["UK"]), Refused(422, "country")),
+        order_case("country-empty", set_order("country", ""), Accepted()),
+        order_case("country-formula", set_order("country", "=cmd|' /C calc'!A0"), Accepted()),
+        order_case(
+            "currency-1M-chars", set_order("currency", "G" * 1_000_000), Refused(422, "currency")
+        ),
+        order_case(
+            "currency-lone-surrogate", set_order("currency", "\ud800"), Refused(422, "currency")
+        ),
+        order_case("country-nul", set_order("country", "UK\x00"), Refused(422, "country")),
+        order_case("country-esc", set_order("country", "\x1b[2JUK"), Refused(422, "country")),
+        order_case("country-rlo", set_order("country", "\u202eKU"), Refused(422, "country")),
         order_case("version-negative", set_order("version", -1), Refused(422, "version")),
         order_case("version-2**60", set_order("version", 2**60), Refused(422, "version")),
         order_case("version-text", set_order("version", "2"), Refused(422, "version")),
@@ -1042,6 +1053,26 @@ def _read_cases() -> list[Case]:
             Case(f"reads-run-{name}", "trainer", "GET", f"/v1/runs/{segment}", lost),
             Case(f"reads-upload-{name}", "ingest", "GET", f"/v1/uploads/{segment}", lost),
         ]
+    erasures: dict[str, Expect] = {
+        "nul": Refused(422, "customer_id"),
+        "esc": Refused(422, "customer_id"),
+        "rlo": Refused(422, "customer_id"),
+        "8k-chars": Refused(422, "customer_id"),
+        "slash": Refused(404, "path"),
+        # Decoded with U+FFFD: a printable id nobody has; erasing nobody is a no-op request.
+        "encoded-surrogate": Answered((202,)),
+        "invalid-utf8": Answered((202,)),
+    }
+    for name, expect in erasures.items():
+        cases.append(
+            Case(
+                f"reads-erase-{name}",
+                "scoring",
+                "DELETE",
+                f"/v1/customers/{HOSTILE_SEGMENTS[name]}",
+                expect,
+            )
+        )
     cases.append(
         Case(
             "reads-features-real-customer",
