@@ -208,7 +208,7 @@ class Case:
     body: Any = NOTHING  # JSON as Python writes it: NaN, Infinity and "\ud800" as JSON allows
     content: bytes | Callable[[], Iterator[bytes]] | None = None
     params: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | bytes] = field(default_factory=dict)
     lines: int = 0  # order lines sent (orders answered per row)
 
     def __str__(self) -> str:
@@ -985,10 +985,19 @@ def test_uploads(corpus: Corpus, case: UploadCase) -> None:
     upload_id = response.json()["upload_id"]
     status = finished(corpus.stack, upload_id)
     assert status["state"] == expect.state, (case.name, status)
+    rejects = httpx.get(
+        f"{url(corpus.stack, 'ingest')}/v1/uploads/{upload_id}/rejects.csv", headers=auth()
+    )
     if expect.state == "failed":
         assert status["error"]["code"] and status["error"]["problem"], status
         if expect.code is not None:
             assert status["error"]["code"] == expect.code, status
+        # A failed upload has no rejects to give: a 409 naming the upload, or a safe file.
+        assert rejects.status_code in (200, 409), rejects.text
+        if rejects.status_code == 409:
+            assert names(rejects, "upload_id"), rejects.text
+        else:
+            spreadsheet_safe(rejects.text)
         return
     progress = status["progress"]
     assert progress["rows_read"] == case.rows, (case.name, progress)
@@ -996,14 +1005,60 @@ def test_uploads(corpus: Corpus, case: UploadCase) -> None:
     assert sum(progress["rejected_by_reason"].values()) == progress["rejected"], progress
     if expect.code is not None:
         assert progress["rejected_by_reason"].get(expect.code, 0) >= 1, (case.name, progress)
-    rejects = httpx.get(
-        f"{url(corpus.stack, 'ingest')}/v1/uploads/{upload_id}/rejects.csv", headers=auth()
-    )
     assert rejects.status_code == 200, rejects.text
     rows = spreadsheet_safe(rejects.text)
     assert rows[0][:2] == ["row", "reason"]
     assert len(rows) - 1 == progress["rejected"], (case.name, rows)
     assert Counter(row[1] for row in rows[1:]) == Counter(progress["rejected_by_reason"])
+
+
+def _multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
+        body += f"--b\r\ncontent-disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return body + b"--b--\r\n"
+
+
+_CSV = real_rows(offset=19_000).write_csv().encode()
+MULTIPART = {"content-type": "multipart/form-data; boundary=b"}
+UPLOAD_REQUESTS = [
+    Case(
+        f"uploads-request-{name}",
+        "ingest",
+        "POST",
+        "/v1/uploads",
+        expect,
+        content=content,
+        headers=headers,
+    )
+    for name, content, headers, expect in (
+        (
+            "no-file",
+            _multipart(("timezone", None, b"Europe/London")),
+            MULTIPART,
+            Refused(422, "file"),
+        ),
+        ("file-as-text", _multipart(("file", None, _CSV)), MULTIPART, Refused(422, "file")),
+        ("no-parts", b"--b--\r\n", MULTIPART, Refused(422, "file")),
+        ("no-boundary", _CSV, {"content-type": "multipart/form-data"}, Answered((400, 422))),
+        ("not-multipart", _CSV, {"content-type": "text/csv"}, Refused(422, "file")),
+        ("unterminated", _multipart(("file", "x.csv", _CSV))[:-8], MULTIPART, Answered((400, 422))),
+        (
+            "two-files",
+            _multipart(("file", "a.csv", _CSV), ("file", "b.csv", b"")),
+            MULTIPART,
+            Answered((202, 422)),
+        ),
+    )
+]
+
+
+@pytest.mark.parametrize("case", UPLOAD_REQUESTS, ids=str)
+def test_upload_requests(corpus: Corpus, case: Case) -> None:
+    check(corpus.stack, case)
 
 
 def test_healthy_after_uploads(corpus: Corpus) -> None:
@@ -1166,6 +1221,75 @@ def _read_cases() -> list[Case]:
             "reads-method-not-allowed", "scoring", "PATCH", "/v1/customers", Refused(405, "method")
         ),
         Case("reads-no-such-route", "features", "GET", "/v1/customers", Refused(404, "path")),
+        Case(
+            "reads-repeated-limit",
+            "scoring",
+            "GET",
+            "/v1/customers",
+            Refused(422, "limit"),  # the last one counts
+            params=[("limit", "1"), ("limit", "0")],
+        ),
+    ]
+    # Keys a careless or hostile client sends: never a 5xx, always the Authorization field.
+    for name, value in {
+        "empty": "",
+        "bearer-only": "Bearer",
+        "bearer-spaces": "Bearer   no-such-key",
+        "basic": "Basic ZTJlLWtleTo=",
+        "10k-key": "Bearer " + "k" * 10_000,
+        "key-of-another-prefix": "Bearer e2e-key-but-longer",
+        "latin1-key": "Bearer cl\xe9".encode("latin-1"),
+    }.items():
+        for service, path in (
+            ("scoring", "/v1/customers"),
+            ("features", "/v1/customers/17850/features"),
+            ("trainer", "/v1/runs"),
+            ("ingest", "/v1/mappings/default"),
+        ):
+            cases.append(
+                Case(
+                    f"reads-auth-{name}-{service}",
+                    service,
+                    "GET",
+                    path,
+                    Refused(401, "Authorization"),
+                    headers={"Authorization": value},
+                )
+            )
+    retrain = ("trainer", "POST", "/v1/retrain")
+    cases += [
+        Case(
+            "reads-retrain-reason-nul", *retrain, Refused(422, "reason"), body={"reason": "a\x00"}
+        ),
+        Case(
+            "reads-retrain-reason-long",
+            *retrain,
+            Refused(422, "reason"),
+            body={"reason": "r" * 501},
+        ),
+        Case(
+            "reads-retrain-cutoff-0",
+            *retrain,
+            Refused(422, "cutoff_every_days"),
+            body={"cutoff_every_days": 0},
+        ),
+        Case(
+            "reads-retrain-cutoff-text",
+            *retrain,
+            Refused(422, "cutoff_every_days"),
+            body={"cutoff_every_days": "30"},
+        ),
+        Case(
+            "reads-retrain-cutoff-1e308",
+            *retrain,
+            Refused(422, "cutoff_every_days"),
+            body={"cutoff_every_days": 1e308},
+        ),
+        Case(
+            "reads-retrain-unknown-key", *retrain, Refused(422, "tenant"), body={"tenant": "other"}
+        ),
+        Case("reads-retrain-array", *retrain, Refused(422, "body"), body=[{"reason": "x"}]),
+        Case("reads-retrain-not-json", *retrain, Refused(422, "body"), content=b"reason=x"),
     ]
     return cases
 
