@@ -381,6 +381,41 @@ def _orders_cases() -> list[Case]:
             Rejected("invalid_customer_id", "customer_id"),
         ),
     ]
+    # One order id twice in a batch: lines group per (order, customer, kind) as in files, so
+    # other content is a reject (two customers) or one order, every row counted either way.
+    cases += [
+        order_case(
+            "batch-same-id-other-customer",
+            lambda o: {"orders": [o, {**o, "customer_id": "12583"}]},
+            Rejected("conflicting_customer_id", "customer_id"),
+        ),
+        order_case("batch-same-id-twice", lambda o: {"orders": [o, o]}, Answered((200,))),
+        order_case(
+            "batch-same-id-other-date",
+            lambda o: {"orders": [o, {**o, "order_datetime": "2011-12-01T08:26:00"}]},
+            Answered((200,)),
+        ),
+        order_case(
+            "batch-same-id-cancelled-too",
+            lambda o: {"orders": [o, {**o, "lines": [{**o["lines"][0], "quantity": -1}]}]},
+            Answered((200,)),
+        ),
+        order_case("lines-repeated", lambda o: o.update(lines=o["lines"] * 3), Answered((200,))),
+        order_case(
+            "1000-lines-of-1e308",
+            lambda o: o.update(
+                lines=[
+                    {
+                        "product_id": f"{o['lines'][0]['product_id']}-{i}",
+                        "quantity": 1e308,
+                        "unit_price": 1.0,
+                    }
+                    for i in range(1000)
+                ]
+            ),
+            Rejected("quantity_out_of_range", "lines.999.quantity"),
+        ),
+    ]
     deep = json.dumps({**real_order(), "lines": "HERE"}).encode()
     cases.append(
         Case(
