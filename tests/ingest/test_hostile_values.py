@@ -92,6 +92,9 @@ HOSTILE = [
     ("InvoiceNo", "536365\x07", "invalid_order_id"),
     ("StockCode", "85123A\u2066", "invalid_product_id"),
     ("StockCode", "P" * 1000, "invalid_product_id"),
+    ("Country", "United\x1b[2J Kingdom", "invalid_country"),
+    ("Country", "\u202eKU", "invalid_country"),
+    ("Country", "K" * 257, "invalid_country"),
     ("InvoiceDate", "1969-12-31 23:59:59", "order_datetime_too_old"),
     ("InvoiceDate", "1900-01-01 00:00:00", "order_datetime_too_old"),
     ("InvoiceDate", "2011-12-11 12:00:01", "future_order_datetime"),  # received + 24h + 1s
@@ -254,6 +257,8 @@ def test_json_orders_name_the_field_of_each_bound() -> None:
         {**base, "lines": [{**base["lines"][0], "unit_price": 2e6}, base["lines"][1]]},
         {**base, "lines": [{**base["lines"][0], "quantity": 1e6, "unit_price": 1e6}]},
         {**base, "lines": [{**base["lines"][0], "product_id": "\x1b[2J"}, base["lines"][1]]},
+        {**base, "currency": "GBP\x00"},
+        {**base, "country": "\ud800"},  # stored as U+001A before: a control character
     ]
     hostile = [{**order, "order_id": f"T{i}"} for i, order in enumerate(hostile)]
     plan = CleaningPlan(CANONICAL_MAPPING, DateFormat.iso(), received_at=RECEIVED_AT)
@@ -278,9 +283,11 @@ def test_json_orders_name_the_field_of_each_bound() -> None:
         [("unit_price_out_of_range", "unit_price", 0)],
         [("order_total_out_of_range", "lines", 0)],
         [("invalid_product_id", "product_id", 0)],
+        [("invalid_currency", "currency", 0), ("invalid_currency", "currency", 1)],
+        [("invalid_country", "country", 0), ("invalid_country", "country", 1)],
     ]
     accepted = [outcome.accepted for outcome in result.outcomes]
-    assert accepted == [False, False, False, False, True, False, True]
+    assert accepted == [False, False, False, False, True, False, True, False, False]
     assert result.events["total"].is_finite().all()
 
 

@@ -11,7 +11,9 @@ Reason precedence — a row with several problems is rejected for the FIRST that
 3. `missing_order_datetime`, `unparseable_order_datetime`
 4. `order_datetime_too_old` (before `min_order_date`), `future_order_datetime` (later than the
    moment ingest received it plus `max_future_skew_hours`)
-5. `missing_product_id`, `invalid_product_id` (line-level mappings)
+5. `missing_product_id`, `invalid_product_id` (line-level mappings), then `invalid_currency`,
+   `invalid_country` (when mapped; they are optional, so only a value that is not printable text
+   of at most 256 characters)
 6. `missing_quantity`, `unparseable_quantity` (when mapped)
 7. `missing_unit_price`, `unparseable_unit_price` (or `..._order_total`)
 8. `non_positive_price`: unit price <= 0 (or an order total of exactly 0)
@@ -66,6 +68,7 @@ from retention_ingest.mapping import ColumnMapping
 from retention_shared.safe_text import MAX_ID_LENGTH, invalid_id_expr
 
 SYNTHETIC_PRODUCT_ID = "order-total"
+TEXT_FIELDS_CHECKED = ("currency", "country")
 # Without a mapped order id, orders are `<customer>-<YYYYMMDD>`: the suffix's share of the limit.
 DERIVED_ORDER_SUFFIX = len("-YYYYMMDD")
 # In precedence order; see the module docstring.
@@ -80,6 +83,8 @@ REASON_CODES = (
     "future_order_datetime",
     "missing_product_id",
     "invalid_product_id",
+    "invalid_currency",
+    "invalid_country",
     "missing_quantity",
     "unparseable_quantity",
     "missing_unit_price",
@@ -314,6 +319,12 @@ def _row_checks(
     ]
     if "product_id" in id_fields:
         checks += id_checks("product_id")
+    # Kept with the order in every event and the lake: no control or bidi characters there.
+    checks += [
+        (f"invalid_{name}", invalid_id_expr(pl.col(name)))
+        for name in TEXT_FIELDS_CHECKED
+        if name in columns
+    ]
     for name in number_fields:
         checks += [
             (f"missing_{name}", ~pl.col(f"{name}_present")),

@@ -48,6 +48,8 @@ REASON_FIELD: dict[str, str | None] = {
     "future_order_datetime": "order_datetime",
     "missing_product_id": "product_id",
     "invalid_product_id": "product_id",
+    "invalid_currency": "currency",
+    "invalid_country": "country",
     "missing_quantity": "quantity",
     "unparseable_quantity": "quantity",
     "missing_unit_price": "unit_price",
