@@ -828,6 +828,14 @@ def _upload_cases() -> list[UploadCase]:
                     Quantity="0",
                 )
             )
+    for name, value, code in (
+        ("esc", "United\x1b[2J Kingdom", "invalid_country"),
+        ("rlo", "\u202eKU", "invalid_country"),
+        ("257-chars", "K" * 257, "invalid_country"),
+        ("formula", "=cmd|' /C calc'!A0", None),
+        ("empty", "", None),
+    ):
+        cases.append(cell_case(f"country-{name}", "Country", value, Finished("done", code)))
     cases.append(
         cell_case(
             "description-formula-rejected",
