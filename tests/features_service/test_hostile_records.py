@@ -247,3 +247,28 @@ def test_a_broker_restarted_empty_is_noticed_and_new_orders_are_applied(
         process.stop()
         broker.stop()
     assert "the broker lost this partition's log" in (tmp_path / "features.log").read_text()
+
+
+def test_an_error_outside_any_batch_does_not_end_consuming(
+    kafka: EmbeddedBroker, stream: OrderStream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consuming task survives what it did not expect (here its first look at the partitions
+    fails, as a broker gone mid-rebuild makes it): it logs, waits and goes on."""
+    settings = fresh_settings(kafka.bootstrap)
+    topics = Topics.with_prefix(settings.topic_prefix)
+    observe = TransactionsConsumer._observe
+    failures = {"left": 1}
+
+    async def failing_once(self: TransactionsConsumer) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("the broker went away")
+        await observe(self)
+
+    monkeypatch.setattr(TransactionsConsumer, "_observe", failing_once)
+    asyncio.run(publish(settings, topics.transactions, stream.records))
+    customers = {k for k, _ in stream.records}
+    asyncio.run(
+        run_in_process(settings, tmp_path / "data", lambda: set(vectors_of(settings)) >= customers)
+    )
+    assert failures["left"] == 0

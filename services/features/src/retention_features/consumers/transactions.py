@@ -167,17 +167,27 @@ class TransactionsConsumer:
                     await self._consumer.commit(owned)
 
     async def _run(self) -> None:
-        assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-            async with self._lock:
-                work = {}
-                for tp, records in batches.items():
-                    if tp.partition in self.stores and (unapplied := self._unapplied(tp, records)):
-                        work[tp] = unapplied
-                if work:
-                    await self._apply(work)
-                await self._observe()
+            try:
+                await self._poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. the broker gone mid-rebuild: never a dead task (a stall
+                # with lag shows in readiness through `health`)
+                log.exception("consuming transactions failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _poll(self) -> None:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+        async with self._lock:
+            work = {}
+            for tp, records in batches.items():
+                if tp.partition in self.stores and (unapplied := self._unapplied(tp, records)):
+                    work[tp] = unapplied
+            if work:
+                await self._apply(work)
+            await self._observe()
 
     def _unapplied(self, tp: TopicPartition, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
         """The records not applied yet; none (and a re-read) if there is a gap before them.

@@ -137,12 +137,18 @@ class LakeConsumer:
     async def _run(self) -> None:
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-            batches = {tp: records for tp, records in batches.items() if records}
-            if batches:
-                async with self.writing:
-                    await self._apply(batches)
-            await self._maintain()
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=self.max_batch)
+                batches = {tp: records for tp, records in batches.items() if records}
+                if batches:
+                    async with self.writing:
+                        await self._apply(batches)
+                await self._maintain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never a dead task (a stall with lag shows in readiness)
+                log.exception("consuming transactions failed; retrying")
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         await apply_batch(
