@@ -134,3 +134,34 @@ def test_wall_clock_with_future_orders_uses_the_vectorized_path(
     assert not rejects
     assert sum(vectorized) > 10
     assert_vectors_equal_the_definition(consumer, vectors)
+
+
+def test_an_amendment_moves_an_order_and_a_customer_left_without_orders_is_tombstoned(
+    records: list[tuple[bytes, bytes]], tmp_path: Path
+) -> None:
+    """Order O of customer A (their only order) is amended to version 1 for customer B, with
+    the withdrawal ingest sends to A's partition: O ends with B only, A's vector is replaced by a
+    tombstone, and every vector still equals the definition over the stored orders."""
+    events = [json.loads(payload) for _, payload in records]
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event["customer_id"]] = counts.get(event["customer_id"], 0) + 1
+    moved = next(e for e in events if counts[e["customer_id"]] == 1)
+    lone, other = moved["customer_id"], next(e["customer_id"] for e in events if e is not moved)
+    amendment = moved | {"customer_id": other, "version": 1}
+    withdrawal = moved | {"event_id": "withdrawal-1", "version": 1, "withdrawn": True}
+    extra = [
+        (f"{moved['tenant_id']}:{other}".encode(), json.dumps(amendment).encode()),
+        (f"{moved['tenant_id']}:{lone}".encode(), json.dumps(withdrawal).encode()),
+    ]
+    consumer = consumer_for(tmp_path, ClockMode.TENANT)
+    vectors, rejects = run_batches(consumer, records + extra, size=97)
+    assert not rejects
+    lone_key = f"{moved['tenant_id']}:{lone}".encode()
+    assert vectors.pop(lone_key) is None  # the last word on A is a tombstone
+    stored = pl.concat(store.all_history() for store in consumer.stores.values())
+    kept = stored.filter(pl.col("order_id") == moved["order_id"], pl.col("kind") == moved["kind"])
+    assert kept.get_column("customer_id").to_list() == [other]
+    assert lone not in stored.get_column("customer_id").to_list()
+    assert stored.height == len(records)
+    assert_vectors_equal_the_definition(consumer, vectors)

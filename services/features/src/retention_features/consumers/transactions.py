@@ -94,7 +94,7 @@ class PreparedBatch:
 
     records: dict[TopicPartition, list[ConsumerRecord]]
     clocks: dict[int, dict[str, int]]
-    features: list[tuple[bytes, bytes]] = field(default_factory=list)
+    features: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # None: tombstone
     rejects: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     orders: int = 0
 
@@ -330,8 +330,10 @@ class TransactionsConsumer:
             plain = [(o, offset) for o, offset in zip(orders, offsets, strict=True) if not o.amends]
             new = store.insert_rows([o.row(offset) for o, offset in plain])
             customers.apply(o for (o, _), is_new in zip(plain, new, strict=True) if is_new)
+            amended: dict[CustomerKey, int] = {}
             if len(plain) < len(orders):
-                for key, offset in self._amend(store, customers, orders, offsets).items():
+                amended = self._amend(store, customers, orders, offsets)
+                for key, offset in amended.items():
                     as_of.setdefault(key, clocks[key[0]])
                     sources.setdefault(key, (tp.partition, offset))
             batch.clocks[tp.partition] = clocks
@@ -343,6 +345,10 @@ class TransactionsConsumer:
                 running_payload(*key, vector, sources[key], computed_at)
                 for key, vector in served.items()
             ]
+            # An amendment that moved a customer's last order away leaves them no vector: a
+            # tombstone takes the old one off the compacted topic (and out of scoring).
+            emptied = [key for key in amended if key not in served and key not in unserved]
+            batch.features += tombstones(emptied)
             if unserved:
                 unserved_history.append(store.history(unserved))
                 unserved_as_of.update((key, as_of[key]) for key in unserved)
