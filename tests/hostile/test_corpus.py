@@ -10,7 +10,6 @@ service is live and ready, and none counted a 5xx.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import csv
 import gzip
@@ -35,11 +34,8 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.conftest import isolated_settings
 from tests.scoring_service.support import (
-    announce,
     feature_events,
-    model_published,
-    publish_features,
-    store_bundle,
+    serve_champion,
     train_bundle,
     wait_for,
 )
@@ -95,17 +91,10 @@ def corpus(kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
         RETENTION_MAX_UPLOAD_UNPACKED_BYTES=str(UNPACKED_LIMIT),
     ) as s:
         bundle = training.result()
-        tag = store_bundle(bundle, Path(s.env["BENTOML_HOME"]), work)
         orders = load_orders(TEST_DATA / "online_retail_II_slice.parquet", tenant="default")
         events = feature_events(orders)
-        asyncio.run(publish_features(settings, events))
-        asyncio.run(announce(settings, model_published("default", tag)))
-        wait_for(
-            lambda: (
-                httpx.get(f"{url(s, 'scoring')}/v1/segments", headers=auth()).status_code == 200
-            ),
-            timeout=120,
-            what="scoring serves the champion",
+        serve_champion(
+            settings, url(s, "scoring"), auth(), bundle, events, Path(s.env["BENTOML_HOME"]), work
         )
         vector = {name: events[0].features[name] for name in bundle.feature_names}
         started = server_errors(s)

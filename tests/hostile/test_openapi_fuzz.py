@@ -8,11 +8,9 @@ the broker does not confirm in time).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -23,15 +21,7 @@ from retention_cli.stack import Stack
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.conftest import isolated_settings
-from tests.scoring_service.support import (
-    announce,
-    feature_events,
-    model_published,
-    publish_features,
-    store_bundle,
-    train_bundle,
-    wait_for,
-)
+from tests.scoring_service.support import feature_events, serve_champion, train_bundle
 from tests.stack_support import auth, running_stack, url
 from tests.uci_orders import TEST_DATA, load_orders
 
@@ -45,16 +35,15 @@ def stack(kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
     work = tmp_path_factory.mktemp("fuzz")
     settings: Settings = isolated_settings(kafka, work / "data")
     with running_stack(settings, work / "services.log", RETENTION_RETRAIN_EVERY_HOURS="0") as s:
-        tag = store_bundle(train_bundle(), Path(s.env["BENTOML_HOME"]), work)
         orders = load_orders(TEST_DATA / "online_retail_II_slice.parquet")
-        asyncio.run(publish_features(settings, feature_events(orders)))
-        asyncio.run(announce(settings, model_published("default", tag)))
-        wait_for(
-            lambda: (
-                httpx.get(f"{url(s, 'scoring')}/v1/segments", headers=auth()).status_code == 200
-            ),
-            timeout=120,
-            what="scoring serves the champion",
+        serve_champion(
+            settings,
+            url(s, "scoring"),
+            auth(),
+            train_bundle(),
+            feature_events(orders),
+            Path(s.env["BENTOML_HOME"]),
+            work,
         )
         yield s
 

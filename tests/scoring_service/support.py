@@ -129,3 +129,25 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{address} answered {response.status_code}: {response.text}")
         await asyncio.sleep(0.3)
+
+
+def serve_champion(
+    settings: Settings,
+    scoring_url: str,
+    headers: dict[str, str],
+    bundle: ModelBundle,
+    vectors: list[CustomerFeatures],
+    bentoml_home: Path,
+    work_dir: Path,
+) -> str:
+    """A running stack's scoring serving `bundle` as the champion of tenant `default` for
+    `vectors`' customers: stored, the vectors published, announced, and waited for."""
+    tag = store_bundle(bundle, bentoml_home, work_dir)
+    asyncio.run(publish_features(settings, vectors))
+    asyncio.run(announce(settings, model_published("default", tag)))
+    wait_for(
+        lambda: httpx.get(f"{scoring_url}/v1/segments", headers=headers).status_code == 200,
+        timeout=120,
+        what="scoring serves the champion",
+    )
+    return tag
