@@ -7,63 +7,25 @@ reached through `open_lake` as the service does).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from retention_ingest.file_ingest import ingest_file
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.features import orders_from_event_columns
 from retention_trainer.lake import (
     LAKE_SCHEMA,
-    LocalStore,
-    S3Store,
     TransactionLake,
     _parquet_bytes,
     open_lake,
 )
-from tests.trainer.moto_s3 import client, moto_s3, new_bucket
-from tests.uci_orders import TEST_DATA
+from tests.trainer.moto_s3 import client, new_bucket
 
 KEY = ["customer_id", "order_id", "kind"]
-
-
-@pytest.fixture(scope="module")
-def events(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    work = tmp_path_factory.mktemp("ingest")
-    result = ingest_file(
-        TEST_DATA / "online_retail_slice.parquet", tenant_id="acme", source="t", work_dir=work
-    )
-    return result.events().collect()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake(request: pytest.FixtureRequest, tmp_path: Path) -> TransactionLake:
-    if request.param == "local":
-        lake = open_lake(Settings(data_dir=tmp_path))
-        assert isinstance(lake.store, LocalStore) and lake.store.root == tmp_path / "lake"
-        return lake
-    endpoint = request.getfixturevalue("s3_endpoint")
-    settings = Settings(
-        data_dir=tmp_path,
-        lake_url=f"s3://{new_bucket(endpoint)}/retention/lake",
-        s3_endpoint_url=endpoint,
-    )
-    lake = open_lake(settings)
-    assert isinstance(lake.store, S3Store)
-    # Small pages, so every S3 test also lists across several pages (13 months > 5).
-    lake.store.page_size = 5
-    return lake
 
 
 def orders_of(lake: TransactionLake, tenant: str = "acme") -> pl.DataFrame:
