@@ -23,6 +23,7 @@ from retention_trainer.lake import (
     _parquet_bytes,
     open_lake,
 )
+from retention_trainer.lake_erasure import erase_from_lake
 from tests.trainer.moto_s3 import client, new_bucket
 
 KEY = ["customer_id", "order_id", "kind"]
@@ -204,3 +205,23 @@ def test_a_row_outside_the_contract_never_fails_a_training_read(
     assert not orders.filter(pl.col("order_id").is_in(["huge", "infinite"])).height
     features = compute_features(orders, as_of=orders.get_column("occurred_at").max())
     assert features.height == events.get_column("customer_id").n_unique()
+
+
+def test_the_state_digest_changes_with_every_write_of_the_tenant_and_only_then(
+    events: pl.DataFrame, lake: TransactionLake
+) -> None:
+    """Results cached on `state` (segment migration) are stale exactly when it changes."""
+    empty = lake.state("acme")
+    lake.append(events)
+    appended = lake.state("acme")
+    lake.orders("acme")
+    lake.append(events.head(5).with_columns(tenant_id=pl.lit("other")))
+    assert lake.state("acme") == appended != empty
+    lake.append(events.head(5))  # redelivered: new parts, same data, but the parts changed
+    redelivered = lake.state("acme")
+    assert redelivered != appended
+    lake.compact("acme", min_parts=2)
+    compacted = lake.state("acme")
+    assert compacted != redelivered
+    erase_from_lake(lake, "acme", events["customer_id"][0])  # parts rewritten under their keys
+    assert lake.state("acme") != compacted

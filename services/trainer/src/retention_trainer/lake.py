@@ -15,6 +15,7 @@ the first), and `compact` rewrites a month's parts as one deduplicated part.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import time
@@ -61,6 +62,9 @@ LAKE_SCHEMA = pl.Schema(
 class StoredObject:
     key: str
     size: int
+    # Changes whenever the object is written again under its key (an erasure rewrites parts in
+    # place, possibly at the same size): the modification time locally, the ETag on S3.
+    revision: str = ""
 
 
 class ObjectStore(Protocol):
@@ -94,12 +98,13 @@ class LocalStore:
         base = self.root / prefix
         if not base.is_dir():
             return []
-        found = [
-            StoredObject(path.relative_to(self.root).as_posix(), path.stat().st_size)
-            for path in base.rglob("*")
+        found = []
+        for path in base.rglob("*"):
             # Dot files are temporaries of writes still running (or cut short by a crash).
-            if path.is_file() and not path.name.startswith(".")
-        ]
+            if path.is_file() and not path.name.startswith("."):
+                stat = path.stat()
+                key = path.relative_to(self.root).as_posix()
+                found.append(StoredObject(key, stat.st_size, str(stat.st_mtime_ns)))
         return sorted(found, key=lambda o: o.key)
 
     def put(self, key: str, data: bytes) -> None:
@@ -147,7 +152,9 @@ class S3Store:
             PaginationConfig={"PageSize": self.page_size},
         )
         found = [
-            StoredObject(item["Key"].removeprefix(self.base), int(item["Size"]))
+            StoredObject(
+                item["Key"].removeprefix(self.base), int(item["Size"]), item.get("ETag", "")
+            )
             for page in pages
             for item in page.get("Contents", [])
         ]
@@ -274,6 +281,14 @@ class TransactionLake:
             self.store.delete(keys)
             done += 1
         return done
+
+    def state(self, tenant_id: str) -> str:
+        """A digest of the tenant's parts (keys, sizes, revisions): equal digests, equal data.
+        Any write, compaction or erasure changes it; results derived from the lake cache on it."""
+        digest = hashlib.sha256()
+        for part in self._parts(_tenant_prefix(tenant_id)):
+            digest.update(f"{part.key}\0{part.size}\0{part.revision}\n".encode())
+        return digest.hexdigest()
 
     def size_bytes(self, tenant_id: str) -> int:
         return sum(o.size for o in self._parts(_tenant_prefix(tenant_id)))
