@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from retention_scoring.campaigns import CampaignRequest, plan_campaign
 from retention_scoring.lists import CursorError, Filters, SortKey, decode_cursor
+from retention_shared.campaigns import CampaignRequest, plan_campaign
 
 
 def test_a_budget_beyond_every_candidate_plans_each_worthwhile_one_once() -> None:

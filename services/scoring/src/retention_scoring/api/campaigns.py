@@ -1,4 +1,4 @@
-"""`POST /v1/campaigns/plan`: whom to contact for a retention budget (see `campaigns.py`)."""
+"""`POST /v1/campaigns/plan`: whom to contact for a retention budget (`retention_shared.campaigns`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from retention_scoring.api.deps import State, champion_of, check_segment, population_of
 from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber
-from retention_scoring.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_scoring.lists import Filters, filter_scores
 from retention_shared.auth import ReadCaller
+from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_shared.events import RiskBand, ValueTier
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])

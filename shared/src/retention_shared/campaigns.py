@@ -10,6 +10,9 @@ k = ⌊budget / cost⌋ contacts, and the plan that maximizes total expected net
 candidates of highest positive value — so sorting is optimal, not a heuristic (a test checks it
 against brute force). The same plan is re-valued at half and one-and-a-half times the save rate
 (capped at 1) so a marketer sees how much rides on that guess.
+
+It lives in `shared` because two services plan with it: scoring's `POST /v1/campaigns/plan` and
+the trainer's run report (a plan for a default budget on the run's customers).
 """
 
 from __future__ import annotations

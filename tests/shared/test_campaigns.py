@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from retention_scoring.campaigns import CampaignRequest, plan_campaign
+from retention_shared.campaigns import CampaignRequest, plan_campaign
 
 
 def brute_force_best(p: np.ndarray, ltv: np.ndarray, request: CampaignRequest) -> float:
