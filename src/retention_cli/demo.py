@@ -30,7 +30,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from retention_cli.demo_orders import BUNDLED_DATA, DemoOrder, demo_orders
 from retention_cli.demo_report import AT_RISK_QUERY, SAMPLE_CAMPAIGN, print_report
 from retention_cli.shutdown import Shutdown, handle_signals
-from retention_cli.stack import SERVICES, Stack, broker_storage_note, stack_environment
+from retention_cli.stack import (
+    SERVICES,
+    WITH_CONSOLE,
+    Stack,
+    broker_storage_note,
+    stack_environment,
+)
 from retention_shared.auth import generate_dev_key
 from retention_shared.config import Settings
 
@@ -58,6 +64,7 @@ class DemoReport:
     # The churn reasons of each listed customer, as `GET /v1/customers/{id}/score` gives them.
     reasons: dict[str, list[str]]
     streamed: dict[str, int]
+    console_port: int = 8004
 
 
 def add_parser(commands: Any) -> None:
@@ -128,7 +135,11 @@ def run_demo(
     env = stack_environment(settings, api_keys)
     env["BENTOML_HOME"] = str(work / "bentoml")  # a clean demo: its own model store too
     stack = Stack(
-        settings, env, write=lambda line: log.write(line + "\n"), shutdown=shutdown or Shutdown()
+        settings,
+        env,
+        write=lambda line: log.write(line + "\n"),
+        services=WITH_CONSOLE,
+        shutdown=shutdown or Shutdown(),
     )
     urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in SERVICES}
     deadline = time.monotonic() + timeout
@@ -160,6 +171,7 @@ def run_demo(
                     for row in at_risk["customers"]
                 },
                 streamed=streamed,
+                console_port=settings.console_port,
             )
         print_report(console, report, log_path)
         if on_report is not None:

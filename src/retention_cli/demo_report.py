@@ -15,7 +15,12 @@ __all__ = ["AT_RISK_QUERY", "SAMPLE_CAMPAIGN", "print_report"]
 
 # "High-value customers at risk", the list a CRM team exports first: high churn risk, ordered by
 # revenue at risk (churn probability x predicted LTV), so the most valuable come first.
-AT_RISK_QUERY = {"risk_band": "high", "sort": "revenue_at_risk", "limit": 10}
+AT_RISK_QUERY = {
+    "risk_band": "high",
+    "value_tier": "High,VIP",
+    "sort": "revenue_at_risk",
+    "limit": 10,
+}
 SAMPLE_CAMPAIGN = {"budget": 2000.0, "cost_per_contact": 5.0, "save_rate": 0.25, "discount": 0.1}
 
 _CHURN_METRICS = ("roc_auc", "pr_auc", "brier", "f1", "lift_top_decile")
@@ -136,6 +141,10 @@ def print_report(console: Console, report: DemoReport, log_path: Path) -> None:
     _at_risk(console, report.at_risk, report.reasons)
     _campaign(console, SAMPLE_CAMPAIGN, report.campaign)
     console.rule("Explore")
+    console.print(
+        f"open http://127.0.0.1:{report.console_port} and sign in with {report.key}",
+        style="bold",
+    )
     for name, url in report.urls.items():
         console.print(f"{name:<9} {url}/docs   metrics: {url}/metrics")
     console.print(f"API key (tenant 'default', role admin): {report.key}")

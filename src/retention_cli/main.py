@@ -10,7 +10,7 @@ import time
 
 from retention_cli import backtest, demo
 from retention_cli.shutdown import handle_signals
-from retention_cli.stack import SERVICES, Stack, stack_environment
+from retention_cli.stack import CONSOLE, WITH_CONSOLE, Stack, stack_environment
 from retention_shared.auth import ApiKeys, AuthConfigError, generate_dev_key
 from retention_shared.config import Settings
 
@@ -38,6 +38,7 @@ def _up(args: argparse.Namespace) -> int:
         settings,
         stack_environment(settings, api_keys),
         write=lambda line: print(line, flush=True),
+        services=WITH_CONSOLE,
         use_embedded_broker=not external,
     )
     # SIGTERM behaves like Ctrl-C, so the children are stopped in order either way.
@@ -55,7 +56,7 @@ def _up(args: argparse.Namespace) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
-    print("stopping: " + ", ".join(SERVICES) + ", broker", flush=True)
+    print("stopping: " + ", ".join(WITH_CONSOLE) + ", broker", flush=True)
     stack.stop()
     return 0
 
@@ -63,7 +64,10 @@ def _up(args: argparse.Namespace) -> int:
 def _print_welcome(stack: Stack, dev_key: str | None) -> None:
     settings = stack.settings
     print(f"\nRetention is up. Broker: {settings.kafka_bootstrap}" + _broker_kind(stack))
-    for name in SERVICES:
+    print(f"  console   http://127.0.0.1:{settings.console_port}   (sign in with an API key)")
+    for name in WITH_CONSOLE:
+        if name == CONSOLE:
+            continue
         port = settings.port_of(name)
         print(
             f"  {name:<9} http://127.0.0.1:{port}   docs: http://127.0.0.1:{port}/docs   metrics: /metrics"
@@ -87,7 +91,9 @@ def _broker_kind(stack: Stack) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retention", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the embedded broker and the four services")
+    up = commands.add_parser(
+        "up", help="start the embedded broker, the four services and the console"
+    )
     up.add_argument(
         "--dev",
         action="store_true",

@@ -1,4 +1,4 @@
-"""The local stack: the embedded broker and the four services as child processes, supervised.
+"""The local stack: the embedded broker, the four services and the console as supervised children.
 
 Used by `retention up`, the demo and the end-to-end tests. Services start in the order data flows
 (ingest first) and stop in the same order, so nothing new enters while the rest drain; the broker
@@ -31,6 +31,9 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 
 SERVICES = ("ingest", "features", "trainer", "scoring")
+# The web console talks only to the services' HTTP APIs; it starts after them, stops first.
+CONSOLE = "console"
+WITH_CONSOLE = (*SERVICES, CONSOLE)
 SUPERVISE_EVERY = 0.25
 # Exits that were asked for (uvicorn re-raises SIGTERM/SIGINT after a graceful stop): on-failure
 # leaves such a service down; anything else (an error exit, SIGKILL, a segfault) is a crash.
@@ -302,5 +305,7 @@ def stack_environment(
     )
     # Trainer and scoring share one local model store unless the caller chose one.
     env.setdefault("BENTOML_HOME", str(Path(settings.data_dir).resolve() / "bentoml"))
-    env.update({f"RETENTION_{name.upper()}_PORT": str(settings.port_of(name)) for name in SERVICES})
+    env.update(
+        {f"RETENTION_{name.upper()}_PORT": str(settings.port_of(name)) for name in WITH_CONSOLE}
+    )
     return env

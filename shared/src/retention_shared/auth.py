@@ -127,6 +127,7 @@ def require(role: Role):
     return dependency
 
 
+AnyCaller = Annotated[Principal, Depends(authenticate)]
 IngestCaller = Annotated[Principal, Depends(require(Role.INGEST))]
 ReadCaller = Annotated[Principal, Depends(require(Role.READ))]
 AdminCaller = Annotated[Principal, Depends(require(Role.ADMIN))]

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     ingest_port: int = 8001
     features_port: int = 8002
     trainer_port: int = 8003
+    console_port: int = 8004
     broker_port: int = 9092
     # Where the embedded broker keeps its log: empty = in memory (lost when it restarts), or one
     # of Tansu's durable engines. S3 credentials from AWS_*, endpoint from s3_endpoint_url.
@@ -123,6 +124,19 @@ class Settings(BaseSettings):
     drift_psi_threshold: float = Field(0.2, gt=0)
     max_scores_per_request: int = Field(1000, ge=1)
 
+    # Console: where it finds the services (default: this host's ports above), and its sessions.
+    console_ingest_url: str | None = None
+    console_features_url: str | None = None
+    console_trainer_url: str | None = None
+    console_scoring_url: str | None = None
+    # Signs session cookies; a secret, only ever from the environment. Empty: a random one per
+    # process (sessions end when the console restarts).
+    console_session_secret: SecretStr = SecretStr("")
+    console_session_minutes: float = Field(480.0, gt=0, description="Idle time before sign-out.")
+    console_cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only."
+    )
+
     # /metrics: tenant label values as they are, hashed, or dropped (see docs/operations.md).
     metrics_tenant_labels: TenantLabels = TenantLabels.PLAIN
 
@@ -147,6 +161,11 @@ class Settings(BaseSettings):
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
+
+    def console_url_of(self, service: str) -> str:
+        """Where the console reaches `service`'s HTTP API."""
+        configured = getattr(self, f"console_{service}_url")
+        return (configured or f"http://127.0.0.1:{self.port_of(service)}").rstrip("/")
 
 
 def load_settings() -> Settings:

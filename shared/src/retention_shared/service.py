@@ -20,9 +20,10 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retention_shared.auth import ApiKeys, AuthConfigError
+from retention_shared.auth import AnyCaller, ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings, load_settings
 from retention_shared.health import CachedCheck, CheckResult, Readiness
 from retention_shared.kafka import broker_answers, make_broker
@@ -106,9 +107,22 @@ def create_service_app(
         )
 
     app.add_api_route("/metrics", metrics_response, methods=["GET"], tags=["ops"])
+    app.add_api_route("/v1/whoami", whoami, methods=["GET"], tags=["ops"])
     for router in routers:
         app.include_router(router)
     return app
+
+
+class WhoAmI(BaseModel):
+    """The tenant and roles of the key a request sent: how the console learns what to show."""
+
+    tenant_id: str
+    roles: list[Role]
+
+
+async def whoami(caller: AnyCaller) -> WhoAmI:
+    """`GET /v1/whoami`: which tenant and roles the sent API key has, in every service."""
+    return WhoAmI(tenant_id=caller.tenant_id, roles=sorted(caller.roles))
 
 
 async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:

@@ -1,0 +1,57 @@
+"""Who is signed in, and the CSRF check every state-changing form goes through."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from starlette.datastructures import FormData
+
+from retention_console.services import SignInRequired, UserApi
+from retention_console.sessions import Session, csrf_matches
+from retention_shared.auth import Role
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+async def current_session(request: Request) -> Session:
+    session: Session | None = request.state.session
+    if session is None:
+        raise SignInRequired
+    return session
+
+
+CurrentSession = Annotated[Session, Depends(current_session)]
+
+
+async def user_api(request: Request, session: CurrentSession) -> UserApi:
+    return request.app.state.services.as_user(session.api_key)
+
+
+Api = Annotated[UserApi, Depends(user_api)]
+
+
+async def checked_form(request: Request, session: CurrentSession) -> FormData:
+    """The posted form, once its CSRF token (field or htmx header) is the session's."""
+    form = await request.form()
+    token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    if not csrf_matches(session, token if isinstance(token, str) else None):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="This form has expired or did not come from the console; reload the page.",
+        )
+    return form
+
+
+CheckedForm = Annotated[FormData, Depends(checked_form)]
+
+
+def require_role(session: Session, role: Role) -> None:
+    """The console hides what a key may not do; a post that comes anyway is refused here too
+    (and the service would refuse it again)."""
+    if not session.has(role):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"Your API key does not have the {role.value} role needed for this.",
+        )

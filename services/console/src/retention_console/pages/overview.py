@@ -1,0 +1,37 @@
+"""Overview, the control tower: KPI cards with their change since the previous model, the
+narrative of where revenue leaks, and the high-value customers most at risk."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+
+from retention_console.auth import Api, CurrentSession
+from retention_console.rendering import render
+
+router = APIRouter()
+
+AT_RISK_HIGH_VALUE = {
+    "risk_band": "high",
+    "value_tier": "High,VIP",
+    "sort": "revenue_at_risk",
+    "limit": 10,
+}
+
+
+@router.get("/")
+async def overview(request: Request, session: CurrentSession, api: Api) -> Response:
+    insights, at_risk = await asyncio.gather(
+        api.get("scoring", "/v1/insights"),
+        api.get("scoring", "/v1/customers", **AT_RISK_HIGH_VALUE),
+    )
+    if not any(kpi["name"] == "customers" and kpi["value"] for kpi in insights["kpis"]):
+        return render(request, "empty.html", message=None)
+    return render(
+        request,
+        "overview.html",
+        page="overview",
+        insights=insights,
+        at_risk=at_risk["customers"],
+    )

@@ -1,0 +1,148 @@
+"""The console's one way to reach the services: their HTTP APIs, with the signed-in user's key.
+
+Every failure becomes one of three answers a page can show: the service is not answering
+(`ServiceUnavailable`), the key is no longer valid (`SignInRequired`), or the API refused the
+request with a reason (`ApiError`, e.g. 403 for a role the key lacks, 409 before a model exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from retention_shared.config import Settings
+
+SERVICES = ("ingest", "features", "trainer", "scoring")
+SERVICE_TITLES = {
+    "ingest": "The ingest service",
+    "features": "The features service",
+    "trainer": "The trainer",
+    "scoring": "The scoring service",
+}
+
+# How scoring's 503 begins when the tenant simply has no model yet (retention_scoring.state).
+NO_CHAMPION = "no champion model"
+
+
+class ServiceUnavailable(Exception):
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(f"{service}: {reason}")
+        self.service = service
+        self.reason = reason
+
+
+class NoModelYet(ServiceUnavailable):
+    """Scoring runs but the tenant has no champion model yet: an empty state, not an outage."""
+
+
+class SignInRequired(Exception):
+    """No session, or the services no longer accept its key."""
+
+
+@dataclass
+class ApiError(Exception):
+    service: str
+    status: int
+    detail: Any
+
+    def __str__(self) -> str:
+        return f"{self.service} answered {self.status}: {self.problem}"
+
+    @property
+    def problem(self) -> str:
+        """The API's own words for what is wrong, whatever shape its detail has."""
+        detail = self.detail
+        if isinstance(detail, dict) and "detail" in detail:
+            detail = detail["detail"]
+        if isinstance(detail, list) and detail:
+            detail = detail[0]
+        if isinstance(detail, dict):
+            field = detail.get("field")
+            problem = detail.get("problem") or detail.get("title") or str(detail)
+            return f"{field}: {problem}" if field and field != "Authorization" else str(problem)
+        return str(detail)
+
+
+class Services:
+    """One connection pool to all four services; `as_user` binds a key to it."""
+
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
+        self.urls = {name: settings.console_url_of(name) for name in SERVICES}
+        # Pages wait on these calls: a stuck service must become a message, not a hung page.
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(15.0, connect=2.0), transport=transport
+        )
+
+    def as_user(self, api_key: str) -> UserApi:
+        return UserApi(self, api_key)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self, service: str, method: str, path: str, api_key: str, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {api_key}", **kwargs.pop("headers", {})}
+        try:
+            response = await self._client.request(
+                method, self.urls[service] + path, headers=headers, **kwargs
+            )
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(service, "it did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                service, f"it cannot be reached ({type(exc).__name__})"
+            ) from None
+        if response.status_code == 401:
+            raise SignInRequired
+        if response.status_code >= 500:
+            reason = _reason(response)
+            if service == "scoring" and reason.startswith(NO_CHAMPION):
+                raise NoModelYet(service, reason)
+            raise ServiceUnavailable(service, reason)
+        if response.status_code >= 400:
+            raise ApiError(service, response.status_code, _body(response))
+        return response
+
+
+class UserApi:
+    """The services as one signed-in user sees them."""
+
+    def __init__(self, services: Services, api_key: str) -> None:
+        self._services = services
+        self._key = api_key
+
+    async def get(self, service: str, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None and v != ""}
+        response = await self._services.request(service, "GET", path, self._key, params=clean)
+        return response.json()
+
+    async def get_raw(self, service: str, path: str, **params: Any) -> httpx.Response:
+        clean = {k: v for k, v in params.items() if v is not None and v != ""}
+        return await self._services.request(service, "GET", path, self._key, params=clean)
+
+    async def post(self, service: str, path: str, **kwargs: Any) -> Any:
+        response = await self._services.request(service, "POST", path, self._key, **kwargs)
+        return response.json() if response.content else None
+
+    async def put(self, service: str, path: str, **kwargs: Any) -> Any:
+        response = await self._services.request(service, "PUT", path, self._key, **kwargs)
+        return response.json() if response.content else None
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
+
+
+def _reason(response: httpx.Response) -> str:
+    body = _body(response)
+    if isinstance(body, dict) and isinstance(body.get("detail"), dict):
+        problem = body["detail"].get("problem")
+        if problem:
+            return str(problem)
+    return f"it answered {response.status_code}"
