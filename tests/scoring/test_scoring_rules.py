@@ -17,7 +17,8 @@ from retention_scoring.lists import (
     list_page,
 )
 from retention_scoring.score_events import changed_fields
-from retention_scoring.scoring import risk_bands, tier_cutoffs, value_tiers
+from retention_scoring.scoring import tier_cutoffs, value_tiers
+from retention_shared.score_summaries import risk_bands
 from retention_trainer.drift_reference import reference_distributions
 
 

@@ -1,4 +1,4 @@
-"""Action lists and segment tables over a scored population (no I/O).
+"""Action lists over a scored population (no I/O).
 
 Lists are filtered, sorted (largest first for the scores, customer id as the tie-break and for
 `sort=customer_id`) and paged with a keyset cursor: the cursor carries the last row's sort value
@@ -28,7 +28,6 @@ __all__ = [
     "encode_cursor",
     "filter_scores",
     "list_page",
-    "segment_table",
 ]
 
 LIST_COLUMNS = ("customer_id", *SCORE_COLUMNS, "features_as_of")
@@ -148,37 +147,3 @@ def _sort_value(value: object, sort: SortKey) -> float | str:
         if math.isfinite(number):
             return number
     raise CursorError("not a cursor this service issued")
-
-
-def segment_table(scores: pl.DataFrame, monetary: pl.Series, actions: dict[str, str]) -> list[dict]:
-    """Per segment of the model (empty ones too): customers, share of revenue to date, mean churn
-    probability, revenue at risk, predicted LTV, and the recommended action."""
-    frame = scores.with_columns(revenue=monetary.clip(lower_bound=0.0))
-    total_revenue = float(frame["revenue"].sum()) or 1.0
-    grouped = {
-        row["segment"]: row
-        for row in frame.group_by("segment")
-        .agg(
-            customers=pl.len(),
-            revenue=pl.col("revenue").sum(),
-            mean_churn_probability=pl.col("churn_probability").mean(),
-            revenue_at_risk=pl.col("revenue_at_risk").sum(),
-            predicted_ltv=pl.col("predicted_ltv").sum(),
-        )
-        .iter_rows(named=True)
-    }
-    table = []
-    for segment, action in actions.items():
-        row = grouped.get(segment)
-        table.append(
-            {
-                "segment": segment,
-                "customers": int(row["customers"]) if row else 0,
-                "revenue_share": float(row["revenue"]) / total_revenue if row else 0.0,
-                "mean_churn_probability": float(row["mean_churn_probability"]) if row else None,
-                "revenue_at_risk": float(row["revenue_at_risk"]) if row else 0.0,
-                "predicted_ltv": float(row["predicted_ltv"]) if row else 0.0,
-                "action": action,
-            }
-        )
-    return sorted(table, key=lambda r: -r["revenue_at_risk"])

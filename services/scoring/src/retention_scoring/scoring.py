@@ -1,8 +1,7 @@
 """Scores with bands, tiers and reasons, from a features frame and a model bundle (no I/O).
 
 **Risk bands** (calibrated churn probability p): `low` p < 0.30, `medium` 0.30 ≤ p < 0.60,
-`high` p ≥ 0.60. Fixed cut-offs, the same for every tenant and model, so a band means one thing
-on every dashboard; the probability itself is calibrated on the tenant's own validation data.
+`high` p ≥ 0.60 (`retention_shared.score_summaries`, which the trainer's run report uses too).
 
 **Value tiers** (predicted LTV, by quantiles of the tenant's current population): `Low` below
 the median, `Medium` from the median to the 80th percentile, `High` from the 80th to the 95th,
@@ -24,25 +23,22 @@ import polars as pl
 import xgboost as xgb
 
 from retention_scoring.reasons import Reason, top_reasons
-from retention_shared.events import RiskBand, ValueTier
+from retention_shared.events import ValueTier
 from retention_shared.features import recompute_clock_features
+from retention_shared.score_summaries import risk_bands
 from retention_trainer.bundle import ModelBundle, churn_contributions, score
 
 __all__ = [
-    "RISK_CUTOFFS",
     "TIER_QUANTILES",
     "Explanation",
     "TierCutoffs",
     "at_clock",
     "explain",
-    "risk_bands",
     "score_customers",
     "tier_cutoffs",
     "value_tiers",
 ]
 
-# Lower bounds of medium and high.
-RISK_CUTOFFS = (0.30, 0.60)
 # Quantiles of predicted LTV that start Medium, High and VIP.
 TIER_QUANTILES = (0.50, 0.80, 0.95)
 
@@ -58,11 +54,6 @@ SCORE_COLUMNS = (
     "action",
     "revenue_at_risk",
 )
-
-
-def risk_bands(probability: np.ndarray) -> np.ndarray:
-    names = np.array([RiskBand.LOW.value, RiskBand.MEDIUM.value, RiskBand.HIGH.value], object)
-    return names[np.searchsorted(np.asarray(RISK_CUTOFFS), probability, side="right")]
 
 
 def tier_cutoffs(ltv: np.ndarray) -> TierCutoffs:

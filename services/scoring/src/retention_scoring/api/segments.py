@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from retention_scoring.api.deps import State, champion_of, population_of
-from retention_scoring.lists import segment_table
 from retention_shared.auth import ReadCaller
+from retention_shared.score_summaries import segment_table
 
 router = APIRouter(prefix="/v1", tags=["segments"])
 
