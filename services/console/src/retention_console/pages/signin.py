@@ -67,7 +67,6 @@ async def signin(
         return _form(request, status_code=422, error="Enter your API key.")
     services = request.app.state.services
     whoami = None
-    down = []
     # Any service can say whose key it is; ask the next when one is down.
     for service in ("scoring", *[s for s in SERVICES if s != "scoring"]):
         try:
@@ -75,8 +74,8 @@ async def signin(
             break
         except SignInRequired:
             return _form(request, status_code=401, error="This API key is not known to Retention.")
-        except ServiceUnavailable as exc:
-            down.append(exc.service)
+        except ServiceUnavailable:
+            continue
     if whoami is None:
         return _form(
             request,
