@@ -1,4 +1,5 @@
-"""Shared dependencies of the trainer's routes: the run manager and the lake consumer."""
+"""Shared dependencies of the trainer's routes: the run manager, the lake consumer, the cohort
+cache."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from retention_trainer.cohort_cache import CohortCache
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.runs import RunManager
 
@@ -18,5 +20,10 @@ async def get_lake(request: Request) -> LakeConsumer:
     return request.app.state.lake
 
 
+async def get_cohorts(request: Request) -> CohortCache:
+    return request.app.state.cohorts
+
+
 RunsDep = Annotated[RunManager, Depends(get_runs)]
 LakeDep = Annotated[LakeConsumer, Depends(get_lake)]
+CohortsDep = Annotated[CohortCache, Depends(get_cohorts)]
