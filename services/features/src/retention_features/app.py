@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from retention_features.api import customers
+from retention_features.api import customers, orders
 from retention_features.consumers.transactions import TransactionsConsumer
 from retention_features.erasure import FeaturesErasure
 from retention_shared.config import Settings
@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         ctx,
         description="Durable per-customer order state and the feature vector per customer.",
-        routers=[customers.router],
+        routers=[customers.router, orders.router],
         on_connected=[consumer.start],
         on_stopping=[consumer.stop],
     )

@@ -32,6 +32,9 @@ class DecodedOrder:
     # this customer (see `PartitionStore.amend`).
     version: int = 0
     withdrawn: bool = False
+    # Kept for the order-history API only (`compute_features` reads neither).
+    lines: int | None = None
+    currency: str | None = None
 
     @property
     def amends(self) -> bool:
@@ -51,6 +54,8 @@ class DecodedOrder:
             products_json(order.products),
             offset,
             self.version,
+            self.lines,
+            self.currency,
         )
 
 
@@ -108,4 +113,6 @@ def _reduce(event: OrderEvent | OrderEventStruct, occurred_at: datetime) -> Deco
         ),
         event.version,
         event.withdrawn,
+        len(event.lines),
+        event.currency,
     )

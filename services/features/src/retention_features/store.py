@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -35,6 +36,8 @@ CREATE TABLE IF NOT EXISTS orders (
     products TEXT NOT NULL,
     source_offset INTEGER NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
+    lines INTEGER,
+    currency TEXT,
     PRIMARY KEY (tenant_id, order_id, kind)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (tenant_id, customer_id);
@@ -47,7 +50,19 @@ CREATE TABLE IF NOT EXISTS progress (
     next_offset INTEGER NOT NULL
 );
 """
-_INSERT = "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Columns named, not positional: a state file from an earlier release got the later ones by
+# ALTER TABLE (`_ADDED_COLUMNS`).
+_COLUMNS = (
+    "tenant_id, customer_id, order_id, kind, occurred_at_us, total, items, products, "
+    "source_offset, version, lines, currency"
+)
+_INSERT = f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_REPLACE = f"INSERT OR REPLACE INTO orders ({_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+_ADDED_COLUMNS = {
+    "version": "version INTEGER NOT NULL DEFAULT 0",
+    "lines": "lines INTEGER",  # null: stored before line counts were kept
+    "currency": "currency TEXT",
+}
 _STORED_VERSION = (
     "SELECT customer_id, version FROM orders WHERE tenant_id = ? AND order_id = ? AND kind = ?"
 )
@@ -81,7 +96,20 @@ class StoredOrder:
             json.dumps(sorted({line.product_id for line in event.lines})),
             self.offset,
             event.version,
+            len(event.lines),
+            event.currency,
         )
+
+
+class OrderRow(NamedTuple):
+    """One stored order as the order-history API reads it."""
+
+    occurred_at_us: int
+    order_id: str
+    kind: str
+    total: float
+    lines: int | None  # None: stored before line counts were kept
+    currency: str | None
 
 
 class PartitionStore:
@@ -102,8 +130,9 @@ class PartitionStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(orders)")}
-        if "version" not in columns:  # a state file from before amendments
-            self._db.execute("ALTER TABLE orders ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        for name, definition in _ADDED_COLUMNS.items():  # a state file from an earlier release
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE orders ADD COLUMN {definition}")
 
     def close(self) -> None:
         self._db.close()
@@ -167,7 +196,7 @@ class PartitionStore:
             return [(str(tenant), str(customer))]
         if stored is not None and stored[1] >= version:
             return []
-        self._db.execute("INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        self._db.execute(_REPLACE, row)
         touched = [(str(tenant), str(customer))]
         if stored is not None and stored[0] != customer:
             touched.append((str(tenant), stored[0]))
@@ -219,6 +248,36 @@ class PartitionStore:
                 RunningOrder(at, kind, order_id, total, items, json.loads(products))
             )
         return found
+
+    def has_customer(self, tenant_id: str, customer_id: str) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM orders WHERE tenant_id = ? AND customer_id = ? LIMIT 1",
+                (tenant_id, customer_id),
+            ).fetchone()
+            is not None
+        )
+
+    def order_page(
+        self,
+        tenant_id: str,
+        customer_id: str,
+        limit: int,
+        after: tuple[int, str, str] | None = None,
+    ) -> list[OrderRow]:
+        """Up to `limit` of the customer's orders, newest first — by (time, order id, kind),
+        which is unique — starting strictly after the key `after` of the previous page's last."""
+        where = "tenant_id = ? AND customer_id = ?"
+        values: list[object] = [tenant_id, customer_id]
+        if after is not None:
+            where += " AND (occurred_at_us, order_id, kind) < (?, ?, ?)"
+            values += after
+        rows = self._db.execute(
+            "SELECT occurred_at_us, order_id, kind, total, lines, currency FROM orders "
+            f"WHERE {where} ORDER BY occurred_at_us DESC, order_id DESC, kind DESC LIMIT ?",
+            (*values, limit),
+        )
+        return [OrderRow(*row) for row in rows]
 
     def last_mark(self) -> tuple[int, str, str, str] | None:
         """(source offset, tenant, order id, kind) of the order stored from the latest offset."""
