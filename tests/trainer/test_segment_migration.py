@@ -6,13 +6,16 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
+import pytest
 
 from retention_shared.features import ORDER_SCHEMA, compute_features
 from retention_trainer.segment_migration import (
     NOT_YET_A_CUSTOMER,
     Flow,
+    InvalidRange,
     date_clock,
     migration_matrix,
+    migration_range,
 )
 from retention_trainer.segmenter import Segmenter
 
@@ -103,3 +106,16 @@ def test_a_date_is_the_end_of_its_day_but_never_after_the_tenant_clock() -> None
     clock = datetime(2024, 6, 2, 9, 30, tzinfo=UTC)
     assert date_clock(date(2024, 5, 31), clock) == datetime(2024, 6, 1, tzinfo=UTC)
     assert date_clock(date(2024, 6, 2), clock) == clock
+
+
+def test_the_range_defaults_to_the_90_days_up_to_the_latest_orders_day() -> None:
+    clock = datetime(2011, 12, 9, 12, 50, tzinfo=UTC)
+    assert migration_range(None, None, clock) == (date(2011, 9, 10), date(2011, 12, 9))
+    assert migration_range(None, date(2011, 6, 30), clock) == (date(2011, 4, 1), date(2011, 6, 30))
+    assert migration_range(date(2000, 1, 1), None, clock) == (date(2000, 1, 1), date(2011, 12, 9))
+    with pytest.raises(InvalidRange) as after:
+        migration_range(None, date(2011, 12, 10), clock)
+    assert after.value.field == "to"
+    with pytest.raises(InvalidRange) as reversed_:
+        migration_range(date(2011, 12, 9), None, clock)
+    assert reversed_.value.field == "from"

@@ -12,10 +12,12 @@ from retention_trainer.announcer import ChampionAnnouncer
 from retention_trainer.api import cohorts as cohorts_api
 from retention_trainer.api import lake as lake_api
 from retention_trainer.api import runs as runs_api
+from retention_trainer.api import segments as segments_api
 from retention_trainer.cohort_cache import CohortCache
 from retention_trainer.consumers import customer_erasures, triggers
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.lake import open_lake
+from retention_trainer.migration_cache import SegmentMigrations
 from retention_trainer.runs import RunManager, set_champion_gauges
 from retention_trainer.schedule import RetrainSchedule
 from retention_trainer.store import RunStore
@@ -51,11 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         ctx,
         description="Point-in-time training, backtests and champion bundles in the BentoML store.",
-        routers=[lake_api.router, runs_api.router, cohorts_api.router],
+        routers=[lake_api.router, runs_api.router, cohorts_api.router, segments_api.router],
         on_connected=[lake.start, announcer.start, resume_runs, schedule.start],
         on_stopping=[schedule.stop, announcer.stop, runs.stop, lake.stop, close_store],
     )
     app.state.lake = lake
     app.state.runs = runs
+    app.state.migrations = SegmentMigrations(lake, store)
     app.state.cohorts = CohortCache(lake)
     return app

@@ -37,6 +37,7 @@ __all__ = [
     "ModelBundle",
     "churn_contributions",
     "load_bundle",
+    "load_segmenter",
     "read_bundle",
     "save_bundle",
     "score",
@@ -229,3 +230,10 @@ def save_bundle(bundle: ModelBundle) -> bentoml.Model:
 def load_bundle(tag: str) -> ModelBundle:
     """Load a bundle from the BentoML store by tag (``retention-<tenant>:<version|latest>``)."""
     return read_bundle(Path(bentoml.models.get(tag).path))
+
+
+def load_segmenter(tag: str) -> Segmenter:
+    """Only the segmenter of a stored bundle: ``segmenter.json``, no boosters read."""
+    return Segmenter.from_dict(
+        json.loads((Path(bentoml.models.get(tag).path) / "segmenter.json").read_text())
+    )

@@ -18,7 +18,7 @@ from the shared definition: the features at a clock read only the orders at or b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -27,9 +27,30 @@ from retention_shared.features import compute_features_at_cutoffs
 from retention_trainer.segmenter import Segmenter
 from retention_trainer.training_set import cutoff_instant
 
-__all__ = ["NOT_YET_A_CUSTOMER", "Flow", "SegmentMigration", "date_clock", "migration_matrix"]
+__all__ = [
+    "DEFAULT_DAYS",
+    "NOT_YET_A_CUSTOMER",
+    "Flow",
+    "InvalidRange",
+    "SegmentMigration",
+    "check_order",
+    "date_clock",
+    "migration_matrix",
+    "migration_range",
+]
 
 NOT_YET_A_CUSTOMER = "Not yet a customer"
+# Without `from`: this many days before `to`.
+DEFAULT_DAYS = 90
+
+
+class InvalidRange(ValueError):
+    """A date the request may not ask for; `field` is the query parameter."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +69,27 @@ class SegmentMigration:
     flows: tuple[Flow, ...]
     customers_at_start: int
     customers_at_end: int
+
+
+def check_order(start: date, end: date) -> None:
+    if start >= end:
+        raise InvalidRange("from", f"must be before to ({end.isoformat()})")
+
+
+def migration_range(
+    start: date | None, end: date | None, tenant_clock: datetime
+) -> tuple[date, date]:
+    """The dates asked for, defaults filled in: `to` is the tenant clock's day, `from` is
+    :data:`DEFAULT_DAYS` before `to`. A `to` after the latest order's day has no data yet."""
+    latest = tenant_clock.astimezone(UTC).date()
+    end = latest if end is None else end
+    if end > latest:
+        raise InvalidRange(
+            "to", f"after the latest order ({latest.isoformat()}): no data there yet"
+        )
+    start = end - timedelta(days=DEFAULT_DAYS) if start is None else start
+    check_order(start, end)
+    return start, end
 
 
 def date_clock(day: date, tenant_clock: datetime) -> datetime:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from retention_trainer.cohort_cache import CohortCache
 from retention_trainer.consumers.transactions import LakeConsumer
+from retention_trainer.migration_cache import SegmentMigrations
 from retention_trainer.runs import RunManager
 
 
@@ -24,6 +25,11 @@ async def get_cohorts(request: Request) -> CohortCache:
     return request.app.state.cohorts
 
 
+async def get_migrations(request: Request) -> SegmentMigrations:
+    return request.app.state.migrations
+
+
 RunsDep = Annotated[RunManager, Depends(get_runs)]
 LakeDep = Annotated[LakeConsumer, Depends(get_lake)]
 CohortsDep = Annotated[CohortCache, Depends(get_cohorts)]
+MigrationsDep = Annotated[SegmentMigrations, Depends(get_migrations)]
