@@ -43,7 +43,9 @@ ORDERS = orders(
     ("b", "2011-02-10 10:00", "cancellation", -5.0),
     # c: cancellations only — in no cohort.
     ("c", "2011-01-05 10:00", "cancellation", -7.0),
-    # d: the last minutes of February in UTC: a February customer (UTC calendar months).
+    # d: the last minutes of February in UTC: a February customer (UTC calendar months); a
+    # cancellation earlier that month, before the first purchase, counts nowhere either.
+    ("d", "2011-02-01 10:00", "cancellation", -3.0),
     ("d", "2011-02-28 23:59", "purchase", 12.5),
     # The lake's last order: March is the last period reached.
     ("d", "2011-03-31 08:00", "purchase", 1.0),

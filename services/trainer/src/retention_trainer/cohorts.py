@@ -11,8 +11,8 @@ up to the period of the tenant's last order) a cell holds:
   dated in it, summed in integer micro-units (as the features' `monetary` and `spend_Nd`).
 
 Orders dated before a customer's first purchase (a cancellation of an order from before the
-data) belong to no cell, and a customer with cancellations only is in no cohort: a cohort
-starts with a purchase.
+data, even earlier in the same month) belong to no cell, and a customer with cancellations only
+is in no cohort: a cohort starts with a purchase. So a quarter's cell is the sum of its months'.
 """
 
 from __future__ import annotations
@@ -109,22 +109,25 @@ def _month_index(moment: pl.Expr) -> pl.Expr:
 
 
 def _monthly_activity(orders: pl.LazyFrame) -> pl.DataFrame:
-    """Per customer and month from their first purchase's on: purchase orders and net spend
+    """Per customer and month from their first purchase on: purchase orders and net spend
     (micro-units), with `first`, the month of that first purchase."""
     purchase = pl.col("kind") == OrderKind.PURCHASE.value
+    at = pl.col("occurred_at")
     return (
-        orders.select(
+        orders.select("customer_id", "occurred_at", purchase=purchase, total="total")
+        # Drops customers without a purchase (a null first purchase) and every order before
+        # it, also earlier in its own month: cells then add up across months and quarters.
+        .filter(at >= at.filter(pl.col("purchase")).min().over("customer_id"))
+        .select(
             "customer_id",
-            month=_month_index(pl.col("occurred_at")),
-            purchase=purchase,
+            "purchase",
+            month=_month_index(at),
             # Rounded per order, then summed as integers: exact whatever the order of the sum.
             money=(pl.col("total") * MONEY_SCALE).round().cast(pl.Int64),
         )
         .group_by("customer_id", "month")
         .agg(orders=pl.col("purchase").sum().cast(pl.Int64), money=pl.col("money").sum())
-        .with_columns(first=pl.col("month").filter(pl.col("orders") > 0).min().over("customer_id"))
-        # Drops customers without a purchase (first is null) and anything before a cohort starts.
-        .filter(pl.col("month") >= pl.col("first"))
+        .with_columns(first=pl.col("month").min().over("customer_id"))
         .collect()
     )
 
