@@ -6,7 +6,8 @@ store lacks it) in a worker thread; the new `Champion` then replaces the old one
 dict assignment on the event loop. A request takes one `Champion` reference at its start and
 uses only it, so a request in flight finishes on the model it started with and none fails
 during a swap. A bundle that cannot be loaded leaves the previous champion serving and is
-retried with back-off until it loads or a newer model is announced.
+retried with back-off until it loads or a newer model is announced. The champion a swap
+replaces is kept as the tenant's previous one (`previous_champions.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import bentoml
 
 from retention_scoring import metrics
+from retention_scoring.previous_champions import PreviousChampions
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, utc_now
 from retention_shared.tasks import cancel
@@ -78,6 +80,22 @@ class Champions:
     problems: dict[str, str] = field(default_factory=dict)
     _loading: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _failures: dict[str, int] = field(default_factory=dict)
+    previous: PreviousChampions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.previous = PreviousChampions(load=self._champion_of)
+
+    async def _champion_of(self, event: ModelPublished) -> Champion:
+        bundle, trained_at = await self.load(event.model_tag)
+        return Champion(
+            tenant_id=event.tenant_id,
+            tag=event.model_tag,
+            version=event.model_version,
+            bundle=bundle,
+            published=event,
+            trained_at=trained_at,
+            loaded_at=utc_now(),
+        )
 
     def get(self, tenant_id: str) -> Champion | None:
         return self.current.get(tenant_id)
@@ -149,6 +167,7 @@ class Champions:
         self.problems.pop(event.tenant_id, None)
         self._loading.pop(event.tenant_id, None)
         if old is not None and old.version != champion.version:
+            self.previous.replaced(old)
             with contextlib.suppress(KeyError):
                 metrics.MODEL_INFO.remove(event.tenant_id, old.version)
         metrics.MODEL_INFO.labels(event.tenant_id, champion.version).set(1)
@@ -178,3 +197,4 @@ class Champions:
 
     async def stop(self) -> None:
         await cancel(list(self._loading.values()))
+        await self.previous.stop()

@@ -1,7 +1,8 @@
 """`model-events` → champions: the last `ModelPublished` per tenant is its champion.
 
 While catching up with the topic only the last announcement per tenant is remembered, so a
-restart loads one bundle per tenant rather than every model ever published.
+restart loads one bundle per tenant rather than every model ever published — and the last one
+of another version before it, the previous champion, which is loaded only if insights ask.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ModelEventsConsumer:
     service: str
     caught_up: bool = False
     _latest: dict[str, ModelPublished] = field(default_factory=dict)
+    _previous: dict[str, ModelPublished] = field(default_factory=dict)
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
         for record in records:
@@ -48,11 +50,17 @@ class ModelEventsConsumer:
             if self.caught_up:
                 self.champions.announce(event)
             else:
+                latest = self._latest.get(event.tenant_id)
+                if latest is not None and latest.model_version != event.model_version:
+                    self._previous[event.tenant_id] = latest
                 self._latest[event.tenant_id] = event
 
     async def start_serving(self) -> None:
         """Caught up with the topic: load each tenant's last announced champion."""
         self.caught_up = True
+        for event in self._previous.values():
+            self.champions.previous.remember(event)
         for event in self._latest.values():
             self.champions.announce(event)
         self._latest.clear()
+        self._previous.clear()
