@@ -2,9 +2,9 @@
 
 The route publishes `CustomerErasureRequested` on `customer-erasures`; every service erases
 what it holds. Scoring holds no files: the customer's vector is dropped from the in-memory
-feature store (so scores, lists, segments and campaign plans no longer count them) and a
-tombstone goes to `customer-scores`. Other scoring replicas drop the customer when the features
-service's tombstone on `customer-features` reaches them.
+feature store (so scores, lists, segments, insights and campaign plans no longer count them),
+so is their score history, and a tombstone goes to `customer-scores`. Other scoring replicas
+drop the customer when the features service's tombstone on `customer-features` reaches them.
 """
 
 from __future__ import annotations
@@ -61,5 +61,6 @@ class ScoringErasure:
         tenant_id, customer_id = request.tenant_id, request.customer_id
         removed = self.store.remove(tenant_id, customer_id)
         events.published.get(tenant_id, {}).pop(customer_id, None)
+        changes = events.history.erase(tenant_id, customer_id)
         await events.producer.send_all(events.topic, [(customer_key(tenant_id, customer_id), None)])
-        return {"customers": int(removed)}
+        return {"customers": int(removed), "score_changes": changes}

@@ -22,6 +22,7 @@ from aiokafka import ConsumerRecord
 
 from retention_scoring import metrics
 from retention_scoring.population import Population
+from retention_scoring.score_history import ScoreHistory
 from retention_scoring.scoring import Explanation
 from retention_scoring.state import ScoringState, ScoringUnavailable
 from retention_shared.events import (
@@ -69,6 +70,8 @@ class ScoreEvents:
     # (`PublishingDuty.owns`; every partition when it runs alone).
     owns: Callable[[int], bool] = lambda partition: True
     published: dict[str, dict[str, Published]] = field(default_factory=dict)
+    # Each customer's recent changes as read back (the app shares it with `ScoringState`).
+    history: ScoreHistory = field(default_factory=ScoreHistory)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Customers waiting to be re-scored per tenant (ALL: every customer), and the task draining them.
     _pending: dict[str, set[str] | None] = field(default_factory=dict)
@@ -106,18 +109,20 @@ class ScoreEvents:
         await cancel(list(self._drains.values()))
 
     async def read_back(self, records: list[ConsumerRecord]) -> None:
-        """Remember what `customer-scores` says was last published (ours or another instance's)."""
+        """Remember what `customer-scores` says was last published (ours or another instance's),
+        and each customer's recent changes, in log order."""
+        values = [record.value for record in records if record.value is not None]
+        decoded = iter(await asyncio.to_thread(decode_events, CustomerScore, values))
+        history = self.history
         for record in records:
             if record.value is None:  # a tombstone: the customer was erased
                 tenant_id, _, customer_id = (
                     (record.key or b"").decode(errors="replace").partition(":")
                 )
                 self.published.get(tenant_id, {}).pop(customer_id, None)
-        records = [record for record in records if record.value is not None]
-        decoded = await asyncio.to_thread(
-            decode_events, CustomerScore, [record.value for record in records]
-        )
-        for event in decoded:
+                history.erase(tenant_id, customer_id)
+                continue
+            event = next(decoded)
             if isinstance(event, EventDecodeError):
                 continue  # not ours to reject: the topic's producers are scoring instances
             self.published.setdefault(event.tenant_id, {})[event.customer_id] = (
@@ -125,12 +130,16 @@ class ScoreEvents:
                 event.value_tier.value,
                 event.segment,
             )
+            history.record(event.tenant_id, event.customer_id, record.value)
 
     async def forget(self, tenant_id: str, customer_ids: Iterable[str]) -> int:
         """Erased customers: a tombstone on `customer-scores` for each one this instance knows
         was announced (CRM subscribers delete them; compaction drops their scores). Returns how
         many tombstones it wrote."""
         known = self.published.get(tenant_id, {})
+        customer_ids = list(customer_ids)
+        for customer_id in customer_ids:
+            self.history.erase(tenant_id, customer_id)
         announced = [c for c in customer_ids if known.pop(c, None) is not None]
         # While catching up, the tombstone read is an old one: `customer-scores` has its own.
         if not announced or not self.ready():
