@@ -8,10 +8,13 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from retention_ingest.dates import DateFormat, DateFormatDetector, localize_to_utc, parse_datetimes
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.mapping import ColumnMapping
+from retention_shared.features import orders_from_event_columns
+from tests.conftest import TEST_DATA
 from tests.ingest.test_cleaning_rules import ingest
 
 
@@ -144,4 +147,64 @@ def test_mapping_date_format_overrides_detection(tmp_path: Path) -> None:
     )
     assert detected.date_format.ambiguous and detected.first_order_at == datetime(
         2011, 2, 1, 10, 0, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(("order", "first"), [("month_first", (1, 2)), ("day_first", (2, 1))])
+def test_a_mapping_can_settle_only_the_date_order(
+    tmp_path: Path, order: str, first: tuple[int, int]
+) -> None:
+    """`date_format: month_first` (or `day_first`) decides what the data leaves open; the
+    pattern is still detected within that order, for files and `orders.raw` records alike."""
+    (tmp_path / "f.csv").write_text("o,c,d,p,q,u\n1,7,01/02/2011 10:00,A,1,2.0\n")
+    mapping = ColumnMapping(
+        order_id="o",
+        customer_id="c",
+        order_datetime="d",
+        product_id="p",
+        quantity="q",
+        unit_price="u",
+        date_format=order,
+    )
+    result = ingest(tmp_path / "f.csv", tmp_path / "w", mapping=mapping, timezone="UTC")
+    assert result.date_format.describe()["order"] == order
+    assert not result.date_format.ambiguous
+    month, day = first
+    assert result.first_order_at == datetime(2011, month, day, 10, 0, tzinfo=UTC)
+    record = parse_datetimes(pl.Series(["01/02/2011 10:00"]), DateFormat.of_mapping(order), "UTC")
+    assert record[0] == result.first_order_at
+    # An order the data contradicts is an unreadable column, not a silent misreading.
+    (tmp_path / "iso.csv").write_text("o,c,d,p,q,u\n1,7,2011-01-02 10:00:00,A,1,2.0\n")
+    with pytest.raises(IngestError) as raised:
+        ingest(tmp_path / "iso.csv", tmp_path / "w2", mapping=mapping, timezone="UTC")
+    assert raised.value.code is IngestErrorCode.UNPARSEABLE_DATE_COLUMN
+    assert order in raised.value.message
+
+
+def test_a_renamed_day_first_export_with_a_mapping_reads_as_the_original(tmp_path: Path) -> None:
+    """The UCI slice as a spreadsheet user re-exports it — own column names, dd/mm/yyyy dates
+    without seconds, CSV — gives the very orders of the original file."""
+    source = pl.read_parquet(TEST_DATA / "online_retail_slice.parquet")
+    renamed = {"InvoiceNo": "Bon", "StockCode": "Artikel", "Quantity": "Menge"}
+    renamed |= {"InvoiceDate": "Datum", "UnitPrice": "Preis", "CustomerID": "Kunde"}
+    export = source.rename(renamed).with_columns(pl.col("Datum").dt.strftime("%d/%m/%Y %H:%M"))
+    export.write_csv(tmp_path / "export.csv")
+    mapping = ColumnMapping(
+        customer_id="Kunde",
+        order_id="Bon",
+        order_datetime="Datum",
+        product_id="Artikel",
+        quantity="Menge",
+        unit_price="Preis",
+        country="Country",
+    )
+    result = ingest(tmp_path / "export.csv", tmp_path / "w", mapping=mapping)
+    original = ingest(TEST_DATA / "online_retail_slice.parquet", tmp_path / "w2")
+    assert result.date_format.describe()["order"] == "day_first"
+    assert not result.date_format.ambiguous
+    assert result.rejected_by_reason == original.rejected_by_reason
+    keys = ["order_id", "kind"]
+    assert_frame_equal(
+        orders_from_event_columns(result.events().collect()).sort(keys),
+        orders_from_event_columns(original.events().collect()).sort(keys),
     )

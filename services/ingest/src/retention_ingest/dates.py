@@ -7,7 +7,9 @@ does not count, which keeps `%Y` from reading `10` as year 10). Day-first and mo
 apart by the data: a value like `13/01/2011` only parses day-first. When every value seen so far
 parses both ways the guess is *ambiguous*; callers feed more values (`observe`) until it settles,
 and if it never does, day-first is reported with `ambiguous=True`. A mapping's `date_format`
-overrides detection. Typed columns (Parquet, Excel dates read natively) need no format.
+overrides detection: a strftime pattern, or `day_first` / `month_first` to settle only that
+question (the pattern within the family is still detected). Typed columns (Parquet, Excel dates
+read natively) need no format.
 
 Naive timestamps are wall-clock time in the tenant's IANA timezone and are converted to UTC the
 way `datetime.replace(tzinfo=ZoneInfo(tz))` reads them (PEP 495, fold=0), so files and the JSON
@@ -59,6 +61,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "month_first": _day_month_patterns("%m", "%d"),
     "compact": ("%Y%m%d", "%Y%m%d %H:%M:%S", "%Y%m%d%H%M%S"),
 }
+# What a mapping's `date_format` may name instead of a pattern: the one choice data can leave open.
+DATE_ORDERS = ("day_first", "month_first")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,14 @@ class DateFormat:
     @classmethod
     def given(cls, pattern: str) -> DateFormat:
         return cls("given", (pattern,))
+
+    @classmethod
+    def of_mapping(cls, date_format: str) -> DateFormat:
+        """A mapping's `date_format` for values read one record at a time (`orders.raw`): a
+        pattern, or every pattern of the named order (files detect which, `DateFormatDetector`)."""
+        if date_format in DATE_ORDERS:
+            return cls(date_format, FAMILIES[date_format])
+        return cls.given(date_format)
 
     @classmethod
     def native(cls) -> DateFormat:
@@ -183,6 +195,8 @@ class DateFormatDetector:
     """Accumulates evidence over a column's values (chunk by chunk) until the format settles."""
 
     timezone: str = "UTC"
+    # The families to choose from: all, or the one a mapping's `date_format` names (`day_first`).
+    families: tuple[str, ...] = tuple(FAMILIES)
     values_seen: int = 0
     _hits: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -195,7 +209,8 @@ class DateFormatDetector:
             # Evenly spaced, so the sample is deterministic and spans the whole chunk.
             distinct = distinct.gather_every(len(distinct) // _SAMPLE)
         self.values_seen += len(distinct)
-        for family, patterns in FAMILIES.items():
+        for family in self.families:
+            patterns = FAMILIES[family]
             hits = self._hits.setdefault(family, {})
             remaining = distinct
             for pattern in patterns:
@@ -217,9 +232,9 @@ class DateFormatDetector:
         return not self._best()[1]
 
     def _best(self) -> tuple[str, bool]:
-        scores = {family: self._score(family) for family in FAMILIES}
+        scores = {family: self._score(family) for family in self.families}
         best = max(scores, key=lambda family: scores[family])
-        tie = scores["day_first"] == scores["month_first"]
+        tie = scores.get("day_first") == scores.get("month_first")
         ambiguous = best in ("day_first", "month_first") and tie and scores[best] > 0
         return ("day_first" if ambiguous else best), ambiguous
 
@@ -228,11 +243,15 @@ class DateFormatDetector:
         family, ambiguous = self._best()
         score = self._score(family)
         if self.values_seen == 0 or score * 2 < self.values_seen:
+            recognized = (
+                "(ISO, day-first, month-first or YYYYMMDD)"
+                if len(self.families) > 1
+                else f"({', '.join(self.families)}, as mapping.date_format says)"
+            )
             raise IngestError(
                 IngestErrorCode.UNPARSEABLE_DATE_COLUMN,
                 f"column {column!r} (order_datetime) is not in a date format we recognize "
-                "(ISO, day-first, month-first or YYYYMMDD); give mapping.date_format, e.g. "
-                "%d.%m.%Y %H:%M",
+                f"{recognized}; give mapping.date_format, e.g. %d.%m.%Y %H:%M",
                 "order_datetime",
             )
         hits = self._hits[family]

@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan, clean_rows, original_as_text
 from retention_ingest.dates import (
+    DATE_ORDERS,
+    FAMILIES,
     DateFormat,
     DateFormatDetector,
     check_given_format,
@@ -313,18 +315,31 @@ def ingest_file(
 def _decide_date_format(plan: FilePlan, first: pl.DataFrame, chunk_rows: int) -> DateFormat:
     column = plan.mapping.order_datetime
     assert column is not None  # a resolved mapping always has it
+    return decide_date_format(plan.table, column, plan.mapping.date_format, first, chunk_rows)
+
+
+def decide_date_format(
+    table: TableSource,
+    column: str,
+    given: str | None,
+    first: pl.DataFrame,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> DateFormat:
+    """How `column` is read: a mapping's pattern `given` (checked on the first values), a typed
+    column natively, or the format detected from the data — among every family, or only the
+    order `given` names (`day_first`, `month_first`). `first` is the table's first chunk."""
     values = first.get_column(column)
-    if plan.mapping.date_format:
-        given = DateFormat.given(plan.mapping.date_format)
-        check_given_format(values, given, column)
-        return given
+    if given and given not in DATE_ORDERS:
+        pattern = DateFormat.given(given)
+        check_given_format(values, pattern, column)
+        return pattern
     if isinstance(values.dtype, pl.Datetime) or values.dtype == pl.Date:
         return DateFormat.native()
-    detector = DateFormatDetector()
+    detector = DateFormatDetector(families=(given,) if given else tuple(FAMILIES))
     detector.observe(values)
     if not detector.settled:
         # Every date so far reads both day- and month-first (e.g. 1..12 December): look further.
-        for chunk in plan.table.chunks(chunk_rows):
+        for chunk in table.chunks(chunk_rows):
             detector.observe(chunk.get_column(column))
             if detector.settled:
                 break

@@ -10,7 +10,8 @@ Rules (ARCHITECTURE.md, "Data rules"):
 - Order-level files map `order_total` instead of `unit_price` (`product_id` and `quantity` are then
   optional; see `cleaning` for the one synthetic line per order). Without `order_id`, such a
   file's orders are one per customer per local day, as in CDNOW.
-- `currency` and `country` are optional; `date_format` (a strftime pattern) overrides detection.
+- `currency` and `country` are optional; `date_format` overrides detection: a strftime pattern,
+  or `day_first` / `month_first` when only that is in question (`dates.DATE_ORDERS`).
 
 The public layouts (UCI Online Retail I and II, CDNOW) are recognized without a mapping.
 """
@@ -20,11 +21,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from retention_ingest.dates import DATE_ORDERS
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_shared.safe_text import id_problem
 
@@ -42,6 +44,24 @@ CANONICAL_FIELDS = (
     "currency",
     "country",
 )
+REQUIRED_FIELDS = ("customer_id", "order_datetime")
+# Required unless the file is order-level (maps `order_total`).
+LINE_FIELDS = ("order_id", "product_id", "quantity", "unit_price")
+# What each canonical field is, for forms that build a mapping (the upload preview lists them).
+FIELD_DESCRIPTIONS = {
+    "customer_id": "The customer's id.",
+    "order_id": "The order or invoice number; one starting with C and a digit is a cancellation. "
+    "Order-level files may leave it out: an order is then a customer's purchases of one day.",
+    "order_datetime": "When the order was placed; times without an offset are read in the "
+    "timezone. Day-first or month-first is detected; mapping.date_format (day_first, "
+    "month_first or a strftime pattern) decides it.",
+    "product_id": "The product (stock code) of the line; optional for order-level files.",
+    "quantity": "Units of the line; negative for a cancellation or return.",
+    "unit_price": "Price of one unit; order-level files map order_total instead.",
+    "order_total": "The amount of the row, for order-level files (instead of unit_price).",
+    "currency": "Currency code of the amounts (optional).",
+    "country": "The customer's country (optional).",
+}
 
 
 _SAMPLE = datetime(2011, 12, 9, 12, 50, 7, tzinfo=UTC)
@@ -60,8 +80,9 @@ def _reads_dates(pattern: str) -> bool:
     return read.dt.date().to_list() == [_SAMPLE.date()]
 
 
-class ColumnMapping(BaseModel):
-    """Canonical field name -> the file's column name (None: not in the file)."""
+class PartialMapping(BaseModel):
+    """Canonical field name -> the file's column name (None: not in the file), each value
+    checked but the whole not required to be complete: a mapping form being filled in."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -87,38 +108,19 @@ class ColumnMapping(BaseModel):
     @field_validator("date_format")
     @classmethod
     def _strftime_pattern(cls, value: str | None) -> str | None:
-        if value is not None and not _reads_dates(value):
-            raise ValueError(f"{value!r} is not a strftime pattern of a date like %d/%m/%Y %H:%M")
-        return value
-
-    @model_validator(mode="after")
-    def _complete(self) -> ColumnMapping:
-        missing = [name for name in ("customer_id", "order_datetime") if not getattr(self, name)]
-        if self.unit_price and self.order_total:
-            raise ValueError("map either unit_price or order_total, not both")
-        if not self.order_total:
-            missing += [
-                name
-                for name in ("order_id", "product_id", "quantity", "unit_price")
-                if not getattr(self, name)
-            ]
-        if missing:
+        if value is not None and value not in DATE_ORDERS and not _reads_dates(value):
             raise ValueError(
-                f"missing {', '.join(missing)} (map unit_price with order_id, product_id and "
-                "quantity, or map order_total)"
+                f"{value!r} is not a strftime pattern of a date like %d/%m/%Y %H:%M, nor "
+                f"{' or '.join(DATE_ORDERS)}"
             )
-        return self
-
-    @property
-    def uses_order_total(self) -> bool:
-        return self.order_total is not None
+        return value
 
     def columns(self) -> dict[str, str]:
         """The mapped canonical fields and their file columns, in canonical order."""
         return {name: getattr(self, name) for name in CANONICAL_FIELDS if getattr(self, name)}
 
     @classmethod
-    def parse(cls, raw: str | bytes | dict[str, Any]) -> ColumnMapping:
+    def parse(cls, raw: str | bytes | dict[str, Any]) -> Self:
         """Read a mapping from its JSON text (or decoded object); raises `invalid_mapping`."""
         try:
             data = json.loads(raw) if isinstance(raw, str | bytes) else raw
@@ -141,6 +143,34 @@ class ColumnMapping(BaseModel):
                 else error["msg"].removeprefix("Value error, ")
             )
             raise IngestError(IngestErrorCode.INVALID_MAPPING, problem, field) from None
+
+
+def missing_fields(mapping: PartialMapping) -> list[str]:
+    """The required fields `mapping` leaves out: `customer_id` and `order_datetime`, and unless
+    it maps `order_total`, `order_id`, `product_id`, `quantity` and `unit_price`."""
+    missing = [name for name in REQUIRED_FIELDS if not getattr(mapping, name)]
+    if not mapping.order_total:
+        missing += [name for name in LINE_FIELDS if not getattr(mapping, name)]
+    return missing
+
+
+class ColumnMapping(PartialMapping):
+    """A complete mapping: what a file is read with."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> ColumnMapping:
+        if self.unit_price and self.order_total:
+            raise ValueError("map either unit_price or order_total, not both")
+        if missing := missing_fields(self):
+            raise ValueError(
+                f"missing {', '.join(missing)} (map unit_price with order_id, product_id and "
+                "quantity, or map order_total)"
+            )
+        return self
+
+    @property
+    def uses_order_total(self) -> bool:
+        return self.order_total is not None
 
 
 class Layout(StrEnum):
@@ -187,7 +217,7 @@ def _folded(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def _find_column(columns: list[str], wanted: str) -> str | None:
+def find_column(columns: list[str], wanted: str) -> str | None:
     """The file column named `wanted`: exactly, else the only one equal ignoring case and spacing."""
     if wanted in columns:
         return wanted
@@ -198,7 +228,7 @@ def _find_column(columns: list[str], wanted: str) -> str | None:
 def recognize_layout(columns: list[str]) -> Layout | None:
     """The known public layout whose columns the file has (ignoring case and spacing), if any."""
     for layout in (Layout.UCI_ONLINE_RETAIL, Layout.UCI_ONLINE_RETAIL_II):
-        if all(_find_column(columns, c) for c in KNOWN_LAYOUTS[layout].columns().values()):
+        if all(find_column(columns, c) for c in KNOWN_LAYOUTS[layout].columns().values()):
             return layout
     return None
 
@@ -225,7 +255,7 @@ def resolve_mapping(
         layout = Layout.MAPPING
     resolved: dict[str, str] = {}
     for name, wanted in mapping.columns().items():
-        found = _find_column(columns, wanted)
+        found = find_column(columns, wanted)
         if found is None:
             raise IngestError(
                 IngestErrorCode.MISSING_COLUMN,

@@ -74,7 +74,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
             await reject_record(ctx, message, [reason], tenant_id=tenant_id)
             return
         date_format = (
-            DateFormat.given(mapping.date_format) if mapping.date_format else DateFormat.iso()
+            DateFormat.of_mapping(mapping.date_format) if mapping.date_format else DateFormat.iso()
         )
         plan = CleaningPlan(
             mapping,
