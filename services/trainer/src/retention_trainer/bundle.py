@@ -10,6 +10,7 @@ Layout of the BentoML model ``retention-<tenant>:<version>`` (files in ``model.p
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
 | ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs) |
 | ``report.md`` | the backtest report, for people |
+| ``run_report.md``, ``.html``, ``.json`` | the run report for managers, and its numbers (bundles written before it have none) |
 
 The model's BentoML metadata repeats the feature schema, windows, headline metrics, threshold,
 objective and reference distributions. Loading reads JSON and calls ``Booster.load_model`` on
@@ -27,9 +28,11 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
+from retention_trainer.backtest import finite
 from retention_trainer.churn_model import ChurnModel, LinearChurnModel
 from retention_trainer.ltv_model import LTVModel
 from retention_trainer.purchase_model import PurchaseModel
+from retention_trainer.report_html import markdown_page
 from retention_trainer.segmenter import Segmenter
 
 __all__ = [
@@ -60,6 +63,9 @@ class ModelBundle:
     reference: dict[str, dict[str, list[float]]]
     markdown: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # The run report (retention_trainer.run_report): Markdown and its numbers; empty when absent.
+    run_report: str = ""
+    run_report_facts: dict[str, object] = field(default_factory=dict)
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         missing = [n for n in self.feature_names if n not in features.columns]
@@ -159,6 +165,11 @@ def write_bundle(bundle: ModelBundle, directory: Path) -> None:
     bundle.ltv.point.save_model(directory / "ltv_point.ubj")
     bundle.ltv.interval.save_model(directory / "ltv_interval.ubj")
     (directory / "report.md").write_text(bundle.markdown)
+    if bundle.run_report:
+        (directory / "run_report.md").write_text(bundle.run_report)
+        (directory / "run_report.json").write_text(json.dumps(finite(bundle.run_report_facts)))
+        page = markdown_page(bundle.run_report, f"Run report: {bundle.tenant}")
+        (directory / "run_report.html").write_text(page)
 
 
 def _booster(path: Path) -> xgb.Booster:
@@ -191,6 +202,7 @@ def read_bundle(directory: Path) -> ModelBundle:
         horizon_days=int(ltv_doc["horizon_days"]),
     )
     markdown = directory / "report.md"
+    run_report, run_report_facts = directory / "run_report.md", directory / "run_report.json"
     return ModelBundle(
         tenant=document["tenant"],
         feature_names=tuple(document["feature_schema"]),
@@ -202,6 +214,10 @@ def read_bundle(directory: Path) -> ModelBundle:
         reference=document["reference_distributions"],
         markdown=markdown.read_text() if markdown.exists() else "",
         extra=document.get("extra", {}),
+        run_report=run_report.read_text() if run_report.exists() else "",
+        run_report_facts=json.loads(run_report_facts.read_text())
+        if run_report_facts.exists()
+        else {},
     )
 
 

@@ -10,9 +10,11 @@ into one queued follow-up run, which starts when the current one ends. A run:
    (`RETENTION_MIN_TRAINING_CUSTOMERS`, `RETENTION_MIN_TRAINING_HISTORY_DAYS`), else `skipped`;
 3. trains and backtests in a worker thread (the pipeline's stages), keeping the champion's
    persona names (its segmenter);
-4. puts the bundle through the gate (:mod:`retention_trainer.gate`): promoted bundles go into the
-   BentoML store (and to S3 when `RETENTION_MODEL_EXPORT_URL` is set) and `ModelPublished`
-   goes out on `model-events`; otherwise `ModelRejected`, with both sets of numbers.
+4. puts the bundle through the gate (:mod:`retention_trainer.gate`) and writes the run report
+   (:mod:`retention_trainer.run_report`), kept with the record and in the bundle;
+5. promoted bundles go into the BentoML store (and to S3 when `RETENTION_MODEL_EXPORT_URL` is
+   set) and `ModelPublished` goes out on `model-events`; otherwise `ModelRejected`, with both
+   sets of numbers.
 
 Rejected candidates are not put in the model store, so `retention-<tenant>:latest` is always a
 bundle that was champion; their reports stay with the run record. A pipeline error makes a
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -45,6 +48,7 @@ from retention_trainer.bundle import ModelBundle, load_bundle, save_bundle
 from retention_trainer.consumers.transactions import LakeConsumer, high_watermarks
 from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metrics
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
+from retention_trainer.run_report import PreviousChampion, build_run_report
 from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
 
 __all__ = [
@@ -211,6 +215,7 @@ class RunManager:
                 continue
             record.status, record.started_at = RunStatus.QUEUED, None
             record.timings, record.data, record.gate = {}, None, None
+            record.run_report = None
             record.message = "resumed after a restart"
             self.store.save(record)
             self._enqueue(record)
@@ -302,7 +307,22 @@ class RunManager:
             **decision.as_dict(),
             "champion_tag": champion.model_tag if champion else None,
         }
-        return run, decision, orders
+        with stages.stage("report"):
+            previous = None
+            if champion is not None:  # an unreadable champion bundle leaves nothing to compare
+                previous = (
+                    PreviousChampion.of(champion.model_tag, champion_bundle)
+                    if champion_bundle
+                    else PreviousChampion(champion.model_tag, {}, {})
+                )
+            report = await asyncio.to_thread(
+                build_run_report, run, orders, previous=previous, gate=decision.as_dict()
+            )
+        record.run_report = report.markdown
+        bundle = dataclasses.replace(
+            run.bundle, run_report=report.markdown, run_report_facts=report.facts
+        )
+        return dataclasses.replace(run, bundle=bundle), decision, orders
 
     async def _champion(self, tenant: str) -> tuple[Champion | None, ModelBundle | None]:
         champion = self.store.champion(tenant)

@@ -69,9 +69,11 @@ class RunRecord:
     gate: dict[str, Any] | None = None
     report: dict[str, Any] | None = None
     markdown: str | None = None
+    # The run report for managers (Markdown; `retention_trainer.run_report`), for trained runs.
+    run_report: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The record without its report and Markdown (what a list shows)."""
+        """The record without its reports (what a list shows)."""
         return {
             "run_id": self.run_id,
             "tenant_id": self.tenant_id,
@@ -86,6 +88,7 @@ class RunRecord:
             "timings": self.timings,
             "data": self.data,
             "gate": self.gate,
+            "has_run_report": self.run_report is not None,
         }
 
     def detail(self) -> dict[str, Any]:
@@ -118,7 +121,8 @@ CREATE TABLE IF NOT EXISTS runs (
     data TEXT,
     gate TEXT,
     report TEXT,
-    markdown TEXT
+    markdown TEXT,
+    run_report TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant_id, seq);
 CREATE TABLE IF NOT EXISTS champions (
@@ -131,8 +135,10 @@ CREATE TABLE IF NOT EXISTS champions (
 """
 _COLUMNS = (
     "run_id, tenant_id, status, triggers, options, created_at, started_at, finished_at, "
-    "message, model_tag, timings, data, gate, report, markdown"
+    "message, model_tag, timings, data, gate, report, markdown, run_report"
 )
+# Columns added after the first release, added to an older file when it is opened.
+_ADDED_COLUMNS = {"run_report": "TEXT"}
 
 
 def _time(value: str | None) -> datetime | None:
@@ -153,6 +159,10 @@ class RunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -162,7 +172,7 @@ class RunStore:
     def add(self, run: RunRecord) -> None:
         with self._lock:
             self._db.execute(
-                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", self._row(run)
+                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", self._row(run)
             )
 
     def save(self, run: RunRecord, champion: Champion | None = None) -> None:
@@ -172,7 +182,7 @@ class RunStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * 15)}) WHERE run_id = ?",
+                    f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE run_id = ?",
                     (*row, run.run_id),
                 )
                 if champion is not None:
@@ -264,6 +274,7 @@ class RunStore:
             _json(run.gate),
             _json(run.report),
             run.markdown,
+            run.run_report,
         )
 
     @staticmethod
@@ -284,6 +295,7 @@ class RunStore:
             gate,
             report,
             markdown,
+            run_report,
         ) = row
         return RunRecord(
             run_id=run_id,
@@ -301,4 +313,5 @@ class RunStore:
             gate=json.loads(gate) if gate else None,
             report=json.loads(report) if report else None,
             markdown=markdown,
+            run_report=run_report,
         )
