@@ -108,6 +108,17 @@ def test_every_number_of_the_narrative_is_in_the_answer() -> None:
     assert _answer(FEATURES, SCORES, PREVIOUS) == answer  # deterministic
 
 
+def test_one_segment_leading_revenue_and_risk_gets_one_sentence() -> None:
+    riskier = SCORES.with_columns(revenue_at_risk=pl.Series([500.0, 240.0, 20.0, 9.0]))
+    answer = _answer(FEATURES, riskier, None)
+    check_narrative(answer)
+    assert answer["narrative"][-1]["text"] == (
+        "The 'Champions' segment holds 70% of revenue to date and 65% of the revenue at risk "
+        "(500) with 1 customer."
+    )
+    assert len(answer["narrative"]) == 5
+
+
 def test_a_narrative_without_previous_model_or_retention_still_checks_out() -> None:
     fresh = FEATURES.with_columns(orders_180d=pl.col("orders_90d"))
     answer = _answer(fresh, SCORES, None)

@@ -21,8 +21,10 @@ from retention_scoring.api import (
     campaigns,
     customers,
     erasures,
+    insights,
     model,
     ping,
+    score_history,
     scores,
     segments,
 )
@@ -69,7 +71,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     duty = PublishingDuty(settings, topics.customer_features, on_change=rescore_all)
     score_events = ScoreEvents(
-        state, producer, topics.customer_scores, ctx.name, ready=caught_up, owns=duty.owns
+        state,
+        producer,
+        topics.customer_scores,
+        ctx.name,
+        ready=caught_up,
+        owns=duty.owns,
+        history=state.history,
     )
 
     def features_changed(touched: Touched) -> None:
@@ -201,6 +209,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="Real-time churn, lifetime value and segment scores with reasons.",
         routers=[
             customers.router,
+            score_history.router,
+            insights.router,
             erasures.router,
             scores.router,
             segments.router,

@@ -171,34 +171,54 @@ def narrate(
 
 
 def _segment_sentences(segments: Sequence[dict]) -> list[Sentence]:
-    sentences = []
+    """The segment holding the most revenue to date and the one holding the most revenue at
+    risk (the answer's first row): one sentence each, or one for both when they are the same."""
     if not segments:
-        return sentences
-    # The segment holding the most revenue to date (the first of equals, in the answer's order).
+        return []
     top = max(range(len(segments)), key=lambda j: (segments[j]["revenue_share"], -j))
-    if segments[top]["revenue_share"] > 0:
+    has_revenue = segments[top]["revenue_share"] > 0
+    has_risk = segments[0]["revenue_at_risk"] > 0
+
+    def about(j: int) -> dict[str, str]:
+        return {"name": segments[j]["segment"], "noun": _customers(segments[j]["customers"])}
+
+    def number(j: int, field: str, style: Style) -> tuple[Number, Style, str]:
+        return segments[j][field], style, f"/segments/{j}/{field}"
+
+    revenue = number(top, "revenue_share", "share")
+    risk = {
+        "risk": number(0, "revenue_at_risk_share", "share"),
+        "money": number(0, "revenue_at_risk", "currency"),
+    }
+    if has_revenue and has_risk and top == 0:
+        return [
+            _sentence(
+                "The '{name}' segment holds {revenue} of revenue to date and {risk} of the "
+                "revenue at risk ({money}) with {customers} {noun}.",
+                about(0),
+                revenue=revenue,
+                **risk,
+                customers=number(0, "customers", "count"),
+            )
+        ]
+    sentences = []
+    if has_revenue:
         sentences.append(
             _sentence(
-                "The '{name}' segment holds {share} of revenue to date with {customers} {noun}.",
-                {"name": segments[top]["segment"], "noun": _customers(segments[top]["customers"])},
-                share=(segments[top]["revenue_share"], "share", f"/segments/{top}/revenue_share"),
-                customers=(segments[top]["customers"], "count", f"/segments/{top}/customers"),
+                "The '{name}' segment holds {revenue} of revenue to date with {customers} {noun}.",
+                about(top),
+                revenue=revenue,
+                customers=number(top, "customers", "count"),
             )
         )
-    # The answer's rows come largest revenue at risk first.
-    if segments[0]["revenue_at_risk"] > 0:
+    if has_risk:
         sentences.append(
             _sentence(
-                "The '{name}' segment holds {share} of the revenue at risk ({money}) with "
+                "The '{name}' segment holds {risk} of the revenue at risk ({money}) with "
                 "{customers} {noun}.",
-                {"name": segments[0]["segment"], "noun": _customers(segments[0]["customers"])},
-                share=(
-                    segments[0]["revenue_at_risk_share"],
-                    "share",
-                    "/segments/0/revenue_at_risk_share",
-                ),
-                money=(segments[0]["revenue_at_risk"], "currency", "/segments/0/revenue_at_risk"),
-                customers=(segments[0]["customers"], "count", "/segments/0/customers"),
+                about(0),
+                **risk,
+                customers=number(0, "customers", "count"),
             )
         )
     return sentences

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from retention_scoring.champions import Champion, Champions
+from retention_scoring.comparison import Comparisons
 from retention_scoring.population import Population, Populations
+from retention_scoring.score_history import ScoreHistory
 from retention_scoring.store import FeatureStore, TenantTable, to_microseconds
 from retention_shared.config import ClockMode, Settings
 
@@ -56,6 +58,13 @@ class ScoringState:
     champions: Champions
     populations: Populations
     drift: dict[str, DriftStatus] = field(default_factory=dict)
+    # Each customer's recent score changes, as read back from `customer-scores`.
+    history: ScoreHistory = field(default_factory=ScoreHistory)
+    # The population scored by the previous champion (insights).
+    comparisons: Comparisons = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.comparisons = Comparisons(self.champions.previous)
 
     def champion(self, tenant_id: str) -> Champion:
         champion = self.champions.get(tenant_id)

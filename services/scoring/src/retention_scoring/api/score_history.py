@@ -1,0 +1,42 @@
+"""`GET /v1/customers/{id}/score/history`: a customer's last score changes, newest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from retention_scoring.api.deps import State, not_found
+from retention_scoring.score_history import KEPT_PER_CUSTOMER
+from retention_shared.auth import ReadCaller
+from retention_shared.events import CustomerScore
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+
+
+class ScoreHistoryView(BaseModel):
+    customer_id: str
+    # The `CustomerScore` events published on `customer-scores` for this customer, newest first.
+    changes: list[CustomerScore]
+    # How many changes per customer scoring keeps (the most `limit` can return).
+    kept: int
+
+
+@router.get("/customers/{customer_id}/score/history")
+async def score_history(
+    customer_id: str,
+    caller: ReadCaller,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=KEPT_PER_CUSTOMER)] = 20,
+) -> ScoreHistoryView:
+    """The last `limit` changes of the customer's risk band, value tier or segment, as announced
+    on `customer-scores`; empty for a customer not announced yet. Works without a champion."""
+    table = state.store.table(caller.tenant_id)
+    if table is None or table.row(customer_id) is None:
+        raise not_found(customer_id)
+    return ScoreHistoryView(
+        customer_id=customer_id,
+        changes=state.history.latest(caller.tenant_id, customer_id, limit),
+        kept=state.history.kept,
+    )
