@@ -2,6 +2,8 @@
 
 The file goes through ingest's own reading, mapping and cleaning, then through the trainer's
 point-in-time training and backtest; the report is printed as Markdown, or as JSON only.
+`--report FILE` also writes the run report a trained run gets (no previous champion to compare
+with), as Markdown or as an HTML page by the file's extension.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
 from retention_trainer.backtest import finite
 from retention_trainer.pipeline import SHORT_LTV_HORIZON_DAYS, train_and_backtest
+from retention_trainer.report_html import markdown_page
+from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
 TENANT = "backtest"
+REPORT_SUFFIXES = (".md", ".html")
+
+
+def _report_path(value: str) -> Path:
+    path = Path(value)
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{value!r}: the run report is a .md or .html file")
+    return path
 
 
 def add_parser(commands: Any) -> None:
@@ -33,6 +45,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--mapping", type=Path, help="JSON file: canonical name -> column")
     parser.add_argument("--timezone", default="Europe/London", help="zone of naive timestamps")
     parser.add_argument("--json", action="store_true", help="print only the report's JSON")
+    parser.add_argument(
+        "--report",
+        type=_report_path,
+        metavar="FILE",
+        help="also write the run report for managers: FILE.md (Markdown) or FILE.html",
+    )
     parser.add_argument("--churn-horizon", type=int, default=CHURN_HORIZON_DAYS, metavar="DAYS")
     parser.add_argument(
         "--ltv-horizon",
@@ -86,6 +104,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for note in training.report.get("notes", []):
         print(f"retention backtest: {note}", file=sys.stderr)
+    if args.report:
+        markdown = build_run_report(training, orders).markdown
+        page = args.report.suffix.lower() == ".html"
+        try:
+            args.report.write_text(
+                markdown_page(markdown, f"Run report: {args.data.name}") if page else markdown
+            )
+        except OSError as error:
+            print(f"retention backtest: cannot write {args.report}: {error}", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps(finite(training.report), default=str))
     else:

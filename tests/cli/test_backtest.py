@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from retention_cli.main import main
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
 from tests.real_orders import ONLINE_RETAIL
 
@@ -24,8 +25,9 @@ def backtest(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_online_retail_beats_every_churn_baseline_through_the_cli() -> None:
-    result = backtest("--data", str(ONLINE_RETAIL), "--json")
+def test_online_retail_beats_every_churn_baseline_through_the_cli(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    result = backtest("--data", str(ONLINE_RETAIL), "--json", "--report", str(page))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     churn, ltv = report["churn"], report["ltv"]
@@ -40,6 +42,22 @@ def test_online_retail_beats_every_churn_baseline_through_the_cli() -> None:
     # One year cannot hold a 180-day LTV backtest: the command says so and uses 90 days.
     assert report["windows"]["ltv"]["horizon_days"] == 90
     assert "180-day horizon" in report["notes"][0] and "180-day horizon" in result.stderr
+    # The same run's report for managers, as a page: its backtest is this report's.
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "<script" not in html
+    assert "<h2>Headline</h2>" in html and "<h2>Campaign plan</h2>" in html
+    assert f"<td>{churn['model']['roc_auc']:.3f}</td>" in html.replace(
+        ' style="text-align:right"', ""
+    )
+
+
+def test_a_report_file_must_be_markdown_or_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process: the command line is refused before any file is read.
+    with pytest.raises(SystemExit) as refused:
+        main(["backtest", "--data", str(ONLINE_RETAIL), "--report", str(tmp_path / "r.pdf")])
+    assert refused.value.code == 2 and "a .md or .html file" in capsys.readouterr().err
 
 
 def test_a_mapping_naming_a_missing_column_is_a_clear_error(tmp_path: Path) -> None:
