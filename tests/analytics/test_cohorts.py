@@ -17,7 +17,7 @@ from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import orders_from_event_columns
 from tests.analytics.conftest import SLICE
-from tests.stack_support import auth, url
+from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,8 @@ def test_every_cell_matches_the_slices_own_orders(
 
 
 def test_from_and_to_pick_cohorts_by_their_start(loaded_stack: Stack) -> None:
-    body = cohorts(loaded_stack, **{"from": "2011-02-15", "to": "2011-05-01"}).json()
+    # The read role is enough.
+    body = cohorts(loaded_stack, READ_KEY, **{"from": "2011-02-15", "to": "2011-05-01"}).json()
     assert [c["cohort"] for c in body["cohorts"]] == ["2011-03", "2011-04", "2011-05"]
     assert body["max_age"] == len(body["cohorts"][0]["values"]) - 1
 
