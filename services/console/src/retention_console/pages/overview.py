@@ -34,4 +34,28 @@ async def overview(request: Request, session: CurrentSession, api: Api) -> Respo
         page="overview",
         insights=insights,
         at_risk=at_risk["customers"],
+        risk_chart=revenue_at_risk_chart(insights["segments"]),
     )
+
+
+def revenue_at_risk_chart(segments: list[dict]) -> dict:
+    """Revenue at risk per segment, largest first: where a retention budget would go."""
+    rows = sorted(segments, key=lambda row: -row["revenue_at_risk"])
+    return {
+        "grid": {"left": 110, "right": 24, "top": 10, "bottom": 30},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "value", "name": "Revenue at risk"},
+        "yAxis": {
+            "type": "category",
+            "inverse": True,
+            "data": [row["segment"] for row in rows],
+        },
+        "series": [
+            {
+                "type": "bar",
+                "name": "Revenue at risk",
+                "data": [round(row["revenue_at_risk"], 2) for row in rows],
+                "itemStyle": {"color": "#b42318"},
+            }
+        ],
+    }
