@@ -119,9 +119,15 @@ class UserApi:
         response = await self._services.request(service, "GET", path, self._key, params=clean)
         return response.json()
 
-    async def get_raw(self, service: str, path: str, **params: Any) -> httpx.Response:
+    async def get_raw(
+        self, service: str, path: str, *, accept: str | None = None, **params: Any
+    ) -> httpx.Response:
+        """The service's response as it came (a CSV to pass on); `accept` asks for a format."""
         clean = {k: v for k, v in params.items() if v is not None and v != ""}
-        return await self._services.request(service, "GET", path, self._key, params=clean)
+        headers = {"Accept": accept} if accept else {}
+        return await self._services.request(
+            service, "GET", path, self._key, params=clean, headers=headers
+        )
 
     async def post(self, service: str, path: str, **kwargs: Any) -> Any:
         response = await self._services.request(service, "POST", path, self._key, **kwargs)
