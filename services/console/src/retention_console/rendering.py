@@ -7,8 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
@@ -42,6 +43,17 @@ def render(
         **context,
     }
     return TEMPLATES.TemplateResponse(request, template, values, status_code=status_code)
+
+
+def csv_download(upstream: httpx.Response, filename: str) -> Response:
+    """A service's CSV passed on to the browser as it came (its bytes, its media type), to be
+    saved as `filename` unless the service named the file itself."""
+    disposition = upstream.headers.get("content-disposition", f'attachment; filename="{filename}"')
+    return Response(
+        upstream.content,
+        media_type=upstream.headers.get("content-type", "text/csv; charset=utf-8"),
+        headers={"Content-Disposition": disposition},
+    )
 
 
 def is_htmx(request: Request) -> bool:
