@@ -204,9 +204,16 @@ def test_the_campaign_is_the_shared_plan_for_the_default_budget(
     assert row(report.markdown, "expected")[3] == money(plan.expected.net_profit)
 
 
-def test_changes_compare_with_the_champion_report(run: TrainingRun, orders: pl.DataFrame) -> None:
+def test_changes_compare_with_the_champion_report(
+    run: TrainingRun, orders: pl.DataFrame, tmp_path: Path
+) -> None:
     first = build_run_report(run, orders)
-    champion = dataclasses.replace(run.bundle, run_report_facts=first.facts)
+    # The champion as the next run reads it: from its bundle's files.
+    stored = dataclasses.replace(
+        run.bundle, run_report=first.markdown, run_report_facts=first.facts
+    )
+    write_bundle(stored, tmp_path)
+    champion = read_bundle(tmp_path)
     gate = {"promote": False, "reason": "no better than the champion", "candidate": {}}
     again = build_run_report(
         run, orders, previous=PreviousChampion.of("retention-uci:v1", champion), gate=gate
