@@ -15,6 +15,7 @@ from retention_scoring.lists import (
     decode_cursor,
     encode_cursor,
     list_page,
+    range_problems,
 )
 from retention_scoring.score_events import changed_fields
 from retention_scoring.scoring import tier_cutoffs, value_tiers
@@ -127,3 +128,39 @@ def test_cursors_are_tied_to_their_query() -> None:
         decode_cursor(cursor, Filters(segment="B"), SortKey.REVENUE_AT_RISK)
     with pytest.raises(CursorError):
         decode_cursor("not-a-cursor", Filters(), SortKey.REVENUE_AT_RISK)
+
+
+def test_ranges_bound_ltv_and_churn_with_both_ends_included() -> None:
+    scores = _scores(100)
+    filters = Filters(min_churn=0.3, max_churn=0.6, min_ltv=20.0, max_ltv=80.0)
+    got = list_page(scores, ListQuery(filters, sort=SortKey.CUSTOMER_ID, limit=1000))
+    want = scores.filter(
+        pl.col("churn_probability").is_between(0.3, 0.6, closed="both")
+        & pl.col("predicted_ltv").is_between(20.0, 80.0, closed="both")
+    )
+    assert got.rows["customer_id"].to_list() == want["customer_id"].to_list()
+    assert got.total == want.height > 0
+    # The probabilities are rounded to tenths, so customers sit exactly on both bounds.
+    assert {0.3, 0.6} <= set(got.rows["churn_probability"].to_list())
+    # A single point is a range too.
+    exact = list_page(scores, ListQuery(Filters(min_churn=0.5, max_churn=0.5), limit=1000))
+    assert set(exact.rows["churn_probability"].to_list()) == {0.5}
+
+
+def test_a_range_with_min_above_max_names_its_max() -> None:
+    assert range_problems(Filters(min_churn=0.2, max_churn=0.2, min_ltv=5, max_ltv=5)) == []
+    assert range_problems(Filters(min_churn=0.7, max_churn=0.3)) == [
+        ("max_churn", "0.3 is below min_churn 0.7")
+    ]
+    assert [f for f, _ in range_problems(Filters(min_ltv=100, max_ltv=10, max_churn=0))] == [
+        "max_ltv"
+    ]
+
+
+def test_cursors_are_tied_to_their_ranges() -> None:
+    query = ListQuery(Filters(max_churn=0.5), limit=5)
+    cursor = encode_cursor((0.5, "c001"), query)
+    assert decode_cursor(cursor, Filters(max_churn=0.5), SortKey.REVENUE_AT_RISK) == (0.5, "c001")
+    for other in (Filters(), Filters(max_churn=0.6), Filters(min_churn=0.5), Filters(max_ltv=0.5)):
+        with pytest.raises(CursorError):
+            decode_cursor(cursor, other, SortKey.REVENUE_AT_RISK)

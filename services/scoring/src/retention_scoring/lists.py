@@ -21,6 +21,7 @@ from retention_scoring.scoring import SCORE_COLUMNS
 
 __all__ = [
     "CursorError",
+    "Filters",
     "ListPage",
     "ListQuery",
     "SortKey",
@@ -28,6 +29,7 @@ __all__ = [
     "encode_cursor",
     "filter_scores",
     "list_page",
+    "range_problems",
 ]
 
 LIST_COLUMNS = ("customer_id", *SCORE_COLUMNS, "features_as_of")
@@ -50,13 +52,39 @@ class Filters:
     # Any of these bands and tiers (None: all).
     risk_bands: tuple[str, ...] | None = None
     value_tiers: tuple[str, ...] | None = None
+    # Closed ranges: a bound matches the customer exactly on it (None: unbounded).
     min_ltv: float | None = None
+    max_ltv: float | None = None
+    min_churn: float | None = None
+    max_churn: float | None = None
 
     def fingerprint(self, sort: SortKey) -> str:
         text = json.dumps(
-            [self.segment, self.risk_bands, self.value_tiers, self.min_ltv, sort.value]
+            [
+                self.segment,
+                self.risk_bands,
+                self.value_tiers,
+                self.min_ltv,
+                self.max_ltv,
+                self.min_churn,
+                self.max_churn,
+                sort.value,
+            ]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def range_problems(filters: Filters) -> list[tuple[str, str]]:
+    """(field, problem) for each range whose bounds leave nothing between them (min above max):
+    such a list would always be empty, which reads as "nobody" rather than as a typo."""
+    problems = []
+    for name, low, high in (
+        ("ltv", filters.min_ltv, filters.max_ltv),
+        ("churn", filters.min_churn, filters.max_churn),
+    ):
+        if low is not None and high is not None and low > high:
+            problems.append((f"max_{name}", f"{high:g} is below min_{name} {low:g}"))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,12 @@ def filter_scores(scores: pl.DataFrame, filters: Filters) -> pl.DataFrame:
         conditions.append(pl.col("value_tier").is_in(filters.value_tiers))
     if filters.min_ltv is not None:
         conditions.append(pl.col("predicted_ltv") >= filters.min_ltv)
+    if filters.max_ltv is not None:
+        conditions.append(pl.col("predicted_ltv") <= filters.max_ltv)
+    if filters.min_churn is not None:
+        conditions.append(pl.col("churn_probability") >= filters.min_churn)
+    if filters.max_churn is not None:
+        conditions.append(pl.col("churn_probability") <= filters.max_churn)
     return scores.filter(*conditions) if conditions else scores
 
 
