@@ -115,7 +115,7 @@ def test_dates_before_all_orders_count_everyone_as_not_yet_a_customer(
 ) -> None:
     empty = migration(loaded_stack, start="2001-01-01", to="2002-01-01").json()
     assert (empty["flows"], empty["customers_at_from"], empty["customers_at_to"]) == ([], 0, 0)
-    arrived = migration(loaded_stack, start="2001-01-01").json()
+    arrived = migration(loaded_stack, start="0001-01-01").json()
     assert {f["from"] for f in arrived["flows"]} == {NOT_YET}
     assert arrived["customers_at_to"] == orders["customer_id"].n_unique()
 
@@ -137,6 +137,8 @@ def test_a_tenant_without_a_champion_gets_409_and_nothing_of_another_tenant(
         ({"start": "2011-13-01"}, "from"),
         ({"to": "09/12/2011"}, "to"),
         ({"start": "20110301"}, "from"),
+        ({"start": "٢٠١١-٠٣-٠١"}, "from"),  # digits, but not ASCII ones
+        ({"start": "2011-02-30"}, "from"),
         ({"start": "2011-06-30", "to": "2011-03-01"}, "from"),
         ({"start": "2011-06-30", "to": "2011-06-30"}, "from"),
         ({"to": "2011-12-10"}, "to"),  # after the latest order: no data there yet

@@ -22,7 +22,7 @@ from retention_trainer.segment_migration import NOT_YET_A_CUSTOMER, InvalidRange
 router = APIRouter(prefix="/v1", tags=["segments"])
 
 # Exactly YYYY-MM-DD: `date.fromisoformat` also takes 20110910 and 2011-W36-6.
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class MigrationFlow(BaseModel):
