@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     finished_at TEXT,
     status TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS uploads_newest ON uploads (tenant_id, created_at, id);
 CREATE TABLE IF NOT EXISTS order_fingerprints (
     tenant_id TEXT NOT NULL,
     order_id TEXT NOT NULL,
@@ -47,8 +48,17 @@ CREATE TABLE IF NOT EXISTS order_fingerprints (
 """
 
 
+_UPLOAD_COLUMNS = "id, state, filename, bytes, created_at, finished_at, status"
+_UPLOAD_KEYS = ("upload_id", "state", "filename", "bytes", "created_at", "finished_at")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    # Fixed width (microseconds always written): text order is time order, which paging uses.
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _upload_status(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(_UPLOAD_KEYS, row[:6], strict=True)) | json.loads(row[6])
 
 
 class IngestStore:
@@ -182,14 +192,26 @@ class IngestStore:
     def upload(self, tenant_id: str, upload_id: str) -> dict[str, Any] | None:
         """An upload's status, only if it belongs to `tenant_id`."""
         row = self._db.execute(
-            "SELECT id, state, filename, bytes, created_at, finished_at, status FROM uploads "
-            "WHERE id = ? AND tenant_id = ?",
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ? AND tenant_id = ?",
             (upload_id, tenant_id),
         ).fetchone()
-        if row is None:
-            return None
-        keys = ("upload_id", "state", "filename", "bytes", "created_at", "finished_at")
-        return dict(zip(keys, row[:6], strict=True)) | json.loads(row[6])
+        return None if row is None else _upload_status(row)
+
+    def upload_page(
+        self, tenant_id: str, limit: int, after: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` of the tenant's uploads' statuses, newest first — by (created_at, id) —
+        starting strictly after the key `after` of the previous page's last."""
+        where, values = "tenant_id = ?", [tenant_id]
+        if after is not None:
+            where += " AND (created_at, id) < (?, ?)"
+            values += after
+        rows = self._db.execute(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE {where} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*values, limit),
+        )
+        return [_upload_status(row) for row in rows]
 
     def uploads_of(self, tenant_id: str) -> list[tuple[str, str]]:
         """(upload id, state) of every upload of the tenant."""

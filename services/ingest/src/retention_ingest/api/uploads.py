@@ -1,16 +1,21 @@
-"""Uploads of whole exports: `POST /v1/uploads` (202 at once), status, and the rejected rows."""
+"""Uploads of whole exports: `POST /v1/uploads` (202 at once), the tenant's uploads newest first,
+each one's status, and its rejected rows."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import uuid
-from typing import Annotated
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from retention_ingest import metrics
+from retention_ingest.api.deps import UploadReader
 from retention_ingest.bounds import utc_now
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError, IngestErrorCode
@@ -20,6 +25,7 @@ from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
 from retention_ingest.uploads import Upload, UploadRunner
 from retention_shared.auth import IngestCaller
+from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
@@ -63,7 +69,7 @@ async def create_upload(
     directory.mkdir(parents=True)
     path = directory / "upload"
     try:
-        await asyncio.to_thread(_save, file, path)
+        await asyncio.to_thread(save_file, file, path)
         size = path.stat().st_size
         # Header-level problems (format, mapping, columns, declared sizes) are answered now, not
         # as a failed upload.
@@ -93,14 +99,110 @@ async def create_upload(
     }
 
 
-def _save(upload: UploadFile, destination: object) -> None:
+def save_file(upload: UploadFile, destination: Path) -> None:
     with open(destination, "wb") as out:
         shutil.copyfileobj(upload.file, out, length=1024 * 1024)
 
 
+class UploadProblem(BaseModel):
+    code: str
+    field: str | None = None
+    problem: str
+
+
+class UploadSummary(BaseModel):
+    """One upload as the list shows it; `GET /v1/uploads/{id}` has its full status."""
+
+    upload_id: str
+    filename: str | None
+    state: str = Field(description="queued, running, done or failed")
+    bytes: int
+    created_at: datetime
+    finished_at: datetime | None
+    layout: str | None = None
+    rows_read: int | None = None
+    accepted: int | None = None
+    rejected: int | None = None
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    orders_published: int | None = None
+    customers: int | None = Field(None, description="Customers in the file (once done).")
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    error: UploadProblem | None = None
+    status_url: str
+
+
+class UploadList(BaseModel):
+    uploads: list[UploadSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+_LIST = "uploads"
+
+
+def _summary(found: dict[str, Any]) -> UploadSummary:
+    # The counts as far as they go: the result once done, the progress while running or failed.
+    counts = found.get("result") or found.get("progress") or {}
+    reasons = counts.get("rejected_by_reason") or {}
+    return UploadSummary(
+        upload_id=found["upload_id"],
+        filename=found["filename"],
+        state=found["state"],
+        bytes=found["bytes"],
+        created_at=found["created_at"],
+        finished_at=found["finished_at"],
+        layout=found.get("layout"),
+        rows_read=counts.get("rows_read"),
+        accepted=counts.get("accepted"),
+        rejected=counts.get("rejected", sum(reasons.values()) if counts else None),
+        rejected_by_reason=reasons,
+        orders_published=(found.get("progress") or {}).get("orders_published"),
+        customers=counts.get("customers"),
+        first_order_at=counts.get("first_order_at"),
+        last_order_at=counts.get("last_order_at"),
+        error=found.get("error"),
+        status_url=f"/v1/uploads/{found['upload_id']}",
+    )
+
+
+@router.get("/uploads")
+async def list_uploads(
+    request: Request,
+    caller: UploadReader,
+    limit: Annotated[int, Query(ge=1, le=500, description="Uploads per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> UploadList:
+    """The tenant's uploads, newest first (role `read` or `ingest`)."""
+    after = None
+    if cursor is not None:
+        try:
+            created_at, upload_id = decode_cursor(_LIST, cursor, (str, str))
+        except CursorError as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail={"field": "cursor", "problem": str(error)},
+            ) from None
+        after = (str(created_at), str(upload_id))
+    store: IngestStore = request.app.state.ingest_store
+    # One row more than the page says whether another page follows.
+    found = store.upload_page(caller.tenant_id, limit + 1, after)
+    page = found[:limit]
+    last = page[-1] if len(found) > limit else None
+    return UploadList(
+        uploads=[_summary(upload) for upload in page],
+        next_cursor=None
+        if last is None
+        else encode_cursor(_LIST, (last["created_at"], last["upload_id"])),
+    )
+
+
 @router.get("/uploads/{upload_id}")
 async def upload_status(
-    upload_id: str, request: Request, caller: IngestCaller
+    upload_id: str, request: Request, caller: UploadReader
 ) -> dict[str, object]:
     store: IngestStore = request.app.state.ingest_store
     found = store.upload(caller.tenant_id, upload_id)
