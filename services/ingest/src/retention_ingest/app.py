@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from retention_ingest.api import mappings, orders, uploads
+from retention_ingest.api import mappings, orders, upload_preview, uploads
 from retention_ingest.consumers import customer_erasures, orders_raw
 from retention_ingest.publishing import OrderPublisher
 from retention_ingest.store import IngestStore
@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         ctx,
         description="Validates, maps, cleans and publishes a retailer's orders as transactions.",
-        routers=[orders.router, uploads.router, mappings.router],
+        routers=[orders.router, uploads.router, upload_preview.router, mappings.router],
         on_connected=[publisher.start],
         on_stopping=[runner.stop, publisher.stop],
         body_limits={"/v1/uploads": settings.max_upload_bytes},

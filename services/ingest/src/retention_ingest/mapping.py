@@ -233,6 +233,22 @@ def recognize_layout(columns: list[str]) -> Layout | None:
     return None
 
 
+def resolve_columns(
+    columns: list[str], mapping: PartialMapping
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(found, missing): the file column of each mapped field (`find_column`), and the fields
+    whose column the file does not have, with the name the mapping gave."""
+    found: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for name, wanted in mapping.columns().items():
+        column = find_column(columns, wanted)
+        if column is None:
+            missing[name] = wanted
+        else:
+            found[name] = column
+    return found, missing
+
+
 def resolve_mapping(
     columns: list[str], mapping: ColumnMapping | None, layout_hint: Layout | None = None
 ) -> tuple[Layout, ColumnMapping]:
@@ -253,15 +269,13 @@ def resolve_mapping(
         mapping = KNOWN_LAYOUTS[layout]
     else:
         layout = Layout.MAPPING
-    resolved: dict[str, str] = {}
-    for name, wanted in mapping.columns().items():
-        found = find_column(columns, wanted)
-        if found is None:
-            raise IngestError(
-                IngestErrorCode.MISSING_COLUMN,
-                f"mapping.{name} names column {wanted!r}, which the file does not have; its "
-                f"columns are {', '.join(repr(c) for c in columns)}",
-                name,
-            )
-        resolved[name] = found
-    return layout, ColumnMapping(**resolved, date_format=mapping.date_format)
+    found, missing = resolve_columns(columns, mapping)
+    if missing:
+        name, wanted = next(iter(missing.items()))  # the first, in canonical order
+        raise IngestError(
+            IngestErrorCode.MISSING_COLUMN,
+            f"mapping.{name} names column {wanted!r}, which the file does not have; its "
+            f"columns are {', '.join(repr(c) for c in columns)}",
+            name,
+        )
+    return layout, ColumnMapping(**found, date_format=mapping.date_format)

@@ -1,0 +1,73 @@
+"""`POST /v1/uploads/preview`: what an upload of this file would read, before sending it.
+
+Multipart like `POST /v1/uploads` (`file`, optional `mapping` JSON, optional `timezone`) and under
+the same size limits; answers at once with `retention_ingest.preview.UploadPreview`. The file is
+kept only while it is read: nothing is published and no upload is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from retention_ingest.api.uploads import ingest_error, save_file
+from retention_ingest.dates import check_timezone
+from retention_ingest.errors import IngestError
+from retention_ingest.mapping import PartialMapping
+from retention_ingest.preview import UploadPreview, preview_file
+from retention_ingest.store import IngestStore
+from retention_ingest.upload_limits import UploadLimits
+from retention_shared.auth import IngestCaller
+from retention_shared.service import ServiceContext
+
+router = APIRouter(prefix="/v1", tags=["uploads"])
+
+
+@router.post("/uploads/preview")
+async def preview_upload(
+    request: Request,
+    caller: IngestCaller,
+    file: Annotated[
+        UploadFile, File(description="CSV, TSV, XLSX, Parquet or CDNOW text; gzip or not.")
+    ],
+    mapping: Annotated[
+        str | None,
+        Form(description="JSON: canonical name → column; may be incomplete (see `problems`)."),
+    ] = None,
+    timezone: Annotated[str | None, Form(description="IANA zone of naive timestamps.")] = None,
+) -> UploadPreview:
+    """The first rows as an upload would read them, the detected layout, delimiter and date
+    format, the mapping it would use and what keeps it from working (`problems`, still 200);
+    an unknown format is 415 and a file over the limits 413, as for an upload."""
+    ctx: ServiceContext = request.app.state.ctx
+    store: IngestStore = request.app.state.ingest_store
+    saved_mapping, saved_timezone = store.mapping(caller.tenant_id)
+    try:
+        given = PartialMapping.parse(mapping) if mapping else None
+        chosen_timezone = check_timezone(
+            timezone or saved_timezone or ctx.settings.default_timezone
+        )
+    except IngestError as error:
+        raise ingest_error(error) from None
+    directory = ctx.settings.data_dir / "ingest" / "previews" / uuid.uuid4().hex
+    directory.mkdir(parents=True)
+    try:
+        await asyncio.to_thread(save_file, file, directory / "file")
+        return await asyncio.to_thread(
+            preview_file,
+            directory / "file",
+            work_dir=directory / "work",
+            filename=file.filename,
+            given=given,
+            saved=saved_mapping,
+            timezone=chosen_timezone,
+            limits=UploadLimits.from_settings(ctx.settings),
+        )
+    except IngestError as error:
+        raise ingest_error(error) from None
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
