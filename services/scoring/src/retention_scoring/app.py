@@ -26,6 +26,7 @@ from retention_scoring.api import (
     ping,
     score_history,
     scores,
+    segment_profiles,
     segments,
 )
 from retention_scoring.champions import Champion, Champions, fetch_bundle
@@ -214,6 +215,7 @@ def create_app(settings: Settings) -> FastAPI:
             erasures.router,
             scores.router,
             segments.router,
+            segment_profiles.router,
             campaigns.router,
             model.router,
             ping.router,

@@ -25,6 +25,8 @@ class Feature:
     meaning: str
     unit: str
     depends_on_clock: bool = False
+    # The feature in a few words, for people (the console's tables, a report).
+    label: str = ""
 
 
 def _window_features() -> list[Feature]:
@@ -36,6 +38,7 @@ def _window_features() -> list[Feature]:
                 f"Purchase orders in the last {days} days: occurred_at in (as_of - {days}d, as_of].",
                 "orders",
                 depends_on_clock=True,
+                label=f"Orders in the last {days} days",
             )
         )
         features.append(
@@ -44,6 +47,7 @@ def _window_features() -> list[Feature]:
                 f"Net spend (purchases minus cancellations) in (as_of - {days}d, as_of].",
                 "currency",
                 depends_on_clock=True,
+                label=f"Net spend in the last {days} days",
             )
         )
     return features
@@ -56,28 +60,33 @@ FEATURES: tuple[Feature, ...] = (
         "(a cancellation) to as_of.",
         "days",
         depends_on_clock=True,
+        label="Days since the last purchase",
     ),
-    Feature("frequency", "Purchase orders up to as_of.", "orders"),
+    Feature("frequency", "Purchase orders up to as_of.", "orders", label="Orders so far"),
     Feature(
         "monetary",
         "Net spend up to as_of: purchase totals plus (negative) cancellation totals.",
         "currency",
+        label="Net spend so far",
     ),
     Feature(
         "avg_order_value",
         "monetary / frequency: net spend per purchase order; 0 without purchases.",
         "currency",
+        label="Average order value",
     ),
     Feature(
         "avg_items_per_order",
         "Items (sum of |quantity|) of purchase orders / frequency; 0 without purchases.",
         "items",
+        label="Items per order",
     ),
     Feature(
         "tenure_days",
         "Days from the first purchase to as_of. Without any purchase: from the first event.",
         "days",
         depends_on_clock=True,
+        label="Days since the first purchase",
     ),
     *_window_features(),
     Feature(
@@ -88,18 +97,21 @@ FEATURES: tuple[Feature, ...] = (
         "old order does not read as a trend.",
         "ratio",
         depends_on_clock=True,
+        label="Spend trend, last 90 days against the 90 before",
     ),
     Feature(
         "gap_mean_days",
         "Mean days between consecutive purchase occasions (distinct purchase instants) = "
         "(last - first purchase) / (occasions - 1); 0 with fewer than two occasions.",
         "days",
+        label="Usual days between purchases",
     ),
     Feature(
         "gap_std_days",
         "Population standard deviation (ddof=0) of the days between consecutive purchase "
         "occasions; 0 with fewer than two occasions (and, by ddof=0, with exactly one gap).",
         "days",
+        label="Spread of the days between purchases",
     ),
     Feature(
         "days_past_expected_order",
@@ -107,6 +119,7 @@ FEATURES: tuple[Feature, ...] = (
         "due). With fewer than two occasions gap_mean_days is 0, so this equals recency_days.",
         "days",
         depends_on_clock=True,
+        label="Days past the expected next order",
     ),
     Feature(
         "recency_gap_ratio",
@@ -114,11 +127,13 @@ FEATURES: tuple[Feature, ...] = (
         "purchase (gap-normalized recency). With fewer than two occasions the divisor is 1 day.",
         "ratio",
         depends_on_clock=True,
+        label="Usual gaps since the last purchase",
     ),
     Feature(
         "unique_products",
         "Distinct product ids over all purchase orders up to as_of.",
         "products",
+        label="Different products bought",
     ),
     Feature(
         "cancellation_rate",
@@ -126,11 +141,13 @@ FEATURES: tuple[Feature, ...] = (
         "refer to an order from before the history starts); 1 with cancellations but no "
         "purchases, 0 with neither.",
         "ratio",
+        label="Share of order value cancelled",
     ),
     Feature(
         "active_months",
         "Distinct calendar months (UTC) with at least one purchase up to as_of.",
         "months",
+        label="Months with a purchase",
     ),
 )
 
