@@ -133,6 +133,16 @@ class UserApi:
         response = await self._services.request(service, "POST", path, self._key, **kwargs)
         return response.json() if response.content else None
 
+    async def post_raw(
+        self, service: str, path: str, *, accept: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """A POST's response as it came (the CSV of a plan to pass on); `accept` asks for a
+        format."""
+        headers = {"Accept": accept} if accept else {}
+        return await self._services.request(
+            service, "POST", path, self._key, headers=headers, **kwargs
+        )
+
     async def put(self, service: str, path: str, **kwargs: Any) -> Any:
         response = await self._services.request(service, "PUT", path, self._key, **kwargs)
         return response.json() if response.content else None
