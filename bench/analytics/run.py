@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:  # `bench` and `tests` are folders at the repo roo
 import httpx  # noqa: E402
 
 from bench.analytics.case import Bench, Case  # noqa: E402
+from bench.analytics.cohorts import COHORTS  # noqa: E402
 from bench.analytics.migration import MIGRATION  # noqa: E402
 from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
 from retention_ingest.file_ingest import ingest_file  # noqa: E402
@@ -53,7 +54,7 @@ from tests.stack_support import running_stack, url  # noqa: E402
 
 TENANT = "default"
 API_KEY = "bench-analytics-key"
-CASES: dict[str, Case] = {"migration": MIGRATION}
+CASES: dict[str, Case] = {"cohorts": COHORTS, "migration": MIGRATION}
 
 
 def parse_args() -> argparse.Namespace:
