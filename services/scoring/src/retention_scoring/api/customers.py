@@ -33,6 +33,7 @@ from retention_scoring.lists import (
     decode_cursor,
     encode_cursor,
     list_page,
+    range_problems,
 )
 from retention_scoring.scoring import at_clock
 from retention_scoring.store import from_microseconds
@@ -107,7 +108,7 @@ def _list_query(
     segment: str | None,
     risk_band: list[str] | None,
     value_tier: list[str] | None,
-    min_ltv: float | None,
+    ranges: dict[str, float | None],
     sort: SortKey,
     limit: int,
     cursor: str | None,
@@ -118,8 +119,10 @@ def _list_query(
         segment=segment,
         risk_bands=tuple(b.value for b in bands) if bands else None,
         value_tiers=tuple(t.value for t in tiers) if tiers else None,
-        min_ltv=min_ltv,
+        **ranges,
     )
+    for field, problem in range_problems(filters):
+        raise unprocessable(f"query.{field}", problem)
     after = None
     if cursor is not None:
         try:
@@ -142,6 +145,9 @@ async def customer_list(
         list[str] | None, Query(description="One or more tiers: `VIP`, `High,VIP`.")
     ] = None,
     min_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    max_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    min_churn: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    max_churn: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     sort: SortKey = SortKey.REVENUE_AT_RISK,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
@@ -149,10 +155,17 @@ async def customer_list(
     """Customers matching the filters, best first by `sort`; JSON, or CSV with `Accept: text/csv`.
 
     `risk_band` and `value_tier` take one value, a comma list or repeated parameters (any of
-    them matches). The next page: the same query with `cursor` = the previous answer's
-    `next_cursor` (in CSV, the `X-Next-Cursor` header).
+    them matches). `min_ltv`/`max_ltv` and `min_churn`/`max_churn` bound the predicted LTV and
+    the churn probability, both ends included. The next page: the same query with `cursor` =
+    the previous answer's `next_cursor` (in CSV, the `X-Next-Cursor` header).
     """
-    query = _list_query(segment, risk_band, value_tier, min_ltv, sort, limit, cursor)
+    ranges = {
+        "min_ltv": min_ltv,
+        "max_ltv": max_ltv,
+        "min_churn": min_churn,
+        "max_churn": max_churn,
+    }
+    query = _list_query(segment, risk_band, value_tier, ranges, sort, limit, cursor)
     champion = champion_of(state, caller.tenant_id)
     check_segment(champion, segment, "query.segment")
     population = await population_of(state, caller.tenant_id)
