@@ -22,7 +22,7 @@ from retention_scoring.api.deps import (
     population_of,
     unprocessable,
 )
-from retention_scoring.api.inputs import choices
+from retention_scoring.api.inputs import choices, wants_csv
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.lists import (
     LIST_COLUMNS,
@@ -178,7 +178,7 @@ async def customer_list(
         page_rows, total = frame.to_dicts(), page.total
         next_cursor = encode_cursor(page.next_after, query) if page.next_after else None
         champion = population.champion
-    if _wants_csv(request):
+    if wants_csv(request):
         headers = {"X-Total-Count": str(total)}
         if next_cursor:
             headers["X-Next-Cursor"] = next_cursor
@@ -189,11 +189,6 @@ async def customer_list(
         next_cursor=next_cursor,
         model_version=champion.version,
     )
-
-
-def _wants_csv(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/csv" in accept and "application/json" not in accept.split("text/csv")[0]
 
 
 def _csv(frame: pl.DataFrame | None) -> str:

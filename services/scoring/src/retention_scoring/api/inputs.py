@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
+from fastapi import Request
 from pydantic import AfterValidator, Field, Strict
 
 from retention_scoring.api.deps import unprocessable
@@ -21,6 +22,7 @@ __all__ = [
     "FeatureValue",
     "FiniteNumber",
     "choices",
+    "wants_csv",
 ]
 
 # Money is exact to millionths (the features' unit): a smaller amount is not an amount.
@@ -59,3 +61,9 @@ def choices(values: Iterable[str] | None, kind: type[E], field: str) -> tuple[E,
         if name not in known:
             raise unprocessable(field, f"{name!r} is not one of {allowed}")
     return tuple(dict.fromkeys(known[name] for name in names))
+
+
+def wants_csv(request: Request) -> bool:
+    """The client asked for CSV (`Accept: text/csv`) and did not prefer JSON before it."""
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept.split("text/csv")[0]

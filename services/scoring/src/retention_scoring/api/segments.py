@@ -1,12 +1,21 @@
-"""`GET /v1/segments`: the tenant's segments with their revenue, risk and recommended action."""
+"""`GET /v1/segments`: the tenant's segments with their revenue, risk and recommended action;
+`GET /v1/segments/points`: a sample of its customers as recency/frequency/spend points."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from datetime import datetime
+from typing import Annotated
+
+import polars as pl
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.inputs import wants_csv
+from retention_scoring.segment_points import POINTS_SCHEMA, sample_points
+from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
+from retention_shared.safe_text import spreadsheet_safe_frame
 from retention_shared.score_summaries import segment_table
 
 router = APIRouter(prefix="/v1", tags=["segments"])
@@ -54,4 +63,61 @@ async def segments(caller: ReadCaller, state: State) -> Segments:
         model_version=population.champion.version,
         customers=len(population),
         segments=[SegmentRow(**row) for row in table],
+    )
+
+
+MAX_POINTS = 10_000
+
+
+class SegmentPoint(BaseModel):
+    customer_id: str
+    segment: str
+    recency_days: float = Field(description="Days since the last purchase, at `as_of`.")
+    frequency: float = Field(description="Purchase orders up to `as_of`.")
+    monetary: float = Field(description="Net spend to date (cancellations netted).")
+
+
+class SegmentPoints(BaseModel):
+    model_version: str
+    as_of: datetime | None = Field(description="The tenant clock the features were moved to.")
+    customers: int = Field(description="Customers scored; `points` holds a sample when more.")
+    segments: list[str] = Field(description="The model's segments, in its order.")
+    points: list[SegmentPoint] = Field(description="Ordered by customer id.")
+
+
+@router.get(
+    "/segments/points",
+    response_model=SegmentPoints,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def segment_points(
+    request: Request,
+    caller: ReadCaller,
+    state: State,
+    limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 2000,
+) -> SegmentPoints | Response:
+    """Up to `limit` customers with their segment, recency, frequency and net spend, for an RFM
+    scatter: a deterministic sample (the smallest hashes of the customer ids) when there are
+    more. JSON, or CSV with `Accept: text/csv` (the customers scored in `X-Total-Count`)."""
+    champion = champion_of(state, caller.tenant_id)
+    population = await population_of(state, caller.tenant_id)
+    if population is None:
+        points = pl.DataFrame(schema=POINTS_SCHEMA)
+        as_of, customers = None, 0
+    else:
+        champion = population.champion
+        points = sample_points(population.scores, population.features, limit)
+        as_of, customers = from_microseconds(population.key[2]), len(population)
+    if wants_csv(request):
+        return Response(
+            spreadsheet_safe_frame(points).write_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"X-Total-Count": str(customers)},
+        )
+    return SegmentPoints(
+        model_version=champion.version,
+        as_of=as_of,
+        customers=customers,
+        segments=list(champion.bundle.segmenter.names),
+        points=[SegmentPoint(**row) for row in points.iter_rows(named=True)],
     )
