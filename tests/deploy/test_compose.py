@@ -1,5 +1,6 @@
 """docker-compose.yml: valid against the Compose Specification, and wired the way the platform
-needs (KRaft Kafka, topics, the four services, MinIO, Prometheus, Grafana, secrets from .env)."""
+needs (KRaft Kafka, topics, the four services, the console, MinIO, Prometheus, Grafana, secrets
+from .env)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jsonschema
 import pytest
 
 from retention_shared.topics import Topics
-from tests.deploy.support import REPO, SCHEMAS, SERVICES, load_yaml
+from tests.deploy.support import BACKENDS, CONSOLE, REPO, SCHEMAS, SERVICES, load_yaml
 
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -57,25 +58,55 @@ def test_kafka_runs_in_kraft_mode_and_topic_init_creates_every_topic(compose: di
     assert "--partitions" in script and init["environment"]["PARTITIONS"].endswith(":-6}")
 
 
-def test_the_four_services_build_from_their_dockerfiles(compose: dict) -> None:
+def test_every_service_builds_from_its_dockerfile_and_runs_locked_down(compose: dict) -> None:
     for name, port in SERVICES.items():
         service = compose["services"][name]
         assert service["build"] == {"context": ".", "dockerfile": f"services/{name}/Dockerfile"}
         assert (REPO / service["build"]["dockerfile"]).is_file()
+        assert service["image"] == f"retention-{name}:${{RETENTION_IMAGE_TAG:-dev}}"
         env = service["environment"]
-        assert env["RETENTION_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
-        assert env["RETENTION_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert env["RETENTION_BIND_HOST"] == "0.0.0.0"
         assert env[f"RETENTION_{name.upper()}_PORT"] == str(port)
         assert f"{port}:{port}" in service["ports"]
-        assert service["env_file"] == [{"path": ".env", "required": True}]
-        assert service["read_only"] is True and service["tmpfs"] == ["/tmp"]
+        assert service["read_only"] is True
         assert service["cap_drop"] == ["ALL"]
         assert "no-new-privileges:true" in service["security_opt"]
+        assert service["user"] == "10001:10001"
         assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+        assert service["deploy"]["resources"]["limits"]["memory"]
+
+
+def test_the_four_services_get_the_broker_and_the_secrets_from_env(compose: dict) -> None:
+    for name in BACKENDS:
+        service = compose["services"][name]
+        env = service["environment"]
+        assert env["RETENTION_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
+        assert env["RETENTION_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert service["env_file"] == [{"path": ".env", "required": True}]
+        assert service["tmpfs"] == ["/tmp"]
         assert service["depends_on"]["topic-init"]["condition"] == "service_completed_successfully"
-        # Infrastructure secrets in .env are blanked for the services.
+        # Infrastructure secrets and the console's in .env are blanked for the services.
         assert env["MINIO_ROOT_PASSWORD"] == "" and env["GF_SECURITY_ADMIN_PASSWORD"] == ""
+        assert env["RETENTION_CONSOLE_SESSION_SECRET"] == ""
+
+
+def test_the_console_reaches_the_services_by_name_with_only_its_own_secret(compose: dict) -> None:
+    console = compose["services"][CONSOLE]
+    env = console["environment"]
+    for name, port in BACKENDS.items():
+        assert env[f"RETENTION_CONSOLE_{name.upper()}_URL"] == f"http://{name}:{port}"
+        # Started once the services answer, but also when one does not: it reports outages.
+        assert console["depends_on"][name] == {"condition": "service_healthy", "required": False}
+    assert set(console["depends_on"]) == set(BACKENDS), "no broker, no topics, no bucket"
+    # No env_file: the console never holds API keys or S3 credentials; users bring their key.
+    assert "env_file" not in console
+    assert not any(key.startswith(("RETENTION_KAFKA", "AWS_", "RETENTION_API_KEYS")) for key in env)
+    assert env["RETENTION_CONSOLE_SESSION_SECRET"].startswith(
+        "${RETENTION_CONSOLE_SESSION_SECRET:?"
+    )
+    assert env["RETENTION_CONSOLE_COOKIE_SECURE"] == "${RETENTION_CONSOLE_COOKIE_SECURE:-false}"
+    # Staged uploads go to a volume on disk, not to a tmpfs counted as memory.
+    assert console["volumes"] == ["console-tmp:/tmp"] and "tmpfs" not in console
 
 
 def test_state_lives_in_named_volumes(compose: dict) -> None:

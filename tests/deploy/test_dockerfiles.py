@@ -7,7 +7,17 @@ import re
 
 import pytest
 
-from tests.deploy.support import REPO, SERVICES
+from tests.deploy.support import CONSOLE, REPO, SERVICES
+
+IMPORT = re.compile(r"^\s*(?:from|import) retention_(\w+)", re.MULTILINE)
+
+
+def members_imported(name: str) -> set[str]:
+    """Workspace members whose packages the service's code imports (shared included)."""
+    found = set()
+    for path in (REPO / "services" / name / "src").rglob("*.py"):
+        found |= set(IMPORT.findall(path.read_text(encoding="utf-8")))
+    return {"shared" if member == "shared" else f"services/{member}" for member in found}
 
 
 def stages(text: str) -> list[list[str]]:
@@ -55,7 +65,13 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck(name: str) -> None:
     env = " ".join(i for i in runtime if i.startswith("ENV "))
     assert "RETENTION_BIND_HOST=0.0.0.0" in env
     assert f"RETENTION_{name.upper()}_PORT={SERVICES[name]}" in env
-    assert "RETENTION_DATA_DIR=/data" in env and "BENTOML_HOME=/data/bentoml" in env
+    if name == CONSOLE:
+        # No data dir and no model store: nothing under /data, only /tmp is written.
+        assert "RETENTION_DATA_DIR" not in env and "BENTOML_HOME" not in env
+        assert "/data" not in text
+    else:
+        assert "RETENTION_DATA_DIR=/data" in env and "BENTOML_HOME=/data/bentoml" in env
+        assert re.search(r"chown -R 10001:10001 /data", text), "/data writable by the service user"
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "read-only root: no .pyc writes"
     assert f"EXPOSE {SERVICES[name]}" in runtime
 
@@ -66,7 +82,21 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck(name: str) -> None:
     assert not any("curl" in i or "apt-get" in i for i in runtime), "nothing extra installed"
     (entrypoint,) = [i for i in runtime if i.startswith("ENTRYPOINT ")]
     assert json.loads(entrypoint.split(" ", 1)[1]) == ["python", "-m", f"retention_{name}"]
-    assert re.search(r"chown -R 10001:10001 /data", text), "/data writable by the service user"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_dockerfile_installs_only_what_the_service_imports(name: str) -> None:
+    """The builder copies the sources of the workspace members the service's code imports and
+    no others (scoring reads bundles through the trainer package; the console reaches the
+    services over HTTP only), so an image never carries code it does not run."""
+    groups = stages((REPO / "services" / name / "Dockerfile").read_text())
+    builder = next(g for g in groups if g and g[0].endswith(" AS builder"))
+    sources = {
+        i.split()[1].removesuffix("/src")
+        for i in builder
+        if i.startswith("COPY ") and i.split()[1].endswith("/src")
+    }
+    assert sources == members_imported(name)
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_context() -> None:

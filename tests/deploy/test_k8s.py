@@ -4,6 +4,9 @@ rules the platform depends on (security contexts, probes, resources, topics, net
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
+import re
 
 import kubernetes_validate
 import pytest
@@ -12,6 +15,8 @@ from retention_shared.config import Settings
 from retention_shared.topics import Topics
 from tests.deploy.kustomize import pod_specs
 from tests.deploy.support import (
+    BACKENDS,
+    CONSOLE,
     KUBERNETES_VERSION,
     OVERLAYS,
     REPO,
@@ -24,6 +29,7 @@ from tests.deploy.support import (
 )
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+INGRESS_NAMESPACE = {"kubernetes.io/metadata.name": "ingress-nginx"}
 NAMESPACE = {"dev": "retention-dev", "prod": "retention"}
 # Settings a deployment may pass that the shared Settings model does not declare: none.
 EXTRA_SETTINGS: set[str] = set()
@@ -87,13 +93,14 @@ def test_every_resource_is_known_and_namespaced_in_the_overlay_namespace(overlay
     assert not by_kind(rendered(overlay), "Secret"), "secrets are created out of band"
 
 
-def test_workloads_are_the_four_services_with_features_as_statefulset(overlay: str) -> None:
+def test_workloads_are_the_services_with_features_as_statefulset(overlay: str) -> None:
     kinds = {name: w["kind"] for name, w in workloads(overlay).items()}
     assert kinds == {
         "ingest": "Deployment",
         "trainer": "Deployment",
         "scoring": "Deployment",
         "features": "StatefulSet",
+        "console": "Deployment",
     }
     features = workloads(overlay)["features"]
     claims = features["spec"]["volumeClaimTemplates"]
@@ -139,11 +146,35 @@ def test_restricted_security_context_probes_and_resources_on_every_container(ove
         assert container["image"].startswith("ghcr.io/retention/retention-" + name + ":")
         env = {e["name"]: e for e in container["env"]}
         assert env[f"RETENTION_{name.upper()}_PORT"]["value"] == str(port)
+        assert container["envFrom"] == [{"configMapRef": {"name": "retention-config"}}]
+        if name == CONSOLE:
+            continue  # its keys and volumes: test_console_talks_to_the_services_with_users_keys
         assert env["RETENTION_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
             "name": "retention-secrets",
             "key": "RETENTION_API_KEYS",
         }
-        assert container["envFrom"] == [{"configMapRef": {"name": "retention-config"}}]
+
+
+def test_console_talks_to_the_services_with_users_keys(overlay: str) -> None:
+    (pod,) = pod_specs(workloads(overlay)[CONSOLE])
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    for name, port in BACKENDS.items():
+        assert env[f"RETENTION_CONSOLE_{name.upper()}_URL"]["value"] == f"http://{name}:{port}"
+    # No keys of its own (a user's key is checked by the services' /v1/whoami), no broker
+    # credentials: only the session secret, the same in every replica.
+    assert "RETENTION_API_KEYS" not in env and "RETENTION_KAFKA_SASL_PASSWORD" not in env
+    assert env["RETENTION_CONSOLE_SESSION_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "retention-secrets",
+        "key": "RETENTION_CONSOLE_SESSION_SECRET",
+    }
+    # No data dir, no model store: /tmp (staged uploads) is all it writes, on disk.
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+    (volume,) = pod["volumes"]
+    assert "medium" not in volume["emptyDir"] and volume["emptyDir"]["sizeLimit"]
+    data = by_kind(rendered(overlay), "ConfigMap")["retention-config"]["data"]
+    # Secure cookies wherever users come through the TLS Ingress; dev is port-forwarded HTTP.
+    assert data["RETENTION_CONSOLE_COOKIE_SECURE"] == ("false" if overlay == "dev" else "true")
 
 
 def test_config_map_holds_only_known_settings(overlay: str) -> None:
@@ -206,6 +237,9 @@ def test_network_policies_allow_only_what_each_service_needs(overlay: str) -> No
         egress_ports = {
             (p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]
         }
+        if name == CONSOLE:
+            continue  # test_console_network_policy
+        assert {"podSelector": {}} in sources, "the console and other pods of the namespace"
         expected = {(53, "UDP"), (53, "TCP"), (9092, "TCP")}
         if name == "trainer":
             expected.add((443, "TCP"))  # S3
@@ -218,6 +252,111 @@ def test_network_policies_allow_only_what_each_service_needs(overlay: str) -> No
                 }
             }
         ]
+
+
+def test_console_network_policy(overlay: str) -> None:
+    """Browsers through the ingress controller and Prometheus in; out only DNS and each
+    service's own port on that service's pods (no broker, no S3)."""
+    spec = by_kind(rendered(overlay), "NetworkPolicy")[CONSOLE]["spec"]
+    sources = [peer for rule in spec["ingress"] for peer in rule["from"]]
+    assert {"namespaceSelector": {"matchLabels": INGRESS_NAMESPACE}} in sources
+    assert {"podSelector": {}} not in sources, "no other pod needs the console"
+    dns, *services = spec["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    reached = {
+        rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: [
+            (p["port"], p["protocol"]) for p in rule["ports"]
+        ]
+        for rule in services
+    }
+    assert all(len(rule["to"]) == 1 for rule in services)
+    assert reached == {name: [(port, "TCP")] for name, port in BACKENDS.items()}
+
+
+def ingress_paths(ingress: dict) -> list[tuple[str, str, str, object]]:
+    """(host, path, pathType, backend service) of every rule of an Ingress."""
+    return [
+        (rule["host"], path["path"], path["pathType"], path["backend"]["service"])
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+
+
+def routed(path: str, rules: list[tuple[str, str, str, object]]) -> bool:
+    """Whether a request path matches one of the rules, as Kubernetes defines Exact and Prefix
+    (a Prefix matches whole path elements: /cohorts matches /cohorts/x, not /cohorts.csv)."""
+    for _, rule_path, kind, _ in rules:
+        if kind == "Exact" and path == rule_path:
+            return True
+        prefix = rule_path.rstrip("/")
+        if kind == "Prefix" and (path == prefix or path.startswith(prefix + "/") or prefix == ""):
+            return True
+    return False
+
+
+def console_paths() -> set[str]:
+    """One request path per route of the console: the app's own (static files, ops endpoints)
+    and every page module's router (path parameters filled in)."""
+    import retention_console.pages
+    from retention_console.app import create_app
+
+    routes = [r for r in create_app(Settings(api_keys="")).routes if hasattr(r, "path")]
+    for module in pkgutil.iter_modules(retention_console.pages.__path__):
+        page = importlib.import_module(f"retention_console.pages.{module.name}")
+        routes += getattr(page, "router", None).routes if hasattr(page, "router") else []
+    return {re.sub(r"\{[^}]+\}", "x", route.path) for route in routes}
+
+
+def test_prod_ingress_serves_console_ingest_and_scoring_over_tls(overlay: str) -> None:
+    ingresses = by_kind(rendered(overlay), "Ingress")
+    if overlay == "dev":
+        assert not ingresses, "dev is reached with kubectl port-forward"
+        return
+    assert set(ingresses) == {CONSOLE, "ingest", "scoring"}
+    services = by_kind(rendered(overlay), "Service")
+    policies = by_kind(rendered(overlay), "NetworkPolicy")
+    hosts = set()
+    for name, ingress in ingresses.items():
+        spec = ingress["spec"]
+        assert spec["ingressClassName"] == "nginx"
+        rules = ingress_paths(ingress)
+        (tls,) = spec["tls"]
+        assert {host for host, *_ in rules} == set(tls["hosts"]), "every host has TLS"
+        assert tls["secretName"] == f"{name}-tls"
+        assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+        hosts |= set(tls["hosts"])
+        for *_, backend in rules:
+            assert backend == {"name": name, "port": {"name": "http"}}
+        assert services[name]["spec"]["ports"][0]["name"] == "http"
+        # The backend's NetworkPolicy admits the controller these rules go through.
+        sources = [peer for rule in policies[name]["spec"]["ingress"] for peer in rule["from"]]
+        assert {"namespaceSelector": {"matchLabels": INGRESS_NAMESPACE}} in sources
+        for ops in ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json"):
+            assert not routed(ops, rules), f"{name}{ops} must stay inside the cluster"
+        if name != CONSOLE:
+            assert [(path, kind) for _, path, kind, _ in rules] == [("/v1", "Prefix")]
+    assert len(hosts) == 3
+
+
+def test_prod_ingress_routes_every_console_page(overlay: str) -> None:
+    if overlay == "dev":
+        return
+    ingress = by_kind(rendered(overlay), "Ingress")[CONSOLE]
+    rules = ingress_paths(ingress)
+    missing = {
+        path
+        for path in console_paths() - {"/metrics", "/healthz", "/readyz"}
+        if not routed(path, rules)
+    }
+    assert not missing, f"add these console routes to overlays/prod/ingress.yaml: {missing}"
+    annotations = ingress["metadata"]["annotations"]
+    # Sessions live in one pod's memory: replicas need the sticky cookie.
+    if workloads(overlay)[CONSOLE]["spec"]["replicas"] > 1:
+        assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+        assert annotations["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+    # Uploads through the data page: the controller's 1m default would refuse them.
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "500m"
+    assert Settings().max_upload_bytes == 500 * 1024 * 1024
 
 
 def test_strimzi_kafka_in_kraft_mode_with_node_pool(overlay: str) -> None:
@@ -276,6 +415,7 @@ def test_replicas_per_overlay(overlay: str) -> None:
         assert all(h["spec"]["minReplicas"] == 1 for h in hpas.values())
     else:
         assert all(replicas[name] >= 3 for name in ("ingest", "scoring", "features"))
+        assert replicas[CONSOLE] >= 2, "one pod going away must not take the console down"
         assert all(h["spec"]["minReplicas"] >= 3 for h in hpas.values())
 
 
