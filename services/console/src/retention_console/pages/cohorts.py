@@ -43,7 +43,7 @@ async def cohorts_page(
     metric, period = _choice(metric, METRICS), _choice(period, PERIODS)
     matrix = await api.get("trainer", "/v1/cohorts", metric=metric, period=period)
     if not matrix["cohorts"]:
-        return render(request, "empty.html", message=NO_ORDERS)
+        return render(request, "empty.html", page="cohorts", message=NO_ORDERS)
     context = {
         "matrix": matrix,
         "metric": metric,

@@ -58,7 +58,7 @@ async def segments_page(
         segment_migration(api, start, end),
     )
     if not table["customers"]:
-        return render(request, "empty.html", message=None)
+        return render(request, "empty.html", page="segments", message=None)
     segments = table["segments"]
     return render(
         request,
