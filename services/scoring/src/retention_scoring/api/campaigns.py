@@ -8,9 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from retention_scoring.api.deps import State, champion_of, check_segment, population_of
+from retention_scoring.api.deps import (
+    State,
+    champion_of,
+    check_segment,
+    population_of,
+    unprocessable,
+)
 from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber
-from retention_scoring.lists import Filters, filter_scores
+from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
 from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_shared.events import RiskBand, ValueTier
@@ -36,6 +42,9 @@ class CampaignFilters(BaseModel):
     risk_band: Bands | None = None
     value_tier: Tiers | None = None
     min_ltv: Annotated[FiniteNumber | None, Field(ge=0)] = None
+    max_ltv: Annotated[FiniteNumber | None, Field(ge=0)] = None
+    min_churn: Annotated[FiniteNumber | None, Field(ge=0, le=1)] = None
+    max_churn: Annotated[FiniteNumber | None, Field(ge=0, le=1)] = None
 
 
 class CampaignBody(BaseModel):
@@ -108,7 +117,12 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
         risk_bands=_values(f.risk_band),
         value_tiers=_values(f.value_tier),
         min_ltv=f.min_ltv,
+        max_ltv=f.max_ltv,
+        min_churn=f.min_churn,
+        max_churn=f.max_churn,
     )
+    for field, problem in range_problems(filters):
+        raise unprocessable(f"filters.{field}", problem)
     if population is not None:
         candidates = filter_scores(population.scores, filters)
         champion = population.champion
