@@ -1,0 +1,184 @@
+"""`GET /v1/customers` filtered by churn-probability and LTV ranges on the running stack.
+
+The expected lists are the whole list (one page of every scored customer) filtered here in
+Python: a range keeps a customer exactly on its bounds, the order and the totals are the
+unfiltered list's. CSV pages joined without their repeated header are the one-request CSV,
+which is what the console's download relies on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+import pytest
+
+from retention_cli.stack import Stack
+from tests.stack_support import READ_KEY, auth, url
+
+pytestmark = pytest.mark.slow
+
+ALL = 10_000
+
+
+def listing(stack: Stack, key: str = READ_KEY, **params: object) -> httpx.Response:
+    return httpx.get(f"{url(stack, 'scoring')}/v1/customers", params=params, headers=auth(key))
+
+
+def csv_listing(stack: Stack, **params: object) -> httpx.Response:
+    headers = auth(READ_KEY) | {"Accept": "text/csv"}
+    return httpx.get(f"{url(stack, 'scoring')}/v1/customers", params=params, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def everyone(loaded_stack: Stack) -> list[dict]:
+    body = listing(loaded_stack, limit=ALL).json()
+    assert body["next_cursor"] is None and body["total"] == len(body["customers"]) > 300
+    return body["customers"]
+
+
+def _within(row: dict, **bounds: float | None) -> bool:
+    checks = (
+        ("churn_probability", bounds.get("min_churn"), bounds.get("max_churn")),
+        ("predicted_ltv", bounds.get("min_ltv"), bounds.get("max_ltv")),
+    )
+    return all(
+        (low is None or row[column] >= low) and (high is None or row[column] <= high)
+        for column, low, high in checks
+    )
+
+
+def _ranges(everyone: list[dict]) -> list[dict]:
+    churn = sorted(row["churn_probability"] for row in everyone)
+    ltv = sorted(row["predicted_ltv"] for row in everyone)
+    quarter, half, three = len(churn) // 4, len(churn) // 2, 3 * len(churn) // 4
+    return [
+        {"min_churn": 0.6},
+        {"max_churn": 0.3},
+        {"min_churn": 0.3, "max_churn": 0.6},
+        # Bounds taken from the customers themselves: a customer on a bound is in.
+        {"min_churn": churn[quarter], "max_churn": churn[three]},
+        {"min_churn": churn[half], "max_churn": churn[half]},
+        {"max_ltv": ltv[half]},
+        {"min_ltv": ltv[quarter], "max_ltv": ltv[three]},
+        {"min_churn": churn[quarter], "max_churn": 1, "min_ltv": 0, "max_ltv": ltv[three]},
+    ]
+
+
+def test_ranges_keep_exactly_the_customers_within_both_bounds_in_the_lists_order(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    for bounds in _ranges(everyone):
+        body = listing(loaded_stack, limit=ALL, **bounds).json()
+        want = [row for row in everyone if _within(row, **bounds)]
+        assert want, bounds
+        assert body["customers"] == want, bounds
+        assert body["total"] == len(want)
+
+
+def test_ranges_combine_with_the_segment_bands_and_tiers(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    segment = everyone[0]["segment"]
+    bounds = {"min_churn": 0.2, "max_churn": 0.9, "min_ltv": 10.0}
+    body = listing(
+        loaded_stack,
+        limit=ALL,
+        segment=segment,
+        risk_band="high,medium",
+        value_tier=["High", "VIP"],
+        **bounds,
+    ).json()
+    want = [
+        row
+        for row in everyone
+        if row["segment"] == segment
+        and row["risk_band"] in ("high", "medium")
+        and row["value_tier"] in ("High", "VIP")
+        and _within(row, **bounds)
+    ]
+    assert want and body["customers"] == want
+
+
+def test_pages_of_a_range_cover_it_once_and_a_cursor_belongs_to_its_range(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    bounds = {"min_churn": 0.1, "max_ltv": 5000.0}
+    want = [row["customer_id"] for row in everyone if _within(row, **bounds)]
+    seen, cursor = [], None
+    while True:
+        body = listing(loaded_stack, limit=9, **bounds, **({"cursor": cursor} if cursor else {}))
+        assert body.status_code == 200, body.text
+        seen += [row["customer_id"] for row in body.json()["customers"]]
+        cursor = body.json()["next_cursor"]
+        if cursor is None:
+            break
+        last = cursor
+    assert seen == want
+    moved = listing(loaded_stack, limit=9, min_churn=0.1, max_ltv=5001.0, cursor=last)
+    assert moved.status_code == 422
+    assert moved.json()["detail"][0]["field"] == "cursor"
+
+
+def test_csv_pages_joined_are_the_one_request_csv_and_the_json(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    bounds = {"min_churn": 0.05, "max_churn": 0.95, "sort": "churn_probability"}
+    whole = csv_listing(loaded_stack, limit=ALL, **bounds)
+    assert whole.status_code == 200 and "x-next-cursor" not in whole.headers
+    joined, cursor, pages = b"", None, 0
+    while True:
+        page = csv_listing(
+            loaded_stack, limit=40, **bounds, **({"cursor": cursor} if cursor else {})
+        )
+        joined += page.content if not joined else page.content.split(b"\n", 1)[1]
+        pages += 1
+        cursor = page.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+    assert pages > 2 and joined == whole.content
+    rows = list(csv.DictReader(io.StringIO(whole.text)))
+    json_rows = listing(loaded_stack, limit=ALL, **bounds).json()["customers"]
+    assert [r["customer_id"] for r in rows] == [r["customer_id"] for r in json_rows]
+    assert whole.headers["x-total-count"] == str(len(json_rows))
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"min_churn": "1.5"}, "query.min_churn"),
+        ({"max_churn": "-0.1"}, "query.max_churn"),
+        ({"min_churn": "nan"}, "query.min_churn"),
+        ({"max_churn": "inf"}, "query.max_churn"),
+        ({"max_ltv": "-1"}, "query.max_ltv"),
+        ({"max_ltv": "1e309"}, "query.max_ltv"),
+        ({"max_ltv": "lots"}, "query.max_ltv"),
+        ({"min_churn": "0.7", "max_churn": "0.3"}, "query.max_churn"),
+        ({"min_ltv": "100", "max_ltv": "99.5"}, "query.max_ltv"),
+    ],
+)
+def test_a_bad_range_is_a_422_naming_the_field(
+    loaded_stack: Stack, params: dict, field: str
+) -> None:
+    response = listing(loaded_stack, **params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == field
+
+
+def test_a_campaign_plans_over_the_same_customers_the_list_filters(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    bounds = {"min_churn": 0.4, "max_churn": 0.9, "max_ltv": 3000.0}
+    body = {"budget": 100, "cost_per_contact": 1, "save_rate": 0.2, "filters": bounds}
+    plan = httpx.post(
+        f"{url(loaded_stack, 'scoring')}/v1/campaigns/plan", json=body, headers=auth(READ_KEY)
+    )
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["candidates"] == len([r for r in everyone if _within(r, **bounds)])
+    backwards = body | {"filters": {"min_churn": 0.9, "max_churn": 0.4}}
+    refused = httpx.post(
+        f"{url(loaded_stack, 'scoring')}/v1/campaigns/plan", json=backwards, headers=auth(READ_KEY)
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["field"] == "filters.max_churn"
