@@ -6,8 +6,10 @@ import base64
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 
+from retention_scoring.api.campaigns import CSV_COLUMNS, contacts_csv
 from retention_scoring.lists import CursorError, Filters, SortKey, decode_cursor
 from retention_shared.campaigns import CampaignRequest, plan_campaign
 
@@ -20,6 +22,24 @@ def test_a_budget_beyond_every_candidate_plans_each_worthwhile_one_once() -> Non
     assert plan.selected.tolist() == [0, 1, 2]  # the zero-LTV customer would be a loss
     assert plan.expected.cost == pytest.approx(3e-6)
     assert plan.expected.roi is not None and np.isfinite(plan.expected.roi)
+
+
+def test_a_contact_list_keeps_formulas_as_text() -> None:
+    contacts = pl.DataFrame(
+        {
+            "customer_id": ["=cmd|' /C calc'!A0", "c2"],
+            "churn_probability": [0.9, 0.5],
+            "predicted_ltv": [100.0, 40.0],
+            "risk_band": ["high", "medium"],
+            "value_tier": ["VIP", "High"],
+            "segment": ["Lost", "@SUM(A1)"],
+            "expected_net_value": [-1.5, 2.0],
+        }
+    ).select(CSV_COLUMNS)
+    lines = contacts_csv(contacts).splitlines()
+    assert lines[1].startswith("'=cmd|")
+    assert lines[2].endswith(",'@SUM(A1),2.0")
+    assert ",-1.5" in lines[1]  # numbers stay numbers
 
 
 def _forged(value: object, sort: SortKey = SortKey.REVENUE_AT_RISK) -> str:

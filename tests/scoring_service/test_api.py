@@ -265,6 +265,75 @@ def test_campaign_plan_spends_the_budget_on_the_best_contacts(
     assert {c["customer_id"] for c in filtered["contacts"]} <= low
 
 
+def test_campaign_margin_takes_the_discount_out_of_the_gross_profit(
+    service: Service, client: httpx.Client
+) -> None:
+    body = {"budget": 100, "cost_per_contact": 5, "save_rate": 0.3, "discount": 0.1}
+    url = f"{service.base}/v1/campaigns/plan"
+    revenue = client.post(url, json=body, headers=auth()).json()
+    # The default margin of 1 counts revenue as profit: the answer of a body without a margin.
+    assert client.post(url, json=body | {"margin": 1.0}, headers=auth()).json() == revenue
+    assert revenue["expected"]["expected_gross_profit"] == pytest.approx(
+        revenue["expected"]["expected_saved_revenue"]
+    )
+    plan = client.post(url, json=body | {"margin": 0.4}, headers=auth()).json()
+    kept = service.expected["churn_probability"] * 0.3 * service.expected["predicted_ltv"]
+    best = service.expected.with_columns(value=kept * (0.4 - 0.1) - 5).filter(pl.col("value") > 0)
+    best = best.sort(["value"], descending=True).head(20)
+    assert [c["customer_id"] for c in plan["contacts"]] == best["customer_id"].to_list()
+    expected = plan["expected"]
+    assert expected["expected_gross_profit"] == pytest.approx(
+        expected["expected_saved_revenue"] * 0.3 / 0.9
+    )
+    assert expected["net_profit"] == pytest.approx(
+        expected["expected_gross_profit"] - expected["cost"]
+    )
+    nobody = client.post(url, json=body | {"margin": 0.1}, headers=auth()).json()
+    assert nobody["contacts_total"] == 0 and nobody["expected"]["roi"] is None
+    for margin in (0, 1.5, "1"):
+        refused = client.post(url, json=body | {"margin": margin}, headers=auth())
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["field"] == "margin"
+
+
+def test_campaign_contacts_as_csv_are_the_whole_plan(
+    service: Service, client: httpx.Client
+) -> None:
+    body = {
+        "budget": 400,
+        "cost_per_contact": 2,
+        "save_rate": 0.3,
+        "margin": 0.5,
+        "filters": {"risk_band": ["high", "medium"]},
+        "contacts_limit": 5,
+    }
+    url = f"{service.base}/v1/campaigns/plan"
+    plan = client.post(url, json=body | {"contacts_limit": 10_000}, headers=auth()).json()
+    response = client.post(url, json=body, headers=auth() | {"Accept": "text/csv"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["x-model-version"] == service.version
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    # Every contact of the plan, not only the `contacts_limit` the JSON lists.
+    assert int(response.headers["x-total-count"]) == plan["contacts_total"] == len(rows) > 5
+    assert list(rows[0]) == [
+        "customer_id",
+        "churn_probability",
+        "predicted_ltv",
+        "risk_band",
+        "value_tier",
+        "segment",
+        "expected_net_value",
+    ]
+    for row, contact in zip(rows, plan["contacts"], strict=True):
+        assert row["customer_id"] == contact["customer_id"]
+        assert row["risk_band"] == contact["risk_band"] in {"high", "medium"}
+        assert float(row["expected_net_value"]) == pytest.approx(contact["expected_net_value"])
+    empty = client.post(url, json=body | {"budget": 0}, headers=auth() | {"Accept": "text/csv"})
+    assert empty.text.splitlines() == [",".join(rows[0])]
+    assert empty.headers["x-total-count"] == "0"
+
+
 def test_model_card(service: Service, client: httpx.Client) -> None:
     card = client.get(f"{service.base}/v1/model", headers=auth()).json()
     assert card["model_version"] == service.version

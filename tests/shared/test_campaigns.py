@@ -8,7 +8,9 @@ from retention_shared.campaigns import CampaignRequest, plan_campaign
 
 def brute_force_best(p: np.ndarray, ltv: np.ndarray, request: CampaignRequest) -> float:
     """The best total expected net value over every subset the budget allows."""
-    value = p * request.save_rate * ltv * (1 - request.discount) - request.cost_per_contact
+    value = (
+        p * request.save_rate * ltv * (request.margin - request.discount) - request.cost_per_contact
+    )
     best = 0.0
     for size in range(1, len(p) + 1):
         if size * request.cost_per_contact > request.budget:
@@ -29,6 +31,7 @@ def test_plan_is_the_brute_force_optimum(seed: int) -> None:
         cost_per_contact=5.0,
         save_rate=float(rng.uniform(0.05, 0.5)),
         discount=float(rng.choice([0.0, 0.1, 0.2])),
+        margin=float(rng.choice([1.0, 0.6, 0.35])),
     )
     plan = plan_campaign(p, ltv, request)
     assert plan.expected.net_profit == pytest.approx(brute_force_best(p, ltv, request), abs=1e-9)
@@ -53,6 +56,36 @@ def test_numbers_of_a_small_plan_by_hand() -> None:
     assert plan.pessimistic.net_profit == pytest.approx(126 - 20)
     assert plan.optimistic.save_rate == pytest.approx(0.3)
     assert plan.optimistic.net_profit == pytest.approx(378 - 20)
+    # Without a margin, revenue counts as profit.
+    assert plan.expected.expected_gross_profit == plan.expected.expected_saved_revenue
+
+
+def test_a_margin_counts_the_discount_against_the_gross_profit() -> None:
+    p = np.array([0.9, 0.5, 0.1, 0.8])
+    ltv = np.array([1000.0, 400.0, 5000.0, 50.0])
+    request = CampaignRequest(
+        budget=25, cost_per_contact=10, save_rate=0.2, discount=0.1, margin=0.4
+    )
+    # spend kept = p × 0.2 × LTV: 180, 40, 100, 8; gross profit = spend × (0.4 − 0.1);
+    # values: 44, 2, 20, -7.6
+    plan = plan_campaign(p, ltv, request)
+    assert plan.selected.tolist() == [0, 2]
+    assert plan.expected_value.tolist() == pytest.approx([44.0, 20.0])
+    assert plan.expected.expected_saved_revenue == pytest.approx((180 + 100) * 0.9)
+    assert plan.expected.expected_gross_profit == pytest.approx((180 + 100) * 0.3)
+    assert plan.expected.net_profit == pytest.approx(84 - 20)
+    assert plan.expected.roi == pytest.approx(64 / 20)
+    assert plan.pessimistic.net_profit == pytest.approx(42 - 20)
+
+
+def test_a_discount_at_or_above_the_margin_contacts_nobody() -> None:
+    p, ltv = np.array([0.9, 0.8]), np.array([1000.0, 5000.0])
+    for margin in (0.1, 0.05):
+        request = CampaignRequest(
+            budget=100, cost_per_contact=1, save_rate=0.5, discount=0.1, margin=margin
+        )
+        plan = plan_campaign(p, ltv, request)
+        assert plan.selected.tolist() == [] and plan.expected.cost == 0
 
 
 def test_nobody_is_contacted_at_a_loss_or_without_budget() -> None:
@@ -83,6 +116,8 @@ def test_optimistic_save_rate_is_capped_at_one() -> None:
         ({"cost_per_contact": 0}, "cost_per_contact"),
         ({"save_rate": 1.5}, "save_rate"),
         ({"discount": 1.0}, "discount"),
+        ({"margin": 0.0}, "margin"),
+        ({"margin": 1.5}, "margin"),
         ({"budget": float("nan")}, "budget"),
     ],
 )

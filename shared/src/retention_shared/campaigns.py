@@ -2,10 +2,14 @@
 
 Each candidate's expected net value of a contact is
 
-    value = p_churn × save_rate × predicted_ltv × (1 − discount) − cost_per_contact
+    value = p_churn × save_rate × predicted_ltv × (margin − discount) − cost_per_contact
 
-(the share of would-be churners a contact retains, times what they would then spend, net of the
-discount, minus the contact's cost). With one cost per contact, the budget allows at most
+(the share of would-be churners a contact retains, times the gross profit of what they would then
+spend, minus the contact's cost). `margin` is the gross margin of a sale at full price: the share
+of its revenue left after the cost of the goods. A discount lowers the price but not that cost,
+so it comes out of the margin whole: a saved sale of 100 at a 30% margin and a 10% discount
+brings 90 of revenue and 20 of gross profit. The default margin of 1 counts revenue as profit
+(the saved revenue net of the discount). With one cost per contact, the budget allows at most
 k = ⌊budget / cost⌋ contacts, and the plan that maximizes total expected net value is the k
 candidates of highest positive value — so sorting is optimal, not a heuristic (a test checks it
 against brute force). The same plan is re-valued at half and one-and-a-half times the save rate
@@ -31,6 +35,8 @@ class CampaignRequest:
     cost_per_contact: float
     save_rate: float
     discount: float = 0.0
+    # Gross margin of a full-price sale, in (0, 1]; 1 counts revenue as profit.
+    margin: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.budget >= 0 and math.isfinite(self.budget)):
@@ -41,14 +47,17 @@ class CampaignRequest:
             raise ValueError("save_rate must be between 0 and 1")
         if not 0 <= self.discount < 1:
             raise ValueError("discount must be at least 0 and below 1")
+        if not 0 < self.margin <= 1:
+            raise ValueError("margin must be above 0 and at most 1")
 
 
 @dataclass(frozen=True)
 class Scenario:
     save_rate: float
-    expected_saved_revenue: float
+    expected_saved_revenue: float  # what the saved customers spend, net of the discount
+    expected_gross_profit: float  # what that revenue earns: saved spend × (margin − discount)
     cost: float
-    net_profit: float
+    net_profit: float  # gross profit − cost
     roi: float | None  # net profit / cost; None when nobody is contacted
 
 
@@ -91,18 +100,21 @@ def _capacity(request: CampaignRequest, candidates: int) -> int:
 def _values(
     p: np.ndarray, ltv: np.ndarray, save_rate: float, request: CampaignRequest
 ) -> np.ndarray:
-    return p * save_rate * ltv * (1 - request.discount) - request.cost_per_contact
+    return p * save_rate * ltv * (request.margin - request.discount) - request.cost_per_contact
 
 
 def _scenario(
     p: np.ndarray, ltv: np.ndarray, selected: np.ndarray, save_rate: float, request: CampaignRequest
 ) -> Scenario:
-    saved = float(np.sum(p[selected] * save_rate * ltv[selected] * (1 - request.discount)))
+    spend = p[selected] * save_rate * ltv[selected]
+    saved = float(np.sum(spend * (1 - request.discount)))
+    gross = float(np.sum(spend * (request.margin - request.discount)))
     cost = float(len(selected) * request.cost_per_contact)
-    net = saved - cost
+    net = gross - cost
     return Scenario(
         save_rate=save_rate,
         expected_saved_revenue=saved,
+        expected_gross_profit=gross,
         cost=cost,
         net_profit=net,
         roi=net / cost if cost else None,

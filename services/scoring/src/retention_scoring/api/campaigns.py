@@ -1,11 +1,15 @@
-"""`POST /v1/campaigns/plan`: whom to contact for a retention budget (`retention_shared.campaigns`)."""
+"""`POST /v1/campaigns/plan`: whom to contact for a retention budget (`retention_shared.campaigns`);
+JSON, or with `Accept: text/csv` the plan's whole contact list."""
 
 from __future__ import annotations
 
+import io
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter
+import numpy as np
+import polars as pl
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from retention_scoring.api.deps import (
@@ -15,11 +19,12 @@ from retention_scoring.api.deps import (
     population_of,
     unprocessable,
 )
-from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber
+from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber, wants_csv
 from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
 from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_shared.events import RiskBand, ValueTier
+from retention_shared.safe_text import spreadsheet_safe_frame
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 
@@ -58,6 +63,15 @@ class CampaignBody(BaseModel):
     # Share of would-be churners a contact retains.
     save_rate: Annotated[FiniteNumber, Field(ge=0, le=1)]
     discount: Annotated[FiniteNumber, Field(ge=0, lt=1)] = 0.0
+    margin: Annotated[
+        FiniteNumber,
+        Field(
+            gt=0,
+            le=1,
+            description="Gross margin of a full-price sale (share of revenue left after the cost "
+            "of goods); the discount comes out of it. 1, the default, counts revenue as profit.",
+        ),
+    ] = 1.0
     filters: CampaignFilters = Field(default_factory=CampaignFilters)
     # The plan and its totals cover every chosen contact; the answer lists the best this many.
     contacts_limit: Annotated[int, Strict(), Field(ge=1, le=MAX_CONTACTS_LISTED)] = 1000
@@ -76,6 +90,8 @@ class Contact(BaseModel):
 class ScenarioView(BaseModel):
     save_rate: float
     expected_saved_revenue: float
+    # What the saved revenue earns at the margin, the discount taken out, before the contacts' cost.
+    expected_gross_profit: float
     cost: float
     net_profit: float
     roi: float | None
@@ -100,15 +116,30 @@ def _values(members: list[StrEnum] | None) -> tuple[str, ...] | None:
     return None if members is None else tuple(dict.fromkeys(m.value for m in members))
 
 
-@router.post("/campaigns/plan")
-async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> CampaignPlanView:
+# The contact list as CSV: the columns of `Contact`, best contact first.
+CSV_COLUMNS = tuple(Contact.model_fields)
+_TEXT_COLUMNS = ("customer_id", "risk_band", "value_tier", "segment")
+
+
+@router.post(
+    "/campaigns/plan",
+    # Explicit, so the JSON answer keeps its schema next to the CSV one.
+    response_model=CampaignPlanView,
+    responses={200: {"content": {"text/csv": {}}, "description": "The plan, or its contacts"}},
+)
+async def plan(
+    body: CampaignBody, caller: ReadCaller, state: State, request: Request
+) -> CampaignPlanView | Response:
+    """The plan for a budget. With `Accept: text/csv`, every contact of the plan as CSV (best
+    first; `contacts_limit` bounds only the JSON list), its size in `X-Total-Count`."""
     champion = champion_of(state, caller.tenant_id)
     check_segment(champion, body.filters.segment, "filters.segment")
-    request = CampaignRequest(
+    campaign = CampaignRequest(
         budget=body.budget,
         cost_per_contact=body.cost_per_contact,
         save_rate=body.save_rate,
         discount=body.discount,
+        margin=body.margin,
     )
     population = await population_of(state, caller.tenant_id)
     f = body.filters
@@ -129,39 +160,46 @@ async def plan(body: CampaignBody, caller: ReadCaller, state: State) -> Campaign
     else:
         candidates = None
     if candidates is None or candidates.is_empty():
-        empty = plan_campaign([], [], request)  # type: ignore[arg-type]
-        return CampaignPlanView(
-            model_version=champion.version,
-            candidates=0,
-            contacts_total=0,
-            contacts=[],
-            expected=ScenarioView.of(empty.expected),
-            pessimistic=ScenarioView.of(empty.pessimistic),
-            optimistic=ScenarioView.of(empty.optimistic),
+        candidates = pl.DataFrame(
+            schema={"churn_probability": pl.Float64, "predicted_ltv": pl.Float64}
         )
     result = plan_campaign(
-        candidates["churn_probability"].to_numpy(), candidates["predicted_ltv"].to_numpy(), request
+        candidates["churn_probability"].to_numpy(), candidates["predicted_ltv"].to_numpy(), campaign
     )
-    listed = result.selected[: body.contacts_limit]
-    chosen = candidates[listed.tolist()].to_dicts()
-    contacts = [
-        Contact(
-            customer_id=row["customer_id"],
-            churn_probability=row["churn_probability"],
-            predicted_ltv=row["predicted_ltv"],
-            risk_band=RiskBand(row["risk_band"]),
-            value_tier=ValueTier(row["value_tier"]),
-            segment=row["segment"],
-            expected_net_value=float(value),
+    if wants_csv(request):
+        return Response(
+            contacts_csv(_contacts(candidates, result.selected, result.expected_value)),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "X-Total-Count": str(len(result.selected)),
+                "X-Model-Version": champion.version,
+            },
         )
-        for row, value in zip(chosen, result.expected_value[: len(listed)], strict=True)
-    ]
+    listed = result.selected[: body.contacts_limit]
+    chosen = _contacts(candidates, listed, result.expected_value[: len(listed)])
     return CampaignPlanView(
         model_version=champion.version,
         candidates=candidates.height,
         contacts_total=len(result.selected),
-        contacts=contacts,
+        contacts=[Contact(**row) for row in chosen.to_dicts()],
         expected=ScenarioView.of(result.expected),
         pessimistic=ScenarioView.of(result.pessimistic),
         optimistic=ScenarioView.of(result.optimistic),
     )
+
+
+def _contacts(candidates: pl.DataFrame, rows: np.ndarray, value: np.ndarray) -> pl.DataFrame:
+    if not len(rows):
+        return pl.DataFrame(schema=dict.fromkeys(CSV_COLUMNS, pl.String))
+    chosen = candidates[rows.tolist()].with_columns(
+        expected_net_value=pl.Series(value, dtype=pl.Float64)
+    )
+    return chosen.select(CSV_COLUMNS).with_columns(pl.col(_TEXT_COLUMNS).cast(pl.String))
+
+
+def contacts_csv(contacts: pl.DataFrame) -> str:
+    """The contacts as CSV; ids and segment names come from outside, so a cell a spreadsheet
+    would run as a formula (`=cmd|...`) stays text."""
+    buffer = io.StringIO()
+    spreadsheet_safe_frame(contacts).write_csv(buffer)
+    return buffer.getvalue()
