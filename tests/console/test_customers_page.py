@@ -383,7 +383,7 @@ HISTORY = {
 }  # fmt: skip
 
 
-def _customer_fake(**overrides: object) -> FakeServices:
+def _customer_fake() -> FakeServices:
     routes = {
         ("scoring", "GET", "/v1/customers/c1/score"): SCORE,
         ("scoring", "GET", "/v1/customers/c1/features"): FEATURES,
@@ -391,7 +391,6 @@ def _customer_fake(**overrides: object) -> FakeServices:
         ("scoring", "GET", "/v1/segments/At risk/profile"): PROFILE,
         ("features", "GET", "/v1/customers/c1/orders"): ORDERS,
     }
-    routes.update(overrides)  # type: ignore[arg-type]
     return FakeServices(routes=routes)
 
 
@@ -488,3 +487,14 @@ def test_open_a_customer_by_id_goes_to_their_page() -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/customers/a%20b%2Fc"
     assert client.get("/customer?id=", follow_redirects=False).headers["location"] == "/customers"
+
+
+def test_a_next_order_due_within_a_day_is_due_now_and_never_minus_zero() -> None:
+    features = FEATURES | {
+        "features": FEATURES["features"] | {"days_past_expected_order": -0.2, "recency_days": 47.0}
+    }
+    fake = _customer_fake()
+    fake.routes[("scoring", "GET", "/v1/customers/c1/features")] = features
+    html = signed_in(fake).get("/customers/c1").text
+    assert "due about now" in html
+    assert ">-0<" not in html

@@ -400,7 +400,9 @@ async def customer_page(
 
 
 def _no_customer(request: Request, customer_id: str) -> Response:
-    return render(request, "customer_missing.html", status_code=404, customer_id=customer_id)
+    return render(
+        request, "customer_missing.html", status_code=404, page="customers", customer_id=customer_id
+    )
 
 
 @dataclass(frozen=True)
@@ -463,9 +465,9 @@ def feature_value(value: float | None, unit: str, name: str) -> str:
         return f"{number(value, 1)}×"
     if name == "spend_trend":
         return f"{value:+.2f}"
-    if unit in ("items",):
-        return number(value, 1)
-    return number(value)
+    text = number(value, 1) if unit == "items" else number(value)
+    # -0.2 days reads as "0", not "-0".
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
 def feature_comparison(features: dict[str, float], profile: dict | None) -> list[dict]:
