@@ -138,7 +138,7 @@ def test_the_backtest_is_every_baselines_numbers_as_a_chart_and_a_table() -> Non
 
 def test_drift_per_feature_with_the_threshold() -> None:
     page = signed_in(models_fake()).get("/models").text
-    drift = option(page, "drift-chart")
+    drift = option(page, "drift-chart")["baseOption"]
     assert drift["yAxis"]["data"] == ["Days since the last purchase", "Orders so far"]
     assert [d["value"] for d in drift["series"][0]["data"]] == [0.3521, 0.0412]
     assert drift["series"][0]["markLine"]["data"] == [{"xAxis": 0.2}]

@@ -409,19 +409,27 @@ def _drift_bars(features: list[dict[str, Any]], threshold: float | None) -> dict
             "symbol": "none",
             "silent": True,
             "lineStyle": {"color": "#b42318", "type": "dashed"},
-            "label": {"formatter": f"threshold {threshold}", "position": "end"},
+            "label": {"formatter": f"threshold {threshold}", "position": "start"},
             "data": [{"xAxis": threshold}],
         }
     return {
+        "baseOption": _drift_base(features, series),
+        # On a phone the feature names get less room, the bars more.
+        "media": [{"query": {"maxWidth": 500}, "option": {"yAxis": {"axisLabel": {"width": 110}}}}],
+    }
+
+
+def _drift_base(features: list[dict[str, Any]], series: dict[str, Any]) -> dict[str, Any]:
+    return {
         "animation": False,
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
-        "grid": {"left": 8, "right": 24, "bottom": 8, "top": 24, "containLabel": True},
-        "xAxis": {"type": "value", "name": "PSI"},
+        "grid": {"left": 8, "right": 24, "bottom": 24, "top": 28, "containLabel": True},
+        "xAxis": {"type": "value", "name": "PSI", "nameLocation": "middle", "nameGap": 24},
         "yAxis": {
             "type": "category",
             "inverse": True,
             "data": [f["label"] for f in features],
-            "axisLabel": {"width": 150, "overflow": "truncate"},
+            "axisLabel": {"width": 200, "overflow": "truncate"},
         },
         "series": [series],
     }
