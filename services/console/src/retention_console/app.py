@@ -6,6 +6,7 @@ with the signed-in user's key and renders their answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +29,7 @@ from retention_console.pages import (
 )
 from retention_console.services import Services
 from retention_console.sessions import SESSION_COOKIE, SessionStore
+from retention_console.staging import StagedFiles
 from retention_shared.config import Settings
 from retention_shared.limits import BodySizeLimit
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response
@@ -42,16 +44,22 @@ CONTENT_SECURITY_POLICY = (
 )
 # A sign-in or page form is small; only the upload form carries a file.
 FORM_BYTES = 1024 * 1024
+JSON = "application/json"
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     secret = settings.console_session_secret.get_secret_value() or secrets.token_urlsafe(32)
     sessions = SessionStore(secret, settings.console_session_minutes * 60)
     services = services or Services(settings)
+    # Files sent on the Data page, kept between their preview and their import.
+    staged_files = StagedFiles(settings.max_upload_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(_sweep_every_minute(staged_files))
         yield
+        sweeper.cancel()
+        staged_files.close()
         await services.close()
 
     app = FastAPI(
@@ -64,6 +72,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.services = services
+    app.state.staged_files = staged_files
     app.add_middleware(BodySizeLimit, limits={"/": FORM_BYTES, "/data/": settings.max_upload_bytes})
     app.add_middleware(HttpMetricsMiddleware, service="console")
 
@@ -73,6 +82,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     ) -> Response:
         request.state.session = sessions.find(request.cookies.get(SESSION_COOKIE))
         response = await call_next(request)
+        if response.status_code == 413 and response.headers.get("content-type") == JSON:
+            # The body size limit answered before any page could: a readable page instead.
+            response = errors.too_large(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -99,3 +111,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.include_router(module.router)
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     return app
+
+
+async def _sweep_every_minute(staged_files: StagedFiles) -> None:
+    while True:
+        await asyncio.sleep(60)
+        await asyncio.to_thread(staged_files.sweep)

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retention_console.rendering import is_htmx, render
+from retention_console.rendering import file_size, is_htmx, render
 from retention_console.services import (
     SERVICE_TITLES,
     ApiError,
@@ -75,6 +75,30 @@ async def api_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status if 400 <= exc.status < 500 else 502,
         title=titles.get(exc.status, "The request was refused"),
         message=exc.problem,
+    )
+
+
+def too_large(request: Request) -> Response:
+    """The page for a request body over the console's limit: a file too large to upload, or a
+    form far larger than any of the console's."""
+    if not request.url.path.startswith("/data/"):
+        return render(
+            request,
+            "problem.html",
+            status_code=413,
+            title="Too large",
+            message="This form sent far more than the console accepts; reload the page.",
+        )
+    limit = file_size(request.app.state.settings.max_upload_bytes)
+    return render(
+        request,
+        "problem.html",
+        status_code=413,
+        title="This file is too large",
+        message=(
+            f"The console accepts files of up to {limit}. Compress the export (gzip), or split "
+            "it by date and upload the parts one after another."
+        ),
     )
 
 

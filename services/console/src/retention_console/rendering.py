@@ -85,6 +85,16 @@ def signed_percent_points(value: Any) -> str:
     return f"{value * 100:+.1f} pp"
 
 
+def file_size(value: Any) -> str:
+    if value is None:
+        return "–"
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if value >= scale:
+            digits = 0 if value >= 100 * scale else 1
+            return f"{value / scale:,.{digits}f} {unit}"
+    return f"{value:,} bytes"
+
+
 def short_date(value: Any) -> str:
     if not value:
         return "–"
@@ -110,5 +120,6 @@ TEMPLATES.env.filters.update(
     percent=percent,
     pp=signed_percent_points,
     short_date=short_date,
+    file_size=file_size,
     chart_json=chart_json,
 )

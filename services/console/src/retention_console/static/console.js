@@ -62,3 +62,86 @@
   });
   window.addEventListener("resize", resizeCharts);
 })();
+
+// Forms: a drop zone hands a dropped file to its file input; a file over the form's limit is
+// refused before it is sent; a form with data-busy says so on its button while it is sent.
+(function () {
+  "use strict";
+
+  function tooLarge(input) {
+    var limit = Number(input.dataset.maxBytes || 0);
+    var file = input.files && input.files[0];
+    return limit > 0 && file && file.size > limit;
+  }
+
+  function showProblem(zone, text) {
+    var message = zone.querySelector("[data-dropzone-message]");
+    if (!message) return;
+    message.textContent = text;
+    message.hidden = !text;
+  }
+
+  function megabytes(bytes) {
+    return (bytes / 1024 / 1024).toFixed(0) + " MB";
+  }
+
+  function checkSize(zone, input) {
+    if (tooLarge(input)) {
+      showProblem(zone, input.files[0].name + " is larger than the " +
+        megabytes(Number(input.dataset.maxBytes)) + " an upload may be.");
+      return false;
+    }
+    showProblem(zone, "");
+    return true;
+  }
+
+  function initDropzone(zone) {
+    var input = zone.querySelector("input[type=file]");
+    var form = zone.closest("form");
+    if (!input || !form) return;
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) {
+        event.preventDefault();
+        zone.classList.add("over");
+      });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      zone.addEventListener(name, function () { zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+      input.files = event.dataTransfer.files;
+      if (checkSize(zone, input)) form.requestSubmit();
+    });
+    input.addEventListener("change", function () { checkSize(zone, input); });
+    form.addEventListener("submit", function (event) {
+      if (!checkSize(zone, input)) event.preventDefault();
+    });
+  }
+
+  function initBusy(form) {
+    form.addEventListener("submit", function (event) {
+      var button = event.submitter;
+      // A button with its own formaction does something else than the form's busy label says.
+      if (event.defaultPrevented || !button || button.hasAttribute("formaction")) return;
+      button.dataset.label = button.textContent;
+      button.textContent = form.dataset.busy;
+      // Disabled after the submission took the button's value, not before.
+      window.setTimeout(function () { button.disabled = true; }, 0);
+    });
+  }
+
+  // Back to a page kept in the browser's cache: its buttons work again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-busy] button[data-label]").forEach(function (button) {
+      button.textContent = button.dataset.label;
+      button.disabled = false;
+    });
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-dropzone]").forEach(initDropzone);
+    document.querySelectorAll("form[data-busy]").forEach(initBusy);
+  });
+})();
