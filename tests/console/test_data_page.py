@@ -96,6 +96,9 @@ def _fields(request: httpx.Request) -> dict[str, bytes]:
 
 def _previewing(request: httpx.Request) -> httpx.Response:
     sent = _fields(request)
+    if sent.get("timezone") == b"Mars/Olympus":
+        unknown = {"field": "timezone", "problem": "'Mars/Olympus' is not an IANA timezone"}
+        return httpx.Response(422, json={"detail": unknown})
     mapping = json.loads(sent["mapping"]) if "mapping" in sent else None
     return httpx.Response(200, json=_preview(mapping))
 
@@ -255,6 +258,20 @@ def test_checking_the_mapping_previews_what_it_reads() -> None:
     assert '<option value="day_first" selected>' in again.text
 
 
+def test_choices_ingest_refuses_to_preview_are_said_and_the_last_preview_stays() -> None:
+    client = signed_in(_fake())
+    location = _staged(client)
+    token = csrf_token(client, location)
+    form = {"csrf_token": token, **_mapping_form(timezone="Mars/Olympus")}
+    part = client.post(f"{location}/check", data=form, headers={"HX-Request": "true"})
+    assert part.status_code == 200 and 'id="preview-refused"' in part.text
+    assert "timezone: &#39;Mars/Olympus&#39; is not an IANA timezone" in part.text
+    assert "13/12/2010 09:00" in part.text  # the preview before, without a mapping
+    page = client.post(f"{location}/check", data=form)
+    assert page.status_code == 422 and 'id="preview-refused"' in page.text
+    assert 'value="Mars/Olympus"' in page.text and '<option value="Kunde" selected>' in page.text
+
+
 def test_import_sends_the_file_with_the_mapping_chosen_and_forgets_the_file() -> None:
     fake = _fake()
     client = signed_in(fake)
@@ -309,7 +326,7 @@ def test_a_refused_import_shows_the_reason_and_keeps_the_file() -> None:
     del form["map-unit_price"]
     page = client.post(f"{location}/import", data=form)
     assert page.status_code == 422
-    assert "The import was refused" in page.text and "unit_price: missing unit_price" in page.text
+    assert 'id="mapping-refused"' in page.text and "unit_price: missing unit_price" in page.text
     assert '<option value="Kunde" selected>' in page.text
     assert client.get(location).status_code == 200
 
@@ -383,6 +400,8 @@ def test_an_unreadable_file_is_ingests_reason() -> None:
     client = signed_in(fake)
     response = _send_file(client)
     assert response.status_code == 415 and "file: not a table" in response.text
+    assert "This file cannot be read" in response.text and 'id="upload-file"' in response.text
+    assert client.app.state.staged_files._files == {}
 
 
 def test_a_running_upload_polls_its_progress_every_second() -> None:

@@ -84,15 +84,28 @@ async def data_page(
     api: Api,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Response:
+    return await render_data_page(request, api, cursor)
+
+
+async def render_data_page(
+    request: Request,
+    api: UserApi,
+    cursor: str | None = None,
+    *,
+    refused: ApiError | None = None,
+    status_code: int = 200,
+) -> Response:
     history = await api.get("ingest", "/v1/uploads", limit=HISTORY, cursor=cursor)
     return render(
         request,
         "data.html",
+        status_code=status_code,
         page="data",
         uploads=history["uploads"],
         next_cursor=history.get("next_cursor"),
         first_page=cursor is None,
         max_bytes=request.app.state.settings.max_upload_bytes,
+        refused=refused,
         words=WORDS,
     )
 
@@ -114,8 +127,13 @@ async def stage_file(
         ) from None
     try:
         kept.preview = await preview(api, kept, mapping=None, timezone=None)
+    except ApiError as refused:
+        # Not a file ingest can read (format, limits, a broken CSV): the page again, saying why,
+        # ready for another file.
+        staged.discard(kept)
+        return await render_data_page(request, api, refused=refused, status_code=refused.status)
     except BaseException:
-        staged.discard(kept)  # unreadable (415, over ingest's limits) or not previewed: not kept
+        staged.discard(kept)
         raise
     return RedirectResponse(f"/data/files/{kept.id}", status_code=303)
 
@@ -139,11 +157,19 @@ async def check_mapping(
     """Preview again with the mapping chosen: the preview card (htmx) or the whole page."""
     kept = kept_file(staged, session, staged_id)
     kept.choices = form_choices(form, kept.preview)
-    kept.preview = await preview(
-        api, kept, mapping=kept.choices["mapping"], timezone=kept.choices["timezone"]
-    )
+    refused = await preview_chosen(api, kept)
     if is_htmx(request):
-        return render(request, "data_preview.html", file=kept, preview=kept.preview, words=WORDS)
+        # 200 even when refused: htmx swaps the card in only then, and the card says why.
+        return render(
+            request,
+            "data_preview.html",
+            file=kept,
+            preview=kept.preview,
+            refused=refused,
+            words=WORDS,
+        )
+    if refused is not None:
+        return render_mapping(request, kept, refused=refused, status_code=refused.status)
     return RedirectResponse(f"/data/files/{kept.id}", status_code=303)
 
 
@@ -174,10 +200,10 @@ async def import_file(
     except ApiError as refused:
         # The mapping (or timezone) does not work for this file: the form again, with the reason
         # and the preview of what was chosen, the file still kept.
-        kept.preview = await preview(
-            api, kept, mapping=choices["mapping"], timezone=choices["timezone"]
+        await preview_chosen(api, kept)
+        return render_mapping(
+            request, kept, refused=refused, status_code=refused.status, refused_step="import"
         )
-        return render_mapping(request, kept, refused=refused, status_code=refused.status)
     staged.discard(kept)
     target = f"/data/uploads/{accepted['upload_id']}"
     if choices["save_default"]:
@@ -282,6 +308,18 @@ async def preview(
         )
 
 
+async def preview_chosen(api: UserApi, kept: StagedFile) -> ApiError | None:
+    """Preview the kept file with the choices made on its form; on a refusal (a timezone ingest
+    does not know, a malformed date pattern) the last preview stays and the refusal is returned."""
+    try:
+        kept.preview = await preview(
+            api, kept, mapping=kept.choices["mapping"], timezone=kept.choices["timezone"]
+        )
+    except ApiError as refused:
+        return refused
+    return None
+
+
 def form_choices(form: FormData, preview: dict[str, Any]) -> dict[str, Any]:
     """What the mapping form chose: canonical field → column (`map-<field>`; empty is "not in
     the file"), the date order, the timezone and whether to save the mapping as the default."""
@@ -306,6 +344,7 @@ def render_mapping(
     kept: StagedFile,
     *,
     refused: ApiError | None = None,
+    refused_step: str = "preview",
     status_code: int = 200,
 ) -> Response:
     preview = kept.preview
@@ -323,6 +362,7 @@ def render_mapping(
         preview=preview,
         chosen=chosen,
         refused=refused,
+        refused_step=refused_step,
         live=kept.size <= LIVE_PREVIEW_BYTES,
         words=WORDS,
     )

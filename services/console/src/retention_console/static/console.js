@@ -81,14 +81,10 @@
     message.hidden = !text;
   }
 
-  function megabytes(bytes) {
-    return (bytes / 1024 / 1024).toFixed(0) + " MB";
-  }
-
   function checkSize(zone, input) {
     if (tooLarge(input)) {
-      showProblem(zone, input.files[0].name + " is larger than the " +
-        megabytes(Number(input.dataset.maxBytes)) + " an upload may be.");
+      showProblem(zone, input.files[0].name + " is larger than the " + input.dataset.maxSize +
+        " an upload may be. Compress it (gzip) or split it by date.");
       return false;
     }
     showProblem(zone, "");
