@@ -174,7 +174,7 @@ def _posts(fake: FakeServices, path: str) -> list[httpx.Request]:
 def _send_file(client, content: bytes = CSV, **headers: str) -> httpx.Response:
     token = csrf_token(client, "/data")
     return client.post(
-        "/data/files",
+        "/data/preview",
         data={"csrf_token": token},
         files={"file": ("export.csv", content, "text/csv")},
         headers=headers,
@@ -336,7 +336,7 @@ def test_a_read_key_sees_no_upload_form_and_cannot_post_one() -> None:
     client = signed_in(fake)
     page = client.get("/data")
     assert page.status_code == 200 and 'data-upload="u1"' in page.text
-    assert 'id="upload-file"' not in page.text and 'action="/data/files"' not in page.text
+    assert 'id="upload-file"' not in page.text and 'action="/data/preview"' not in page.text
     assert "rejects.csv" not in page.text  # ingest serves rejected rows to ingest keys only
     response = _send_file(client)
     assert response.status_code == 403 and "ingest role" in response.text
@@ -348,7 +348,7 @@ def test_a_read_key_sees_no_upload_form_and_cannot_post_one() -> None:
 def test_posts_without_the_csrf_token_are_refused() -> None:
     fake = _fake()
     client = signed_in(fake)
-    response = client.post("/data/files", files={"file": ("export.csv", CSV, "text/csv")})
+    response = client.post("/data/preview", files={"file": ("export.csv", CSV, "text/csv")})
     assert response.status_code == 403 and "reload the page" in response.text
     location = _staged(client)
     forged = {"csrf_token": "forged", **_mapping_form()}
@@ -385,7 +385,7 @@ def test_ingest_down_is_a_readable_page_and_keeps_no_file() -> None:
     page = client.get("/data")
     assert page.status_code == 503 and "The ingest service is not answering" in page.text
     response = client.post(
-        "/data/files",
+        "/data/preview",
         data={"csrf_token": token},
         files={"file": ("export.csv", CSV, "text/csv")},
     )

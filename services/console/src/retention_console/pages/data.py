@@ -1,7 +1,7 @@
 """Data: bring an export in, and see what became of every upload.
 
 The steps, each a page that works without JavaScript (htmx and a drop zone only make it nicer):
-1. `POST /data/files`: the file is kept by the console (`staging`) and previewed by ingest
+1. `POST /data/preview`: the file is kept by the console (`staging`) and previewed by ingest
    (`POST /v1/uploads/preview`: layout, delimiter, date format, the first rows, the mapping);
 2. `GET /data/files/{id}`: the preview and the column-mapping form; "Check" previews again with
    the chosen mapping, "Import" sends the file with it to `POST /v1/uploads` (and, when asked,
@@ -110,7 +110,7 @@ async def render_data_page(
     )
 
 
-@router.post("/data/files")
+@router.post("/data/preview")
 async def stage_file(
     request: Request, session: Ingester, form: CheckedForm, api: Api, staged: Staged
 ) -> Response:
