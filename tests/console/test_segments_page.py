@@ -167,9 +167,11 @@ def test_the_rfm_chart_draws_every_point_by_segment_and_links_to_the_customer() 
     assert champion["link"] == "12347"
     assert champion["value"] == [1.5, 7.0, 4310.0]
     (new,) = series["New"]
-    # An id from upstream is escaped in the tooltip's HTML (and in the page's JSON).
-    assert "&lt;img src=x&gt;" in new["tooltip"]["formatter"]
-    assert "<img" not in page.replace("<img src=x>", "") and "<img src=x>" not in page
+    # An id from upstream travels as data (the browser escapes it into the tooltip, named by the
+    # option rather than sent per point), never as markup in the page.
+    assert new["name"] == "<img src=x>"
+    assert option["tooltip"]["formatter"] == "fn:rfm-point"
+    assert "<img src=x>" not in page
     assert new["symbolSize"] < champion["symbolSize"]  # a negative spend is the smallest dot
     assert "All 384 customers" not in page  # 2 points of 384: a sample, said so
     assert "A fixed sample of 2 of 384 customers" in page

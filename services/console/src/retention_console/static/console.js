@@ -16,6 +16,38 @@
     });
   }
 
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  // Tooltips the server names (`"formatter": "fn:<name>"`) instead of sending one HTML string
+  // per point: thousands of points stay cheap to build and to send.
+  var formatters = {
+    "rfm-point": function (params) {
+      var v = params.value;
+      return "<strong>" + escapeHtml(params.name) + "</strong> · " + escapeHtml(params.seriesName) +
+        "<br>last order " + v[0].toLocaleString("en", { maximumFractionDigits: 1 }) +
+        " days ago<br>" + v[1].toLocaleString("en") + " orders · net spend " +
+        v[2].toLocaleString("en", { maximumFractionDigits: 0 });
+    },
+  };
+
+  function withFormatters(value) {
+    if (Array.isArray(value)) return value.map(withFormatters);
+    if (value === null || typeof value !== "object") return value;
+    Object.keys(value).forEach(function (key) {
+      var item = value[key];
+      if (key === "formatter" && typeof item === "string" && item.indexOf("fn:") === 0) {
+        value[key] = formatters[item.slice(3)];
+      } else {
+        value[key] = withFormatters(item);
+      }
+    });
+    return value;
+  }
+
   function optionText(id) {
     var source = document.getElementById(id);
     return source ? source.textContent : swappedOptions[id];
@@ -29,7 +61,7 @@
       var existing = echarts.getInstanceByDom(element);
       if (existing) existing.dispose();
       var chart = echarts.init(element, null, { renderer: "svg" });
-      chart.setOption(JSON.parse(text));
+      chart.setOption(withFormatters(JSON.parse(text)));
       var clickUrl = element.dataset.clickUrl;
       if (clickUrl) {
         chart.on("click", function (params) {
