@@ -483,3 +483,14 @@ def test_rejected_rows_come_through_the_console_with_the_users_key() -> None:
     # Another tenant's upload, or an id that is not one, is ingest's 404 or never asked.
     assert client.get("/data/uploads/u2/rejects.csv").status_code == 404
     assert client.get("/data/uploads/..%2F..%2Fwhoami/rejects.csv").status_code in (404, 422)
+
+
+def test_signing_out_forgets_the_kept_file() -> None:
+    client = signed_in(_fake())
+    staged_id = _staged(client).rsplit("/", 1)[1]
+    kept = client.app.state.staged_files
+    session_id = next(iter(client.app.state.sessions._sessions))
+    staged = kept.find(session_id, staged_id)
+    assert staged is not None and staged.path.exists()
+    client.post("/signout", data={"csrf_token": csrf_token(client, "/data")})
+    assert kept.find(session_id, staged_id) is None and not staged.path.exists()

@@ -98,6 +98,13 @@ class StagedFiles:
             self._files.pop(staged.id, None)
         shutil.rmtree(staged.path.parent, ignore_errors=True)
 
+    def discard_session(self, session_id: str) -> None:
+        """Forget what a session kept (it signed out: nobody can reach the file any more)."""
+        with self._lock:
+            kept = [f for f in self._files.values() if f.session_id == session_id]
+        for staged in kept:
+            self.discard(staged)
+
     def sweep(self) -> None:
         """Delete the files kept longer than an hour."""
         oldest = self._clock() - self._keep

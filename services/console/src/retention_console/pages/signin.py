@@ -100,6 +100,7 @@ async def signin(
 @router.post("/signout")
 async def signout(request: Request, session: CurrentSession, _: CheckedForm) -> Response:
     request.app.state.sessions.end(session)
+    request.app.state.staged_files.discard_session(session.id)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
