@@ -4,33 +4,16 @@ RETENTION_REQUIRE_BROWSER=1, so in CI a missing browser fails instead of skippin
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or next(
         (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        message = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("RETENTION_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable)
-        yield launched
-        launched.close()
 
 
 class Screens:
@@ -47,12 +30,6 @@ class Screens:
         page.screenshot(path=str(path), full_page=full_page)
         self.taken.append(path)
         return path
-
-
-@pytest.fixture(scope="module")
-def screens(tmp_path_factory: pytest.TempPathFactory) -> Screens:
-    chosen = os.environ.get("RETENTION_SCREENSHOT_DIR")
-    return Screens(Path(chosen) if chosen else tmp_path_factory.mktemp("screens"))
 
 
 def sign_in(page: Page, console_url: str, key: str) -> None:

@@ -42,9 +42,10 @@ def revenue_at_risk_chart(segments: list[dict]) -> dict:
     """Revenue at risk per segment, largest first: where a retention budget would go."""
     rows = sorted(segments, key=lambda row: -row["revenue_at_risk"])
     return {
-        "grid": {"left": 110, "right": 24, "top": 10, "bottom": 30},
+        "grid": {"left": 8, "right": 24, "top": 10, "bottom": 8, "containLabel": True},
         "tooltip": {"trigger": "axis"},
-        "xAxis": {"type": "value", "name": "Revenue at risk"},
+        # The card's heading names the axis; labels thin out rather than overlap on a phone.
+        "xAxis": {"type": "value", "axisLabel": {"hideOverlap": True}, "splitNumber": 3},
         "yAxis": {
             "type": "category",
             "inverse": True,
