@@ -31,7 +31,7 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 
 SERVICES = ("ingest", "features", "trainer", "scoring")
-# The web console talks only to the services' HTTP APIs; it starts after them, stops first.
+# The web console talks only to the services' HTTP APIs; it starts after them.
 CONSOLE = "console"
 WITH_CONSOLE = (*SERVICES, CONSOLE)
 SUPERVISE_EVERY = 0.25

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from retention_cli.stack import SERVICES
+from retention_cli.stack import WITH_CONSOLE
 from retention_shared.embedded_broker import free_port, port_in_use
 
 READY_LINE = "Ctrl-C stops everything"
@@ -22,7 +22,7 @@ READY_LINE = "Ctrl-C stops everything"
 def up_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env.update(
-        {f"RETENTION_{name.upper()}_PORT": str(free_port()) for name in (*SERVICES, "broker")}
+        {f"RETENTION_{name.upper()}_PORT": str(free_port()) for name in (*WITH_CONSOLE, "broker")}
     )
     env.update(RETENTION_DATA_DIR=str(tmp_path / "data"), RETENTION_LOG_JSON="false")
     env.update(extra)
@@ -90,11 +90,11 @@ class RunningUp:
         return int(self.env[f"RETENTION_{name.upper()}_PORT"])
 
     def children(self) -> dict[str, psutil.Process]:
-        """The live children by name: the four services and `broker`."""
+        """The live children by name: the four services, `console` and `broker`."""
         found = {}
         for child in psutil.Process(self.process.pid).children():
             with_args = " ".join(child.cmdline())
-            name = next((s for s in SERVICES if f"retention_{s}" in with_args), None)
+            name = next((s for s in WITH_CONSOLE if f"retention_{s}" in with_args), None)
             found[name or ("broker" if "tansu" in with_args else with_args)] = child
         return found
 
@@ -125,7 +125,7 @@ def still_alive(processes: list[psutil.Process], timeout: float = 30.0) -> list[
 
 
 def busy_ports(env: dict[str, str]) -> list[int]:
-    ports = [int(env[f"RETENTION_{n.upper()}_PORT"]) for n in (*SERVICES, "broker")]
+    ports = [int(env[f"RETENTION_{n.upper()}_PORT"]) for n in (*WITH_CONSOLE, "broker")]
     return [port for port in ports if port_in_use(port)]
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from retention_cli.demo import DemoReport, run_demo
 from retention_cli.demo_orders import BUNDLED_DATA, demo_orders
 from retention_cli.demo_report import AT_RISK_QUERY, SAMPLE_CAMPAIGN
-from retention_cli.stack import SERVICES
+from retention_cli.stack import SERVICES, WITH_CONSOLE
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import free_port
 
@@ -47,7 +47,7 @@ def test_demo_orders_hold_every_row_of_the_file_once_in_time_order() -> None:
 
 @pytest.mark.slow
 def test_demo_once_prints_what_the_services_answer(tmp_path: Path) -> None:
-    ports = {f"{name}_port": free_port() for name in (*SERVICES, "broker")}
+    ports = {f"{name}_port": free_port() for name in (*WITH_CONSOLE, "broker")}
     settings = Settings(dev_mode=True, log_json=False, **ports)
     console = Console(record=True, width=240, force_terminal=False)
     live: dict[str, object] = {}
@@ -101,3 +101,4 @@ def test_demo_once_prints_what_the_services_answer(tmp_path: Path) -> None:
     for name in SERVICES:
         assert f"{report.urls[name]}/docs" in printed
     assert report.key in printed
+    assert f"open http://127.0.0.1:{ports['console_port']} and sign in with {report.key}" in printed

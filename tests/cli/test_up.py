@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from retention_cli.stack import SERVICES
+from retention_cli.stack import SERVICES, WITH_CONSOLE
 from retention_shared.embedded_broker import free_port
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETENTION_")}
     env.update(
-        {f"RETENTION_{name.upper()}_PORT": str(free_port()) for name in (*SERVICES, "broker")}
+        {f"RETENTION_{name.upper()}_PORT": str(free_port()) for name in (*WITH_CONSOLE, "broker")}
     )
     env.update(RETENTION_DATA_DIR=str(tmp_path / "data"), RETENTION_LOG_JSON="false", **extra)
     return env
@@ -54,12 +54,15 @@ def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(tmp_p
     key = re.search(r"dev API key \(tenant 'default', role admin\): (\S+)", text)
     assert key, text
     children = psutil.Process(process.pid).children(recursive=True)
-    assert len(children) == 5  # broker + four services
+    assert len(children) == 6  # broker, four services, console
 
     for name in SERVICES:
         port = env[f"RETENTION_{name.upper()}_PORT"]
         assert f"{name:<9} http://127.0.0.1:{port}" in text
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    console = env["RETENTION_CONSOLE_PORT"]
+    assert f"console   http://127.0.0.1:{console}" in text
+    assert "Sign in to Retention" in httpx.get(f"http://127.0.0.1:{console}/signin").text
     # The printed key works, and it belongs to tenant "default".
     features = httpx.get(
         f"http://127.0.0.1:{env['RETENTION_FEATURES_PORT']}/v1/customers/17850/features",
@@ -72,7 +75,7 @@ def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(tmp_p
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
-    assert "stopping: ingest, features, trainer, scoring, broker" in rest
+    assert "stopping: ingest, features, trainer, scoring, console, broker" in rest
     assert not [
         child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
     ]
