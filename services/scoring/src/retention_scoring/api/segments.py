@@ -114,10 +114,14 @@ async def segment_points(
             media_type="text/csv; charset=utf-8",
             headers={"X-Total-Count": str(customers)},
         )
-    return SegmentPoints(
+    # Thousands of points: written straight from the frame (the shape is `SegmentPoints`, as the
+    # schema says) instead of a pydantic object per point, validated and encoded again (~12 ms).
+    head = SegmentPoints(
         model_version=champion.version,
         as_of=as_of,
         customers=customers,
         segments=list(champion.bundle.segmenter.names),
-        points=[SegmentPoint(**row) for row in points.iter_rows(named=True)],
-    )
+        points=[],
+    ).model_dump_json()
+    body = head[: -len("[]}")] + points.write_json() + "}"
+    return Response(body, media_type="application/json")
