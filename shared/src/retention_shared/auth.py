@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from retention_shared.config import Settings
 
@@ -98,8 +99,22 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+# Declares the scheme in every service's OpenAPI (Swagger's Authorize button takes a key); the
+# header is still read below, so each way of getting it wrong keeps its own 401 message.
+API_KEY_SCHEME = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    bearerFormat="API key",
+    description="An API key from RETENTION_API_KEYS: `Authorization: Bearer <key>`. The key "
+    "decides the tenant and the roles (ingest, read, admin).",
+)
+
+
 # async: sync dependencies each cost a worker-thread hop per request (bench/scoring).
-async def authenticate(request: Request) -> Principal:
+async def authenticate(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY_SCHEME)],
+) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized("missing; send 'Authorization: Bearer <api key>'")
