@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from retention_cli.stack import SERVICES, WITH_CONSOLE, Stack, stack_environment
 from retention_shared.config import Settings
-from retention_shared.embedded_broker import free_port
+from retention_shared.embedded_broker import EmbeddedBroker, free_port
+from retention_shared.kafka import ensure_topics
 
 API_KEY = "e2e-key"
 READ_KEY = "e2e-read"
@@ -43,6 +49,49 @@ def running_stack(
             yield stack
         finally:
             stack.stop()
+
+
+@contextmanager
+def stack_of_its_own(
+    kafka: EmbeddedBroker, work: Path, prefix: str, services: tuple[str, ...] = SERVICES
+) -> Iterator[Stack]:
+    """`services` on the session broker with topics of a fresh prefix, their data, log and model
+    store under `work`, and no scheduled retraining (a test asks for runs itself)."""
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=f"{prefix}-{uuid.uuid4().hex[:6]}.",
+        data_dir=work / "data",
+    )
+    asyncio.run(ensure_topics(settings))
+    with running_stack(
+        settings,
+        work / "stack.log",
+        services=services,
+        BENTOML_HOME=str(work / "bentoml"),
+        RETENTION_RETRAIN_EVERY_HOURS="0",
+    ) as stack:
+        yield stack
+
+
+def upload_file(stack: Stack, path: Path, key: str = API_KEY, timeout: float = 120) -> dict:
+    """Upload `path` through ingest and wait until it is done; its final status."""
+    with path.open("rb") as file:
+        response = httpx.post(
+            f"{url(stack, 'ingest')}/v1/uploads",
+            files={"file": (path.name, file)},
+            headers=auth(key),
+            timeout=60,
+        )
+    assert response.status_code == 202, response.text
+    upload_id = response.json()["upload_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = httpx.get(f"{url(stack, 'ingest')}/v1/uploads/{upload_id}", headers=auth(key))
+        if found.json()["state"] in ("done", "failed"):
+            assert found.json()["state"] == "done", found.text
+            return found.json()
+        time.sleep(0.3)
+    raise TimeoutError(f"upload {upload_id} not done")
 
 
 def url(stack: Stack, service: str) -> str:

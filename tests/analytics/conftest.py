@@ -7,9 +7,7 @@ analytics tests share it and only read from it; a test that changes data uses it
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,35 +15,12 @@ import httpx
 import pytest
 
 from retention_cli.stack import Stack
-from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
-from retention_shared.kafka import ensure_topics
-from tests.stack_support import API_KEY, auth, running_stack, url
+from tests.stack_support import API_KEY, auth, stack_of_its_own, upload_file, url
 from tests.uci_orders import TEST_DATA
 
 SLICE = TEST_DATA / "online_retail_slice.parquet"
 FINISHED = {"published", "rejected", "skipped", "failed"}
-
-
-def upload_file(stack: Stack, path: Path, key: str = API_KEY, timeout: float = 120) -> dict:
-    """Upload `path` through ingest and wait until it is done; its final status."""
-    with path.open("rb") as file:
-        response = httpx.post(
-            f"{url(stack, 'ingest')}/v1/uploads",
-            files={"file": (path.name, file)},
-            headers=auth(key),
-            timeout=60,
-        )
-    assert response.status_code == 202, response.text
-    upload_id = response.json()["upload_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = httpx.get(f"{url(stack, 'ingest')}/v1/uploads/{upload_id}", headers=auth(key))
-        if found.json()["state"] in ("done", "failed"):
-            assert found.json()["state"] == "done", found.text
-            return found.json()
-        time.sleep(0.3)
-    raise TimeoutError(f"upload {upload_id} not done")
 
 
 def wait_for_published_run(stack: Stack, key: str = API_KEY, timeout: float = 240) -> dict:
@@ -85,18 +60,7 @@ def analytics_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loaded_stack(kafka: EmbeddedBroker, analytics_work: Path) -> Iterator[Stack]:
     """All four services with `online_retail_slice` uploaded for tenant `default`, a model
     trained and published, and every customer scored. Tenant `other` (key `e2e-other`) is empty."""
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        topic_prefix=f"analytics-{uuid.uuid4().hex[:6]}.",
-        data_dir=analytics_work / "data",
-    )
-    asyncio.run(ensure_topics(settings))
-    with running_stack(
-        settings,
-        analytics_work / "stack.log",
-        BENTOML_HOME=str(analytics_work / "bentoml"),
-        RETENTION_RETRAIN_EVERY_HOURS="0",
-    ) as stack:
+    with stack_of_its_own(kafka, analytics_work, "analytics") as stack:
         status = upload_file(stack, SLICE)
         wait_for_published_run(stack)
         wait_until_scored(stack, status["result"]["customers"])

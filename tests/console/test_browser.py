@@ -12,10 +12,8 @@ a screenshot (RETENTION_SCREENSHOT_DIR keeps them; docs/console.md shows them).
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +23,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from retention_cli.stack import WITH_CONSOLE, Stack
-from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
-from retention_shared.kafka import ensure_topics
 from tests.console.browser import Screens, sign_in
-from tests.stack_support import API_KEY, READ_KEY, auth, running_stack, url
+from tests.stack_support import API_KEY, READ_KEY, auth, stack_of_its_own, url
 from tests.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
@@ -71,19 +67,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("console-stack")
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        topic_prefix=f"console-{uuid.uuid4().hex[:6]}.",
-        data_dir=work / "data",
-    )
-    asyncio.run(ensure_topics(settings))
-    with running_stack(
-        settings,
-        work / "stack.log",
-        services=WITH_CONSOLE,
-        BENTOML_HOME=str(work / "bentoml"),
-        RETENTION_RETRAIN_EVERY_HOURS="0",
-    ) as running:
+    with stack_of_its_own(kafka, work, "console", services=WITH_CONSOLE) as running:
         yield running
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,6 @@ import pytest
 
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
-from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import (
     DriftDetected,
@@ -34,14 +32,13 @@ from retention_shared.events import (
     decode_event,
 )
 from retention_shared.features import orders_from_event_columns
-from retention_shared.kafka import ensure_topics
 from retention_shared.topics import Topics
 from retention_trainer.bundle import read_bundle
 from tests.deploy.metrics_catalog import documented_metrics
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
 from tests.real_orders import publish
-from tests.stack_support import API_KEY, auth, running_stack, url
+from tests.stack_support import API_KEY, auth, running_stack, stack_of_its_own, upload_file, url
 from tests.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
@@ -59,19 +56,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(kafka: EmbeddedBroker, work: Path) -> Iterator[Stack]:
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        topic_prefix=f"trainer-{uuid.uuid4().hex[:6]}.",
-        data_dir=work / "data",
-    )
-    asyncio.run(ensure_topics(settings))
-    with running_stack(
-        settings,
-        work / "stack.log",
-        services=("ingest", "trainer"),
-        BENTOML_HOME=str(work / "bentoml"),
-        RETENTION_RETRAIN_EVERY_HOURS="0",
-    ) as running:
+    with stack_of_its_own(kafka, work, "trainer", services=("ingest", "trainer")) as running:
         yield running
 
 
@@ -92,25 +77,7 @@ def headers(key: str | None = None) -> dict[str, str]:
 
 def upload(stack: Stack, path: Path, key: str | None = None) -> str:
     """Upload a file through ingest and wait until all its orders are on `transactions`."""
-    with path.open("rb") as file:
-        response = httpx.post(
-            f"{url(stack, 'ingest')}/v1/uploads",
-            files={"file": (path.name, file)},
-            headers=headers(key),
-            timeout=60,
-        )
-    assert response.status_code == 202, response.text
-    upload_id = response.json()["upload_id"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = httpx.get(
-            f"{url(stack, 'ingest')}/v1/uploads/{upload_id}", headers=headers(key)
-        ).json()
-        if status["state"] in ("done", "failed"):
-            assert status["state"] == "done", status
-            return upload_id
-        time.sleep(0.3)
-    raise TimeoutError(f"upload {upload_id} not done")
+    return upload_file(stack, path, key or API_KEY, timeout=60)["upload_id"]
 
 
 def runs(stack: Stack, key: str | None = None) -> list[dict]:
