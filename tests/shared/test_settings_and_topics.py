@@ -44,7 +44,7 @@ def test_the_per_customer_latest_topics_are_compacted() -> None:
     """customer-features and customer-scores keep the latest record per customer, so an erased
     customer's tombstone removes every earlier one; the rest keep history."""
     specs = {spec.name: spec for spec in Topics.with_prefix("p.").specs()}
-    assert len(specs) == 10
+    assert len(specs) == 11
     compacted = {"p.customer-features", "p.customer-scores"}
     assert {name for name, spec in specs.items() if spec.compacted} == compacted
     assert all(specs[name].configs == {"cleanup.policy": "compact"} for name in compacted)

@@ -279,6 +279,24 @@ class RetrainRequested(Event):
     requested_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+class UploadCompleted(Event):
+    """An uploaded file was read to its end and its orders published (`upload-events`, keyed
+    `tenant`): what a CRM hears as `upload.completed`. Counts are those of `GET /v1/uploads/{id}`."""
+
+    event_type: Literal["UploadCompleted"] = "UploadCompleted"
+    tenant_id: NonEmptyStr
+    upload_id: NonEmptyStr
+    file: str
+    rows_read: int = Field(ge=0)
+    accepted: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    orders_published: int = Field(ge=0)
+    first_order_at: UtcDatetime | None = None
+    last_order_at: UtcDatetime | None = None
+    completed_at: UtcDatetime = Field(default_factory=utc_now)
+
+
 # --- erasure ------------------------------------------------------------------------------
 
 

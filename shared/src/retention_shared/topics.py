@@ -29,6 +29,7 @@ class Topics:
     retrain_requests: str
     customer_erasures: str
     erasure_audit: str
+    upload_events: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
@@ -43,6 +44,7 @@ class Topics:
             retrain_requests=f"{prefix}retrain-requests",
             customer_erasures=f"{prefix}customer-erasures",
             erasure_audit=f"{prefix}erasure-audit",
+            upload_events=f"{prefix}upload-events",
         )
 
     def specs(self) -> list[TopicSpec]:
