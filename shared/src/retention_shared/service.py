@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -30,6 +31,7 @@ from retention_shared.kafka import broker_answers, make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
+from retention_shared.problems import add_problem_schemas
 from retention_shared.tasks import cancel
 from retention_shared.topics import Topics
 
@@ -110,7 +112,20 @@ def create_service_app(
     app.add_api_route("/v1/whoami", whoami, methods=["GET"], tags=["ops"])
     for router in routers:
         app.include_router(router)
+    _document_problems(app)
     return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """The routes' error responses refer to `Problem` by name: put it in the components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_problem_schemas(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class WhoAmI(BaseModel):
