@@ -45,7 +45,7 @@ import httpx  # noqa: E402
 from bench.analytics.case import Bench, Case  # noqa: E402
 from bench.analytics.cohorts import COHORTS  # noqa: E402
 from bench.analytics.migration import MIGRATION  # noqa: E402
-from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
+from bench.harness import data_file, load, parser, table, verdict, work_dir  # noqa: E402
 from retention_ingest.file_ingest import ingest_file  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -58,13 +58,11 @@ CASES: dict[str, Case] = {"cohorts": COHORTS, "migration": MIGRATION}
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help="a UCI file (default: online_retail_II)")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"of {', '.join(CASES)}")
-    parser.add_argument("--cold-runs", type=int, default=7)
-    parser.add_argument("--warm-runs", type=int, default=50)
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (service log)")
-    return parser.parse_args()
+    cli = parser(__doc__)
+    cli.add_argument("--cases", default=",".join(CASES), help=f"of {', '.join(CASES)}")
+    cli.add_argument("--cold-runs", type=int, default=7)
+    cli.add_argument("--warm-runs", type=int, default=50)
+    return cli.parse_args()
 
 
 def main() -> int:

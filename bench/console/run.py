@@ -53,7 +53,17 @@ if str(REPO) not in sys.path:  # `bench` and `tests` are folders at the repo roo
 import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
+from bench.harness import (  # noqa: E402
+    cpu_seconds,
+    data_file,
+    load,
+    parser,
+    percentile,
+    resident_mib,
+    table,
+    verdict,
+    work_dir,
+)
 from retention_cli.stack import WITH_CONSOLE, Stack  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -89,13 +99,6 @@ class Timings:
 
     def quantile(self, q: float) -> float:
         return percentile(sorted(self.samples_ms), q)
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a sorted list; NaN when empty."""
-    if not ordered:
-        return math.nan
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,19 +190,6 @@ def timed_get(client: httpx.Client, path: str) -> tuple[float, httpx.Response]:
     return (time.perf_counter() - started) * 1e3, response
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def resident_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
 def server_times(base: str, service: str) -> dict[tuple[str, str], tuple[float, float]]:
     """(sum of seconds, count) of a service's requests by (method, route template), from its
     /metrics (no key needed)."""
@@ -273,17 +263,15 @@ def measure(
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="UCI file (default: II)")
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument("--rounds", type=int, default=40, help="interleaved rounds")
+    cli.add_argument(
         "--pages", default=",".join(PAGES), help="comma-separated paths ({customer}: an id)"
     )
-    parser.add_argument("--seed", type=int, default=1, help="page order of the rounds")
-    parser.add_argument("--timeout", type=float, default=1200, help="seconds per set-up step")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (service logs)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    return parser.parse_args()
+    cli.add_argument("--seed", type=int, default=1, help="page order of the rounds")
+    cli.add_argument("--timeout", type=float, default=1200, help="seconds per set-up step")
+    cli.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return cli.parse_args()
 
 
 def main() -> int:

@@ -67,7 +67,7 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
-from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
+from bench.harness import cpu_seconds, data_file, load, parser, percentile, table, verdict, work_dir  # noqa: E402
 from retention_features.consumers.transactions import MAX_PARTITION_FETCH_BYTES  # noqa: E402
 from retention_features.decoding import decode_orders  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
@@ -91,13 +91,6 @@ Records = list[tuple[bytes, bytes]]
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def log_times(log_path: Path) -> dict[str, float]:
@@ -143,15 +136,6 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
             return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
         lower, below = bound, count
     return lower
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -376,28 +360,26 @@ def freshness(stream: SteadyStream) -> Freshness:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="UCI file (default: II)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="steady orders/s")
-    parser.add_argument("--duration", type=float, default=20.0, help="steady stream seconds")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument("--rate", type=float, default=1000.0, help="steady orders/s")
+    cli.add_argument("--duration", type=float, default=20.0, help="steady stream seconds")
+    cli.add_argument(
         "--max-batch",
         type=int,
         default=Settings().features_max_batch,
         help="RETENTION_FEATURES_MAX_BATCH (default: the service's own)",
     )
-    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
-    parser.add_argument("--baseline-runs", type=int, default=3)
-    parser.add_argument("--bootstrap", default=None, help="use this broker instead of Tansu")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (service log)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument(
+    cli.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
+    cli.add_argument("--baseline-runs", type=int, default=3)
+    cli.add_argument("--bootstrap", default=None, help="use this broker instead of Tansu")
+    cli.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_argument(
         "--py-spy",
         type=Path,
         default=None,
         help="py-spy binary: profile the service (implies --keep)",
     )
-    return parser.parse_args()
+    return cli.parse_args()
 
 
 def main() -> int:

@@ -69,7 +69,7 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import polars as pl  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from bench.common import data_file, work_dir  # noqa: E402
+from bench.harness import cpu_seconds, data_file, load, parser, work_dir  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderKind, order_event_id  # noqa: E402
@@ -138,15 +138,6 @@ def vm_hwm(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cpu_seconds() -> float | None:
@@ -792,13 +783,6 @@ def report(
     return [name for name, ok in checks if not ok]
 
 
-def load() -> str:
-    try:
-        return " ".join(f"{value:.2f}" for value in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def results_json(service: Phase, baselines: list[Phase]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for phase in [service, *baselines]:
@@ -830,31 +814,29 @@ def results_json(service: Phase, baselines: list[Phase]) -> dict[str, Any]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="UCI Parquet file (default: II)")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument(
         "--runs", type=int, default=3, help="rounds of (plain, pipeline, upload); medians"
     )
-    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
-    parser.add_argument("--linger-ms", type=int, default=5, help="bare producer linger")
-    parser.add_argument(
+    cli.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
+    cli.add_argument("--linger-ms", type=int, default=5, help="bare producer linger")
+    cli.add_argument(
         "--batch-bytes", type=int, default=512 * 1024, help="bare producer max batch size"
     )
-    parser.add_argument("--bootstrap", default=None, help="use this broker instead of Tansu")
-    parser.add_argument("--timeout", type=float, default=150.0, help="upload timeout (s)")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (service log)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument(
+    cli.add_argument("--bootstrap", default=None, help="use this broker instead of Tansu")
+    cli.add_argument("--timeout", type=float, default=150.0, help="upload timeout (s)")
+    cli.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_argument(
         "--py-spy",
         type=Path,
         default=None,
         help="py-spy binary: profile the service during the first upload (implies --keep)",
     )
     # internal: one baseline run in a child process
-    parser.add_argument("--child", choices=["plain", "pipeline"], help=argparse.SUPPRESS)
-    parser.add_argument("--topic", help=argparse.SUPPRESS)
-    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    cli.add_argument("--child", choices=["plain", "pipeline"], help=argparse.SUPPRESS)
+    cli.add_argument("--topic", help=argparse.SUPPRESS)
+    cli.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    return cli.parse_args()
 
 
 def main() -> int:

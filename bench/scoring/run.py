@@ -57,7 +57,17 @@ if str(REPO) not in sys.path:  # `tests` is a package at the repo root, not an i
 import httpx  # noqa: E402
 import polars as pl  # noqa: E402
 
-from bench.common import data_file, load, table, verdict, work_dir  # noqa: E402
+from bench.harness import (  # noqa: E402
+    cpu_seconds,
+    data_file,
+    load,
+    parser,
+    percentile,
+    resident_mib,
+    table,
+    verdict,
+    work_dir,
+)
 from retention_features.vectors import feature_payloads  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
@@ -133,19 +143,6 @@ class Load:
 
 # ---------------------------------------------------------------------------------------------
 # load generators
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def resident_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
 
 
 def children_cpu() -> float:
@@ -276,13 +273,6 @@ class AiohttpClients(Generator):
         )
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a sorted list; NaN when empty."""
-    if not ordered:
-        return math.nan
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
 # ---------------------------------------------------------------------------------------------
 # set-up
 
@@ -331,26 +321,24 @@ def wait_first_score(base: str, customer_id: str, timeout: float = 120.0) -> flo
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="UCI file (default: II)")
-    parser.add_argument("--rounds", type=int, default=5, help="floor/score pairs")
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per load run")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections")
-    parser.add_argument("--batch-connections", type=int, default=2)
-    parser.add_argument("--batch-runs", type=int, default=3, help="POST /v1/score runs")
-    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument("--rounds", type=int, default=5, help="floor/score pairs")
+    cli.add_argument("--duration", type=float, default=6.0, help="seconds per load run")
+    cli.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    cli.add_argument("--batch-connections", type=int, default=2)
+    cli.add_argument("--batch-runs", type=int, default=3, help="POST /v1/score runs")
+    cli.add_argument("--partitions", type=int, default=6, help="partitions of the topics")
+    cli.add_argument(
         "--client", choices=("auto", "wrk", "aiohttp"), default="auto", help="load generator"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the work dir (service log)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument(
+    cli.add_argument("--json", type=Path, default=None, help="also write the results here")
+    cli.add_argument(
         "--py-spy",
         type=Path,
         default=None,
         help="py-spy binary: record the service during the score rounds (implies --keep)",
     )
-    return parser.parse_args()
+    return cli.parse_args()
 
 
 def main() -> int:

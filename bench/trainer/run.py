@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `bench` is a folder at the repo root, not an installed package
     sys.path.insert(0, str(REPO))
 
-from bench.common import data_file  # noqa: E402
+from bench.harness import data_file  # noqa: E402
 
 TENANT = "backtest"  # as `retention backtest`
 TIMEZONE = "Europe/London"

@@ -1,8 +1,11 @@
-"""What the benchmarks share: the data file they read, the work directory they leave behind, the
-machine's load average and the results table they print."""
+"""What the benchmarks share: their command line (`--data`, `--keep`), the data file they read,
+the work directory they leave behind, what they sample from a process (CPU seconds, resident
+memory), percentiles, the machine's load average and the results table they print."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import shutil
 import tempfile
@@ -13,6 +16,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ONLINE_RETAIL_II = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
 FALLBACK = REPO / "data" / "online_retail.parquet"
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by the first line of its docstring, with the options
+    every benchmark has: `--data` (see `data_file`) and `--keep` (see `work_dir`)."""
+    result = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    result.add_argument("--data", type=Path, default=None, help="a UCI file (default: II)")
+    result.add_argument("--keep", action="store_true", help="keep the work dir (service logs)")
+    return result
 
 
 def data_file(chosen: Path | None) -> Path:
@@ -62,3 +74,32 @@ def table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(
         f"{name:<{widths[0]}}  {value:>{widths[1]}}  {note}".rstrip() for name, value, note in rows
     )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN when there are no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def resident_mib(pid: int) -> float:
+    """A process' resident memory now, in MiB (Linux /proc; NaN elsewhere)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return math.nan
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
