@@ -20,7 +20,13 @@ from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
-from retention_shared.events import OrderEvent, RejectedRecord, RetrainRequested, decode_event
+from retention_shared.events import (
+    OrderEvent,
+    RejectedRecord,
+    RetrainRequested,
+    UploadCompleted,
+    decode_event,
+)
 from retention_shared.kafka import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
 from tests.features_service.support import read_to_end
@@ -645,6 +651,39 @@ def test_an_upload_without_a_rejected_row_ends_done(ingest: Stack, tmp_path: Pat
     assert rejects.status_code == 200
     assert rejects.text.splitlines()[0].startswith("row,reason,InvoiceNo")
     assert len(rejects.text.splitlines()) == 1
+
+
+def test_a_finished_upload_is_announced_on_upload_events_with_its_counts(
+    ingest: Stack, tmp_path: Path
+) -> None:
+    """What webhooks send as upload.completed: one UploadCompleted per upload, after its orders,
+    with the counts its status shows."""
+    path = tmp_path / "december.csv"
+    pl.read_parquet(SLICE).head(3_000).write_csv(path)
+    response = upload(ingest, path)
+    assert response.status_code == 202, response.text
+    upload_id = response.json()["upload_id"]
+    status = wait_done(ingest, upload_id)
+    assert status["state"] == "done", status
+
+    def announced(records: list) -> list[UploadCompleted]:
+        events = [decode_event(UploadCompleted, r.value) for r in records]
+        return [e for e in events if e.upload_id == upload_id]
+
+    records = asyncio.run(
+        read_until(ingest.settings, topics(ingest).upload_events, lambda got: bool(announced(got)))
+    )
+    (event,) = announced(records)
+    assert {r.key for r in records} == {b"default"}
+    assert event.tenant_id == "default" and event.file == "december.csv"
+    progress, result = status["progress"], status["result"]
+    assert event.rows_read == progress["rows_read"] == 3_000
+    assert event.accepted == progress["accepted"]
+    assert event.rejected == progress["rejected"] > 0  # the slice has lines without a customer
+    assert event.rejected_by_reason == progress["rejected_by_reason"]
+    assert event.orders_published == progress["orders_published"] == result["order_events"] > 0
+    assert event.first_order_at is not None
+    assert event.first_order_at.isoformat() == result["first_order_at"]
 
 
 def test_rejects_csv_neutralizes_formulas_and_unprintable_ids_are_rejected(

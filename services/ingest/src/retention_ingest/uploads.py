@@ -29,7 +29,7 @@ from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import MessageTooLarge, OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
-from retention_shared.events import RetrainReason, RetrainRequested
+from retention_shared.events import RetrainReason, RetrainRequested, UploadCompleted
 from retention_shared.service import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,24 @@ class UploadRunner:
         )
         await self.ctx.broker.publish(
             request.to_bytes(), self.ctx.topics.retrain_requests, key=upload.tenant_id.encode()
+        )
+        # What a CRM hears as upload.completed (webhooks): published before the status says
+        # done, so a client that saw "done" can count on the event being on the topic.
+        recorded = self.store.upload(upload.tenant_id, upload.upload_id) or {}
+        completed = UploadCompleted(
+            tenant_id=upload.tenant_id,
+            upload_id=upload.upload_id,
+            file=recorded.get("filename") or "",
+            rows_read=result.rows_read,
+            accepted=result.accepted,
+            rejected=result.rejected,
+            rejected_by_reason=dict(result.rejected_by_reason),
+            orders_published=published,
+            first_order_at=result.first_order_at,
+            last_order_at=result.last_order_at,
+        )
+        await self.ctx.broker.publish(
+            completed.to_bytes(), self.ctx.topics.upload_events, key=upload.tenant_id.encode()
         )
         status["result"] = result.summary()
         self.store.update_upload(upload.upload_id, "done", status)
