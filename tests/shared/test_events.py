@@ -19,9 +19,12 @@ from retention_shared.events import (
     RejectedRecord,
     RejectReason,
     RetrainRequested,
+    ScoreReason,
+    ScoreReasons,
     TimeWindow,
     decode_event,
     order_event_id,
+    score_event_id,
 )
 
 LONDON_SUMMER = timezone(timedelta(hours=1))
@@ -76,6 +79,23 @@ def test_every_event_round_trips_through_json_with_its_version() -> None:
             action="Win back",
             model_version="v1",
             features_as_of=window.end,
+            event_id=score_event_id(
+                "acme", "1", "v1", window.end, None, ("high", "High", "At risk")
+            ),
+            churn_horizon_days=90,
+            ltv_horizon_days=180,
+            revenue_at_risk=84.0,
+            drivers=ScoreReasons(
+                churn=[
+                    ScoreReason(
+                        feature="recency_days",
+                        text="no order for 143 days",
+                        direction="raises",
+                        contribution=0.8,
+                    )
+                ],
+                ltv=[],
+            ),
         ),
         ModelPublished(
             tenant_id="acme",
@@ -158,3 +178,51 @@ def test_event_ids_are_deterministic_and_distinguish_kind_and_tenant() -> None:
     assert purchase == order_event_id("acme", "536365", OrderKind.PURCHASE)
     assert purchase != order_event_id("acme", "536365", OrderKind.CANCELLATION)
     assert purchase != order_event_id("other", "536365", OrderKind.PURCHASE)
+
+
+def test_a_score_event_id_is_the_same_for_the_same_announcement_and_new_for_another() -> None:
+    at = datetime(2011, 12, 9, 12, tzinfo=UTC)
+    before, after = ("low", "Medium", "Loyal"), ("high", "Medium", "At risk")
+    first = score_event_id("acme", "17850", "v1", at, before, after)
+    # The same instant written in another zone is the same announcement.
+    assert first == score_event_id(
+        "acme", "17850", "v1", at.astimezone(LONDON_SUMMER), before, after
+    )
+    assert len(first) == 32 and int(first, 16) >= 0
+    others = {
+        score_event_id("other", "17850", "v1", at, before, after),
+        score_event_id("acme", "12583", "v1", at, before, after),
+        score_event_id("acme", "17850", "v2", at, before, after),
+        score_event_id("acme", "17850", "v1", at + timedelta(days=1), before, after),
+        score_event_id("acme", "17850", "v1", at, None, after),
+        score_event_id("acme", "17850", "v1", at, after, before),
+    }
+    assert first not in others and len(others) == 6
+
+
+def test_a_score_event_of_schema_1_0_is_read_with_the_1_1_fields_empty() -> None:
+    """customer-scores is compacted: a customer whose score has not changed since the upgrade
+    still has a 1.0 event there, which must stay readable."""
+    old = {
+        "event_type": "CustomerScore",
+        "schema_version": 1,
+        "tenant_id": "acme",
+        "customer_id": "1",
+        "churn_probability": 0.7,
+        "risk_band": "high",
+        "predicted_ltv": 120.0,
+        "ltv_low": 40.0,
+        "ltv_high": 300.0,
+        "value_tier": "High",
+        "segment": "At risk",
+        "action": "Win back",
+        "reasons": ["no order for 143 days (raises churn risk)"],
+        "changed": ["risk_band"],
+        "model_version": "v1",
+        "features_as_of": "2011-12-09T00:00:00Z",
+        "scored_at": "2011-12-09T00:00:01Z",
+    }
+    event = decode_event(CustomerScore, json.dumps(old))
+    assert event.reasons == old["reasons"]
+    assert (event.event_id, event.drivers, event.revenue_at_risk) == (None, None, None)
+    assert (event.churn_horizon_days, event.ltv_horizon_days) == (None, None)

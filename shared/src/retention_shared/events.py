@@ -189,21 +189,58 @@ class ValueTier(StrEnum):
     VIP = "VIP"
 
 
+class ScoreReason(BaseModel):
+    """One driver of a score, as the HTTP score (`GET /v1/customers/{id}/score`) gives it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    feature: str
+    text: str
+    direction: Literal["raises", "lowers"]  # which way it moves the score it explains
+    contribution: float  # in the model's margin units (log-odds for churn, log1p(LTV) for LTV)
+
+
+class ScoreReasons(BaseModel):
+    """The strongest drivers of the churn score and of the predicted value, strongest first."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    churn: list[ScoreReason]
+    ltv: list[ScoreReason]
+
+
 class CustomerScore(Event):
-    """Published on `customer-scores` when a customer's risk band, value tier or segment changes."""
+    """Published on `customer-scores` when a customer's risk band, value tier or segment changes.
+
+    Schema 1.1 (additive, so `schema_version` stays 1): `event_id`, `drivers`, `revenue_at_risk`,
+    `churn_horizon_days` and `ltv_horizon_days`. They are None only on events published before
+    1.1, which the compacted topic keeps for customers whose scores have not changed since.
+    """
 
     event_type: Literal["CustomerScore"] = "CustomerScore"
+    # Deterministic (`score_event_id`): the same announcement published twice has the same id,
+    # so a consumer drops a duplicate by it.
+    event_id: IdStr | None = None
     tenant_id: NonEmptyStr
     customer_id: NonEmptyStr
     churn_probability: float = Field(ge=0, le=1)
     risk_band: RiskBand
+    # Days without a purchase that count as churned: what `churn_probability` is about.
+    churn_horizon_days: int | None = None
     predicted_ltv: float
+    # The 80% interval of the predicted LTV (10% and 90% quantiles), all over `ltv_horizon_days`.
     ltv_low: float
     ltv_high: float
+    ltv_horizon_days: int | None = None
     value_tier: ValueTier
     segment: str
     action: str
+    # churn_probability x predicted_ltv, as the HTTP score gives it.
+    revenue_at_risk: float | None = None
+    # The drivers as sentences that say which score they move (kept for 1.0 consumers)...
     reasons: list[str] = Field(default_factory=list)
+    # ...and structured, the same model as the HTTP score's `reasons`.
+    drivers: ScoreReasons | None = None
     # Which of risk_band, value_tier, segment changed since the previous score.
     changed: list[str] = Field(default_factory=list)
     model_version: str
@@ -399,6 +436,34 @@ def order_event_id(tenant_id: str, order_id: str, kind: OrderKind) -> str:
     Every version of an order has this id; readers keep the highest version."""
     digest = hashlib.sha256(f"{tenant_id}\x1f{order_id}\x1f{kind.value}".encode()).hexdigest()
     return digest[:32]
+
+
+ScoreState = tuple[str, str, str]  # (risk_band, value_tier, segment), as announced
+
+
+def score_event_id(
+    tenant_id: str,
+    customer_id: str,
+    model_version: str,
+    features_as_of: datetime,
+    previous: ScoreState | None,
+    current: ScoreState,
+) -> str:
+    """Deterministic id of a `CustomerScore` announcement: the same inputs give the same id.
+
+    The inputs are what decides an announcement: whose score, by which model, at which instant,
+    from which announced state to which. So a re-publish (a retried batch, a second instance
+    announcing the same change) has the id of the first, while a later change has a new one (it
+    leaves another state, or happens at a later instant or under another model)."""
+    parts = [
+        tenant_id,
+        customer_id,
+        model_version,
+        features_as_of.astimezone(UTC).isoformat(),
+        *(previous or ("", "", "")),
+        *current,
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
 def withdrawal_event_id(event_id: str, customer_id: str, version: int) -> str:

@@ -23,7 +23,7 @@ from aiokafka import ConsumerRecord
 from retention_scoring import metrics
 from retention_scoring.population import Population
 from retention_scoring.score_history import ScoreHistory
-from retention_scoring.scoring import Explanation
+from retention_scoring.scoring import Explanation, churn_horizon_days
 from retention_scoring.state import ScoringState, ScoringUnavailable
 from retention_shared.events import (
     CustomerScore,
@@ -31,6 +31,7 @@ from retention_shared.events import (
     RiskBand,
     ValueTier,
     decode_events,
+    score_event_id,
 )
 from retention_shared.kafka import BulkProducer
 from retention_shared.metrics import MESSAGES
@@ -192,22 +193,38 @@ class ScoreEvents:
         explanations = await asyncio.to_thread(population.explanations, at)
         rows = scores[at.tolist()].to_dicts()
         now = datetime.now(UTC)
+        champion = population.champion
+        churn_horizon = churn_horizon_days(champion.bundle)
         payloads = []
         for (p, changed), row, explanation in zip(changes, rows, explanations, strict=True):
+            customer_id = row["customer_id"]
+            current = (row["risk_band"], row["value_tier"], row["segment"])
             event = CustomerScore(
+                event_id=score_event_id(
+                    tenant_id,
+                    customer_id,
+                    champion.version,
+                    row["as_of"],
+                    known.get(customer_id),
+                    current,
+                ),
                 tenant_id=tenant_id,
-                customer_id=row["customer_id"],
+                customer_id=customer_id,
                 churn_probability=row["churn_probability"],
                 risk_band=RiskBand(row["risk_band"]),
+                churn_horizon_days=churn_horizon,
                 predicted_ltv=row["predicted_ltv"],
                 ltv_low=row["ltv_low"],
                 ltv_high=row["ltv_high"],
+                ltv_horizon_days=champion.bundle.ltv.horizon_days,
                 value_tier=ValueTier(row["value_tier"]),
                 segment=row["segment"],
                 action=row["action"],
+                revenue_at_risk=row["revenue_at_risk"],
                 reasons=event_reasons(explanation),
+                drivers=explanation.structured(),
                 changed=changed,
-                model_version=population.champion.version,
+                model_version=champion.version,
                 features_as_of=row["as_of"],
                 scored_at=now,
             )

@@ -23,7 +23,7 @@ import polars as pl
 import xgboost as xgb
 
 from retention_scoring.reasons import Reason, top_reasons
-from retention_shared.events import ValueTier
+from retention_shared.events import ScoreReason, ScoreReasons, ValueTier
 from retention_shared.features import recompute_clock_features
 from retention_shared.score_summaries import risk_bands
 from retention_trainer.bundle import ModelBundle, churn_contributions, score
@@ -33,6 +33,7 @@ __all__ = [
     "Explanation",
     "TierCutoffs",
     "at_clock",
+    "churn_horizon_days",
     "explain",
     "score_customers",
     "tier_cutoffs",
@@ -130,6 +131,27 @@ def score_customers(
 class Explanation:
     churn: list[Reason]
     ltv: list[Reason]
+
+    def structured(self) -> ScoreReasons:
+        """The reasons as the HTTP score and the `CustomerScore` event both carry them."""
+        return ScoreReasons(churn=_structured(self.churn), ltv=_structured(self.ltv))
+
+
+def _structured(reasons: list[Reason]) -> list[ScoreReason]:
+    return [
+        ScoreReason(
+            feature=r.feature, text=r.text, direction=r.direction, contribution=r.contribution
+        )
+        for r in reasons
+    ]
+
+
+def churn_horizon_days(bundle: ModelBundle) -> int | None:
+    """Days without a purchase that the churn label counts as churned (the bundle's training
+    windows); None for a bundle that does not say."""
+    churn = bundle.windows.get("churn")
+    horizon = churn.get("horizon_days") if isinstance(churn, dict) else None
+    return int(horizon) if horizon is not None else None
 
 
 def _ltv_contributions(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
