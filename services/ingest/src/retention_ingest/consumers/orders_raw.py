@@ -1,10 +1,14 @@
-"""`orders.raw`: orders straight from upstream producers, in the tenant's own column names.
+"""`orders.raw`: orders straight from upstream producers, canonical or in the tenant's columns.
 
-A record is one order: a JSON object whose keys are the tenant's columns, with its lines either
-under `lines` or, for a one-line order, at the top level. The tenant comes from the `tenant`
-header. Columns are read with the tenant's saved mapping (`PUT /v1/mappings/default`), or
-recognized when they are a known public layout. Every record passes through the same cleaning as
-files; what cannot become an event goes to `transactions.rejected` with its reasons. The offset
+A record is one order, a JSON object, with the tenant in the `tenant` header. Its keys are read,
+in this order: with the tenant's saved mapping (`PUT /v1/mappings/default`); as a known public
+layout; else, when it names canonical fields (`order_id`, `customer_id`, `order_datetime`), as
+the body of `POST /v1/orders`, with that route's shape, cleaning, bounds, reason codes and
+versioned amendments (`canonical`), so it becomes the event the same order sent over HTTP
+becomes. In the tenant's columns, lines are under `lines` or, for a one-line order, at the top
+level, and the record carries no version. Every record passes through the same cleaning as
+files; what cannot become an event goes to `transactions.rejected` with its reasons (a shape
+HTTP answers with 422 as `invalid_order`, naming the same field). The offset
 is committed only after the handler returns, i.e. after the broker acknowledged the outputs. A
 record the handler fails on is delivered again, and after `poison_max_attempts` failures goes to
 `transactions.rejected` as `poison`; a broker that does not acknowledge is waited for, without
@@ -14,20 +18,29 @@ counting against the record (`dead_lettering`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import polars as pl
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from retention_ingest import metrics
-from retention_ingest.amendments import fingerprints, judge
+from retention_ingest.amendments import Fingerprint, fingerprints, judge
 from retention_ingest.bounds import OrderBounds, utc_now
+from retention_ingest.canonical import (
+    canonical_plan,
+    field_path,
+    looks_canonical,
+    prepare_orders,
+    read_order,
+)
 from retention_ingest.cleaning import CleaningPlan
 from retention_ingest.dates import DateFormat
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import resolve_mapping
 from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
-from retention_ingest.records import clean_records, flatten_record
+from retention_ingest.records import RecordsResult, clean_records, flatten_record
 from retention_ingest.store import IngestStore
 from retention_shared.consuming import (
     TransientFailure,
@@ -39,6 +52,9 @@ from retention_shared.consuming import (
 from retention_shared.events import RejectReason
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
+
+# A record in the tenant's columns carries no version: an amendment goes over HTTP.
+_NO_VERSION = "amend it over HTTP with a higher version"
 
 
 def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher) -> None:
@@ -67,11 +83,40 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         rows = flatten_record(record)
         saved_mapping, saved_timezone = store.mapping(tenant_id)
         columns = sorted({column for row in rows for column in row})
+        received_at = utc_now()
+        source = record_location(message)
         try:
             _, mapping = resolve_mapping(columns, saved_mapping)
         except IngestError as error:
-            reason = RejectReason(code=error.code.value, field=error.field, message=error.message)
-            await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+            # The tenant's mapping and the public layouts come first; a record they cannot read
+            # that names canonical fields is the body of POST /v1/orders, read as HTTP reads it.
+            if not looks_canonical(record):
+                reason = RejectReason(
+                    code=error.code.value, field=error.field, message=error.message
+                )
+                await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+                return
+            order = read_order(record)
+            if isinstance(order, list):
+                await reject_record(ctx, message, order, tenant_id=tenant_id)
+                return
+            prepared = prepare_orders(
+                [order],
+                canonical_plan(ctx.settings, saved_timezone, received_at),
+                tenant_id=tenant_id,
+                source=source,
+                store=store,
+            )
+            await publish(
+                message,
+                tenant_id,
+                prepared.result,
+                prepared.events,
+                prepared.sent,
+                prepared.conflicts,
+                field_path,
+                "send it with a higher version to amend it",
+            )
             return
         date_format = (
             DateFormat.of_mapping(mapping.date_format) if mapping.date_format else DateFormat.iso()
@@ -81,32 +126,47 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
             date_format,
             saved_timezone or ctx.settings.default_timezone,
             bounds=OrderBounds.from_settings(ctx.settings),
-            received_at=utc_now(),
+            received_at=received_at,
         )
-        result = clean_records([rows], plan, tenant_id=tenant_id, source=record_location(message))
-        if result.events.height:
-            sent = fingerprints(result.events)
-            conflicts = judge(
-                sent, store.fingerprints(tenant_id, [(f.order_id, f.kind) for f in sent])
-            ).conflicts
-            if conflicts:  # a record carries no version: other content is a conflict
-                reasons = [
-                    RejectReason(
-                        code="amended_without_version",
-                        field=differs[0],
-                        message=f"order {sent[row].order_id} was sent before with other "
-                        f"{', '.join(differs)}; amend it over HTTP with a higher version",
-                    )
-                    for row, differs in conflicts.items()
-                ]
-                await reject_record(ctx, message, reasons, tenant_id=tenant_id)
-                return
+        result = clean_records([rows], plan, tenant_id=tenant_id, source=source)
+        sent = fingerprints(result.events) if result.events.height else []
+        stored = store.fingerprints(tenant_id, [(f.order_id, f.kind) for f in sent])
+        conflicts = judge(sent, stored).conflicts if sent else {}
+        await publish(
+            message, tenant_id, result, result.events, sent, conflicts, _line_field, _NO_VERSION
+        )
+
+    async def publish(
+        message: KafkaMessage,
+        tenant_id: str,
+        result: RecordsResult,
+        events: pl.DataFrame,
+        sent: list[Fingerprint],
+        conflicts: dict[int, list[str]],
+        field_of: Callable[[str | None, int], str | None],
+        amend_hint: str,
+    ) -> None:
+        """Publish a record's events (none when one conflicts with an order sent before), then
+        reject the lines cleaning dropped, each naming its field with `field_of`."""
+        if conflicts:  # other content at a version not higher than the one sent before
+            reasons = [
+                RejectReason(
+                    code="amended_without_version",
+                    field=differs[0],
+                    message=f"order {sent[row].order_id} was sent before with other "
+                    f"{', '.join(differs)}; {amend_hint}",
+                )
+                for row, differs in conflicts.items()
+            ]
+            await reject_record(ctx, message, reasons, tenant_id=tenant_id)
+            return
+        if events.height:
             keys = [
                 f"{t}:{c}".encode()
-                for t, c in result.events.select("tenant_id", "customer_id").iter_rows()
+                for t, c in events.select("tenant_id", "customer_id").iter_rows()
             ]
             try:
-                await publisher.publish(tenant_id, keys, order_event_payloads(result.events))
+                await publisher.publish(tenant_id, keys, order_event_payloads(events))
             except BrokerUnavailable as error:  # not the record's fault: delivered again later
                 raise TransientFailure(str(error)) from error
             except MessageTooLarge as error:  # no retry can help: reject, do not redeliver
@@ -117,10 +177,17 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         rejected = result.outcomes[0].rejected_lines
         if rejected:
             reasons = [
-                RejectReason(code=r.reason, field=r.field, message=f"line {r.line}")
+                RejectReason(
+                    code=r.reason, field=field_of(r.field, r.line), message=f"line {r.line}"
+                )
                 for r in rejected
             ]
             await reject_record(ctx, message, reasons, tenant_id=tenant_id)
         metrics.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
-        if result.events.height:
+        if events.height:
             MESSAGES.labels(ctx.name, ctx.topics.orders_raw, "consumed", "ok").inc()
+
+
+def _line_field(field: str | None, _line: int) -> str | None:
+    # A record in the tenant's columns: the canonical field alone, as before.
+    return field
