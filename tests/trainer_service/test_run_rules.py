@@ -115,3 +115,18 @@ def test_decoded_events_become_the_lake_columns_ingest_made(tmp_path: Path) -> N
     events = result.events().collect()
     decoded = decode_events(OrderEvent, order_event_payloads(events))
     assert_frame_equal(order_event_frame(decoded), events)
+
+
+def test_run_pages_go_newest_first_and_later_runs_do_not_shift_them(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    for number in range(5):
+        store.add(_record(f"r{number}", "acme"))
+        store.add(_record(f"g{number}", "globex"))
+    first = store.page("acme", 2)
+    assert [record.run_id for _, record in first] == ["r4", "r3"]
+    store.add(_record("r5", "acme"))  # a new run lands on the first page, not the next
+    second = store.page("acme", 2, before=first[-1][0])
+    third = store.page("acme", 2, before=second[-1][0])
+    assert [record.run_id for _, record in second + third] == ["r2", "r1", "r0"]
+    assert store.page("acme", 2, before=third[-1][0]) == []
+    assert [r.run_id for r in store.list("acme", 3)] == ["r5", "r4", "r3"]

@@ -209,12 +209,23 @@ class RunStore:
 
     def list(self, tenant_id: str, limit: int = 50) -> list[RunRecord]:
         """The tenant's runs, newest first."""
+        return [record for _, record in self.page(tenant_id, limit)]
+
+    def page(
+        self, tenant_id: str, limit: int, before: int | None = None
+    ) -> list[tuple[int, RunRecord]]:
+        """Up to `limit` of the tenant's runs, newest first, each with its sequence number (the
+        cursor key: unique and never reused, so a page never shifts as runs are added); with
+        `before`, only runs older than that sequence number."""
+        bound = "" if before is None else " AND seq < ?"
+        parameters: tuple[object, ...] = (tenant_id,) if before is None else (tenant_id, before)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM runs WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?",
-                (tenant_id, limit),
+                f"SELECT seq, {_COLUMNS} FROM runs WHERE tenant_id = ?{bound} "
+                "ORDER BY seq DESC LIMIT ?",
+                (*parameters, limit),
             ).fetchall()
-        return [self._record(row) for row in rows]
+        return [(row[0], self._record(row[1:])) for row in rows]
 
     def unfinished(self) -> list[RunRecord]:
         """Runs left queued or running (by a stop or a crash), oldest first."""

@@ -19,7 +19,7 @@ from fastapi.responses import RedirectResponse
 
 from retention_console.auth import Api, CheckedForm, CurrentSession, require_role
 from retention_console.rendering import is_htmx, number, render
-from retention_console.services import NoModelYet, ServiceUnavailable, UserApi
+from retention_console.services import ApiError, NoModelYet, ServiceUnavailable, UserApi
 from retention_shared.auth import Role
 from retention_shared.features import FEATURES_BY_NAME
 
@@ -28,6 +28,8 @@ router = APIRouter()
 RUNS_SHOWN = 20
 # Run ids are the trainer's (uuid4 hex); anything else must not reach its URL as a path.
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The trainer's page cursors are base64url; anything else is not passed on (the latest runs show).
+RUNS_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,4096}")
 MAX_REASON = 500
 DEFAULT_REASON = "Retrain now, from the console"
 
@@ -116,7 +118,11 @@ TRIGGERS = {
 
 @router.get("/models")
 async def models_page(request: Request, session: CurrentSession, api: Api) -> Response:
-    (card, card_problem), (runs, runs_problem) = await asyncio.gather(_model_card(api), _runs(api))
+    older = request.query_params.get("runs_cursor")
+    older = older if older and RUNS_CURSOR.fullmatch(older) else None
+    (card, card_problem), (runs, next_cursor, runs_problem) = await asyncio.gather(
+        _model_card(api), _runs(api, older)
+    )
     asked = request.query_params.get("run")
     progress = next(
         (
@@ -137,6 +143,8 @@ async def models_page(request: Request, session: CurrentSession, api: Api) -> Re
         drift=drift_view(card) if card else None,
         runs=[run_view(r) for r in runs],
         runs_problem=runs_problem,
+        older_runs=older is not None,
+        next_runs_cursor=next_cursor,
         progress=run_view(progress) if progress else None,
     )
 
@@ -210,12 +218,25 @@ async def _model_card(api: UserApi) -> tuple[dict[str, Any] | None, str | None]:
         )
 
 
-async def _runs(api: UserApi) -> tuple[list[dict[str, Any]], str | None]:
+async def _runs(
+    api: UserApi, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """A page of runs (newest first; `cursor`: older ones), the next page's cursor, a problem."""
+    params: dict[str, Any] = {"limit": RUNS_SHOWN} | ({"cursor": cursor} if cursor else {})
     try:
-        answer = await api.get("trainer", "/v1/runs", limit=RUNS_SHOWN)
+        answer = await api.get("trainer", "/v1/runs", **params)
     except ServiceUnavailable as error:
-        return [], f"The trainer is not answering ({error.reason}), so the runs cannot be shown."
-    return answer["runs"], None
+        return (
+            [],
+            None,
+            f"The trainer is not answering ({error.reason}), so the runs cannot be shown.",
+        )
+    except ApiError as error:
+        if error.status != status.HTTP_422_UNPROCESSABLE_CONTENT:
+            raise
+        # A link to older runs kept from before a trainer change: its cursor is not one now.
+        return [], None, "That page of older runs is gone; the latest runs are on the first page."
+    return answer["runs"], answer.get("next_cursor"), None
 
 
 # --- the model card -------------------------------------------------------------------------

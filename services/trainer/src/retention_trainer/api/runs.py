@@ -11,6 +11,8 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from retention_shared.auth import AdminCaller, ReadCaller
+from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
+from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import RunsDep
 from retention_trainer.report_html import PAGE_CSP, markdown_page
 from retention_trainer.runs import RunManager, RunOptions
@@ -30,7 +32,10 @@ def _printable(text: str) -> str:
 
 
 class RetrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "new export loaded", "cutoff_every_days": 30}]},
+    )
 
     reason: Annotated[str, AfterValidator(_printable)] | None = Field(
         None, max_length=500, description="Free text kept with the run."
@@ -44,28 +49,161 @@ class RetrainRequest(BaseModel):
     )
 
 
-@router.post("/retrain", status_code=status.HTTP_202_ACCEPTED)
+# Times as the run store writes them (`isoformat()`, `+00:00`): typed as date-times in the
+# schema, passed through as they are so the answers stay byte-for-byte what they were.
+IsoTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class RetrainAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"run_id": "3f9c1d2e", "status": "queued", "triggers": 1, "options": {}},
+            ]
+        }
+    )
+
+    run_id: str
+    status: RunStatus = Field(description="`queued`, or `running` for the run it joined.")
+    triggers: int = Field(description="Triggers the run now has (a queued run collects them).")
+    options: dict[str, Any] = Field(description="This run's options (`cutoff_every_days`).")
+
+
+class TriggerView(BaseModel):
+    kind: str = Field(description="`schedule`, `request`, `upload`, `drift` or `restart`.")
+    detail: str | None
+    at: IsoTime
+
+
+_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "run_id": "3f9c1d2e",
+    "tenant_id": "default",
+    "status": "published",
+    "triggers": [{"kind": "upload", "detail": "upload 9ab1", "at": "2024-05-01T09:00:00+00:00"}],
+    "options": {},
+    "created_at": "2024-05-01T09:00:00+00:00",
+    "started_at": "2024-05-01T09:00:01+00:00",
+    "finished_at": "2024-05-01T09:00:42+00:00",
+    "message": "published retention-default:kx3b2bq7ownflzaf",
+    "model_tag": "retention-default:kx3b2bq7ownflzaf",
+    "timings": {"read_lake": 0.8, "train": 31.2, "backtest": 6.1, "gate": 0.4},
+    "data": {"orders": 18532, "customers": 4339},
+    "gate": {"decision": "publish", "champion_tag": None},
+    "has_run_report": True,
+}
+
+
+class RunSummary(BaseModel):
+    """A run without its reports (what the list shows)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SUMMARY_EXAMPLE]})
+
+    run_id: str
+    tenant_id: str
+    status: RunStatus
+    triggers: list[TriggerView]
+    options: dict[str, Any]
+    created_at: IsoTime
+    started_at: IsoTime | None
+    finished_at: IsoTime | None
+    message: str | None
+    model_tag: str | None = Field(description="The bundle trained (published or not).")
+    timings: dict[str, float] = Field(description="Seconds per stage.")
+    data: dict[str, Any] | None = Field(description="What the run read from the lake.")
+    gate: dict[str, Any] | None = Field(description="The gate's numbers and decision.")
+    has_run_report: bool = Field(description="Whether `/v1/runs/{run_id}/report` has one.")
+
+
+class RunDetail(RunSummary):
+    """A run with its backtest report, as JSON and as Markdown."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                _SUMMARY_EXAMPLE
+                | {"report": {"churn": {}, "ltv": {}}, "markdown": "# Backtest\n..."}
+            ]
+        }
+    )
+
+    report: dict[str, Any] | None = Field(description="The backtest report (trained runs).")
+    markdown: str | None = Field(description="The backtest report as Markdown.")
+
+
+class RunList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "default",
+                    "runs": [_SUMMARY_EXAMPLE],
+                    "next_cursor": "WyJydW5zIiwxMl0",
+                }
+            ]
+        }
+    )
+
+    tenant_id: str
+    runs: list[RunSummary] = Field(description="Newest first.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
+@router.post(
+    "/retrain",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 422),
+)
 async def retrain(
     caller: AdminCaller, runs: RunsDep, request: Annotated[RetrainRequest | None, Body()] = None
-) -> dict[str, Any]:
-    """Ask for a run of the caller's tenant; during a run it joins the one queued follow-up."""
+) -> RetrainAccepted:
+    """Ask for a run of the caller's tenant; during a run it joins the one queued follow-up.
+    The body is optional."""
     request = request or RetrainRequest()
     options = RunOptions(cutoff_every_days=request.cutoff_every_days)
     record = runs.submit(caller.tenant_id, Trigger("request", request.reason), options)
-    return {
-        "run_id": record.run_id,
-        "status": record.status.value,
-        "triggers": len(record.triggers),
-        "options": record.options,
-    }
+    return RetrainAccepted(
+        run_id=record.run_id,
+        status=record.status,
+        triggers=len(record.triggers),
+        options=record.options,
+    )
 
 
-@router.get("/runs")
+_LIST = "runs"
+
+
+@router.get("/runs", responses=problem_responses(401, 403, 422))
 async def list_runs(
-    caller: ReadCaller, runs: RunsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> dict[str, Any]:
-    records = runs.store.list(caller.tenant_id, limit)
-    return {"tenant_id": caller.tenant_id, "runs": [r.summary() for r in records]}
+    caller: ReadCaller,
+    runs: RunsDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Runs per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> RunList:
+    """The tenant's runs, newest first, without their reports; paged like the other lists
+    (`limit`, then `cursor` = the previous page's `next_cursor`)."""
+    before = None
+    if cursor is not None:
+        try:
+            (before,) = decode_cursor(_LIST, cursor, (int,))
+        except CursorError as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail={"field": "cursor", "problem": str(error)},
+            ) from None
+    # One row more than the page says whether another page follows.
+    found = runs.store.page(
+        caller.tenant_id, limit + 1, int(before) if before is not None else None
+    )
+    page = found[:limit]
+    return RunList(
+        tenant_id=caller.tenant_id,
+        runs=[RunSummary(**record.summary()) for _, record in page],
+        next_cursor=encode_cursor(_LIST, (page[-1][0],)) if len(found) > limit else None,
+    )
 
 
 def _run_of(runs: RunManager, run_id: str, tenant_id: str) -> RunRecord:
@@ -79,10 +217,11 @@ def _run_of(runs: RunManager, run_id: str, tenant_id: str) -> RunRecord:
     return record
 
 
-@router.get("/runs/{run_id}")
-async def get_run(run_id: str, caller: ReadCaller, runs: RunsDep) -> dict[str, Any]:
-    """The run record with its backtest report (JSON) and Markdown."""
-    return _run_of(runs, run_id, caller.tenant_id).detail()
+@router.get("/runs/{run_id}", responses=problem_responses(401, 403, 404))
+async def get_run(run_id: str, caller: ReadCaller, runs: RunsDep) -> RunDetail:
+    """The run record with its backtest report (JSON) and Markdown; another tenant's run is the
+    same 404 as an unknown id."""
+    return RunDetail(**_run_of(runs, run_id, caller.tenant_id).detail())
 
 
 _TRAINED = (RunStatus.PUBLISHED, RunStatus.REJECTED)
@@ -95,12 +234,25 @@ class ReportFormat(StrEnum):
 
 _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The run report, as Markdown or as an HTML page.",
-        "content": {"text/markdown": {}, "text/html": {}},
+        "description": "The run report, as Markdown (`format=md`) or as an HTML page "
+        "(`format=html`).",
+        "content": {
+            "text/markdown": {
+                "schema": {"type": "string"},
+                "example": "# Run report\n\n## Headline\n\n- Customers scored: 4,339\n",
+            },
+            "text/html": {
+                "schema": {"type": "string"},
+                "example": "<!doctype html><html><body><h1>Run report</h1></body></html>",
+            },
+        },
     },
-    404: {"description": "No such run for this tenant."},
-    409: {"description": "The run has no report: it was not trained (skipped, failed, queued)."},
+    **problem_responses(401, 403, 404, 409, 422),
 }
+_REPORT_RESPONSES[409]["description"] = (
+    "The run has no report: it was not trained (queued, running, skipped, failed) or was "
+    "recorded before run reports existed."
+)
 
 
 @router.get("/runs/{run_id}/report", response_class=Response, responses=_REPORT_RESPONSES)
