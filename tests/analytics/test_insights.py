@@ -33,6 +33,7 @@ from retention_shared.score_summaries import RISK_CUTOFFS
 from retention_trainer.bundle import ModelBundle, read_bundle, score
 from tests.analytics.conftest import SLICE
 from tests.narrative_check import check_narrative
+from tests.problems import first_problem, problem_of
 from tests.scoring_service.support import feature_events, model_published
 from tests.stack_support import READ_KEY, auth, url
 
@@ -125,7 +126,7 @@ def test_another_tenant_gets_no_numbers_of_this_one(loaded_stack: Stack) -> None
     # Tenant `other` has neither customers nor a model: 503 as every score route, and says why.
     response = httpx.get(f"{url(loaded_stack, 'scoring')}/v1/insights", headers=auth("e2e-other"))
     assert response.status_code == 503 and response.headers["retry-after"]
-    assert "no champion" in response.json()["detail"]["problem"]
+    assert "no champion" in problem_of(response).detail
 
 
 @pytest.mark.parametrize(
@@ -135,7 +136,7 @@ def test_another_tenant_gets_no_numbers_of_this_one(loaded_stack: Stack) -> None
 def test_without_a_valid_key_is_a_401(loaded_stack: Stack, headers: dict, status: int) -> None:
     response = httpx.get(f"{url(loaded_stack, 'scoring')}/v1/insights", headers=headers)
     assert response.status_code == status
-    assert response.json()["detail"]["field"] == "Authorization"
+    assert first_problem(response)[0] == "Authorization"
 
 
 # --- a previous champion, in process ---------------------------------------------------------

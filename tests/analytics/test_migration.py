@@ -20,6 +20,7 @@ from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import compute_features, orders_from_event_columns
 from retention_trainer.bundle import read_bundle
 from retention_trainer.segmenter import Segmenter
+from tests.problems import field_problems
 from tests.stack_support import auth, url
 from tests.uci_orders import TEST_DATA
 
@@ -126,8 +127,13 @@ def test_a_tenant_without_a_champion_gets_409_and_nothing_of_another_tenant(
     for dates in ({}, {"start": "2011-01-01", "to": "2011-12-09"}):
         response = migration(loaded_stack, key="e2e-other", **dates)
         assert response.status_code == 409, response.text
+        assert response.headers["content-type"] == "application/problem+json"
         assert response.json() == {
-            "detail": {"field": "model", "problem": "no champion model yet; train one first"}
+            "type": "about:blank",
+            "title": "Conflict",
+            "status": 409,
+            "detail": "model: no champion model yet; train one first",
+            "errors": [{"field": "model", "problem": "no champion model yet; train one first"}],
         }
 
 
@@ -150,7 +156,7 @@ def test_bad_dates_are_422_naming_the_field(
 ) -> None:
     response = migration(loaded_stack, **dates)
     assert response.status_code == 422, response.text
-    assert [problem["field"] for problem in response.json()["detail"]] == [field]
+    assert [found for found, _ in field_problems(response)] == [field]
 
 
 def test_the_route_needs_a_key(loaded_stack: Stack) -> None:

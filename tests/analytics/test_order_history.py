@@ -17,6 +17,7 @@ from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import orders_from_event_columns
 from tests.analytics.conftest import SLICE
+from tests.problems import field_problems, first_problem
 from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -107,10 +108,7 @@ def test_another_tenants_customer_is_the_same_404_as_an_unknown_one(
     theirs = history(loaded_stack, customer, key="e2e-other")
     nobody = history(loaded_stack, "no-such-customer")
     assert theirs.status_code == nobody.status_code == 404
-    assert theirs.json()["detail"] == {
-        "field": "customer_id",
-        "problem": f"no customer {customer!r}",
-    }
+    assert field_problems(theirs) == [("customer_id", f"no customer {customer!r}")]
     # A cursor does not reach across tenants either.
     cursor = history(loaded_stack, customer, limit=1).json()["next_cursor"]
     if cursor is not None:
@@ -131,8 +129,7 @@ def test_bad_paging_is_a_422_naming_the_parameter(
 ) -> None:
     response = history(loaded_stack, slice_orders["customer_id"][0], **params)
     assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert (detail[0] if isinstance(detail, list) else detail)["field"] == field
+    assert first_problem(response)[0] == field
 
 
 def test_a_request_without_a_key_is_401(loaded_stack: Stack, slice_orders: pl.DataFrame) -> None:

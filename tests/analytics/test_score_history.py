@@ -15,6 +15,7 @@ from retention_cli.stack import Stack
 from retention_shared.events import CustomerScore
 from retention_shared.topics import Topics, customer_key
 from tests.kafka_reading import read_until
+from tests.problems import field_problems, first_problem
 from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -86,10 +87,7 @@ def test_an_unknown_or_another_tenants_customer_is_a_404(
     unknown = _history(loaded_stack, "no-such-customer")
     foreign = _history(loaded_stack, customers[0], key="e2e-other")
     assert unknown.status_code == foreign.status_code == 404
-    assert foreign.json()["detail"] == {
-        "field": "customer_id",
-        "problem": f"no customer {customers[0]!r}",
-    }
+    assert field_problems(foreign) == [("customer_id", f"no customer {customers[0]!r}")]
 
 
 @pytest.mark.parametrize("limit", [0, 101, "ten"])
@@ -98,7 +96,7 @@ def test_a_limit_out_of_range_is_a_422_naming_it(
 ) -> None:
     response = _history(loaded_stack, customers[0], limit=limit)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["field"] == "query.limit"
+    assert first_problem(response)[0] == "query.limit"
 
 
 def test_without_a_key_is_a_401(loaded_stack: Stack, customers: list[str]) -> None:

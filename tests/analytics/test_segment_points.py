@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from retention_cli.stack import Stack
+from tests.problems import problem_of
 from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -105,7 +106,7 @@ def test_another_tenant_sees_none_of_these_customers(loaded_stack: Stack) -> Non
     # Tenant `other` has no model: the same 503 as every scored route, nothing of `default`.
     answer = _points(loaded_stack, key="e2e-other", limit=10)
     assert answer.status_code == 503
-    assert "no champion" in answer.json()["detail"]["problem"]
+    assert "no champion" in problem_of(answer).detail
 
 
 @pytest.mark.parametrize("limit", [0, 10_001, "many"])

@@ -10,6 +10,7 @@ import pytest
 
 from retention_cli.stack import Stack
 from retention_shared.features import FEATURE_NAMES, FEATURES_BY_NAME
+from tests.problems import first_problem, problem_of
 from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -59,18 +60,18 @@ def test_an_unknown_segment_is_a_404_naming_the_models_segments(loaded_stack: St
     segments = httpx.get(f"{url(loaded_stack, 'scoring')}/v1/segments", headers=auth(READ_KEY))
     response = profile(loaded_stack, "Nobody")
     assert response.status_code == 404
-    detail = response.json()["detail"]
-    assert detail["field"] == "segment"
-    assert "no segment 'Nobody'" in detail["problem"]
+    field, problem = first_problem(response)
+    assert field == "segment"
+    assert "no segment 'Nobody'" in problem
     for row in segments.json()["segments"]:
-        assert repr(row["segment"]) in detail["problem"]
+        assert repr(row["segment"]) in problem
 
 
 def test_another_tenant_sees_none_of_this_ones_segments(loaded_stack: Stack) -> None:
     # Tenant `other` has no model: 503 and why, whatever segment of `default` it names.
     response = profile(loaded_stack, "Champions", key="e2e-other")
     assert response.status_code == 503
-    assert "no champion" in response.json()["detail"]["problem"]
+    assert "no champion" in problem_of(response).detail
 
 
 def test_a_request_without_a_key_is_a_401(loaded_stack: Stack) -> None:

@@ -25,6 +25,7 @@ from retention_ingest.file_ingest import ingest_file
 from retention_shared.topics import Topics
 from tests.analytics.conftest import SLICE
 from tests.features_service.support import read_to_end
+from tests.problems import first_problem, problem_of
 from tests.stack_support import API_KEY, READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -171,8 +172,7 @@ def test_bad_paging_is_a_422_naming_the_parameter(
 ) -> None:
     response = uploads(loaded_stack, **params)
     assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    assert (detail[0] if isinstance(detail, list) else detail)["field"] == field
+    assert first_problem(response)[0] == field
     assert httpx.get(f"{url(loaded_stack, 'ingest')}/v1/uploads").status_code == 401
 
 
@@ -314,7 +314,7 @@ def test_a_preview_publishes_nothing_and_records_no_upload(loaded_stack: Stack) 
 def test_a_file_of_no_known_format_is_415(loaded_stack: Stack, content: bytes, code: str) -> None:
     response = preview(loaded_stack, content, name="export.xls")
     assert response.status_code == 415, response.text
-    assert response.json()["detail"]["code"] == code
+    assert problem_of(response).detail and response.json()["code"] == code
 
 
 def test_the_upload_size_limits_apply(loaded_stack: Stack) -> None:
@@ -326,7 +326,7 @@ def test_the_upload_size_limits_apply(loaded_stack: Stack) -> None:
     bomb = gzip.compress(b"a,b\n1,2\n") + padding + struct.pack("<I", declared % 2**32)
     response = preview(loaded_stack, bomb, name="export.csv.gz")
     assert response.status_code == 413, response.text
-    assert response.json()["detail"]["code"] == "upload_too_large"
+    assert problem_of(response).detail and response.json()["code"] == "upload_too_large"
 
     # A body declaring more than RETENTION_MAX_UPLOAD_BYTES is refused before it is read.
     head = (
@@ -354,9 +354,10 @@ def test_a_malformed_request_is_a_4xx_naming_the_field(
 ) -> None:
     response = preview(loaded_stack, b"Kunde,Datum\n1,01/12/2010\n", **form)
     assert response.status_code == status, response.text
-    assert response.json()["detail"]["field"] == field
+    assert first_problem(response)[0] == field
     empty = preview(loaded_stack, b"")
-    assert empty.status_code == 422 and empty.json()["detail"]["code"] == "empty_file"
+    assert empty.status_code == 422 and problem_of(empty).detail
+    assert empty.json()["code"] == "empty_file"
     assert (
         httpx.post(
             f"{url(loaded_stack, 'ingest')}/v1/uploads/preview", files={"file": ("a.csv", b"a\n")}

@@ -20,6 +20,7 @@ import pytest
 from retention_shared.config import Settings
 from retention_shared.features import FEATURE_NAMES, compute_features
 from retention_trainer.lake import open_lake
+from tests.problems import first_problem
 from tests.stack_support import auth, running_stack, url
 from tests.uci_orders import TEST_DATA
 
@@ -97,15 +98,15 @@ def test_an_order_moves_to_another_customer_only_with_a_higher_version(
             conflict = client.post(f"{ingest}/v1/orders", json=changed, headers=auth())
             assert conflict.status_code == 409, conflict.text
             unchanged = next(o for o in orders if o is not moved)
-            detail = conflict.json()["detail"]
-            assert detail["field"] == "lines" and detail["conflicts"][0]["differs"] == ["lines"]
+            assert first_problem(conflict)[0] == "lines"
+            assert conflict.json()["conflicts"][0]["differs"] == ["lines"]
             batch = client.post(
                 f"{ingest}/v1/orders",
                 json={"orders": [unchanged, {**moved, "customer_id": new_customer}]},
                 headers=auth(),
             )
             assert batch.status_code == 409
-            assert batch.json()["detail"]["field"] == "orders.1.customer_id"
+            assert first_problem(batch)[0] == "orders.1.customer_id"
 
             # A higher version, another customer and fewer lines: the order moves.
             amended = {**changed, "customer_id": new_customer, "version": 1}

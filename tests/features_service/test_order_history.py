@@ -18,6 +18,7 @@ from retention_features.store import PartitionStore
 from retention_shared.config import Settings
 from retention_shared.cursors import encode_cursor
 from retention_shared.events import OrderEvent, decode_event
+from tests.problems import field_problems, first_problem
 from tests.real_orders import order_stream
 from tests.uci_orders import TEST_DATA
 
@@ -100,10 +101,7 @@ def test_an_erased_customer_is_a_404_like_an_unknown_one(
     assert store.erase_customers({("default", CUSTOMER): None})
     response = client.get(f"/v1/customers/{CUSTOMER}/orders", headers=AUTH)
     assert response.status_code == 404
-    assert response.json()["detail"] == {
-        "field": "customer_id",
-        "problem": f"no customer {CUSTOMER!r}",
-    }
+    assert field_problems(response) == [("customer_id", f"no customer {CUSTOMER!r}")]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +120,7 @@ def test_a_cursor_the_service_did_not_issue_is_a_422(
     client, _ = app_and_store
     response = client.get(f"/v1/customers/{CUSTOMER}/orders?cursor={cursor}", headers=AUTH)
     assert response.status_code == 422, response.text
-    assert response.json()["detail"]["field"] == "cursor"
+    assert first_problem(response)[0] == "cursor"
 
 
 def test_a_state_file_from_before_line_counts_keeps_working(

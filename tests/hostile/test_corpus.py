@@ -33,6 +33,7 @@ from retention_cli.stack import SERVICES, Stack
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.conftest import isolated_settings
+from tests.problems import field_problems
 from tests.scoring_service.support import (
     feature_events,
     serve_champion,
@@ -549,12 +550,8 @@ ORDERS = _orders_cases()
 
 
 def fields_of(response: httpx.Response) -> list[str]:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        return []
-    problems = detail if isinstance(detail, list) else [detail]
-    return [p["field"] for p in problems if isinstance(p, dict) and isinstance(p.get("field"), str)]
+    """The fields an error answer names (after checking it is a problem+json Problem)."""
+    return [field for field, _ in field_problems(response)]
 
 
 def names(response: httpx.Response, wanted: str | None) -> bool:
@@ -1011,7 +1008,7 @@ def test_uploads(corpus: Corpus, case: UploadCase) -> None:
         assert response.status_code == expect.status, shown
         assert names(response, expect.field), shown
         if expect.code is not None:
-            assert response.json()["detail"]["code"] == expect.code, shown
+            assert response.json()["code"] == expect.code, shown
         return
     assert response.status_code == 202, shown
     upload_id = response.json()["upload_id"]

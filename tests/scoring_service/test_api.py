@@ -23,6 +23,7 @@ from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.features import compute_features
 from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
+from tests.problems import field_problems, first_problem, problem_of
 from tests.scoring_service.support import (
     announce,
     feature_events,
@@ -293,7 +294,7 @@ def test_campaign_margin_takes_the_discount_out_of_the_gross_profit(
     for margin in (0, 1.5, "1"):
         refused = client.post(url, json=body | {"margin": margin}, headers=auth())
         assert refused.status_code == 422
-        assert refused.json()["detail"][0]["field"] == "margin"
+        assert first_problem(refused)[0] == "margin"
 
 
 def test_campaign_contacts_as_csv_are_the_whole_plan(
@@ -356,8 +357,8 @@ def test_tenant_isolation(service: Service, client: httpx.Client) -> None:
             f"{service.base}/v1/customers/nobody-{path}/{path}", headers=auth("other")
         )
         assert theirs.status_code == unknown.status_code == 404
-        assert theirs.json()["detail"].keys() == unknown.json()["detail"].keys()
-        assert theirs.json()["detail"]["field"] == "customer_id"
+        assert theirs.json().keys() == unknown.json().keys()
+        assert first_problem(theirs)[0] == first_problem(unknown)[0] == "customer_id"
     listed = client.get(
         f"{service.base}/v1/customers", params={"limit": 10000}, headers=auth("other")
     ).json()["customers"]
@@ -381,7 +382,7 @@ def test_without_a_champion_scores_answer_503_and_readyz_names_the_tenant(
     ]:
         response = client.request(method, f"{service.base}{path}", json=body, headers=auth("third"))
         assert response.status_code == 503, (path, response.text)
-        assert "no champion" in response.json()["detail"]["problem"]
+        assert "no champion" in problem_of(response).detail
     assert client.get(
         f"{service.base}/v1/customers/17850/features", headers=auth("third")
     ).status_code in (200, 404)
@@ -449,8 +450,7 @@ def test_every_4xx_names_the_problem(
     headers = auth(who) if who else {}
     response = client.request(method, f"{service.base}{path}", json=body, headers=headers)
     assert response.status_code == status, response.text
-    detail = response.json()["detail"]
-    fields = [d["field"] for d in detail] if isinstance(detail, list) else [detail["field"]]
+    fields = [found for found, _ in field_problems(response)]
     assert any(f == field or f.endswith(field) for f in fields), fields
 
 
@@ -462,7 +462,7 @@ def test_a_cursor_of_other_filters_is_refused(service: Service, client: httpx.Cl
         headers=auth(),
     )
     assert other.status_code == 422
-    assert other.json()["detail"][0]["field"] == "cursor"
+    assert first_problem(other)[0] == "cursor"
 
 
 def test_drift_is_measured_and_published_once_per_model(

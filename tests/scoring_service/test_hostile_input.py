@@ -31,6 +31,7 @@ from retention_shared.topics import Topics
 from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
 from tests.kafka_reading import read_until
+from tests.problems import field_problems
 from tests.scoring_service.support import (
     announce,
     feature_events,
@@ -128,14 +129,9 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def _problems(response: httpx.Response) -> list[dict]:
-    detail = response.json()["detail"]
-    return detail if isinstance(detail, list) else [detail]
-
-
 def _names(response: httpx.Response, field: str) -> bool:
     # Query parameters are named as FastAPI locates them ("query.limit").
-    return any(p.get("field") in (field, f"query.{field}") for p in _problems(response))
+    return any(found in (field, f"query.{field}") for found, _ in field_problems(response))
 
 
 # --- vectors on customer-features -------------------------------------------------------------

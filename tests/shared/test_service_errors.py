@@ -1,4 +1,4 @@
-"""Every 4xx of a service app names a field, the framework's own answers included.
+"""Every 4xx of a service app is a problem naming a field, the framework's own answers included.
 
 FastAPI answers a body it cannot decode (not UTF-8, nested past the parser's depth) with 400 and
 only "There was an error parsing the body", an unmatched path with 404 "Not Found"; a client
@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from retention_ingest.app import create_app
 from retention_shared.config import Settings
+from tests.problems import first_problem
 
 AUTH = {"Authorization": "Bearer k-ingest", "content-type": "application/json"}
 
@@ -41,26 +42,25 @@ def test_an_undecodable_body_names_the_body(
 ) -> None:
     response = client.post("/v1/orders", content=body, headers=AUTH)
     assert response.status_code == status, response.text
-    detail = response.json()["detail"]
-    detail = detail[0] if isinstance(detail, list) else detail
-    assert detail["field"] == "body"
-    assert problem in detail["problem"]
+    field, text = first_problem(response)
+    assert field == "body"
+    assert problem in text
 
 
 def test_an_unknown_path_or_method_names_it(client: TestClient) -> None:
     missing = client.get("/v1/customers/a/b/c", headers=AUTH)
     assert missing.status_code == 404
-    assert missing.json()["detail"]["field"] == "path"
+    assert first_problem(missing)[0] == "path"
     wrong = client.delete("/v1/orders", headers=AUTH)
     assert wrong.status_code == 405
-    assert wrong.json()["detail"]["field"] == "method"
+    assert first_problem(wrong)[0] == "method"
     assert "allow" in {name.lower() for name in wrong.headers}
 
 
-def test_the_routes_own_details_pass_unchanged(client: TestClient) -> None:
+def test_the_routes_own_details_become_the_problems_errors(client: TestClient) -> None:
     response = client.post("/v1/orders", json={"order_id": "1"})
     assert response.status_code == 401
-    assert response.json()["detail"]["field"] == "Authorization"
+    assert first_problem(response)[0] == "Authorization"
     assert response.headers["www-authenticate"] == "Bearer"
     upload = client.get("/v1/uploads/nothing", headers=AUTH)
     assert upload.status_code in (403, 404)

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from retention_shared.auth import ApiKeys
 from retention_shared.campaigns import plan_campaign
 from retention_shared.features import compute_features
+from retention_shared.http_errors import install_problem_handlers
 from retention_trainer.api import runs as runs_api
 from retention_trainer.bundle import churn_contributions, read_bundle, score, write_bundle
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
@@ -40,6 +41,7 @@ from retention_trainer.run_report_markdown import (
     render_run_report,
 )
 from retention_trainer.store import RunRecord, RunStatus, RunStore, Trigger
+from tests.problems import first_problem
 from tests.uci_orders import TEST_DATA, load_orders
 
 SECTIONS = (
@@ -270,6 +272,7 @@ def test_the_route_serves_trained_runs_and_refuses_the_others(tmp_path: Path) ->
     store = RunStore(tmp_path / "runs.sqlite")
     app = FastAPI()
     app.include_router(runs_api.router)
+    install_problem_handlers(app)  # as every service app does: errors are problems
     app.state.api_keys = ApiKeys.parse("k1:acme:read,k2:other:read")
     app.state.runs = SimpleNamespace(store=store)
     now = datetime.now(UTC)
@@ -295,13 +298,13 @@ def test_the_route_serves_trained_runs_and_refuses_the_others(tmp_path: Path) ->
     assert page.headers["content-security-policy"] == PAGE_CSP and "<table>" in page.text
     for run_id in ("skipped", "failed", "old"):
         refused = client.get(f"/v1/runs/{run_id}/report", headers=acme)
-        assert refused.status_code == 409 and refused.json()["detail"]["field"] == "run_id"
+        assert refused.status_code == 409 and first_problem(refused)[0] == "run_id"
     assert "before run reports existed" in client.get("/v1/runs/old/report", headers=acme).text
     for run_id, key in (("nope", "k1"), ("done", "k2")):
         missing = client.get(
             f"/v1/runs/{run_id}/report", headers={"Authorization": f"Bearer {key}"}
         )
-        assert missing.status_code == 404 and missing.json()["detail"]["field"] == "run_id"
+        assert missing.status_code == 404 and first_problem(missing)[0] == "run_id"
     assert client.get("/v1/runs/done/report?format=pdf", headers=acme).status_code == 422
     store.close()
 

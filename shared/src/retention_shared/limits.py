@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from retention_shared.problems import PROBLEM_MEDIA_TYPE, FieldProblem, problem
 
 
 class BodyTooLarge(Exception):
@@ -70,17 +71,19 @@ class BodySizeLimit:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps(
-        {"detail": {"field": "body", "problem": f"request body is larger than {limit} bytes"}}
-    ).encode()
+    # Answered here, outside the app's exception handlers: the same problem+json they send.
+    body = problem(
+        413, [FieldProblem(field="body", problem=f"request body is larger than {limit} bytes")]
+    )
+    encoded = body.model_dump_json().encode()
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(encoded)).encode()),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})

@@ -8,17 +8,22 @@ Every 4xx/5xx answer of every service is `application/problem+json`:
 
 `type` stays `about:blank` (RFC 9457 §4.2.1: the status says what kind of problem it is), so
 `title` is the status' phrase. `errors` names each field at fault — `query.<name>`,
-`body.<path>`, `path.<name>`, the `Authorization` header — or `body` for a body that cannot be
-read at all (not JSON: the problem names the character position). `detail` is the same in one
-sentence, for people and logs.
+`path.<name>`, a body field by its path in the body (`lines.0.quantity`, `filters.segment`), the
+`Authorization` header — or `body` for a body that cannot be read at all (not JSON: the problem
+names the character position); it is empty when no one field is at fault (a 503, a 500).
+`detail` is the same in one sentence, for people and logs. A few answers add extension members
+(RFC 9457 §3.2): ingest's refusals a `code` (a reason code such as `unknown_format`), its 409 for
+a changed order the `conflicts`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -27,8 +32,9 @@ class FieldProblem(BaseModel):
     """One thing wrong with a request, and where."""
 
     field: str = Field(
-        description="`query.<name>`, `path.<name>`, `body.<path>`, `body` (the whole body), "
-        "`Authorization`, or the header or resource at fault.",
+        description="`query.<name>`, `path.<name>`, a body field by its path in the body "
+        "(`lines.0.quantity`), `body` (the whole body), `Authorization`, or the header or "
+        "resource at fault.",
         examples=["query.limit"],
     )
     problem: str = Field(examples=["Input should be less than or equal to 1000"])
@@ -54,6 +60,25 @@ def problem(status: int, errors: list[FieldProblem], detail: str | None = None) 
     if detail is None:
         detail = "; ".join(f"{e.field}: {e.problem}" for e in errors) or HTTPStatus(status).phrase
     return Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+
+
+def problem_response(
+    status: int,
+    errors: Sequence[FieldProblem] = (),
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """The HTTP answer carrying `problem(status, errors, detail)` as problem+json. `headers`
+    keep what the status needs (`WWW-Authenticate` on 401, `Retry-After` on 503, `Allow` on
+    405); `extensions` are further members (RFC 9457 §3.2), never replacing the standard ones."""
+    body = problem(int(status), list(errors), detail).model_dump()
+    for name, value in (extensions or {}).items():
+        body.setdefault(name, value)
+    return JSONResponse(
+        body, status_code=int(status), headers=dict(headers or {}), media_type=PROBLEM_MEDIA_TYPE
+    )
 
 
 # What each status means in these APIs, and an example error, for the OpenAPI documents.

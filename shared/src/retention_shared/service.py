@@ -1,8 +1,9 @@
 """What every service process shares: the FastAPI app shell, broker lifecycle, and `run_service`.
 
 A service supplies its routers, its FastStream subscribers (registered on `ServiceContext.broker`)
-and optional hooks; this module adds auth, `/healthz`, `/readyz`, `/metrics`, request metrics, a
-uniform 422 shape, and a broker connection that is retried until the broker answers.
+and optional hooks; this module adds auth, `/healthz`, `/readyz`, `/metrics`, request metrics,
+RFC 9457 problem+json for every error (`retention_shared.http_errors`), and a broker connection
+that is retried until the broker answers.
 """
 
 from __future__ import annotations
@@ -16,22 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retention_shared.auth import AnyCaller, ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings, load_settings
 from retention_shared.health import CachedCheck, CheckResult, Readiness
+from retention_shared.http_errors import install_problem_handlers
 from retention_shared.kafka import broker_answers, make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
-from retention_shared.problems import add_problem_schemas
+from retention_shared.problems import FieldProblem, add_problem_schemas, problem_response
 from retention_shared.tasks import cancel
 from retention_shared.topics import Topics
 
@@ -93,8 +92,7 @@ def create_service_app(
         BodySizeLimit, limits={"/": ctx.settings.max_request_bytes, **(body_limits or {})}
     )
     app.add_middleware(HttpMetricsMiddleware, service=ctx.name)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    install_problem_handlers(app)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, object]:
@@ -103,10 +101,16 @@ def create_service_app(
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
         ready, checks = await ctx.readiness.evaluate()
-        return JSONResponse(
-            {"ready": ready, "service": ctx.name, "checks": checks},
-            status_code=200 if ready else 503,
-        )
+        report = {"ready": ready, "service": ctx.name, "checks": checks}
+        if ready:
+            return JSONResponse(report)
+        # A 503 like any other: a problem naming each failing check; the report stays in it.
+        failing = [
+            FieldProblem(field=f"checks.{name}", problem=str(check["detail"]))
+            for name, check in checks.items()
+            if not check["ok"]
+        ]
+        return problem_response(503, failing, extensions=report)
 
     app.add_api_route("/metrics", metrics_response, methods=["GET"], tags=["ops"])
     app.add_api_route("/v1/whoami", whoami, methods=["GET"], tags=["ops"])
@@ -168,47 +172,6 @@ async def _broker_check(ctx: ServiceContext) -> CheckResult:
     if await ctx.broker.ping(timeout=1.0):
         return True, "connected"
     return False, "broker does not answer"
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = [_validation_problem(error) for error in exc.errors()]
-    return JSONResponse({"detail": problems}, status_code=422)
-
-
-def _validation_problem(error: dict) -> dict[str, str]:
-    if error["type"] == "json_invalid":
-        # Its location is a character position, not a field: the body is what is wrong.
-        position = error["loc"][-1]
-        reason = (error.get("ctx") or {}).get("error", "")
-        return {"field": "body", "problem": f"not JSON: {reason} at character {position}"}
-    return {
-        "field": ".".join(str(part) for part in error["loc"] if part != "body") or "body",
-        "problem": error["msg"],
-    }
-
-
-# What a framework answer with only a sentence (unmatched route, unparseable body) is about.
-_FIELD_OF_STATUS = {400: "body", 404: "path", 405: "method", 413: "body", 415: "body"}
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Every 4xx names a field: FastAPI's and Starlette's own answers carry only a sentence
-    ("There was an error parsing the body" for a body that is not UTF-8 or nested too deeply to
-    parse, "Not Found" for a path no route matches); the routes' own details pass unchanged."""
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail
-    if isinstance(detail, str) and exc.status_code in _FIELD_OF_STATUS:
-        problem = detail
-        cause = exc.__cause__
-        if isinstance(cause, UnicodeDecodeError):
-            problem = f"the body is not UTF-8 ({cause.reason} at byte {cause.start})"
-        elif isinstance(cause, RecursionError):
-            problem = "the body is nested too deeply to parse"
-        detail = {"field": _FIELD_OF_STATUS[exc.status_code], "problem": problem}
-    return await http_exception_handler(
-        request, StarletteHTTPException(exc.status_code, detail, exc.headers)
-    )
 
 
 def run_service(name: str, create_app: Callable[[Settings], FastAPI]) -> None:
