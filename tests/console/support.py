@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from retention_console.app import create_app
 from retention_console.services import Services
 from retention_shared.config import Settings
+from tests.problems import problem_reply
 
 Handler = Callable[[httpx.Request], httpx.Response]
 PORTS = {"8000": "scoring", "8001": "ingest", "8002": "features", "8003": "trainer"}
@@ -39,12 +40,12 @@ class FakeServices:
         if service in self.down:
             raise httpx.ConnectError("connection refused", request=request)
         if request.headers.get("authorization") != "Bearer good-key":
-            return httpx.Response(401, json={"detail": {"field": "Authorization"}})
+            return problem_reply(401, "Authorization", "unknown API key")
         if request.url.path == "/v1/whoami":
             return httpx.Response(200, json={"tenant_id": self.tenant, "roles": list(self.roles)})
         answer = self.routes.get((service, request.method, request.url.path))
         if answer is None:
-            return httpx.Response(404, json={"detail": {"field": "path", "problem": "Not Found"}})
+            return problem_reply(404, "path", "Not Found")
         if callable(answer):
             return answer(request)
         if isinstance(answer, httpx.Response):

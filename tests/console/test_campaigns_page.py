@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.console.support import FakeServices, signed_in
+from tests.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v7",
@@ -217,10 +218,7 @@ def test_inputs_out_of_range_are_named_and_scoring_is_not_asked() -> None:
 
 
 def test_an_input_scoring_refuses_is_shown_in_place() -> None:
-    refused = httpx.Response(
-        422,
-        json={"detail": [{"field": "filters.segment", "problem": "no segment 'Gone'"}]},
-    )
+    refused = problem_reply(422, "filters.segment", "no segment 'Gone'")
     fake, _ = plan_fake(routes={("scoring", "POST", "/v1/campaigns/plan"): refused})
     response = signed_in(fake).get(
         "/campaigns/plan", params=INPUTS | {"segment": "Gone"}, headers=HTMX
@@ -242,9 +240,7 @@ def test_scoring_down_while_typing_is_a_message_in_place() -> None:
 
 
 def test_without_a_model_the_page_is_the_first_upload_state() -> None:
-    no_model = httpx.Response(
-        503, json={"detail": {"problem": "no champion model for this tenant yet: upload data"}}
-    )
+    no_model = problem_reply(503, None, "no champion model for this tenant yet: upload data")
     fake, _ = plan_fake(
         routes={
             ("scoring", "GET", "/v1/segments"): no_model,

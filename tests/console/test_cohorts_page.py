@@ -10,6 +10,7 @@ import re
 import httpx
 
 from tests.console.support import FakeServices, console, signed_in
+from tests.problems import problem_reply
 
 ROUTE = ("trainer", "GET", "/v1/cohorts")
 CSV_ROUTE = ("trainer", "GET", "/v1/cohorts.csv")
@@ -192,9 +193,7 @@ def test_the_csv_is_the_trainers_bytes_fetched_with_the_users_key() -> None:
 
 
 def test_a_csv_the_trainer_refuses_is_a_problem_page() -> None:
-    refused = httpx.Response(
-        422, json={"detail": [{"field": "query.to", "problem": "must not be before from"}]}
-    )
+    refused = problem_reply(422, "query.to", "must not be before from")
     page = signed_in(FakeServices(routes={CSV_ROUTE: refused})).get(
         "/cohorts.csv?from=2011-06-01&to=2011-01-01"
     )

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from tests.console.support import FakeServices, signed_in
+from tests.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v1",
@@ -152,8 +153,7 @@ def test_paging_follows_scorings_cursor_and_goes_back_through_the_cursors_before
 def test_a_stale_cursor_starts_the_list_again_with_a_notice() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         if "cursor" in request.url.params:
-            detail = [{"field": "cursor", "problem": "was issued for other filters"}]
-            return httpx.Response(422, json={"detail": detail})
+            return problem_reply(422, "cursor", "was issued for other filters")
         return httpx.Response(200, json=_listing("c1"))
 
     fake = _fake(listing=answer)
@@ -200,8 +200,7 @@ def test_a_churn_bound_that_is_not_a_percentage_is_explained_without_asking_scor
 
 
 def test_scorings_422_is_shown_next_to_the_list_in_the_forms_words() -> None:
-    detail = [{"field": "query.max_ltv", "problem": "10 is below min_ltv 100"}]
-    fake = _fake(listing=httpx.Response(422, json={"detail": detail}))
+    fake = _fake(listing=problem_reply(422, "query.max_ltv", "10 is below min_ltv 100"))
     page = signed_in(fake).get("/customers?min_ltv=100&max_ltv=10")
     assert page.status_code == 422
     assert "Predicted LTV to: 10 is below Predicted LTV from 100" in page.text
@@ -212,7 +211,7 @@ def test_an_empty_tenant_and_a_tenant_without_a_model_see_the_first_upload_step(
     fake = _fake(listing=_listing(), segments=empty)
     page = signed_in(fake).get("/customers")
     assert page.status_code == 200 and "Upload your first export" in page.text
-    no_model = httpx.Response(503, json={"detail": {"problem": "no champion model for 'other'"}})
+    no_model = problem_reply(503, None, "no champion model for 'other'")
     fake = _fake(segments=no_model)
     page = signed_in(fake).get("/customers")
     assert "Upload your first export" in page.text

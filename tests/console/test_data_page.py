@@ -15,6 +15,7 @@ from email.policy import HTTP
 import httpx
 
 from tests.console.support import FakeServices, csrf_token, signed_in
+from tests.problems import problem_reply
 
 CSV = (
     b"Bon;Artikel;Menge;Datum;Preis;Kunde;Land\n"
@@ -97,8 +98,7 @@ def _fields(request: httpx.Request) -> dict[str, bytes]:
 def _previewing(request: httpx.Request) -> httpx.Response:
     sent = _fields(request)
     if sent.get("timezone") == b"Mars/Olympus":
-        unknown = {"field": "timezone", "problem": "'Mars/Olympus' is not an IANA timezone"}
-        return httpx.Response(422, json={"detail": unknown})
+        return problem_reply(422, "timezone", "'Mars/Olympus' is not an IANA timezone")
     mapping = json.loads(sent["mapping"]) if "mapping" in sent else None
     return httpx.Response(200, json=_preview(mapping))
 
@@ -318,8 +318,8 @@ def test_save_as_default_puts_the_mapping_and_timezone() -> None:
 
 def test_a_refused_import_shows_the_reason_and_keeps_the_file() -> None:
     fake = _fake()
-    refused = {"detail": {"field": "unit_price", "problem": "missing unit_price"}}
-    fake.routes["ingest", "POST", "/v1/uploads"] = httpx.Response(422, json=refused)
+    refused = problem_reply(422, "unit_price", "missing unit_price", code="missing_column")
+    fake.routes["ingest", "POST", "/v1/uploads"] = refused
     client = signed_in(fake)
     location = _staged(client)
     form = {"csrf_token": csrf_token(client, location), **_mapping_form()}
@@ -395,8 +395,8 @@ def test_ingest_down_is_a_readable_page_and_keeps_no_file() -> None:
 
 def test_an_unreadable_file_is_ingests_reason() -> None:
     fake = _fake()
-    unknown = {"detail": {"code": "unknown_format", "field": "file", "problem": "not a table"}}
-    fake.routes["ingest", "POST", "/v1/uploads/preview"] = httpx.Response(415, json=unknown)
+    unknown = problem_reply(415, "file", "not a table", code="unknown_format")
+    fake.routes["ingest", "POST", "/v1/uploads/preview"] = unknown
     client = signed_in(fake)
     response = _send_file(client)
     assert response.status_code == 415 and "file: not a table" in response.text

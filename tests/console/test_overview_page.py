@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
 from tests.console.support import FakeServices, signed_in
+from tests.problems import problem_reply
 
 
 def _insights(customers: int = 384) -> dict:
@@ -149,9 +148,7 @@ def test_a_tenant_without_customers_is_asked_for_its_first_export() -> None:
 
 
 def test_a_tenant_without_a_model_is_asked_for_its_first_export() -> None:
-    no_model = httpx.Response(
-        503, json={"detail": {"problem": "no champion model for this tenant yet: train one"}}
-    )
+    no_model = problem_reply(503, None, "no champion model for this tenant yet: train one")
     fake = FakeServices(
         routes={
             ("scoring", "GET", "/v1/insights"): no_model,

@@ -10,6 +10,7 @@ import httpx
 
 from retention_console.pages.segments import POINTS
 from tests.console.support import FakeServices, console, signed_in
+from tests.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v7",
@@ -245,9 +246,7 @@ def test_other_dates_swap_only_the_migration_and_push_the_pages_address() -> Non
 
 
 def test_a_date_the_trainer_refuses_is_a_message_in_the_card() -> None:
-    refused = httpx.Response(
-        422, json={"detail": [{"field": "from", "problem": "must be before to (2011-12-09)"}]}
-    )
+    refused = problem_reply(422, "from", "must be before to (2011-12-09)")
     client = signed_in(_fake({MIGRATION_ROUTE: refused}))
     fragment = client.get(
         "/segments/migration", params={"from": "2011-12-30"}, headers={"HX-Request": "true"}
@@ -261,10 +260,7 @@ def test_a_date_the_trainer_refuses_is_a_message_in_the_card() -> None:
 
 
 def test_without_a_champion_at_the_trainer_the_rest_of_the_page_still_shows() -> None:
-    no_model = httpx.Response(
-        409,
-        json={"detail": {"field": "model", "problem": "no champion model yet; train one first"}},
-    )
+    no_model = problem_reply(409, "model", "no champion model yet; train one first")
     page = signed_in(_fake({MIGRATION_ROUTE: no_model})).get("/segments")
     assert page.status_code == 200
     assert "no champion model yet; train one first" in page.text
@@ -281,9 +277,7 @@ def test_a_stopped_trainer_is_a_message_in_the_card_not_a_broken_page() -> None:
 
 
 def test_a_new_tenant_gets_the_upload_empty_state() -> None:
-    no_champion = httpx.Response(
-        503, json={"detail": {"problem": "no champion model for this tenant yet: train one"}}
-    )
+    no_champion = problem_reply(503, None, "no champion model for this tenant yet: train one")
     fake = _fake({TABLE: no_champion, POINTS_ROUTE: no_champion})
     page = signed_in(fake).get("/segments")
     assert page.status_code == 200

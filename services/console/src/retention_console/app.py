@@ -33,6 +33,7 @@ from retention_console.staging import StagedFiles
 from retention_shared.config import Settings
 from retention_shared.limits import BodySizeLimit
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response
+from retention_shared.problems import PROBLEM_MEDIA_TYPE
 
 STATIC = Path(__file__).parent / "static"
 # Everything the pages load is served from here: no CDN, so the console works offline, and no
@@ -44,7 +45,6 @@ CONTENT_SECURITY_POLICY = (
 )
 # A sign-in or page form is small; only the upload form carries a file.
 FORM_BYTES = 1024 * 1024
-JSON = "application/json"
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -82,7 +82,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     ) -> Response:
         request.state.session = sessions.find(request.cookies.get(SESSION_COOKIE))
         response = await call_next(request)
-        if response.status_code == 413 and response.headers.get("content-type") == JSON:
+        if (
+            response.status_code == 413
+            and response.headers.get("content-type") == PROBLEM_MEDIA_TYPE
+        ):
             # The body size limit answered before any page could: a readable page instead.
             response = errors.too_large(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -51,18 +51,15 @@ class ApiError(Exception):
         return f"{self.service} answered {self.status}: {self.problem}"
 
     @property
+    def field_problem(self) -> tuple[str | None, str]:
+        """(the field at fault or None, the API's own words for what is wrong)."""
+        return field_problem(self.detail)
+
+    @property
     def problem(self) -> str:
-        """The API's own words for what is wrong, whatever shape its detail has."""
-        detail = self.detail
-        if isinstance(detail, dict) and "detail" in detail:
-            detail = detail["detail"]
-        if isinstance(detail, list) and detail:
-            detail = detail[0]
-        if isinstance(detail, dict):
-            field = detail.get("field")
-            problem = detail.get("problem") or detail.get("title") or str(detail)
-            return f"{field}: {problem}" if field and field != "Authorization" else str(problem)
-        return str(detail)
+        """The API's own words for what is wrong, naming the field unless it is the key."""
+        field, problem = self.field_problem
+        return f"{field}: {problem}" if field and field != "Authorization" else problem
 
 
 class Services:
@@ -155,10 +152,22 @@ def _body(response: httpx.Response) -> Any:
         return response.text[:500]
 
 
+def field_problem(body: Any) -> tuple[str | None, str]:
+    """(field, problem) of a service's error body: an RFC 9457 problem (retention_shared.problems)
+    names its first field at fault in `errors`, else says what is wrong in `detail`; a body of
+    another shape (a proxy's page) is shown as it came."""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            return first.get("field"), str(first.get("problem") or body.get("detail", ""))
+        if body.get("detail") or body.get("title"):
+            return None, str(body.get("detail") or body["title"])
+    return None, str(body)
+
+
 def _reason(response: httpx.Response) -> str:
     body = _body(response)
-    if isinstance(body, dict) and isinstance(body.get("detail"), dict):
-        problem = body["detail"].get("problem")
-        if problem:
-            return str(problem)
+    if isinstance(body, dict) and (body.get("errors") or body.get("detail")):
+        return field_problem(body)[1]
     return f"it answered {response.status_code}"

@@ -191,17 +191,8 @@ def _probability(percentage: str, label: str) -> str | None:
     return str((value / 100).normalize())
 
 
-def _problem_of(exc: ApiError) -> tuple[str | None, str]:
-    """(scoring's field, its problem) from a 422's detail."""
-    detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
-    first = detail[0] if isinstance(detail, list) and detail else detail
-    if isinstance(first, dict):
-        return first.get("field"), str(first.get("problem", ""))
-    return None, exc.problem
-
-
 def _filter_problem(exc: ApiError) -> str:
-    field_name, problem = _problem_of(exc)
+    field_name, problem = exc.field_problem
     label = FIELD_LABELS.get(field_name or "", field_name)
     # Name the other end of a range as the form does.
     problem = problem.replace("min_ltv", "Predicted LTV from")
@@ -220,7 +211,7 @@ async def customers_page(request: Request, session: CurrentSession, api: Api) ->
         try:
             listing = await _list_page(api, params, state)
         except ApiError as exc:
-            if exc.status != 422 or _problem_of(exc)[0] != "cursor":
+            if exc.status != 422 or exc.field_problem[0] != "cursor":
                 raise
             # A page link made for another filter, or before scoring restarted: start over.
             state = replace(state, cursor="", prev=())
