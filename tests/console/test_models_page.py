@@ -9,6 +9,7 @@ import re
 import httpx
 
 from tests.console.support import FakeServices, csrf_token, signed_in
+from tests.problems import problem_reply
 
 CARD = {
     "tenant_id": "default",
@@ -295,3 +296,33 @@ def test_one_service_down_leaves_the_other_parts() -> None:
     page = client.get("/models")
     assert "The scoring service is not answering" in page.text
     assert f'data-run="{PUBLISHED["run_id"]}"' in page.text
+
+
+def test_older_runs_are_a_page_away_with_the_trainers_cursor() -> None:
+    first = {"tenant_id": "default", "runs": [PUBLISHED], "next_cursor": "WyJydW5zIiw3XQ"}
+    older = {"tenant_id": "default", "runs": [SKIPPED], "next_cursor": None}
+    fake = models_fake(**{"trainer GET /v1/runs": first})
+    client = signed_in(fake)
+    page = client.get("/models").text
+    assert 'href="/models?runs_cursor=WyJydW5zIiw3XQ">Older runs' in page
+    assert f'data-run="{SKIPPED["run_id"]}"' not in page
+    fake.routes[("trainer", "GET", "/v1/runs")] = older
+    second = client.get("/models?runs_cursor=WyJydW5zIiw3XQ").text
+    sent = fake.requests_to("trainer", "/v1/runs")
+    assert sent[0].url.params.get("cursor") is None
+    assert sent[-1].url.params["cursor"] == "WyJydW5zIiw3XQ"
+    assert sent[-1].url.params["limit"] == "20"
+    assert f'data-run="{SKIPPED["run_id"]}"' in second and "Older runs, newest first" in second
+    assert '<a href="/models">Latest runs</a>' in second and "runs_cursor=" not in second
+    # Not a cursor the trainer could have issued: never sent on, the latest runs show instead.
+    client.get('/models?runs_cursor="><script>')
+    assert "cursor" not in fake.requests_to("trainer", "/v1/runs")[-1].url.params
+
+
+def test_a_cursor_the_trainer_refuses_says_the_page_is_gone() -> None:
+    refused = problem_reply(422, "cursor", "not a cursor this service issued")
+    page = signed_in(models_fake(**{"trainer GET /v1/runs": refused})).get(
+        "/models?runs_cursor=WyJydW5zIiw3XQ"
+    )
+    assert page.status_code == 200
+    assert "That page of older runs is gone" in page.text and "Version" in page.text
