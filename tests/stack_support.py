@@ -1,4 +1,4 @@
-"""Running the four services as real processes against the session's broker."""
+"""Running the services as real processes against the session's broker."""
 
 from __future__ import annotations
 
@@ -53,10 +53,15 @@ def running_stack(
 
 @contextmanager
 def stack_of_its_own(
-    kafka: EmbeddedBroker, work: Path, prefix: str, services: tuple[str, ...] = SERVICES
+    kafka: EmbeddedBroker,
+    work: Path,
+    prefix: str,
+    services: tuple[str, ...] = SERVICES,
+    **env: str,
 ) -> Iterator[Stack]:
     """`services` on the session broker with topics of a fresh prefix, their data, log and model
-    store under `work`, and no scheduled retraining (a test asks for runs itself)."""
+    store under `work`, and no scheduled retraining (a test asks for runs itself); `env` adds
+    to (or overrides) their environment."""
     settings = Settings(
         kafka_bootstrap=kafka.bootstrap,
         topic_prefix=f"{prefix}-{uuid.uuid4().hex[:6]}.",
@@ -67,8 +72,11 @@ def stack_of_its_own(
         settings,
         work / "stack.log",
         services=services,
-        BENTOML_HOME=str(work / "bentoml"),
-        RETENTION_RETRAIN_EVERY_HOURS="0",
+        **{
+            "BENTOML_HOME": str(work / "bentoml"),
+            "RETENTION_RETRAIN_EVERY_HOURS": "0",
+            **env,
+        },
     ) as stack:
         yield stack
 

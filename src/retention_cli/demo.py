@@ -32,6 +32,7 @@ from retention_cli.demo_report import AT_RISK_QUERY, SAMPLE_CAMPAIGN, print_repo
 from retention_cli.shutdown import Shutdown, handle_signals
 from retention_cli.stack import (
     SERVICES,
+    WEBHOOKS,
     WITH_CONSOLE,
     Stack,
     broker_storage_note,
@@ -141,7 +142,7 @@ def run_demo(
         services=WITH_CONSOLE,
         shutdown=shutdown or Shutdown(),
     )
-    urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in SERVICES}
+    urls = {name: f"http://127.0.0.1:{settings.port_of(name)}" for name in (*SERVICES, WEBHOOKS)}
     deadline = time.monotonic() + timeout
     keep_logs = False
     try:

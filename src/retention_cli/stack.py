@@ -1,4 +1,5 @@
-"""The local stack: the embedded broker, the four services and the console as supervised children.
+"""The local stack: the embedded broker, the four services, webhooks and the console as supervised
+children.
 
 Used by `retention up`, the demo and the end-to-end tests. Services start in the order data flows
 (ingest first) and stop in the same order, so nothing new enters while the rest drain; the broker
@@ -31,9 +32,12 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 
 SERVICES = ("ingest", "features", "trainer", "scoring")
+# Webhooks announce what scoring, the trainer and ingest publish: started after them.
+WEBHOOKS = "webhooks"
 # The web console talks only to the services' HTTP APIs; it starts after them.
 CONSOLE = "console"
-WITH_CONSOLE = (*SERVICES, CONSOLE)
+# Everything `retention up` and the demo start, in start (and stop) order.
+WITH_CONSOLE = (*SERVICES, WEBHOOKS, CONSOLE)
 SUPERVISE_EVERY = 0.25
 # Exits that were asked for (uvicorn re-raises SIGTERM/SIGINT after a graceful stop): on-failure
 # leaves such a service down; anything else (an error exit, SIGKILL, a segfault) is a crash.

@@ -111,14 +111,16 @@ def test_a_killed_broker_is_announced_and_started_again_with_its_topics(up: Runn
 def test_any_number_of_signals_stop_everything_and_free_the_ports(tmp_path: Path) -> None:
     with RunningUp(up_environment(tmp_path)) as up:
         children = list(up.children().values())
-        assert len(children) == 6
+        assert len(children) == 7
         for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGINT):
             up.process.send_signal(signum)
             time.sleep(0.3)
         up.process.wait(90)
         assert not still_alive(children, timeout=0)
         assert busy_ports(up.env) == []
-        assert "stopping: ingest, features, trainer, scoring, console, broker" in up.output
+        assert (
+            "stopping: ingest, features, trainer, scoring, webhooks, console, broker" in up.output
+        )
 
 
 def test_ctrl_c_twice_while_starting_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -136,7 +138,7 @@ def test_ctrl_c_twice_while_starting_leaves_nothing_behind(tmp_path: Path) -> No
 def test_children_die_with_a_killed_retention_up(tmp_path: Path) -> None:
     with RunningUp(up_environment(tmp_path)) as up:
         children = list(up.children().values())
-        assert len(children) == 6
+        assert len(children) == 7
         up.process.send_signal(signal.SIGKILL)
         up.process.wait(30)
         assert still_alive(children, timeout=30) == []

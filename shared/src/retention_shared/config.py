@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     features_port: int = 8002
     trainer_port: int = 8003
     console_port: int = 8004
+    webhooks_port: int = 8005
     broker_port: int = 9092
     # Where the embedded broker keeps its log: empty = in memory (lost when it restarts), or one
     # of Tansu's durable engines. S3 credentials from AWS_*, endpoint from s3_endpoint_url.
@@ -118,6 +119,9 @@ class Settings(BaseSettings):
     cutoff_every_days: int = Field(30, ge=1)
     min_training_customers: int = Field(200, ge=1)
     min_training_history_days: int = Field(180, ge=1)
+    # Earlier test origins (30 days apart) a run also evaluates, for the backtest's paired
+    # bootstrap intervals against the baselines (docs/trainer.md); 0 = the test cutoff alone.
+    trainer_rolling_origins: int = Field(3, ge=0, le=12)
 
     # Scoring.
     drift_check_minutes: float = Field(15.0, gt=0)
@@ -135,6 +139,22 @@ class Settings(BaseSettings):
     console_session_minutes: float = Field(480.0, gt=0, description="Idle time before sign-out.")
     console_cookie_secure: bool = Field(
         False, description="Send the session cookie over HTTPS only."
+    )
+
+    # Webhooks (docs/webhooks.md). Targets on private, loopback, link-local, ... addresses are
+    # refused unless inside one of these comma-separated networks (e.g. 127.0.0.1/32 for a
+    # receiver on this machine); checked on subscribing and again before every attempt.
+    webhooks_allowed_networks: str = Field(
+        "", description="CIDRs exempt from the private-address rule, e.g. '127.0.0.1/32'."
+    )
+    webhooks_max_attempts: int = Field(6, ge=1, description="Attempts before a delivery parks.")
+    # Full jitter: the wait before attempt n+1 is uniform in [0, min(max, base * 2**(n-1))].
+    webhooks_retry_base_seconds: float = Field(30.0, gt=0)
+    webhooks_retry_max_seconds: float = Field(3600.0, gt=0)
+    webhooks_timeout_seconds: float = Field(10.0, gt=0, description="One attempt's time limit.")
+    webhooks_max_concurrency: int = Field(32, ge=1, description="Attempts in flight at once.")
+    webhooks_max_per_subscription: int = Field(
+        4, ge=1, description="Attempts in flight to one subscription at once."
     )
 
     # /metrics: tenant label values as they are, hashed, or dropped (see docs/operations.md).
