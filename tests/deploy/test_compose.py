@@ -49,12 +49,15 @@ def test_kafka_runs_in_kraft_mode_and_topic_init_creates_every_topic(compose: di
     init = compose["services"]["topic-init"]
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
     script = init["entrypoint"][-1]
-    for spec in Topics.with_prefix("").specs():
-        assert spec.name in script, spec.name
-    compact = re.search(
-        r'--topic "\$\$\{PREFIX\}customer-features"[^\n]*\n[^\n]*cleanup\.policy=compact', script
-    )
-    assert compact, "customer-features must be created with cleanup.policy=compact"
+    # `create <topic> [--config key=value]...`: every declared topic, with the declaration's configs.
+    created = {
+        line.split()[1]: dict(re.findall(r"--config (\S+)=(\S+)", line))
+        for line in script.splitlines()
+        if line.strip().startswith("create ")
+    }
+    assert created == {spec.name: spec.configs for spec in Topics.with_prefix("").specs()}
+    assert created["customer-features"] == {"cleanup.policy": "compact"}
+    assert created["transactions"] == {"retention.ms": "-1"}, "replay needs history"
     assert "--partitions" in script and init["environment"]["PARTITIONS"].endswith(":-6}")
 
 

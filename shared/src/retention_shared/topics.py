@@ -1,23 +1,259 @@
-"""Topic names (with the configured prefix) and how each topic is created."""
+"""Every topic, declared once: its name, key, events, producers, consumers, cleanup and purpose.
+
+`TOPICS` is the one source of truth. `Topics` (the names with the configured prefix, which the
+services read as `ctx.topics.<name>`) and `Topics.specs()` (how each topic is created) derive from
+it, and so does the AsyncAPI document, `docs/asyncapi.yaml` (`retention_shared.asyncapi`). The
+deployments (deploy/k8s/base/topics.yaml, docker-compose's topic-init) are checked against it by
+tests/deploy.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
+
+from retention_shared.events import (
+    CustomerErased,
+    CustomerErasureRequested,
+    CustomerFeatures,
+    CustomerScore,
+    DriftDetected,
+    Event,
+    ModelPublished,
+    ModelRejected,
+    OrderEvent,
+    RejectedRecord,
+    RetrainRequested,
+    UploadCompleted,
+)
+
+DAY_MS = 24 * 60 * 60 * 1000
+FOREVER = -1  # retention.ms for a topic whose whole history is needed again
+
+# The services that publish or subscribe (console only calls the others' HTTP APIs), and the
+# parties outside Retention that do.
+SERVICES = ("ingest", "features", "trainer", "scoring")
+EXTERNAL = {
+    "upstream": "an order source outside Retention (shop, ERP, CDC pipeline)",
+    "crm": "a CRM or marketing tool subscribed to score changes",
+    "ops": "operators and their tools",
+}
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """What a topic's record keys hold (UTF-8 text), as integrators read it."""
+
+    name: str
+    description: str
+    pattern: str | None = None
+
+
+CUSTOMER_KEY = MessageKey(
+    "tenant:customer",
+    "`<tenant_id>:<customer_id>`: one customer's records stay on one partition, in order "
+    "(the tenant id holds no colon; the customer id may).",
+    r"^[^:]+:.+$",
+)
+TENANT_KEY = MessageKey(
+    "tenant", "`<tenant_id>`: one tenant's records stay on one partition, in order.", r"^[^:]+$"
+)
+SOURCE_KEY = MessageKey(
+    "source key", "The key of the record that was rejected, as it came (none for an upload row)."
+)
+ANY_KEY = MessageKey(
+    "any",
+    "Whatever the producer chooses; ingest does not read it. `<tenant_id>:<customer_id>` keeps a "
+    "customer's orders in order.",
+)
+
+# orders.raw carries no event model: each upstream sends its own JSON.
+RAW_ORDER_SCHEMA: dict[str, Any] = {
+    "title": "RawOrder",
+    "type": "object",
+    "additionalProperties": True,
+    "description": (
+        "One order as a JSON object, read with the tenant's saved column mapping, else as a "
+        "known public layout, else as the body of `POST /v1/orders` (ingest's OpenAPI). Ingest "
+        "cleans it like an upload row; what it cannot read goes to `transactions.rejected` with "
+        "a reason."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TopicDeclaration:
+    name: str  # without the configurable prefix
+    key: MessageKey
+    # The event models its values are (one topic may carry several, told apart by `event_type`);
+    # empty for a topic of raw JSON, described by `raw_schema`.
+    events: tuple[type[Event], ...]
+    producers: tuple[str, ...]  # SERVICES or EXTERNAL names
+    consumers: tuple[str, ...]
+    description: str
+    compacted: bool = False  # keep the latest record per key (cleanup.policy=compact)
+    retention_ms: int | None = None  # how long records are kept; None with compaction
+    # When a record with a null value is written (compacted topics: it deletes the key).
+    tombstone: str | None = None
+    raw_schema: dict[str, Any] | None = None
+    # Record headers its consumers read: name → meaning (all required).
+    headers: dict[str, str] | None = None
+
+    @property
+    def attr(self) -> str:
+        """The `Topics` attribute: `orders.raw` → `orders_raw`."""
+        return self.name.replace(".", "_").replace("-", "_")
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """Topic configs that every deployment sets (Strimzi, compose, the embedded broker)."""
+        configs = {"cleanup.policy": "compact"} if self.compacted else {}
+        if self.retention_ms is not None:
+            configs["retention.ms"] = str(self.retention_ms)
+        return configs
+
+
+TOPICS: tuple[TopicDeclaration, ...] = (
+    TopicDeclaration(
+        "orders.raw",
+        ANY_KEY,
+        (),
+        producers=("upstream",),
+        consumers=("ingest",),
+        description="Orders straight from upstream producers, canonical or in the tenant's columns.",
+        retention_ms=7 * DAY_MS,
+        raw_schema=RAW_ORDER_SCHEMA,
+        headers={"tenant": "The tenant the order belongs to; without it: `missing_tenant`."},
+    ),
+    TopicDeclaration(
+        "transactions",
+        CUSTOMER_KEY,
+        (OrderEvent,),
+        producers=("ingest",),
+        consumers=("features", "trainer"),
+        description=(
+            "Every clean order and cancellation, from HTTP, uploads and orders.raw alike. Kept "
+            "forever: features and the trainer's lake are rebuilt by replaying it."
+        ),
+        retention_ms=FOREVER,
+    ),
+    TopicDeclaration(
+        "transactions.rejected",
+        SOURCE_KEY,
+        (RejectedRecord,),
+        producers=("ingest", "features", "trainer", "scoring"),
+        consumers=("ops",),
+        description=(
+            "Inputs that could not become an order, and records a consumer could not read or "
+            "kept failing on (dead-lettered), each with its reasons."
+        ),
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicDeclaration(
+        "customer-features",
+        CUSTOMER_KEY,
+        (CustomerFeatures,),
+        producers=("features",),
+        consumers=("scoring",),
+        description="Each customer's latest feature vector, published when it changes.",
+        compacted=True,
+        tombstone="when the customer is erased",
+    ),
+    TopicDeclaration(
+        "customer-scores",
+        CUSTOMER_KEY,
+        (CustomerScore,),
+        producers=("scoring",),
+        # scoring reads it back: what was last announced per customer, and the score history.
+        consumers=("scoring", "crm"),
+        description=(
+            "A customer's score when their risk band, value tier or segment changes; `event_id` "
+            "is the same for a re-published announcement (drop duplicates by it)."
+        ),
+        compacted=True,
+        tombstone="when the customer is erased",
+    ),
+    TopicDeclaration(
+        "model-events",
+        TENANT_KEY,
+        (ModelPublished, ModelRejected),
+        producers=("trainer",),
+        # The trainer reads back what it last announced when it starts.
+        consumers=("scoring", "trainer"),
+        description="A tenant's new champion model, or a challenger that did not beat it.",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicDeclaration(
+        "drift-events",
+        TENANT_KEY,
+        (DriftDetected,),
+        producers=("scoring",),
+        consumers=("trainer",),
+        description="Live features moved away from the champion's training distributions.",
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicDeclaration(
+        "retrain-requests",
+        TENANT_KEY,
+        (RetrainRequested,),
+        producers=("ingest", "ops"),
+        consumers=("trainer",),
+        description="Ask the trainer to train a tenant's model (after an upload, or by hand).",
+        retention_ms=7 * DAY_MS,
+    ),
+    TopicDeclaration(
+        "customer-erasures",
+        CUSTOMER_KEY,
+        (CustomerErasureRequested,),
+        producers=("scoring",),
+        consumers=("ingest", "features", "trainer", "scoring"),
+        description=(
+            "An admin's request to forget a customer. Kept as long as transactions: a service "
+            "that lost its state reads every erasure again before a replay."
+        ),
+        retention_ms=FOREVER,
+    ),
+    TopicDeclaration(
+        "erasure-audit",
+        TENANT_KEY,
+        (CustomerErased,),
+        producers=("ingest", "features", "trainer", "scoring"),
+        consumers=("scoring",),
+        description="Each service's confirmation of an erasure: the audit trail, never a customer id.",
+        retention_ms=FOREVER,
+    ),
+    TopicDeclaration(
+        "upload-events",
+        TENANT_KEY,
+        (UploadCompleted,),
+        producers=("ingest",),
+        consumers=(),
+        description="An uploaded file was read to its end and its orders published.",
+        retention_ms=30 * DAY_MS,
+    ),
+)
 
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """A declared topic under its prefixed name: what creating it takes."""
+
     name: str
-    compacted: bool = False
+    declaration: TopicDeclaration
+
+    @property
+    def compacted(self) -> bool:
+        return self.declaration.compacted
 
     @property
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": "compact"} if self.compacted else {}
+        return self.declaration.configs
 
 
 @dataclass(frozen=True)
 class Topics:
-    """Every topic in ARCHITECTURE.md, "Events"; build with `Topics.with_prefix(settings.topic_prefix)`."""
+    """The name of every declared topic (`TOPICS`) with the configured prefix; build with
+    `Topics.with_prefix(settings.topic_prefix)`."""
 
     orders_raw: str
     transactions: str
@@ -33,25 +269,15 @@ class Topics:
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:
-        return cls(
-            orders_raw=f"{prefix}orders.raw",
-            transactions=f"{prefix}transactions",
-            transactions_rejected=f"{prefix}transactions.rejected",
-            customer_features=f"{prefix}customer-features",
-            customer_scores=f"{prefix}customer-scores",
-            model_events=f"{prefix}model-events",
-            drift_events=f"{prefix}drift-events",
-            retrain_requests=f"{prefix}retrain-requests",
-            customer_erasures=f"{prefix}customer-erasures",
-            erasure_audit=f"{prefix}erasure-audit",
-            upload_events=f"{prefix}upload-events",
-        )
+        return cls(**{topic.attr: f"{prefix}{topic.name}" for topic in TOPICS})
 
     def specs(self) -> list[TopicSpec]:
-        # customer-features and customer-scores hold the latest record per customer, so older ones
-        # may be compacted away — and an erased customer's tombstone removes them all.
-        compacted = {self.customer_features, self.customer_scores}
-        return [TopicSpec(name, compacted=(name in compacted)) for name in vars(self).values()]
+        """How to create every topic: its name here and the declaration's configs."""
+        return [TopicSpec(getattr(self, t.attr), t) for t in TOPICS]
+
+
+# The attributes are written out for readers and type checkers; they must be the declaration's.
+assert [f.name for f in fields(Topics)] == [t.attr for t in TOPICS], "Topics ≠ TOPICS"
 
 
 def customer_key(tenant_id: str, customer_id: str) -> bytes:
