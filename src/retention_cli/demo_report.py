@@ -11,7 +11,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from retention_cli.demo import DemoReport
 
-__all__ = ["AT_RISK_QUERY", "SAMPLE_CAMPAIGN", "print_report"]
+__all__ = ["AT_RISK_QUERY", "SAMPLE_CAMPAIGN", "print_model_card", "print_report"]
 
 # "High-value customers at risk", the list a CRM team exports first: high churn risk, ordered by
 # revenue at risk (churn probability x predicted LTV), so the most valuable come first.
@@ -51,7 +51,9 @@ def _metrics_table(title: str, section: dict[str, Any], names: tuple[str, ...]) 
     return table
 
 
-def _model_card(console: Console, card: dict[str, Any]) -> None:
+def print_model_card(console: Console, card: dict[str, Any]) -> None:
+    """The champion, its training window and drift, and its backtest against the baselines
+    (`GET /v1/model`); `retention model` prints the same card."""
     window = card["training_window"]
     console.rule("Model card")
     console.print(
@@ -136,7 +138,7 @@ def print_report(console: Console, report: DemoReport, log_path: Path) -> None:
         f"{streamed['rejected']:,} rejected by ingest's cleaning; "
         f"{streamed['customers']:,} customers."
     )
-    _model_card(console, report.model)
+    print_model_card(console, report.model)
     _segments(console, report.segments)
     _at_risk(console, report.at_risk, report.reasons)
     _campaign(console, SAMPLE_CAMPAIGN, report.campaign)
