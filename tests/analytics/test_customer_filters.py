@@ -1,4 +1,5 @@
-"""`GET /v1/customers` filtered by churn-probability and LTV ranges on the running stack.
+"""`GET /v1/customers` filtered by segments, churn-probability and LTV ranges on the running
+stack, as JSON and as CSV (`format=csv` or `Accept: text/csv`).
 
 The expected lists are the whole list (one page of every scored customer) filtered here in
 Python: a range keeps a customer exactly on its bounds, the order and the totals are the
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from retention_cli.demo_report import AT_RISK_QUERY
 from retention_cli.stack import Stack
+from tests.problems import first_problem
 from tests.stack_support import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
@@ -182,3 +187,89 @@ def test_a_campaign_plans_over_the_same_customers_the_list_filters(
     )
     assert refused.status_code == 422
     assert refused.json()["detail"][0]["field"] == "filters.max_churn"
+
+
+def _in_order(everyone: list[dict], keep: Callable[[dict], bool]) -> list[dict]:
+    return [row for row in everyone if keep(row)]
+
+
+def test_several_segments_match_any_and_page_with_a_cursor_of_the_set(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    present = list(dict.fromkeys(row["segment"] for row in everyone))
+    assert len(present) >= 3
+    two = present[:2]
+    want = _in_order(everyone, lambda row: row["segment"] in two)
+    # A comma list, the parameter repeated, and the names in the other order: one list.
+    for segment in (",".join(two), two, ",".join(reversed(two))):
+        body = listing(loaded_stack, limit=ALL, segment=segment).json()
+        assert body["customers"] == want and body["total"] == len(want), segment
+    seen, cursor, turn = [], None, 0
+    while True:
+        # Pages alternate between the spellings of the same set; the cursor carries on.
+        segment = ",".join(two) if turn % 2 == 0 else [two[1], two[0]]
+        page = listing(
+            loaded_stack, limit=25, segment=segment, **({"cursor": cursor} if cursor else {})
+        )
+        assert page.status_code == 200, page.text
+        seen += page.json()["customers"]
+        cursor, turn = page.json()["next_cursor"], turn + 1
+        if cursor is None:
+            break
+        last = cursor
+    assert turn > 2 and seen == want
+    # The cursor encodes the set: one segment fewer or more is another list.
+    for other in (two[0], ",".join(present[:3])):
+        moved = listing(loaded_stack, limit=25, segment=other, cursor=last)
+        assert moved.status_code == 422, moved.text
+        assert first_problem(moved)[0] == "cursor"
+    unknown = listing(loaded_stack, segment=f"{two[0]},No such segment")
+    assert unknown.status_code == 422, unknown.text
+    field, problem = first_problem(unknown)
+    assert field == "query.segment" and "'No such segment'" in problem
+
+
+def test_format_csv_is_an_attachment_named_for_the_tenant_and_day(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    params = {"limit": ALL, "risk_band": "high", "sort": "customer_id"}
+    before = datetime.now(UTC).date()
+    by_format = listing(loaded_stack, format="csv", **params)
+    days = {before, datetime.now(UTC).date()}  # the UTC day of the answer (midnight may pass)
+    assert by_format.status_code == 200, by_format.text
+    assert by_format.headers["content-type"].startswith("text/csv")
+    disposition = by_format.headers["content-disposition"]
+    assert disposition in {f'attachment; filename="customers-default-{d}.csv"' for d in days}
+    by_accept = csv_listing(loaded_stack, **params)
+    assert by_accept.content == by_format.content
+    assert by_accept.headers["content-disposition"] == disposition
+    rows = list(csv.DictReader(io.StringIO(by_format.text)))
+    want = sorted(r["customer_id"] for r in everyone if r["risk_band"] == "high")
+    assert [row["customer_id"] for row in rows] == want
+    assert by_format.headers["x-total-count"] == str(len(want))
+    # format=json wins over an Accept asking for CSV.
+    as_json = httpx.get(
+        f"{url(loaded_stack, 'scoring')}/v1/customers",
+        params=params | {"format": "json"},
+        headers=auth(READ_KEY) | {"Accept": "text/csv"},
+    )
+    assert as_json.headers["content-type"].startswith("application/json")
+    assert "content-disposition" not in as_json.headers
+    assert [r["customer_id"] for r in as_json.json()["customers"]] == want
+    refused = listing(loaded_stack, format="xlsx")
+    assert refused.status_code == 422 and first_problem(refused)[0] == "query.format"
+
+
+def test_the_readme_and_demo_high_value_at_risk_query_is_the_filtered_list(
+    loaded_stack: Stack, everyone: list[dict]
+) -> None:
+    body = listing(loaded_stack, **AT_RISK_QUERY).json()
+    want = _in_order(
+        everyone, lambda r: r["risk_band"] == "high" and r["value_tier"] in ("High", "VIP")
+    )
+    assert body["total"] == len(want) > 0
+    assert body["customers"] == want[: AT_RISK_QUERY["limit"]]
+    values = [row["revenue_at_risk"] for row in body["customers"]]
+    assert values == sorted(values, reverse=True)
+    # What the filter removes is there to remove: high-risk customers of lower predicted value.
+    assert any(r["risk_band"] == "high" and r["value_tier"] in ("Low", "Medium") for r in everyone)

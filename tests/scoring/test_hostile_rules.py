@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
 import pytest
 
 from retention_scoring.api.campaigns import CSV_COLUMNS, contacts_csv
+from retention_scoring.api.customers import csv_filename, list_csv
 from retention_scoring.lists import CursorError, Filters, SortKey, decode_cursor
 from retention_shared.campaigns import CampaignRequest, plan_campaign
 
@@ -40,6 +44,42 @@ def test_a_contact_list_keeps_formulas_as_text() -> None:
     assert lines[1].startswith("'=cmd|")
     assert lines[2].endswith(",'@SUM(A1),2.0")
     assert ",-1.5" in lines[1]  # numbers stay numbers
+
+
+FORMULA_STARTS = ("=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1+2", "\r=1+2")
+
+
+def test_a_customer_list_csv_keeps_every_formula_start_as_text() -> None:
+    # Ids reaching scoring are printable (no tab or CR), segments and actions are the model's:
+    # the list's CSV is still safe on its own for every start a spreadsheet would evaluate.
+    n = len(FORMULA_STARTS)
+    page = pl.DataFrame(
+        {
+            "customer_id": list(FORMULA_STARTS),
+            "churn_probability": [0.9] * n,
+            "risk_band": ["high"] * n,
+            "predicted_ltv": [-0.0] + [10.5] * (n - 1),
+            "ltv_low": [1.0] * n,
+            "ltv_high": [20.0] * n,
+            "value_tier": ["VIP"] * n,
+            "segment": list(reversed(FORMULA_STARTS)),
+            "action": ['=HYPERLINK("http://x","y")'] * n,
+            "revenue_at_risk": [-1.5] * n,
+            "features_as_of": [datetime(2011, 12, 9, tzinfo=UTC)] * n,
+        }
+    )
+    rows = list(csv.DictReader(io.StringIO(list_csv(page), newline="")))
+    assert [row["customer_id"] for row in rows] == ["'" + start for start in FORMULA_STARTS]
+    assert [row["segment"] for row in rows] == ["'" + s for s in reversed(FORMULA_STARTS)]
+    assert all(row["action"].startswith("'=HYPERLINK") for row in rows)
+    assert rows[0]["revenue_at_risk"] == "-1.5" and rows[0]["predicted_ltv"] == "-0.0"
+    assert rows[0]["features_as_of"] == "2011-12-09T00:00:00+00:00"
+
+
+def test_a_list_csv_file_name_keeps_only_safe_characters_of_the_tenant() -> None:
+    day = date(2024, 5, 1)
+    assert csv_filename("default", day) == "customers-default-2024-05-01.csv"
+    assert csv_filename('a"b/../c\\d é', day) == "customers-a_b_.._c_d__-2024-05-01.csv"
 
 
 def _forged(value: object, sort: SortKey = SortKey.REVENUE_AT_RISK) -> str:

@@ -86,7 +86,7 @@ def _scores(n: int) -> pl.DataFrame:
 @pytest.mark.parametrize("sort", list(SortKey))
 def test_cursor_pages_cover_the_list_once_in_order(sort: SortKey) -> None:
     scores = _scores(100)
-    filters = Filters(segment="A")
+    filters = Filters(segments=("A",))
     pages, after = [], None
     while True:
         query = ListQuery(filters, sort=sort, limit=7, after=after)
@@ -121,11 +121,11 @@ def test_a_page_is_stable_when_other_scores_change() -> None:
 
 
 def test_cursors_are_tied_to_their_query() -> None:
-    query = ListQuery(Filters(segment="A"), limit=5)
+    query = ListQuery(Filters(segments=("A",)), limit=5)
     cursor = encode_cursor((0.5, "c001"), query)
-    assert decode_cursor(cursor, Filters(segment="A"), SortKey.REVENUE_AT_RISK) == (0.5, "c001")
+    assert decode_cursor(cursor, Filters(segments=("A",)), SortKey.REVENUE_AT_RISK) == (0.5, "c001")
     with pytest.raises(CursorError):
-        decode_cursor(cursor, Filters(segment="B"), SortKey.REVENUE_AT_RISK)
+        decode_cursor(cursor, Filters(segments=("B",)), SortKey.REVENUE_AT_RISK)
     with pytest.raises(CursorError):
         decode_cursor("not-a-cursor", Filters(), SortKey.REVENUE_AT_RISK)
 
@@ -162,5 +162,28 @@ def test_cursors_are_tied_to_their_ranges() -> None:
     cursor = encode_cursor((0.5, "c001"), query)
     assert decode_cursor(cursor, Filters(max_churn=0.5), SortKey.REVENUE_AT_RISK) == (0.5, "c001")
     for other in (Filters(), Filters(max_churn=0.6), Filters(min_churn=0.5), Filters(max_ltv=0.5)):
+        with pytest.raises(CursorError):
+            decode_cursor(cursor, other, SortKey.REVENUE_AT_RISK)
+
+
+def test_several_segments_match_any_of_them_and_their_cursor_keeps_the_set() -> None:
+    scores = _scores(90).with_columns(segment=pl.Series(["A", "B", "C"] * 30))
+    filters = Filters(segments=("C", "A"))
+    pages, after = [], None
+    while True:
+        query = ListQuery(filters, limit=7, after=after)
+        page = list_page(scores, query)
+        pages.extend(page.rows["customer_id"].to_list())
+        if page.next_after is None:
+            break
+        # The same set in another order is the same list: its cursor carries on.
+        cursor = encode_cursor(page.next_after, query)
+        after = decode_cursor(cursor, Filters(segments=("A", "C")), SortKey.REVENUE_AT_RISK)
+    want = scores.filter(pl.col("segment").is_in(["A", "C"])).sort(
+        ["revenue_at_risk", "customer_id"], descending=[True, False]
+    )
+    assert pages == want["customer_id"].to_list() and len(pages) == 60
+    cursor = encode_cursor((0.5, "c001"), ListQuery(filters, limit=7))
+    for other in (Filters(), Filters(segments=("A",)), Filters(segments=("A", "B", "C"))):
         with pytest.raises(CursorError):
             decode_cursor(cursor, other, SortKey.REVENUE_AT_RISK)

@@ -167,6 +167,13 @@ def test_csv_exports_neutralize_formulas_and_keep_numbers(
         headers=AUTH | {"Accept": "text/csv"},
     )
     assert response.status_code == 200, response.text
+    # `format=csv` is the same export (a spreadsheet user's download link).
+    by_format = client.get(
+        f"{service.base}/v1/customers",
+        params={"limit": 10000, "sort": "customer_id", "format": "csv"},
+        headers=AUTH,
+    )
+    assert by_format.content == response.content
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == service.expected.height
     ids = {row["customer_id"] for row in rows}

@@ -13,6 +13,7 @@ from retention_cli.stack import Stack
 from retention_shared.cursors import encode_cursor
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.conftest import isolated_settings
+from tests.problems import first_problem
 from tests.stack_support import auth, running_stack, url
 
 pytestmark = pytest.mark.slow
@@ -75,4 +76,4 @@ def test_pages_of_runs_joined_are_the_whole_list_newest_first(trainer: Stack) ->
 def test_a_cursor_not_of_this_list_is_a_422_naming_it(trainer: Stack, cursor: str) -> None:
     response = _runs(trainer, cursor=cursor)
     assert response.status_code == 422, response.text
-    assert "cursor" in response.text
+    assert first_problem(response)[0] == "cursor"

@@ -48,8 +48,8 @@ class CursorError(ValueError):
 
 @dataclass(frozen=True)
 class Filters:
-    segment: str | None = None
-    # Any of these bands and tiers (None: all).
+    # Any of these segments, bands and tiers (None: all).
+    segments: tuple[str, ...] | None = None
     risk_bands: tuple[str, ...] | None = None
     value_tiers: tuple[str, ...] | None = None
     # Closed ranges: a bound matches the customer exactly on it (None: unbounded).
@@ -59,11 +59,13 @@ class Filters:
     max_churn: float | None = None
 
     def fingerprint(self, sort: SortKey) -> str:
+        """What a cursor carries of its query: `segment=A,B` and `B,A` are one list, so sets
+        are sorted; any other segment, band, tier, bound or sort makes another fingerprint."""
         text = json.dumps(
             [
-                self.segment,
-                self.risk_bands,
-                self.value_tiers,
+                _sorted(self.segments),
+                _sorted(self.risk_bands),
+                _sorted(self.value_tiers),
                 self.min_ltv,
                 self.max_ltv,
                 self.min_churn,
@@ -72,6 +74,10 @@ class Filters:
             ]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _sorted(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else sorted(values)
 
 
 def range_problems(filters: Filters) -> list[tuple[str, str]]:
@@ -104,8 +110,8 @@ class ListPage:
 
 def filter_scores(scores: pl.DataFrame, filters: Filters) -> pl.DataFrame:
     conditions = []
-    if filters.segment is not None:
-        conditions.append(pl.col("segment") == filters.segment)
+    if filters.segments is not None:
+        conditions.append(pl.col("segment").is_in(filters.segments))
     if filters.risk_bands is not None:
         conditions.append(pl.col("risk_band").is_in(filters.risk_bands))
     if filters.value_tiers is not None:

@@ -144,7 +144,7 @@ async def plan(
     population = await population_of(state, caller.tenant_id)
     f = body.filters
     filters = Filters(
-        segment=f.segment,
+        segments=None if f.segment is None else (f.segment,),
         risk_bands=_values(f.risk_band),
         value_tiers=_values(f.value_tier),
         min_ltv=f.min_ltv,

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
-from datetime import datetime
-from typing import Annotated
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
 import numpy as np
 import polars as pl
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring import metrics
 from retention_scoring.api.deps import (
+    LIST_ERRORS,
     State,
     champion_of,
-    check_segment,
     not_found,
     population_of,
+    segments_of,
     unprocessable,
 )
 from retention_scoring.api.inputs import choices, wants_csv
@@ -113,32 +117,111 @@ async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> 
     return score_view(row, explanation, champion.version, champion.bundle.ltv.horizon_days)
 
 
+class ListedCustomer(BaseModel):
+    """One customer of a list: the score without its reasons (`/score` has those)."""
+
+    customer_id: str
+    churn_probability: float = Field(description="Probability of no order in the horizon.")
+    risk_band: RiskBand
+    predicted_ltv: float = Field(description="Predicted spend over the LTV horizon.")
+    ltv_low: float = Field(description="10% quantile of the predicted LTV.")
+    ltv_high: float = Field(description="90% quantile of the predicted LTV.")
+    value_tier: ValueTier
+    segment: str
+    action: str = Field(description="The segment's recommended action.")
+    revenue_at_risk: float = Field(description="churn_probability × predicted_ltv.")
+    features_as_of: datetime = Field(description="The tenant clock the features were moved to.")
+
+
+_LISTED_EXAMPLE = {
+    "customer_id": "14646",
+    "churn_probability": 0.71,
+    "risk_band": "high",
+    "predicted_ltv": 2480.5,
+    "ltv_low": 1210.0,
+    "ltv_high": 3975.2,
+    "value_tier": "VIP",
+    "segment": "At risk",
+    "action": "Reach out personally with a tailored win-back offer now.",
+    "revenue_at_risk": 1761.16,
+    "features_as_of": "2011-12-09T12:50:00+00:00",
+}
+
+
 class CustomerList(BaseModel):
-    customers: list[dict]
-    total: int
-    next_cursor: str | None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customers": [_LISTED_EXAMPLE],
+                    "total": 112,
+                    "next_cursor": "eyJ2IjogMTc2MS4xNiwgImMiOiAiMTQ2NDYiLCAicSI6ICI1ZTk2In0",
+                    "model_version": "retention-default:kx3b2bq7ownflzaf",
+                }
+            ]
+        }
+    )
+
+    customers: list[ListedCustomer]
+    total: int = Field(description="Customers matching the filters, over all pages.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters and sort) for the next page; null "
+        "on the last page."
+    )
     model_version: str
 
 
-def _list_query(
-    segment: str | None,
-    risk_band: list[str] | None,
-    value_tier: list[str] | None,
-    ranges: dict[str, float | None],
-    sort: SortKey,
-    limit: int,
-    cursor: str | None,
-) -> ListQuery:
+class ListFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+_CSV_EXAMPLE = (
+    ",".join(LIST_COLUMNS)
+    + "\n14646,0.71,high,2480.5,1210.0,3975.2,VIP,At risk,"
+    + "Reach out personally with a tailored win-back offer now.,1761.16,2011-12-09T12:50:00+00:00\n"
+)
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": CustomerList,
+        "description": "A page of the list: JSON, or CSV (`format=csv` or `Accept: text/csv`) "
+        "with the same columns as a customer of the JSON, a header row on every page.",
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}},
+        "headers": {
+            "X-Total-Count": {
+                "description": "CSV only: customers matching the filters, over all pages.",
+                "schema": {"type": "integer"},
+            },
+            "X-Next-Cursor": {
+                "description": "CSV only: the `cursor` of the next page; absent on the last.",
+                "schema": {"type": "string"},
+            },
+            "Content-Disposition": {
+                "description": 'CSV only: `attachment; filename="customers-<tenant>-<date>.csv"`.',
+                "schema": {"type": "string"},
+            },
+        },
+    },
+    **LIST_ERRORS,
+}
+
+
+def _filters(
+    risk_band: list[str] | None, value_tier: list[str] | None, ranges: dict[str, float | None]
+) -> Filters:
     bands = choices(risk_band, RiskBand, "query.risk_band")
     tiers = choices(value_tier, ValueTier, "query.value_tier")
     filters = Filters(
-        segment=segment,
         risk_bands=tuple(b.value for b in bands) if bands else None,
         value_tiers=tuple(t.value for t in tiers) if tiers else None,
         **ranges,
     )
     for field, problem in range_problems(filters):
         raise unprocessable(f"query.{field}", problem)
+    return filters
+
+
+def _list_query(filters: Filters, sort: SortKey, limit: int, cursor: str | None) -> ListQuery:
     after = None
     if cursor is not None:
         try:
@@ -148,17 +231,37 @@ def _list_query(
     return ListQuery(filters=filters, sort=sort, limit=limit, after=after)
 
 
-@router.get("/customers", response_model=None)
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def csv_filename(tenant_id: str, day: date) -> str:
+    """`customers-<tenant>-<date>.csv`; a tenant id may hold anything printable (quotes, `/`,
+    non-ASCII), none of which may reach a header or a file name, so those become `_`."""
+    return f"customers-{_UNSAFE_IN_FILENAME.sub('_', tenant_id)}-{day.isoformat()}.csv"
+
+
+# The JSON schema through `responses` rather than `response_model`: the page is built as a
+# `CustomerList` already, and FastAPI would validate its thousands of rows a second time.
+@router.get("/customers", response_model=None, responses=_LIST_RESPONSES)
 async def customer_list(
     request: Request,
     caller: ReadCaller,
     state: State,
-    segment: Annotated[str | None, Query(max_length=256)] = None,
+    segment: Annotated[
+        list[str] | None,
+        Query(
+            description="One or more segments: `At risk`, `At risk,Champions`, or the "
+            "parameter repeated. A value that is a whole segment name is not split.",
+            examples=["At risk,Champions"],
+        ),
+    ] = None,
     risk_band: Annotated[
-        list[str] | None, Query(description="One or more bands: `high`, `high,medium`.")
+        list[str] | None,
+        Query(description="One or more bands: `high`, `high,medium`.", examples=["high"]),
     ] = None,
     value_tier: Annotated[
-        list[str] | None, Query(description="One or more tiers: `VIP`, `High,VIP`.")
+        list[str] | None,
+        Query(description="One or more tiers: `VIP`, `High,VIP`.", examples=["High,VIP"]),
     ] = None,
     min_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     max_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
@@ -166,14 +269,25 @@ async def customer_list(
     max_churn: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     sort: SortKey = SortKey.REVENUE_AT_RISK,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
-    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
+    ] = None,
+    list_format: Annotated[
+        ListFormat | None,
+        Query(
+            alias="format",
+            description="`csv` or `json`; without it, `Accept: text/csv` asks for CSV.",
+        ),
+    ] = None,
 ) -> CustomerList | Response:
-    """Customers matching the filters, best first by `sort`; JSON, or CSV with `Accept: text/csv`.
+    """Customers matching the filters, best first by `sort`; JSON, or CSV with `format=csv` or
+    `Accept: text/csv` (as an attachment named `customers-<tenant>-<date>.csv`).
 
-    `risk_band` and `value_tier` take one value, a comma list or repeated parameters (any of
-    them matches). `min_ltv`/`max_ltv` and `min_churn`/`max_churn` bound the predicted LTV and
-    the churn probability, both ends included. The next page: the same query with `cursor` =
-    the previous answer's `next_cursor` (in CSV, the `X-Next-Cursor` header).
+    `segment`, `risk_band` and `value_tier` take one value, a comma list or repeated
+    parameters (any of them matches). `min_ltv`/`max_ltv` and `min_churn`/`max_churn` bound the
+    predicted LTV and the churn probability, both ends included. The next page: the same query
+    with `cursor` = the previous answer's `next_cursor` (in CSV, the `X-Next-Cursor` header); a
+    cursor belongs to its filters and sort, and is refused with any other.
     """
     ranges = {
         "min_ltv": min_ltv,
@@ -181,9 +295,11 @@ async def customer_list(
         "min_churn": min_churn,
         "max_churn": max_churn,
     }
-    query = _list_query(segment, risk_band, value_tier, ranges, sort, limit, cursor)
+    filters = _filters(risk_band, value_tier, ranges)
     champion = champion_of(state, caller.tenant_id)
-    check_segment(champion, segment, "query.segment")
+    # Segment names are the model's: known only once there is one.
+    segments = segments_of(champion, segment, "query.segment")
+    query = _list_query(replace(filters, segments=segments), sort, limit, cursor)
     population = await population_of(state, caller.tenant_id)
     if population is None:
         page_rows, total, next_cursor = [], 0, None
@@ -194,20 +310,26 @@ async def customer_list(
         page_rows, total = frame.to_dicts(), page.total
         next_cursor = encode_cursor(page.next_after, query) if page.next_after else None
         champion = population.champion
-    if wants_csv(request):
-        headers = {"X-Total-Count": str(total)}
+    csv_asked = list_format is ListFormat.CSV or (list_format is None and wants_csv(request))
+    if csv_asked:
+        filename = csv_filename(caller.tenant_id, datetime.now(UTC).date())
+        headers = {
+            "X-Total-Count": str(total),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        }
         if next_cursor:
             headers["X-Next-Cursor"] = next_cursor
-        return Response(_csv(frame), media_type="text/csv; charset=utf-8", headers=headers)
+        return Response(list_csv(frame), media_type="text/csv; charset=utf-8", headers=headers)
     return CustomerList(
-        customers=page_rows,
+        customers=[ListedCustomer(**row) for row in page_rows],
         total=total,
         next_cursor=next_cursor,
         model_version=champion.version,
     )
 
 
-def _csv(frame: pl.DataFrame | None) -> str:
+def list_csv(frame: pl.DataFrame | None) -> str:
+    """A page of the list as CSV, a header row first (also for an empty page)."""
     if frame is None:
         return ",".join(LIST_COLUMNS) + "\n"
     buffer = io.StringIO()

@@ -9,8 +9,14 @@ from fastapi import Depends, HTTPException, Request, status
 from retention_scoring.champions import Champion
 from retention_scoring.population import Population
 from retention_scoring.state import ScoringState, ScoringUnavailable
+from retention_shared.problems import problem_responses
 
 RETRY_AFTER_SECONDS = "30"
+
+# The problems the routes answer, for their OpenAPI `responses`: every route takes a `read` key
+# (401 without a known key, 403 without the role) and needs the tenant's champion (503).
+LIST_ERRORS = problem_responses(401, 403, 422, 503)
+CUSTOMER_ERRORS = problem_responses(401, 403, 404, 422, 503)
 
 
 async def get_state(request: Request) -> ScoringState:
@@ -50,6 +56,33 @@ def check_segment(champion: Champion, segment: str | None, field: str) -> None:
     if segment is not None and segment not in names:
         known = ", ".join(repr(name) for name in names)
         raise unprocessable(field, f"no segment {segment!r}; this model's segments: {known}")
+
+
+MAX_SEGMENT_NAME = 256
+
+
+def segments_of(champion: Champion, values: list[str] | None, field: str) -> tuple[str, ...] | None:
+    """The segments `segment=` names (any of them matches; None: all), each known to the
+    tenant's model, else a 422 naming `field`.
+
+    A value is a segment name or a comma list of them (`At risk,Champions`). A value that is
+    itself a segment name is taken whole before it is split, so a name holding a comma still
+    works sent alone; no persona name has one today.
+    """
+    if values is None:
+        return None
+    names = champion.bundle.segmenter.names
+    chosen: list[str] = []
+    for value in values:
+        parts = [value] if value in names else [part.strip() for part in value.split(",")]
+        if not all(parts):
+            raise unprocessable(field, "an empty entry; name one or more segments")
+        chosen.extend(parts)
+    for name in chosen:
+        if len(name) > MAX_SEGMENT_NAME:  # not echoed back: it could be the whole query string
+            raise unprocessable(field, f"a segment name is at most {MAX_SEGMENT_NAME} characters")
+        check_segment(champion, name, field)
+    return tuple(dict.fromkeys(chosen))
 
 
 def champion_of(state: ScoringState, tenant_id: str) -> Champion:
