@@ -16,12 +16,23 @@ REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = {"scoring": 8000, "ingest": 8001, "features": 8002, "trainer": 8003, "console": 8004}
+SERVICES = {
+    "scoring": 8000,
+    "ingest": 8001,
+    "features": 8002,
+    "trainer": 8003,
+    "console": 8004,
+    "webhooks": 8005,
+}
 # The web console is the one service without a broker, a data dir, a model store or API keys of
 # its own (it asks the services' GET /v1/whoami whose key a user signed in with); the tests hold
 # it to that where they check those of the others.
 CONSOLE = "console"
-BACKENDS = {name: port for name, port in SERVICES.items() if name != CONSOLE}
+# Webhooks keep a data dir (subscriptions, delivery log) but no model store, and reach the
+# internet (subscribers' URLs); the console does not call them.
+WEBHOOKS = "webhooks"
+# The services the console calls.
+BACKENDS = {name: port for name, port in SERVICES.items() if name not in (CONSOLE, WEBHOOKS)}
 # Oldest Kubernetes minor the manifests target; also validated against the newest shipped.
 KUBERNETES_VERSION = "1.31.0"
 CRD_FILES = {

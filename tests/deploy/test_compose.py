@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from retention_shared.topics import Topics
-from tests.deploy.support import BACKENDS, CONSOLE, REPO, SCHEMAS, SERVICES, load_yaml
+from tests.deploy.support import BACKENDS, CONSOLE, REPO, SCHEMAS, SERVICES, WEBHOOKS, load_yaml
 
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -79,8 +79,8 @@ def test_every_service_builds_from_its_dockerfile_and_runs_locked_down(compose: 
         assert service["deploy"]["resources"]["limits"]["memory"]
 
 
-def test_the_four_services_get_the_broker_and_the_secrets_from_env(compose: dict) -> None:
-    for name in BACKENDS:
+def test_the_broker_services_get_the_broker_and_the_secrets_from_env(compose: dict) -> None:
+    for name in (*BACKENDS, WEBHOOKS):
         service = compose["services"][name]
         env = service["environment"]
         assert env["RETENTION_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
@@ -126,6 +126,7 @@ def test_state_lives_in_named_volumes(compose: dict) -> None:
     assert "trainer-data:/data" in services["trainer"]["volumes"]
     assert "models:/data/bentoml" in services["trainer"]["volumes"]
     assert "models:/data/bentoml" in services["scoring"]["volumes"]
+    assert services[WEBHOOKS]["volumes"] == ["webhooks-data:/data"], "secrets and log kept"
 
 
 def test_trainer_uses_minio_for_the_lake(compose: dict) -> None:

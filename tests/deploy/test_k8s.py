@@ -21,6 +21,7 @@ from tests.deploy.support import (
     OVERLAYS,
     REPO,
     SERVICES,
+    WEBHOOKS,
     by_kind,
     crd_errors,
     is_custom_resource,
@@ -101,6 +102,7 @@ def test_workloads_are_the_services_with_features_as_statefulset(overlay: str) -
         "scoring": "Deployment",
         "features": "StatefulSet",
         "console": "Deployment",
+        "webhooks": "Deployment",
     }
     features = workloads(overlay)["features"]
     claims = features["spec"]["volumeClaimTemplates"]
@@ -243,6 +245,9 @@ def test_network_policies_allow_only_what_each_service_needs(overlay: str) -> No
         expected = {(53, "UDP"), (53, "TCP"), (9092, "TCP")}
         if name == "trainer":
             expected.add((443, "TCP"))  # S3
+        if name == WEBHOOKS:
+            expected |= {(443, "TCP"), (80, "TCP")}  # subscribers' URLs
+            _public_only(spec)
         assert egress_ports == expected, name
         kafka_rule = next(r for r in spec["egress"] if r["ports"][0]["port"] == 9092)
         assert kafka_rule["to"] == [
@@ -252,6 +257,18 @@ def test_network_policies_allow_only_what_each_service_needs(overlay: str) -> No
                 }
             }
         ]
+
+
+def _public_only(spec: dict) -> None:
+    """Webhooks' HTTP(S) egress leaves out the private, loopback and link-local ranges (the
+    service refuses them itself too), so a subscriber URL cannot reach the cluster."""
+    web = [r for r in spec["egress"] if {p["port"] for p in r["ports"]} == {80, 443}]
+    (rule,) = web
+    excluded = {cidr for peer in rule["to"] for cidr in peer["ipBlock"].get("except", [])}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8"} <= (
+        excluded
+    )
+    assert {"fc00::/7", "fe80::/10", "::1/128"} <= excluded
 
 
 def test_console_network_policy(overlay: str) -> None:
@@ -307,12 +324,12 @@ def console_paths() -> set[str]:
     return {re.sub(r"\{[^}]+\}", "x", route.path) for route in routes}
 
 
-def test_prod_ingress_serves_console_ingest_and_scoring_over_tls(overlay: str) -> None:
+def test_prod_ingress_serves_console_ingest_scoring_and_webhooks_over_tls(overlay: str) -> None:
     ingresses = by_kind(rendered(overlay), "Ingress")
     if overlay == "dev":
         assert not ingresses, "dev is reached with kubectl port-forward"
         return
-    assert set(ingresses) == {CONSOLE, "ingest", "scoring"}
+    assert set(ingresses) == {CONSOLE, "ingest", "scoring", WEBHOOKS}
     services = by_kind(rendered(overlay), "Service")
     policies = by_kind(rendered(overlay), "NetworkPolicy")
     hosts = set()
@@ -335,7 +352,7 @@ def test_prod_ingress_serves_console_ingest_and_scoring_over_tls(overlay: str) -
             assert not routed(ops, rules), f"{name}{ops} must stay inside the cluster"
         if name != CONSOLE:
             assert [(path, kind) for _, path, kind, _ in rules] == [("/v1", "Prefix")]
-    assert len(hosts) == 3
+    assert len(hosts) == 4
 
 
 def test_prod_ingress_routes_every_console_page(overlay: str) -> None:
@@ -409,8 +426,9 @@ def test_one_kafka_topic_per_architecture_topic(overlay: str) -> None:
 def test_replicas_per_overlay(overlay: str) -> None:
     replicas = {name: w["spec"]["replicas"] for name, w in workloads(overlay).items()}
     hpas = by_kind(rendered(overlay), "HorizontalPodAutoscaler")
-    assert replicas["trainer"] == 1
-    assert workloads(overlay)["trainer"]["spec"]["strategy"] == {"type": "Recreate"}
+    for single in ("trainer", WEBHOOKS):  # one ReadWriteOnce volume each
+        assert replicas[single] == 1
+        assert workloads(overlay)[single]["spec"]["strategy"] == {"type": "Recreate"}
     if overlay == "dev":
         assert set(replicas.values()) == {1}
         assert all(h["spec"]["minReplicas"] == 1 for h in hpas.values())
