@@ -3,7 +3,9 @@
 A bounded number of generated requests per operation — valid ones and ones that break the
 schema — with an admin key of a tenant that has customers and a champion; none may answer a
 server error. 503 is allowed only where it is the honest answer and says to retry (ingest when
-the broker does not confirm in time).
+the broker does not confirm in time). Every error answer, 4xx or 5xx, must be an RFC 9457 problem:
+`application/problem+json` conforming to `Problem`, its `status` the HTTP status and `title` the
+status' phrase (tests/problems.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +24,7 @@ from retention_cli.stack import Stack
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.conftest import isolated_settings
+from tests.problems import problem_of
 from tests.scoring_service.support import feature_events, serve_champion, train_bundle
 from tests.stack_support import auth, running_stack, url
 from tests.uci_orders import TEST_DATA, load_orders
@@ -57,8 +61,9 @@ FUZZ = settings(
 )
 
 
-def server_errors(stack: Stack, service: str) -> list[str]:
-    """Every generated request per operation of `service` that answered a server error."""
+def bad_answers(stack: Stack, service: str) -> list[str]:
+    """Every generated request per operation of `service` that answered a server error, or an
+    error that is not a problem."""
     base = url(stack, service)
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     found: list[str] = []
@@ -74,20 +79,38 @@ def server_errors(stack: Stack, service: str) -> list[str]:
         @given(case=cases)
         @FUZZ
         def call(case: schemathesis.Case) -> None:
-            response = case.call(base_url=base, headers=auth(), timeout=30)
+            response = _as_httpx(case.call(base_url=base, headers=auth(), timeout=30))
             status = response.status_code
             honest_503 = status == 503 and response.headers.get("Retry-After")
+            shown = f"{case.method} {case.formatted_path} {case.query or ''} -> {status}"
             if status >= 500 and not honest_503:
-                found.append(
-                    f"{case.method} {case.formatted_path} {case.query or ''} -> {status}: "
-                    f"{response.text[:200]}"
-                )
+                found.append(f"{shown}: {response.text[:200]}")
+            if status >= 400:
+                try:
+                    problem_of(response)
+                except (AssertionError, ValueError) as not_a_problem:
+                    found.append(f"{shown}: not a problem ({not_a_problem}): {response.text[:200]}")
 
         call()
     assert operations > 2, f"{service}: only {operations} operations in its OpenAPI document"
     return found
 
 
+def _as_httpx(response: schemathesis.Response) -> httpx.Response:
+    # Schemathesis keys headers in lower case with a list of values: httpx's are looked up
+    # case-insensitively, as tests/problems.py and the Retry-After check expect.
+    # The content is already decoded: drop content-encoding so httpx does not decode it again.
+    headers = [
+        (name, value)
+        for name, values in response.headers.items()
+        if name != "content-encoding"
+        for value in values
+    ]
+    return httpx.Response(response.status_code, headers=headers, content=response.content)
+
+
 @pytest.mark.parametrize("service", ["ingest", "features", "trainer", "scoring"])
-def test_no_generated_request_gets_a_server_error(stack: Stack, service: str) -> None:
-    assert server_errors(stack, service) == []
+def test_no_generated_request_gets_a_server_error_or_an_error_not_a_problem(
+    stack: Stack, service: str
+) -> None:
+    assert bad_answers(stack, service) == []
