@@ -82,6 +82,12 @@ class ScoreEvents:
         """Re-score these customers (all with None) soon; bursts coalesce into one pass."""
         if not self.ready():
             return  # the full pass after catching up covers them
+        self._wait_for(tenant_id, customers)
+        drain = self._drains.get(tenant_id)
+        if drain is None or drain.done():
+            self._drains[tenant_id] = asyncio.create_task(self._drain(tenant_id))
+
+    def _wait_for(self, tenant_id: str, customers: Iterable[str] | None) -> None:
         if tenant_id in self._pending:
             waiting = self._pending[tenant_id]
             if waiting is not None:
@@ -91,9 +97,6 @@ class ScoreEvents:
                     waiting.update(customers)
         else:
             self._pending[tenant_id] = None if customers is None else set(customers)
-        drain = self._drains.get(tenant_id)
-        if drain is None or drain.done():
-            self._drains[tenant_id] = asyncio.create_task(self._drain(tenant_id))
 
     async def _drain(self, tenant_id: str) -> None:
         while tenant_id in self._pending:
@@ -103,8 +106,10 @@ class ScoreEvents:
             except Exception:
                 log.exception("publishing score changes failed", extra={"tenant_id": tenant_id})
                 await asyncio.sleep(1.0)
-                self.mark(tenant_id, customers)
-                return
+                # Back in the queue of this same drain: `mark` would not start another while
+                # this one runs, so returning here left them waiting for the next trigger. What
+                # went out before the failure goes out again, with the same event ids.
+                self._wait_for(tenant_id, customers)
 
     async def stop(self) -> None:
         await cancel(list(self._drains.values()))
