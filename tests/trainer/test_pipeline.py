@@ -47,7 +47,11 @@ def test_report_has_the_agreed_shape(run: TrainingRun) -> None:
         "normalized_gini",
         "top10_capture",
     }
-    assert set(report["ltv"]["baselines"]) == {"past_spend_scaled", "bgnbd_gamma_gamma"}
+    assert set(report["ltv"]["baselines"]) == {
+        "past_spend_scaled",
+        "bgnbd_gamma_gamma",
+        "recent_spend",
+    }
     assert report["segments"] and report["windows"]["churn"]["test_cutoff"] == "2011-09-10"
     assert "| **model** |" in run.markdown
 

@@ -1,4 +1,5 @@
-"""Backtest reports: the models next to the baselines on one test cutoff, as JSON and Markdown."""
+"""Backtest reports: the models next to the baselines on the test cutoff and over the rolling
+origins (with the paired bootstrap intervals), as JSON and Markdown."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from retention_trainer.evaluation.metrics import (
     roc_auc,
 )
 
-__all__ = ["churn_report", "finite", "render_markdown"]
+__all__ = ["churn_report", "finite", "render_markdown", "rolling_table"]
 
 
 def churn_report(
@@ -41,6 +42,40 @@ def _table(section: dict, keys: tuple[str, ...]) -> list[str]:
     rows = {"**model**": section["model"], **section["baselines"]}
     for name, metrics in rows.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k, "")) for k in keys) + " |")
+    return lines
+
+
+def _signed(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:+,.4f}" if abs(value) < 100 else f"{value:+,.1f}"
+
+
+def rolling_table(rolling: dict) -> list[str]:
+    """The ``rolling`` block as a compact Markdown table: per task and metric, the model's mean
+    over the origins, the best baseline and its mean, their difference and its 90% interval."""
+    origins = rolling["origins"]
+    lines = [
+        f"Origins {rolling['origin_every_days']} days apart: churn "
+        f"{', '.join(origins.get('churn', []))}; LTV {', '.join(origins.get('ltv', []))}. "
+        f"Difference = model − best baseline (mean over origins); 90% interval from "
+        f"{rolling['resamples']} paired bootstrap resamples of the customers (seed "
+        f"{rolling['seed']}).",
+        "",
+        "| task | metric | model | best baseline | baseline | difference | 90% interval | reading |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for task, metrics in rolling["metrics"].items():
+        for name, entry in metrics.items():
+            best = entry["best_baseline"]
+            low, high = entry["diff_interval_90"]
+            lines.append(
+                f"| {task} | {name}{'' if entry['higher_is_better'] else ' (lower is better)'} | "
+                f"{_fmt(entry['model_mean'])} | {best or '–'} | "
+                f"{_fmt(entry['baselines'][best]) if best else '–'} | "
+                f"{_signed(entry['diff_mean'])} | [{_signed(low)}, {_signed(high)}] | "
+                f"{entry['verdict']} |"
+            )
     return lines
 
 
@@ -79,6 +114,8 @@ def render_markdown(report: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    if "rolling" in report:
+        lines += ["", "## Rolling evaluation", "", *rolling_table(report["rolling"])]
     lines += [
         "",
         "## Segments",

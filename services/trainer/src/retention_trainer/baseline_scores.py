@@ -13,12 +13,15 @@ LTV:
 
 - ``past_spend_scaled``: ``monetary / max(tenure_days, 1) × horizon``;
 - ``bgnbd_gamma_gamma``: BG/NBD expected purchases × Gamma-Gamma expected spend, fitted at the
-  cutoff on the ``rfm_summary``.
+  cutoff on the ``rfm_summary``;
+- ``recent_spend``: a retailer's first guess, "the next ``horizon`` days bring what the last
+  ``horizon`` days brought": net spend (purchases plus negative cancellations) in
+  ``(cutoff − horizon, cutoff]``, 0 for a customer without orders there.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -36,6 +39,7 @@ __all__ = [
     "bgnbd_spend",
     "past_spend_scaled",
     "recency_scores",
+    "recent_spend",
     "rfm_logistic_scores",
 ]
 
@@ -107,3 +111,25 @@ def past_spend_scaled(frame: pl.DataFrame, horizon_days: int) -> NDArray[np.floa
     monetary = frame["monetary"].to_numpy().astype(float)
     tenure = np.maximum(frame["tenure_days"].to_numpy().astype(float), 1.0)
     return monetary / tenure * horizon_days
+
+
+def recent_spend(
+    orders: pl.DataFrame, cutoff: date, frame: pl.DataFrame, horizon_days: int
+) -> NDArray[np.float64]:
+    """Net spend of ``frame``'s customers in the ``horizon_days`` before the cutoff's instant:
+    orders with ``occurred_at`` in ``(instant − horizon, instant]`` (the windows of the
+    ``spend_<N>d`` features), totals summed with their sign."""
+    instant = cutoff_instant(cutoff)
+    start = instant - timedelta(days=horizon_days)
+    spend = (
+        orders.lazy()
+        .filter(pl.col("occurred_at") > start, pl.col("occurred_at") <= instant)
+        .group_by("tenant_id", "customer_id")
+        .agg(spend=pl.col("total").sum())
+    )
+    joined = (
+        frame.lazy()
+        .select("tenant_id", "customer_id")
+        .join(spend, on=["tenant_id", "customer_id"], how="left", maintain_order="left")
+    )
+    return joined.collect()["spend"].fill_null(0.0).to_numpy().astype(float)

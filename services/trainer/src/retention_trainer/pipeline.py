@@ -9,9 +9,16 @@ Stages (wall time of each is in the report's ``timings``):
    cutoff (for the stack) and at the test cutoff (for scoring), each on data up to that cutoff.
 3. ``baselines``: the baselines of :mod:`retention_trainer.baseline_scores` on the same test
    customers.
-4. ``rolling_origin``: steps 2–3 again at the two previous grid cutoffs (headline metrics only).
-5. ``segments``: the segmenter, fitted on the churn test cutoff's customers.
-6. ``bundle``: reference distributions and the report.
+4. ``rolling_origin``: steps 2–3 again at up to ``rolling_origins`` earlier test origins,
+   ``origin_every_days`` apart (30: the latest is the test cutoff, then −30, −60, −90 days), each
+   with its own windows from :func:`~retention_trainer.training_set.plan_windows`, so every
+   origin's training and validation labels end at or before it; the model is fitted with the same
+   settings as at the test cutoff.
+5. ``bootstrap``: per metric, the model's and each baseline's mean over the origins and a paired
+   bootstrap 90% interval of (model − best baseline)
+   (:mod:`retention_trainer.evaluation.rolling`): the report's ``rolling`` block.
+6. ``segments``: the segmenter, fitted on the churn test cutoff's customers.
+7. ``bundle``: reference distributions and the report.
 
 Nothing after a task's test cutoff reaches its model: training and validation label windows end
 at or before it (see :mod:`retention_trainer.training_set`).
@@ -36,6 +43,7 @@ from retention_trainer.baseline_scores import (
     bgnbd_spend,
     past_spend_scaled,
     recency_scores,
+    recent_spend,
     rfm_logistic_scores,
 )
 from retention_trainer.bundle import ModelBundle, score
@@ -46,6 +54,11 @@ from retention_trainer.evaluation.metrics import (
     roc_auc,
     select_threshold,
     spearman,
+)
+from retention_trainer.evaluation.rolling import (
+    BOOTSTRAP_RESAMPLES,
+    OriginScores,
+    rolling_summary,
 )
 from retention_trainer.ltv_model import LTVModel, fit_ltv_model
 from retention_trainer.purchase_model import fit_purchase_model
@@ -59,9 +72,18 @@ from retention_trainer.training_set import (
     training_examples,
 )
 
-__all__ = ["TrainingRun", "rolling_plans", "train_and_backtest"]
+__all__ = [
+    "ORIGIN_EVERY_DAYS",
+    "ROLLING_ORIGINS",
+    "TrainingRun",
+    "rolling_plans",
+    "train_and_backtest",
+]
 
 FEATURES = list(FEATURE_NAMES)
+# Earlier test origins next to the test cutoff, and their spacing: four origins a month apart.
+ROLLING_ORIGINS = 3
+ORIGIN_EVERY_DAYS = 30
 # One year of history cannot hold a 180-day LTV backtest (train, validate and test windows).
 SHORT_LTV_HORIZON_DAYS = 90
 
@@ -187,9 +209,12 @@ def rolling_plans(
     test_cutoff: date | None,
     every_days: int,
     rolling_origins: int,
+    origin_every_days: int = ORIGIN_EVERY_DAYS,
 ) -> list[TaskWindows]:
-    """The task's windows at its test cutoff, then at up to `rolling_origins` earlier grid
-    cutoffs (as many as the history holds)."""
+    """The task's windows at its test cutoff, then at up to `rolling_origins` earlier test
+    origins, `origin_every_days` apart (as many as the history holds). Each origin's windows are
+    planned by `plan_windows` as a test cutoff of its own, so its training and validation label
+    windows end at or before it."""
     first = plan_windows(
         orders, task=task, horizon_days=horizon_days, test_cutoff=test_cutoff, every_days=every_days
     )
@@ -201,7 +226,7 @@ def rolling_plans(
                     orders,
                     task=task,
                     horizon_days=horizon_days,
-                    test_cutoff=first.test_cutoff - timedelta(days=k * every_days),
+                    test_cutoff=first.test_cutoff - timedelta(days=k * origin_every_days),
                     every_days=every_days,
                 )
             )
@@ -219,10 +244,18 @@ def train_and_backtest(
     churn_test_cutoff: date | None = None,
     ltv_test_cutoff: date | None = None,
     every_days: int = CUTOFF_EVERY_DAYS,
-    rolling_origins: int = 2,
+    rolling_origins: int = ROLLING_ORIGINS,
+    origin_every_days: int = ORIGIN_EVERY_DAYS,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
     previous_segmenter: Segmenter | None = None,
 ) -> TrainingRun:
     """The whole pipeline on one tenant's orders frame (``ORDER_SCHEMA``).
+
+    ``rolling_origins`` earlier test origins, ``origin_every_days`` apart, are evaluated next to
+    the test cutoff (0: the test cutoff alone), and the report's ``rolling`` block compares the
+    model with the best baseline per metric over all of them with ``resamples`` paired bootstrap
+    resamples drawn from ``seed``.
 
     Test cutoffs default to the last event date minus each task's horizon. Without an explicit
     ``ltv_horizon_days``, the LTV horizon is 180 days, or 90 when the history is too short for a
@@ -244,6 +277,7 @@ def train_and_backtest(
             test_cutoff=test,
             every_days=every_days,
             rolling_origins=rolling_origins,
+            origin_every_days=origin_every_days,
         )
 
     churn_plans = plans("churn", churn_horizon_days, churn_test_cutoff)
@@ -267,6 +301,7 @@ def train_and_backtest(
         )
 
     rolling: list[dict[str, object]] = []
+    scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
     churn_section: dict[str, object] = {}
     ltv_section: dict[str, object] = {}
     for i, w in enumerate(churn_plans):
@@ -276,19 +311,32 @@ def train_and_backtest(
             y = test["churned"].to_numpy()
         with clock.stage("baselines" if i == 0 else "rolling_origin"):
             baselines = _churn_baselines(orders, examples, w)
+            valid_y = _at(examples, w.validation_cutoff)["churned"].to_numpy()
+            thresholds = {
+                name: select_threshold(valid_y, valid_scores)
+                for name, (valid_scores, _) in baselines.items()
+            }
+        active = test["orders_365d"].to_numpy() > 0
+        scored["churn"].append(
+            OriginScores(
+                origin=w.test_cutoff,
+                actual=y.astype(float),
+                scores={"model": probability, **{n: s for n, (_, s) in baselines.items()}},
+                thresholds={"model": churn.threshold, **thresholds},
+                active=active,
+            )
+        )
         if i == 0:
-            active = test["orders_365d"].to_numpy() > 0
             train = _at(examples, w.training_cutoffs)
             components = {
                 "xgboost": roc_auc(y, churn.margins(_X(test))[0]),
                 "logistic": roc_auc(y, churn.linear.margin(_X(test))),
             }
-            valid_y = _at(examples, w.validation_cutoff)["churned"].to_numpy()
             churn_section = {
                 "model": churn_report(y, probability, churn.threshold, active),
                 "baselines": {
-                    name: churn_report(y, scores, select_threshold(valid_y, valid_scores), active)
-                    for name, (valid_scores, scores) in baselines.items()
+                    name: churn_report(y, scores, thresholds[name], active)
+                    for name, (_, scores) in baselines.items()
                 },
                 "components_roc_auc": components,
                 "threshold": churn.threshold,
@@ -317,7 +365,15 @@ def train_and_backtest(
             baselines_ltv = {
                 "past_spend_scaled": past_spend_scaled(test, w.horizon_days),
                 "bgnbd_gamma_gamma": bgnbd_spend(orders, w.test_cutoff, test, w.horizon_days),
+                "recent_spend": recent_spend(orders, w.test_cutoff, test, w.horizon_days),
             }
+        scored["ltv"].append(
+            OriginScores(
+                origin=w.test_cutoff,
+                actual=actual.astype(float),
+                scores={"model": point, **baselines_ltv},
+            )
+        )
         if i == 0:
             inside = float(np.mean((actual >= low) & (actual <= high)))
             ltv_section = {
@@ -345,6 +401,15 @@ def train_and_backtest(
             }
         )
 
+    with clock.stage("bootstrap"):
+        rolling_block = rolling_summary(
+            scored, origin_every_days=origin_every_days, resamples=resamples, seed=seed
+        )
+        rolling_block["windows"] = {
+            "churn": [w.as_dict() for w in churn_plans],
+            "ltv": [w.as_dict() for w in ltv_plans],
+        }
+
     with clock.stage("segments"):
         segmenter = fit_segmenter(churn_test, previous=previous_segmenter)
         segments = _segment_table(segmenter, churn_test)
@@ -357,6 +422,7 @@ def train_and_backtest(
             "ltv": ltv_section,
             "segments": segments,
             "rolling_origin": rolling,
+            "rolling": rolling_block,
             "windows": windows,
         }
         if notes:
