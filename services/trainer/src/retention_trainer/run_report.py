@@ -11,8 +11,10 @@ Every trained run (published or rejected) gets one, next to the backtest report:
 - **segments** at the data end, with their actions and revenue at risk;
 - **drivers**: the ten features with the largest mean absolute contribution to the churn log-odds
   over those customers (`churn_contributions`, the numbers behind scoring's reasons);
-- **backtest** of the model against every baseline (from the backtest report), and a
-  **reliability** table on the churn test customers: predicted against observed churn per bin;
+- **backtest** of the model against every baseline (from the backtest report), its **rolling**
+  evaluation (means over the test origins and the paired bootstrap interval of model − best
+  baseline per metric, with a one-line reading), and a **reliability** table on the churn test
+  customers: predicted against observed churn per bin;
 - **changes** against the previous champion: the gate's numbers (both models on this run's test
   set), backtest metrics, segment sizes at each model's churn test cutoff and, when the
   champion's bundle holds a run report, the headline numbers;
@@ -109,6 +111,7 @@ def build_run_report(
         ),
         "drivers": _drivers(bundle, features),
         "backtest": _backtest(run.report),
+        "rolling": _rolling(run.report),
         "reliability": reliability_table(
             run.churn_predictions["churn_probability"].to_numpy(),
             run.churn_test["churned"].to_numpy(),
@@ -193,6 +196,35 @@ def _backtest(report: dict[str, Any]) -> dict[str, Any]:
             "test_customers": report["ltv"]["test_customers"],
             "metrics": _metrics(report["ltv"], LTV_METRIC_KEYS),
         },
+    }
+
+
+def _rolling(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The backtest's ``rolling`` block with every number finite or None (a report from before
+    the rolling evaluation has none)."""
+    rolling = report.get("rolling")
+    if not rolling:
+        return None
+    metrics = {
+        task: {
+            name: {
+                "model_mean": _number(e["model_mean"]),
+                "baselines": {b: _number(v) for b, v in e["baselines"].items()},
+                "best_baseline": e["best_baseline"],
+                "diff_mean": _number(e["diff_mean"]),
+                "diff_interval_90": [_number(v) for v in e["diff_interval_90"]],
+                "higher_is_better": e["higher_is_better"],
+                "verdict": e["verdict"],
+            }
+            for name, e in entries.items()
+        }
+        for task, entries in rolling["metrics"].items()
+    }
+    return {
+        "origins": rolling["origins"],
+        "origin_every_days": rolling["origin_every_days"],
+        "resamples": rolling["resamples"],
+        "metrics": metrics,
     }
 
 

@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from retention_trainer.evaluation.rolling import reading
+
 __all__ = [
     "HEADLINE_LABELS",
     "count",
@@ -200,12 +202,65 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
         f"{count(ltv['test_customers'])} test customers.",
         "",
         *_metrics_table(ltv),
+        *_rolling(facts.get("rolling")),
         "### Reliability",
         "",
         "Churn test customers by predicted probability: a calibrated model's observed churn is "
         "close to its mean prediction in every bin.",
         "",
         *_table(["predicted", "customers", "mean predicted", "observed churn"], reliability),
+    ]
+
+
+_TASK_LABELS = {"churn": "Churn", "ltv": "LTV"}
+# The metrics a reading sentence is written for; the table has them all.
+_HEADLINE_METRICS = {"churn": "roc_auc", "ltv": "spearman"}
+
+
+def _rolling(rolling: dict[str, Any] | None) -> list[str]:
+    """Means over the rolling origins and the interval of model − best baseline, per metric."""
+    if not rolling:
+        return []
+    origins = rolling["origins"]
+    rows = []
+    for task, entries in rolling["metrics"].items():
+        for name, e in entries.items():
+            best = e["best_baseline"]
+            low, high = e["diff_interval_90"]
+            rows.append(
+                [
+                    _TASK_LABELS.get(task, text(task)),
+                    text(name) + ("" if e["higher_is_better"] else " (lower is better)"),
+                    metric(e["model_mean"]),
+                    text(best) if best else "–",
+                    metric(e["baselines"].get(best)) if best else "–",
+                    f"{_signed(low, False)} to {_signed(high, False)}",
+                    text(e["verdict"]),
+                ]
+            )
+    sentences = [
+        f"- {text(reading(_TASK_LABELS[task], name, rolling['metrics'][task][name]))}"
+        for task, name in _HEADLINE_METRICS.items()
+        if name in rolling["metrics"].get(task, {})
+    ]
+    return [
+        f"### Over {len(origins.get('churn', []))} churn and {len(origins.get('ltv', []))} LTV "
+        "test origins",
+        "",
+        f"The model and every baseline again at origins {rolling['origin_every_days']} days "
+        f"apart (churn {', '.join(origins.get('churn', []))}; LTV "
+        f"{', '.join(origins.get('ltv', []))}), each trained only on what was known then. A gain "
+        "is real when the 90% interval of the difference (model − best baseline, from "
+        f"{count(rolling['resamples'])} bootstrap resamples of the customers) is on the good "
+        "side of 0; an interval that contains 0 cannot be told from noise.",
+        "",
+        *sentences,
+        "",
+        *_table(
+            ["", "metric", "model", "best baseline", "baseline", "difference (90%)", "reading"],
+            rows,
+            left=(0, 1, 3, 6),
+        ),
     ]
 
 
