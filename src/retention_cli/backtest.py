@@ -1,7 +1,9 @@
 """`retention backtest`: the trainer's protocol offline on any export, before streaming it.
 
 The file goes through ingest's own reading, mapping and cleaning, then through the trainer's
-point-in-time training and backtest; the report is printed as Markdown, or as JSON only.
+point-in-time training and backtest, with the rolling evaluation over four test origins and
+its paired bootstrap intervals against the best baseline; the report is printed as Markdown
+(a compact table of the rolling block included), or as JSON only.
 `--report FILE` also writes the run report a trained run gets (no previous champion to compare
 with), as Markdown or as an HTML page by the file's extension.
 """
@@ -21,7 +23,11 @@ from retention_ingest.file_ingest import ingest_file
 from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
 from retention_trainer.backtest import finite
-from retention_trainer.pipeline import SHORT_LTV_HORIZON_DAYS, train_and_backtest
+from retention_trainer.pipeline import (
+    ROLLING_ORIGINS,
+    SHORT_LTV_HORIZON_DAYS,
+    train_and_backtest,
+)
 from retention_trainer.report_html import markdown_page
 from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
@@ -98,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
             ltv_horizon_days=args.ltv_horizon,
             churn_test_cutoff=args.churn_test_cutoff,
             ltv_test_cutoff=args.ltv_test_cutoff,
+            # Always the rolling evaluation, whatever a trainer's setting says: the command is
+            # where a model change is judged before it ships.
+            rolling_origins=ROLLING_ORIGINS,
         )
     except ValueError as error:
         print(f"retention backtest: {error}", file=sys.stderr)

@@ -293,6 +293,7 @@ class RunManager:
                 orders,
                 tenant=tenant,
                 every_days=options.cutoff_every_days or settings.cutoff_every_days,
+                rolling_origins=settings.trainer_rolling_origins,
                 previous_segmenter=champion_bundle.segmenter if champion_bundle else None,
             )
         except ValueError as error:  # the pipeline's answer to data that cannot hold a backtest

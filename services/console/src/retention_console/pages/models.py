@@ -57,6 +57,7 @@ BASELINES = {
     "bgnbd": "BG/NBD",
     "past_spend_scaled": "Past spend, scaled",
     "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma",
+    "recent_spend": "Spend in the last horizon",
 }
 # Where a metric the console does not know yet is shown (on the 0–1 scale of its task).
 _TAKES_OTHERS = {"churn": CHURN_METRICS, "ltv": LTV_RANKING}
@@ -84,6 +85,7 @@ STAGES = (
             "baselines",
             "rolling_origin",
             "ltv",
+            "bootstrap",
             "segments",
             "bundle",
         ),
@@ -101,6 +103,7 @@ STAGE_LABELS = {
     "baselines": "Scoring the baselines",
     "rolling_origin": "Rolling-origin backtest",
     "ltv": "Training the LTV model",
+    "bootstrap": "Bootstrap intervals against the baselines",
     "segments": "Segmenting customers",
     "bundle": "Bundling the model",
     "gate": "Comparing with the current model",
