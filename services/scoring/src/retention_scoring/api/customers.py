@@ -113,8 +113,7 @@ async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> 
     metrics.FEATURE_FRESHNESS.observe(
         max(0.0, time.time() - population.computed_us[position] / 1e6)
     )
-    champion = population.champion
-    return score_view(row, explanation, champion.version, champion.bundle.ltv.horizon_days)
+    return score_view(row, explanation, population.champion)
 
 
 class ListedCustomer(BaseModel):

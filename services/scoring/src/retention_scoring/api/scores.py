@@ -111,7 +111,6 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
             if body.include_reasons
             else [None] * frame.height
         )
-        horizon = champion.bundle.ltv.horizon_days
         results = []
         for row, explanation in zip(scores.to_dicts(), explanations, strict=True):
             metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
@@ -119,7 +118,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
                 ScoreResult(
                     customer_id=row["customer_id"],
                     found=True,
-                    score=score_view(row, explanation, champion.version, horizon),
+                    score=score_view(row, explanation, champion),
                 )
             )
         return ScoreResponse(model_version=champion.version, results=results)
@@ -142,7 +141,6 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
         if body.include_reasons
         else [None] * len(found)
     )
-    horizon = population.champion.bundle.ltv.horizon_days
     version = population.champion.version
     now = time.time()
     scored = iter(zip(rows, explanations, found.tolist(), strict=True))
@@ -161,7 +159,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
             ScoreResult(
                 customer_id=customer_id,
                 found=True,
-                score=score_view(row, explanation, version, horizon),
+                score=score_view(row, explanation, population.champion),
             )
         )
     return ScoreResponse(model_version=version, results=results)

@@ -6,37 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from retention_scoring.reasons import Reason
-from retention_scoring.scoring import Explanation
-from retention_shared.events import RiskBand, ValueTier
-
-
-class ReasonView(BaseModel):
-    feature: str
-    text: str
-    direction: str  # "raises" or "lowers" the score it explains
-    contribution: float  # in the model's margin units (log-odds for churn, log1p(LTV) for LTV)
-
-    @classmethod
-    def of(cls, reason: Reason) -> ReasonView:
-        return cls(
-            feature=reason.feature,
-            text=reason.text,
-            direction=reason.direction,
-            contribution=reason.contribution,
-        )
-
-
-class ReasonsView(BaseModel):
-    churn: list[ReasonView]
-    ltv: list[ReasonView]
-
-    @classmethod
-    def of(cls, explanation: Explanation) -> ReasonsView:
-        return cls(
-            churn=[ReasonView.of(r) for r in explanation.churn],
-            ltv=[ReasonView.of(r) for r in explanation.ltv],
-        )
+from retention_scoring.champions import Champion
+from retention_scoring.scoring import Explanation, churn_horizon_days
+from retention_shared.events import RiskBand, ScoreReasons, ValueTier
 
 
 class ScoreView(BaseModel):
@@ -48,18 +20,20 @@ class ScoreView(BaseModel):
     ltv_low: float
     ltv_high: float
     ltv_horizon_days: int
+    # Days without a purchase that count as churned: what `churn_probability` is about (None for
+    # a model that does not say).
+    churn_horizon_days: int | None = None
     value_tier: ValueTier
     segment: str
     action: str
     revenue_at_risk: float
-    reasons: ReasonsView | None = None
+    # The same model as the `CustomerScore` event's `drivers` (shared), so the two cannot drift.
+    reasons: ScoreReasons | None = None
     features_as_of: datetime | None
     model_version: str
 
 
-def score_view(
-    row: dict, explanation: Explanation | None, model_version: str, horizon_days: int
-) -> ScoreView:
+def score_view(row: dict, explanation: Explanation | None, champion: Champion) -> ScoreView:
     return ScoreView(
         customer_id=row.get("customer_id"),
         churn_probability=row["churn_probability"],
@@ -67,12 +41,13 @@ def score_view(
         predicted_ltv=row["predicted_ltv"],
         ltv_low=row["ltv_low"],
         ltv_high=row["ltv_high"],
-        ltv_horizon_days=horizon_days,
+        ltv_horizon_days=champion.bundle.ltv.horizon_days,
+        churn_horizon_days=churn_horizon_days(champion.bundle),
         value_tier=ValueTier(row["value_tier"]),
         segment=row["segment"],
         action=row["action"],
         revenue_at_risk=row["revenue_at_risk"],
-        reasons=ReasonsView.of(explanation) if explanation is not None else None,
+        reasons=explanation.structured() if explanation is not None else None,
         features_as_of=row.get("as_of"),
-        model_version=model_version,
+        model_version=champion.version,
     )
