@@ -22,7 +22,8 @@ What it does, in one process:
      analogous to building training sets — for every cutoff the run uses, per customer, count,
      sum of totals and latest time of the orders up to the cutoff.
 3. One full `train_and_backtest` on the lake's orders frame, defaults as `retention backtest`
-   (churn test cutoff 2011-09-10, LTV 2011-06-12 on this file, two rolling origins), with the
+   (churn test cutoff 2011-09-10, LTV 2011-06-12 on this file, three earlier origins 30 days
+   apart and the bootstrap intervals: RETENTION_TRAINER_ROLLING_ORIGINS' default), with the
    run's own stage timings (`TrainingRun.timings`) and its wall time.
 4. `save_bundle` of the run's bundle into a temporary BentoML store (BENTOML_HOME).
 
@@ -61,6 +62,7 @@ TRAINING_STAGES = (
     "ltv",
     "baselines",
     "rolling_origin",
+    "bootstrap",
     "segments",
     "bundle",
 )
@@ -78,7 +80,7 @@ def _load() -> str:
 
 def _cutoffs(orders: object, every_days: int, rolling_origins: int) -> list[date]:
     """The cutoffs `train_and_backtest` builds training sets at (with its defaults)."""
-    from retention_trainer.pipeline import rolling_plans
+    from retention_trainer.pipeline import ORIGIN_EVERY_DAYS, rolling_plans
     from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
     return sorted(
@@ -92,6 +94,7 @@ def _cutoffs(orders: object, every_days: int, rolling_origins: int) -> list[date
                 test_cutoff=None,
                 every_days=every_days,
                 rolling_origins=rolling_origins,
+                origin_every_days=ORIGIN_EVERY_DAYS,
             )
             for cutoff in plan.all_cutoffs
         }
@@ -127,7 +130,7 @@ def _bench(args: argparse.Namespace, data: Path, work: Path) -> int:
     from retention_ingest.file_ingest import ingest_file
     from retention_trainer.bundle import save_bundle
     from retention_trainer.lake import TransactionLake
-    from retention_trainer.pipeline import train_and_backtest
+    from retention_trainer.pipeline import ROLLING_ORIGINS, train_and_backtest
     from retention_trainer.training_set import (
         CUTOFF_EVERY_DAYS,
         cutoff_instant,
@@ -168,7 +171,7 @@ def _bench(args: argparse.Namespace, data: Path, work: Path) -> int:
 
     # 2. The four reads, interleaved so that a change in machine load hits them alike.
     orders = lake.orders(TENANT)
-    cutoffs = _cutoffs(orders, CUTOFF_EVERY_DAYS, rolling_origins=2)
+    cutoffs = _cutoffs(orders, CUTOFF_EVERY_DAYS, rolling_origins=ROLLING_ORIGINS)
     instants = pl.DataFrame(
         {"cutoff": [cutoff_instant(c) for c in cutoffs]},
         schema={"cutoff": pl.Datetime("us", "UTC")},
@@ -223,7 +226,7 @@ def _bench(args: argparse.Namespace, data: Path, work: Path) -> int:
         profiler = cProfile.Profile()
         profiler.enable()
     start = time.perf_counter()
-    run = train_and_backtest(orders, tenant=TENANT)
+    run = train_and_backtest(orders, tenant=TENANT, rolling_origins=ROLLING_ORIGINS)
     run_wall = time.perf_counter() - start
     if profiler is not None:
         profiler.disable()

@@ -1,7 +1,7 @@
 """`retention backtest`: the trainer's protocol offline on any export, before streaming it.
 
 The file goes through ingest's own reading, mapping and cleaning, then through the trainer's
-point-in-time training and backtest, with the rolling evaluation over four test origins and
+point-in-time training and backtest, with the rolling evaluation over up to four test origins and
 its paired bootstrap intervals against the best baseline; the report is printed as Markdown
 (a compact table of the rolling block included), or as JSON only.
 `--report FILE` also writes the run report a trained run gets (no previous champion to compare

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ import pytest
 from retention_cli.main import main
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
 from tests.real_orders import ONLINE_RETAIL
+from tests.uci_orders import TEST_DATA
+
+SLICE_II = TEST_DATA / "online_retail_II_slice.parquet"
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +47,11 @@ def test_online_retail_beats_every_churn_baseline_through_the_cli(tmp_path: Path
     # One year cannot hold a 180-day LTV backtest: the command says so and uses 90 days.
     assert report["windows"]["ltv"]["horizon_days"] == 90
     assert "180-day horizon" in report["notes"][0] and "180-day horizon" in result.stderr
+    # One year holds three 30-day-apart origins of each task; each metric has its interval.
+    rolling = report["rolling"]
+    assert rolling["origins"]["churn"] == ["2011-09-10", "2011-08-11", "2011-07-12"]
+    assert set(rolling["metrics"]["churn"]["roc_auc"]["baselines"]) == set(churn["baselines"])
+    assert "recent_spend" in ltv["baselines"]
     # The same run's report for managers, as a page: its backtest is this report's.
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "<script" not in html
@@ -77,3 +87,41 @@ def test_a_mapping_naming_a_missing_column_is_a_clear_error(tmp_path: Path) -> N
     result = backtest("--data", str(ONLINE_RETAIL), "--mapping", str(mapping))
     assert result.returncode == 2
     assert "missing_column" in result.stderr and "'Client'" in result.stderr
+
+
+def test_the_json_keeps_its_keys_and_adds_the_rolling_block(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process on the Online Retail II slice (two years: four origins of both tasks).
+    assert main(["backtest", "--data", str(SLICE_II), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"tenant", "churn", "ltv", "segments", "rolling_origin", "windows", "timings"} <= set(
+        report
+    )
+    assert set(CHURN_METRIC_KEYS) <= set(report["churn"]["model"])
+    assert set(LTV_METRIC_KEYS) <= set(report["ltv"]["model"])
+    rolling = report["rolling"]
+    assert rolling["resamples"] >= 1000 and isinstance(rolling["seed"], int)
+    for task, keys in (("churn", CHURN_METRIC_KEYS), ("ltv", LTV_METRIC_KEYS)):
+        origins = [date.fromisoformat(d) for d in rolling["origins"][task]]
+        assert (
+            len(origins) == 4 and origins[0].isoformat() == report["windows"][task]["test_cutoff"]
+        )
+        assert all(a - b == timedelta(days=30) for a, b in pairwise(origins))
+        for key in keys:
+            entry = rolling["metrics"][task][key]
+            assert set(entry["baselines"]) == set(report[task]["baselines"])
+            assert entry["best_baseline"] in entry["baselines"]
+            low, high = entry["diff_interval_90"]
+            assert low <= high
+            assert {"model_mean", "diff_mean", "verdict"} <= set(entry)
+    assert "recent_spend" in rolling["metrics"]["ltv"]["spearman"]["baselines"]
+
+
+def test_the_human_output_prints_the_rolling_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backtest", "--data", str(SLICE_II)]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("## Rolling evaluation") :]
+    assert "| task | metric | model | best baseline |" in table
+    assert "| churn | roc_auc |" in table and "| ltv | spearman |" in table
+    assert "| ltv | mae (lower is better) |" in table
