@@ -110,7 +110,8 @@ class Deliverer:
             return
         per_subscription = Counter(self._in_flight.values())
         # The store is local SQLite and the query indexed: cheap enough for the loop itself.
-        for delivery in self.store.due(time.time(), room * 4, skip=self._in_flight):
+        cap = self.settings.webhooks_max_per_subscription
+        for delivery in self.store.due(time.time(), room * cap, cap, skip=self._in_flight):
             if room <= 0:
                 break
             if (

@@ -9,13 +9,14 @@ from the table. Times are unix seconds (floats) in the table and aware datetimes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -150,7 +151,9 @@ class WebhookStore:
         # Autocommit; transactions are explicit. One connection, guarded: worker threads share it.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # recorded means on disk: offsets follow
+        # NORMAL: an attempt's outcome lost to a power cut means the attempt is made again
+        # (at-least-once). What offsets are committed after is written FULL (`record`).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         path.chmod(0o600)  # it holds the signing secrets
         self._lock = threading.Lock()
@@ -239,7 +242,7 @@ class WebhookStore:
         deliveries newly recorded."""
         now = time.time()
         added = 0
-        with self._lock, self._transaction():
+        with self._lock, self._durably(), self._transaction():
             for message, subscription_ids in work:
                 if not subscription_ids:
                     continue
@@ -268,19 +271,26 @@ class WebhookStore:
 
     # --- delivering ----------------------------------------------------------------------
 
-    def due(self, now: float, limit: int, skip: Iterable[str] = ()) -> list[DueDelivery]:
+    def due(
+        self, now: float, limit: int, per_subscription: int, skip: Iterable[str] = ()
+    ) -> list[DueDelivery]:
         """Open deliveries whose next attempt is due, earliest first, except those in `skip`
-        (attempts under way)."""
+        (attempts under way): at most `per_subscription` of each subscription's, so a subscriber
+        with a long backlog cannot crowd the others out of the answer."""
         skip = set(skip)
         with self._lock:
             rows = self._db.execute(
                 "SELECT d.id, d.subscription_id, d.tenant_id, s.url, s.secret, d.message_id, "
-                "d.type, m.body, d.attempts, d.budget FROM deliveries d "
+                "d.type, m.body, d.attempts, d.budget FROM ("
+                "  SELECT *, row_number() OVER ("
+                "    PARTITION BY subscription_id ORDER BY next_attempt_at, id) AS nth "
+                "  FROM deliveries WHERE state IN (?, ?) AND next_attempt_at <= ?"
+                ") d "
                 "JOIN subscriptions s ON s.id = d.subscription_id "
                 "JOIN messages m ON m.tenant_id = d.tenant_id AND m.id = d.message_id "
-                "WHERE d.state IN (?, ?) AND d.next_attempt_at <= ? "
-                "ORDER BY d.next_attempt_at LIMIT ?",
-                (*_OPEN, now, limit + len(skip)),
+                # In-flight ones are still open: room for them and per_subscription more.
+                "WHERE d.nth <= ? ORDER BY d.next_attempt_at LIMIT ?",
+                (*_OPEN, now, 2 * per_subscription, limit + len(skip)),
             ).fetchall()
         return [DueDelivery(*row) for row in rows if row[0] not in skip][:limit]
 
@@ -377,6 +387,16 @@ class WebhookStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    @contextlib.contextmanager
+    def _durably(self) -> Iterator[None]:
+        """Commits inside are on disk when they return (the WAL is synced), whatever a power
+        cut does next: the dispatcher commits offsets right after."""
+        self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
 
 
 class _Transaction:
