@@ -113,7 +113,7 @@ async def list_webhooks(request: Request, caller: AdminCaller) -> WebhookList:
     response_model=Webhook,
     summary="One webhook",
     description="The subscription, without its secret.",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def get_webhook(request: Request, webhook_id: WebhookId, caller: AdminCaller) -> Webhook:
     return Webhook.of(await _owned(request, caller.tenant_id, webhook_id))
@@ -125,7 +125,7 @@ async def get_webhook(request: Request, webhook_id: WebhookId, caller: AdminCall
     response_class=Response,
     summary="Unsubscribe",
     description="Deletes the subscription and its delivery log; nothing more is sent to it.",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_webhook(request: Request, webhook_id: WebhookId, caller: AdminCaller) -> Response:
     if not await asyncio.to_thread(_store(request).unsubscribe, caller.tenant_id, webhook_id):
@@ -182,7 +182,7 @@ async def deliveries(
     summary="Send a parked delivery again",
     description="Puts a parked delivery back in line, due now, with a fresh round of attempts "
     "(the same `webhook-id`). Only a parked delivery can be redelivered (409 otherwise).",
-    responses=problem_responses(401, 403, 404, 409),
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver(
     request: Request, webhook_id: WebhookId, delivery_id: DeliveryId, caller: AdminCaller
