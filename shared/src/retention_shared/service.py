@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from retention_shared.auth import AnyCaller, ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings, load_settings
@@ -30,7 +30,12 @@ from retention_shared.kafka import broker_answers, make_broker
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
-from retention_shared.problems import FieldProblem, add_problem_schemas, problem_response
+from retention_shared.problems import (
+    FieldProblem,
+    add_problem_schemas,
+    problem_response,
+    problem_responses,
+)
 from retention_shared.tasks import cancel
 from retention_shared.topics import Topics
 
@@ -113,7 +118,9 @@ def create_service_app(
         return problem_response(503, failing, extensions=report)
 
     app.add_api_route("/metrics", metrics_response, methods=["GET"], tags=["ops"])
-    app.add_api_route("/v1/whoami", whoami, methods=["GET"], tags=["ops"])
+    app.add_api_route(
+        "/v1/whoami", whoami, methods=["GET"], tags=["ops"], responses=problem_responses(401)
+    )
     for router in routers:
         app.include_router(router)
     _document_problems(app)
@@ -134,6 +141,10 @@ def _document_problems(app: FastAPI) -> None:
 
 class WhoAmI(BaseModel):
     """The tenant and roles of the key a request sent: how the console learns what to show."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"tenant_id": "default", "roles": ["read"]}]}
+    )
 
     tenant_id: str
     roles: list[Role]

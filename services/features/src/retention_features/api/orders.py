@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_features.consumers.transactions import TransactionsConsumer
 from retention_features.store import OrderRow, PartitionStore
 from retention_shared.auth import ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.events import OrderKind
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -42,6 +43,27 @@ class CustomerOrder(BaseModel):
 
 
 class OrderHistory(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "14646",
+                    "orders": [
+                        {
+                            "order_id": "581502",
+                            "occurred_at": "2011-12-09T09:15:00Z",
+                            "lines": 18,
+                            "net_value": 1034.5,
+                            "cancelled": False,
+                            "currency": "GBP",
+                        }
+                    ],
+                    "next_cursor": "WyJvcmRlcnMiLDEzMjM0MjIxMDAwMDAwMDAsIjU4MTUwMiIsIm9yZGVyIl0",
+                }
+            ]
+        }
+    )
+
     customer_id: str
     orders: list[CustomerOrder]
     next_cursor: str | None = Field(
@@ -72,7 +94,7 @@ def _after(cursor: str | None) -> tuple[int, str, str] | None:
     return int(moment), str(order_id), str(kind)
 
 
-@router.get("/customers/{customer_id}/orders")
+@router.get("/customers/{customer_id}/orders", responses=problem_responses(401, 403, 404, 422))
 async def customer_orders(
     customer_id: str,
     request: Request,
@@ -82,6 +104,8 @@ async def customer_orders(
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> OrderHistory:
+    """The customer's orders, newest first, as the features count them (amendments replaced,
+    withdrawn orders gone); the next page with `cursor` = the previous `next_cursor`."""
     after = _after(cursor)
     consumer: TransactionsConsumer = request.app.state.consumer
     for partition in list(consumer.stores):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_ingest.api.uploads import ingest_error
 from retention_ingest.dates import check_timezone
@@ -13,20 +13,43 @@ from retention_ingest.errors import IngestError
 from retention_ingest.mapping import ColumnMapping
 from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["mappings"])
 
 
 class SavedMapping(BaseModel):
     # A misspelt key ("timezon") would otherwise be dropped without a word.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "mapping": {
+                        "order_id": "Bestellung",
+                        "customer_id": "Kunde",
+                        "order_datetime": "Datum",
+                        "product_id": "Artikel",
+                        "quantity": "Menge",
+                        "unit_price": "Preis",
+                        "date_format": "day_first",
+                    },
+                    "timezone": "Europe/Berlin",
+                }
+            ]
+        },
+    )
 
-    mapping: dict[str, Any] | None = None
-    timezone: str | None = None
+    mapping: dict[str, Any] | None = Field(
+        None, description="Canonical field → the file's column (required in a PUT)."
+    )
+    timezone: str | None = Field(None, description="IANA zone of naive timestamps.")
 
 
-@router.put("/mappings/default")
+@router.put("/mappings/default", responses=problem_responses(401, 403, 413, 422))
 async def save_mapping(body: SavedMapping, request: Request, caller: IngestCaller) -> SavedMapping:
+    """Save the tenant's column mapping (and timezone) for uploads and `orders.raw` records in
+    its own columns; answers what was saved."""
     if body.mapping is None:
         # A PUT without one would wipe the saved mapping; DELETE says that on purpose.
         raise HTTPException(
@@ -47,15 +70,20 @@ async def save_mapping(body: SavedMapping, request: Request, caller: IngestCalle
     return await read_mapping(request, caller)
 
 
-@router.delete("/mappings/default", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/mappings/default",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403),
+)
 async def delete_mapping(request: Request, caller: IngestCaller) -> None:
     """Forget the tenant's mapping and timezone: files must then be a known layout again."""
     store: IngestStore = request.app.state.ingest_store
     store.delete_mapping(caller.tenant_id)
 
 
-@router.get("/mappings/default")
+@router.get("/mappings/default", responses=problem_responses(401, 403, 404))
 async def read_mapping(request: Request, caller: IngestCaller) -> SavedMapping:
+    """The tenant's saved mapping and timezone; 404 when none is saved."""
     store: IngestStore = request.app.state.ingest_store
     mapping, timezone = store.mapping(caller.tenant_id)
     if mapping is None and timezone is None:

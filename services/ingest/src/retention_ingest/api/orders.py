@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 
 from retention_ingest import metrics
 from retention_ingest.amendments import Fingerprint
@@ -30,6 +30,8 @@ from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
+from retention_shared.openapi_docs import inline_schema
+from retention_shared.problems import problem_responses
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["orders"])
@@ -49,17 +51,69 @@ class OrderResult(BaseModel):
 
 
 class OrdersResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "rejected": 1,
+                    "results": [
+                        {
+                            "index": 0,
+                            "order_id": "581502",
+                            "status": "accepted",
+                            "event_ids": ["default:581502:0"],
+                            "problems": [],
+                        },
+                        {
+                            "index": 1,
+                            "order_id": "581503",
+                            "status": "rejected",
+                            "event_ids": [],
+                            "problems": [{"code": "invalid_quantity", "field": "lines.0.quantity"}],
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     accepted: int
     rejected: int
     results: list[OrderResult]
 
 
-@router.post("/orders")
-async def post_orders(
-    request: Request,
-    caller: IngestCaller,
-    body: Annotated[dict[str, Any], Body(description="One order, or {'orders': [...]}.")],
-) -> OrdersResponse:
+_ORDER = {
+    "order_id": "581502",
+    "customer_id": "14646",
+    "order_datetime": "2011-12-09T09:15:00",
+    "currency": "GBP",
+    "country": "Netherlands",
+    "lines": [{"product_id": "22720", "quantity": 12, "unit_price": 4.95}],
+}
+# The body is read as JSON here and validated below against `OrderIn` or `OrdersBatch` (so a
+# batch's errors name `orders.<i>.<field>`); the document says what those models accept.
+OrderBody = Annotated[
+    dict[str, Any],
+    Body(
+        description='One order, or `{"orders": [...]}`.',
+        openapi_examples={
+            "one order": {"value": _ORDER},
+            "a batch": {"value": {"orders": [_ORDER, _ORDER | {"order_id": "581503"}]}},
+            "an amendment": {"value": _ORDER | {"version": 1}},
+        },
+    ),
+    WithJsonSchema(inline_schema(OrderIn | OrdersBatch)),
+]
+
+
+@router.post("/orders", responses=problem_responses(401, 403, 409, 413, 422, 503))
+async def post_orders(request: Request, caller: IngestCaller, body: OrderBody) -> OrdersResponse:
+    """Send one order or a batch; answered once the broker acknowledged every event. Each order
+    comes back accepted (its event ids; any line dropped with its reason) or rejected with
+    reason codes naming the field. An order sent before with other content needs a higher
+    `version` (409 naming the fields that differ otherwise; nothing is published). More than
+    `RETENTION_MAX_ORDERS_PER_REQUEST` orders is a 413."""
     ctx: ServiceContext = request.app.state.ctx
     limit = ctx.settings.max_orders_per_request
     if isinstance(body.get("orders"), list) and len(body["orders"]) > limit:

@@ -22,12 +22,36 @@ from retention_ingest.preview import UploadPreview, preview_file
 from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
 from retention_shared.auth import IngestCaller
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 
-@router.post("/uploads/preview")
+_EXAMPLE = {
+    "filename": "orders-2011.csv",
+    "format": "csv",
+    "layout": None,
+    "delimiter": ";",
+    "date_format": {"order": "day_first", "pattern": "%d/%m/%Y %H:%M", "ambiguous": False},
+    "columns": ["Bestellung", "Kunde", "Datum", "Artikel", "Menge", "Preis"],
+    "mapping": {"order_id": "Bestellung", "customer_id": "Kunde", "order_datetime": "Datum"},
+    "mapping_source": "given",
+    "canonical_fields": [{"name": "customer_id", "required": True, "description": "Who bought."}],
+    "rows": [
+        {"order_id": "536365", "customer_id": "17850", "order_datetime": "2010-12-01T08:26:00Z"}
+    ],
+    "source_rows": [{"Bestellung": "536365", "Kunde": "17850", "Datum": "01/12/2010 08:26"}],
+    "problems": [{"field": "quantity", "problem": "not mapped: choose the file's column"}],
+    "timezone": "Europe/London",
+}
+
+
+@router.post(
+    "/uploads/preview",
+    responses=example_response(_EXAMPLE) | problem_responses(401, 403, 413, 415, 422),
+)
 async def preview_upload(
     request: Request,
     caller: IngestCaller,

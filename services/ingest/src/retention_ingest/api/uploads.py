@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_ingest import metrics
 from retention_ingest.api.deps import UploadReader
@@ -26,6 +26,8 @@ from retention_ingest.upload_limits import UploadLimits
 from retention_ingest.uploads import Upload, UploadRunner
 from retention_shared.auth import IngestCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
+from retention_shared.openapi_docs import text_response
+from retention_shared.problems import problem_responses
 from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
@@ -42,7 +44,31 @@ def ingest_error(error: IngestError) -> HTTPException:
     return HTTPException(code, detail=error.as_detail())
 
 
-@router.post("/uploads", status_code=status.HTTP_202_ACCEPTED)
+class UploadAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "upload_id": "9ab1c2d3e4f5",
+                    "state": "queued",
+                    "status_url": "/v1/uploads/9ab1c2d3e4f5",
+                    "rejects_url": "/v1/uploads/9ab1c2d3e4f5/rejects.csv",
+                }
+            ]
+        }
+    )
+
+    upload_id: str
+    state: str = Field(description="Always `queued`: the file is read after this answer.")
+    status_url: str
+    rejects_url: str
+
+
+@router.post(
+    "/uploads",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
 async def create_upload(
     request: Request,
     caller: IngestCaller,
@@ -51,7 +77,11 @@ async def create_upload(
     ],
     mapping: Annotated[str | None, Form(description="JSON: canonical name → column.")] = None,
     timezone: Annotated[str | None, Form(description="IANA zone of naive timestamps.")] = None,
-) -> dict[str, object]:
+) -> UploadAccepted:
+    """Upload a whole export (multipart: `file`, optional `mapping` JSON and `timezone`); 202
+    at once, then poll `status_url`. Its format, columns and declared size are checked before
+    the answer: an unknown format is 415, a file over the limits 413, a mapping or columns that
+    cannot work 422. Without `mapping`, the tenant's saved one or a known layout applies."""
     received_at = utc_now()
     ctx: ServiceContext = request.app.state.ctx
     store: IngestStore = request.app.state.ingest_store
@@ -91,12 +121,12 @@ async def create_upload(
     runner.submit(
         Upload(upload_id, caller.tenant_id, plan, chosen_timezone, directory, path, received_at)
     )
-    return {
-        "upload_id": upload_id,
-        "state": "queued",
-        "status_url": f"/v1/uploads/{upload_id}",
-        "rejects_url": f"/v1/uploads/{upload_id}/rejects.csv",
-    }
+    return UploadAccepted(
+        upload_id=upload_id,
+        state="queued",
+        status_url=f"/v1/uploads/{upload_id}",
+        rejects_url=f"/v1/uploads/{upload_id}/rejects.csv",
+    )
 
 
 def save_file(upload: UploadFile, destination: Path) -> None:
@@ -132,7 +162,80 @@ class UploadSummary(BaseModel):
     status_url: str
 
 
+_SUMMARY_EXAMPLE = {
+    "upload_id": "9ab1c2d3e4f5",
+    "filename": "orders-2011.csv",
+    "state": "done",
+    "bytes": 45812334,
+    "created_at": "2024-05-01T09:00:00Z",
+    "finished_at": "2024-05-01T09:01:12Z",
+    "layout": "online_retail",
+    "rows_read": 541909,
+    "accepted": 406829,
+    "rejected": 135080,
+    "rejected_by_reason": {"missing_customer_id": 135080},
+    "orders_published": 22190,
+    "customers": 4372,
+    "first_order_at": "2010-12-01T08:26:00Z",
+    "last_order_at": "2011-12-09T12:50:00Z",
+    "error": None,
+    "status_url": "/v1/uploads/9ab1c2d3e4f5",
+}
+
+
+class UploadStatus(BaseModel):
+    """An upload's full status as it is recorded: counts while running (`progress`), the result
+    once done, the error of a failed one."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "upload_id": "9ab1c2d3e4f5",
+                    "state": "running",
+                    "filename": "orders-2011.csv",
+                    "bytes": 45812334,
+                    "created_at": "2024-05-01T09:00:00+00:00",
+                    "finished_at": None,
+                    "timezone": "Europe/London",
+                    "layout": "online_retail",
+                    "progress": {
+                        "rows_read": 200000,
+                        "accepted": 151034,
+                        "rejected_by_reason": {"missing_customer_id": 48966},
+                        "orders_published": 8120,
+                    },
+                }
+            ]
+        },
+    )
+
+    upload_id: str
+    state: str = Field(description="queued, running, done or failed")
+    filename: str | None
+    bytes: int
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
+    timezone: str | None = None
+    layout: str | None = None
+    progress: dict[str, Any] | None = Field(None, description="Counts so far.")
+    result: dict[str, Any] | None = Field(None, description="The counts of a finished upload.")
+    error: UploadProblem | None = None
+
+
 class UploadList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "uploads": [_SUMMARY_EXAMPLE],
+                    "next_cursor": "WyJ1cGxvYWRzIiwiMjAyNC0wNS0wMVQwOTowMDowMCIsIjlhYjEiXQ",
+                }
+            ]
+        }
+    )
+
     uploads: list[UploadSummary]
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
@@ -167,7 +270,7 @@ def _summary(found: dict[str, Any]) -> UploadSummary:
     )
 
 
-@router.get("/uploads")
+@router.get("/uploads", responses=problem_responses(401, 403, 422))
 async def list_uploads(
     request: Request,
     caller: UploadReader,
@@ -200,10 +303,18 @@ async def list_uploads(
     )
 
 
-@router.get("/uploads/{upload_id}")
+# The status is passed on as recorded (`UploadStatus` documents it; its blob may gain keys).
+@router.get(
+    "/uploads/{upload_id}",
+    response_model=None,
+    responses={200: {"model": UploadStatus, "description": "The upload's status."}}
+    | problem_responses(401, 403, 404, 422),
+)
 async def upload_status(
     upload_id: str, request: Request, caller: UploadReader
 ) -> dict[str, object]:
+    """An upload's state and counts (roles `read` or `ingest`); 404 for an unknown id and for
+    another tenant's alike."""
     store: IngestStore = request.app.state.ingest_store
     found = store.upload(caller.tenant_id, upload_id)
     if found is None:
@@ -214,8 +325,20 @@ async def upload_status(
     return found
 
 
-@router.get("/uploads/{upload_id}/rejects.csv", response_class=FileResponse)
+@router.get(
+    "/uploads/{upload_id}/rejects.csv",
+    response_class=FileResponse,
+    responses=text_response(
+        "Every rejected row: `row`, `reason`, then the file's own columns as they were, spreadsheet-safe, as `rejects-<id>.csv`.",
+        {
+            "text/csv": "row,reason,Invoice,StockCode,Quantity,InvoiceDate,Price,Customer ID\n"
+            "17,missing_customer_id,536365,85123A,6,2010-12-01 08:26:00,2.55,\n"
+        },
+    )
+    | problem_responses(401, 403, 404, 409, 422),
+)
 async def upload_rejects(upload_id: str, request: Request, caller: IngestCaller) -> FileResponse:
+    """The upload's rejected rows as CSV (role `ingest`); 409 until the upload is done."""
     found = await upload_status(upload_id, request, caller)
     ctx: ServiceContext = request.app.state.ctx
     path = ctx.settings.data_dir / "ingest" / "uploads" / upload_id / "rejects.csv"

@@ -24,6 +24,8 @@ from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
 from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign
 from retention_shared.events import RiskBand, ValueTier
+from retention_shared.openapi_docs import text_response
+from retention_shared.problems import problem_responses
 from retention_shared.safe_text import spreadsheet_safe_frame
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
@@ -53,7 +55,22 @@ class CampaignFilters(BaseModel):
 
 
 class CampaignBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "budget": 2000.0,
+                    "cost_per_contact": 5.0,
+                    "save_rate": 0.25,
+                    "discount": 0.1,
+                    "margin": 0.4,
+                    "filters": {"risk_band": ["high", "medium"], "min_ltv": 100.0},
+                    "contacts_limit": 100,
+                }
+            ]
+        },
+    )
 
     budget: Annotated[FiniteNumber, Field(ge=0)]
     cost_per_contact: Annotated[
@@ -101,7 +118,43 @@ class ScenarioView(BaseModel):
         return cls(**scenario.__dict__)
 
 
+_SCENARIO = {
+    "save_rate": 0.25,
+    "expected_saved_revenue": 41210.0,
+    "expected_gross_profit": 14835.6,
+    "cost": 2000.0,
+    "net_profit": 12835.6,
+    "roi": 6.42,
+}
+
+
 class CampaignPlanView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_version": "kx3b2bq7ownflzaf",
+                    "candidates": 1210,
+                    "contacts_total": 400,
+                    "contacts": [
+                        {
+                            "customer_id": "14646",
+                            "churn_probability": 0.71,
+                            "predicted_ltv": 2480.5,
+                            "risk_band": "high",
+                            "value_tier": "VIP",
+                            "segment": "At risk",
+                            "expected_net_value": 389.4,
+                        }
+                    ],
+                    "expected": _SCENARIO,
+                    "pessimistic": _SCENARIO | {"save_rate": 0.15},
+                    "optimistic": _SCENARIO | {"save_rate": 0.35},
+                }
+            ]
+        }
+    )
+
     model_version: str
     candidates: int
     # Contacts in the plan; `contacts` lists the best `contacts_limit` of them.
@@ -125,7 +178,24 @@ _TEXT_COLUMNS = ("customer_id", "risk_band", "value_tier", "segment")
     "/campaigns/plan",
     # Explicit, so the JSON answer keeps its schema next to the CSV one.
     response_model=CampaignPlanView,
-    responses={200: {"content": {"text/csv": {}}, "description": "The plan, or its contacts"}},
+    responses=text_response(
+        "The plan (JSON), or with `Accept: text/csv` every contact of it, best first.",
+        {
+            "text/csv": "customer_id,churn_probability,predicted_ltv,risk_band,value_tier,"
+            "segment,expected_net_value\n14646,0.71,2480.5,high,VIP,At risk,389.4\n"
+        },
+        headers={
+            "X-Total-Count": {
+                "description": "CSV only: the contacts in the plan.",
+                "schema": {"type": "integer"},
+            },
+            "X-Model-Version": {
+                "description": "CSV only: the model that scored them.",
+                "schema": {"type": "string"},
+            },
+        },
+    )
+    | problem_responses(401, 403, 413, 422, 503),
 )
 async def plan(
     body: CampaignBody, caller: ReadCaller, state: State, request: Request

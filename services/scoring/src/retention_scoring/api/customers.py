@@ -45,6 +45,8 @@ from retention_scoring.store import TenantTable, from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.events import RiskBand, ValueTier
 from retention_shared.features import FEATURE_NAMES
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 from retention_shared.safe_text import spreadsheet_safe_frame
 
 router = APIRouter(prefix="/v1", tags=["customers"])
@@ -53,6 +55,21 @@ MAX_LIST_LIMIT = 10_000
 
 
 class FeaturesView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "default",
+                    "customer_id": "14646",
+                    "as_of": "2011-12-09T12:50:00Z",
+                    "features": {"recency_days": 1.0, "frequency": 73.0, "monetary": 279489.02},
+                    "received_as_of": "2011-12-08T12:12:00Z",
+                    "computed_at": "2011-12-08T12:12:03Z",
+                }
+            ]
+        }
+    )
+
     tenant_id: str
     customer_id: str
     # The tenant clock the clock features were moved to (what the model scores).
@@ -63,8 +80,10 @@ class FeaturesView(BaseModel):
     computed_at: datetime
 
 
-@router.get("/customers/{customer_id}/features")
+@router.get("/customers/{customer_id}/features", responses=problem_responses(401, 403, 404, 422))
 async def customer_features(customer_id: str, caller: ReadCaller, state: State) -> FeaturesView:
+    """The customer's features as the model scores them: moved to the tenant clock (`as_of`),
+    next to the clock and time the features service computed them at."""
     table = state.store.table(caller.tenant_id)
     row = table.row(customer_id) if table is not None else None
     if table is None or row is None:
@@ -98,8 +117,50 @@ async def _features_at_clock(
     return moved.row(0, named=True)
 
 
-@router.get("/customers/{customer_id}/score")
+# One customer's score as `GET /v1/customers/{id}/score` and `POST /v1/score` answer it.
+SCORE_EXAMPLE = {
+    "customer_id": "14646",
+    "churn_probability": 0.71,
+    "risk_band": "high",
+    "predicted_ltv": 2480.5,
+    "ltv_low": 1210.0,
+    "ltv_high": 3975.2,
+    "ltv_horizon_days": 365,
+    "value_tier": "VIP",
+    "segment": "At risk",
+    "action": "Reach out personally with a tailored win-back offer now.",
+    "revenue_at_risk": 1761.16,
+    "reasons": {
+        "churn": [
+            {
+                "feature": "recency_days",
+                "text": "no order for 143 days, 3x longer than usual",
+                "direction": "raises",
+                "contribution": 0.84,
+            }
+        ],
+        "ltv": [
+            {
+                "feature": "monetary",
+                "text": "spent 27,940 so far",
+                "direction": "raises",
+                "contribution": 0.52,
+            }
+        ],
+    },
+    "features_as_of": "2011-12-09T12:50:00Z",
+    "model_version": "kx3b2bq7ownflzaf",
+}
+
+
+@router.get(
+    "/customers/{customer_id}/score",
+    responses=example_response(SCORE_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
+)
 async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> ScoreView:
+    """The customer's churn probability and risk band, predicted LTV with its 80% interval and
+    value tier, segment and recommended action, with the top reasons behind each score (503
+    before the first model; 404 for an unknown customer and for another tenant's alike)."""
     champion_of(state, caller.tenant_id)  # 503 before 404: without a model nobody is scored
     population = await population_of(state, caller.tenant_id)
     position = population.position(customer_id) if population is not None else None

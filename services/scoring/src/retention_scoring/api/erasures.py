@@ -5,15 +5,15 @@ forgotten). 202 with the erasure's id; each service confirms on `erasure-audit`,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring.api.deps import unavailable, unprocessable
 from retention_scoring.erasure import erasure_request, request_record
 from retention_scoring.erasure_ledger import ErasureLedger
 from retention_shared.auth import AdminCaller
+from retention_shared.problems import problem_responses
 from retention_shared.safe_text import id_problem
 from retention_shared.service import ServiceContext
 
@@ -21,6 +21,19 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 
 
 class ErasureAccepted(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "erasure_id": "5d1f0c2a9b7e4e61",
+                    "tenant_id": "default",
+                    "requested_at": "2024-05-01T09:00:00Z",
+                    "audit_topic": "erasure-audit",
+                }
+            ]
+        }
+    )
+
     erasure_id: str
     tenant_id: str
     requested_at: datetime
@@ -28,7 +41,11 @@ class ErasureAccepted(BaseModel):
     audit_topic: str
 
 
-@router.delete("/customers/{customer_id}", status_code=status.HTTP_202_ACCEPTED)
+@router.delete(
+    "/customers/{customer_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 422, 503),
+)
 async def erase_customer(
     customer_id: str, request: Request, caller: AdminCaller
 ) -> ErasureAccepted:
@@ -61,8 +78,50 @@ async def erase_customer(
     )
 
 
-@router.get("/erasures/{erasure_id}", tags=["erasures"])
-async def erasure_status(erasure_id: str, request: Request, caller: AdminCaller) -> dict[str, Any]:
+class ErasureConfirmation(BaseModel):
+    service: str
+    instance: str
+    erased_at: datetime
+    removed: dict[str, int] = Field(description='What was removed, e.g. `{"orders": 12}`.')
+
+
+class ErasureStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "erasure_id": "5d1f0c2a9b7e4e61",
+                    "tenant_id": "default",
+                    "requested_at": "2024-05-01T09:00:00Z",
+                    "requested_by": "key:3fa1b2c4",
+                    "complete": False,
+                    "waiting_for": ["trainer"],
+                    "confirmations": [
+                        {
+                            "service": "features",
+                            "instance": "features-0",
+                            "erased_at": "2024-05-01T09:00:01Z",
+                            "removed": {"orders": 12},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    erasure_id: str
+    tenant_id: str
+    requested_at: datetime
+    requested_by: str
+    complete: bool = Field(description="Features, ingest, scoring and trainer all confirmed.")
+    waiting_for: list[str] = Field(description="The services that have not confirmed yet.")
+    confirmations: list[ErasureConfirmation]
+
+
+@router.get(
+    "/erasures/{erasure_id}", tags=["erasures"], responses=problem_responses(401, 403, 404, 422)
+)
+async def erasure_status(erasure_id: str, request: Request, caller: AdminCaller) -> ErasureStatus:
     """The request (when, by whom) and each service's confirmation with what it removed;
     `complete` once features, ingest, scoring and trainer all confirmed. 404 for an unknown id
     or another tenant's."""
@@ -73,4 +132,4 @@ async def erasure_status(erasure_id: str, request: Request, caller: AdminCaller)
             status.HTTP_404_NOT_FOUND,
             detail={"field": "erasure_id", "problem": f"no erasure {erasure_id!r}"},
         )
-    return found
+    return ErasureStatus.model_validate(found)

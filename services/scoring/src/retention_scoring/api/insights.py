@@ -16,6 +16,8 @@ from retention_scoring.narrative import narrate
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.features import FEATURE_NAMES
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 from retention_shared.score_summaries import segment_table
 
 router = APIRouter(prefix="/v1", tags=["insights"])
@@ -77,7 +79,46 @@ def _empty_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
     return features, scores
 
 
-@router.get("/insights")
+_EXAMPLE = {
+    "tenant_id": "default",
+    "as_of": "2011-12-09T12:50:00Z",
+    "model_version": "kx3b2bq7ownflzaf",
+    "previous_model_version": None,
+    "previous_problem": None,
+    "active_days": 90,
+    "ltv_horizon_days": 365,
+    "kpis": [
+        {
+            "name": "revenue_at_risk",
+            "label": "Revenue at risk",
+            "unit": "currency",
+            "value": 1203344.2,
+            "previous": None,
+            "model_dependent": True,
+        }
+    ],
+    "segments": [
+        {
+            "segment": "At risk",
+            "customers": 412,
+            "revenue_share": 0.18,
+            "mean_churn_probability": 0.64,
+            "revenue_at_risk": 182034.5,
+            "predicted_ltv": 284402.1,
+            "action": "Reach out personally with a tailored win-back offer now.",
+            "revenue_at_risk_share": 0.15,
+        }
+    ],
+    "narrative": [
+        {
+            "text": "1,203,344 of predicted revenue is at risk.",
+            "numbers": [{"text": "1,203,344", "path": "/kpis/0/value", "value": 1203344.2}],
+        }
+    ],
+}
+
+
+@router.get("/insights", responses=example_response(_EXAMPLE) | problem_responses(401, 403, 503))
 async def insights(caller: ReadCaller, state: State) -> Insights:
     """KPIs at the tenant clock with their values under the previous champion, the segment table
     (as `GET /v1/segments`) and a short narrative whose every number is in this answer."""

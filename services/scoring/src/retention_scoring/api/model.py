@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from retention_scoring.api.deps import State, champion_of
 from retention_shared.auth import ReadCaller
 from retention_shared.events import TimeWindow
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -45,8 +47,37 @@ def _task(report: dict, name: str, keys: tuple[str, ...]) -> dict:
     return {key: section[key] for key in keys if key in section}
 
 
-@router.get("/model")
+_EXAMPLE = {
+    "tenant_id": "default",
+    "model_version": "kx3b2bq7ownflzaf",
+    "model_tag": "retention-default:kx3b2bq7ownflzaf",
+    "champion_since": "2024-05-01T09:00:42Z",
+    "loaded_at": "2024-05-01T09:00:43Z",
+    "trained_at": "2024-05-01T09:00:30Z",
+    "training_window": {"start": "2009-12-01T07:45:00Z", "end": "2011-12-09T12:50:00Z"},
+    "windows": {"churn": {"test_cutoff": "2011-09-10", "horizon_days": 90}},
+    "feature_schema": ["recency_days", "frequency", "monetary"],
+    "churn": {"model": {"roc_auc": 0.826, "pr_auc": 0.781}, "baselines": {"recency": {}}},
+    "ltv": {"model": {"spearman": 0.665, "top10_capture": 0.52}, "baselines": {}},
+    "segments": [{"segment": "At risk", "customers": 412}],
+    "drift": {
+        "status": "stable",
+        "checked_at": "2024-05-02T09:00:00Z",
+        "threshold": 0.2,
+        "psi": {"recency_days": 0.04},
+        "drifted_features": [],
+        "published_at": None,
+    },
+}
+
+
+@router.get(
+    "/model",
+    responses=example_response(_EXAMPLE) | problem_responses(401, 403, 503),
+)
 async def model_card(caller: ReadCaller, state: State) -> ModelCard:
+    """The tenant's champion: version, training window, backtest numbers against the baselines,
+    segments, and the latest drift check (503 before the first model)."""
     champion = champion_of(state, caller.tenant_id)
     bundle, published = champion.bundle, champion.published
     drift = state.drift.get(caller.tenant_id)

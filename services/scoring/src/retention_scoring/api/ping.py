@@ -10,6 +10,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from retention_shared.auth import ReadCaller
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["ops"])
 
@@ -18,6 +20,10 @@ class Pong(BaseModel):
     tenant_id: str
 
 
-@router.get("/ping")
+@router.get(
+    "/ping",
+    responses=example_response({"tenant_id": "default"}) | problem_responses(401, 403),
+)
 async def ping(caller: ReadCaller) -> Pong:
+    """The key's tenant, and nothing else: a request that checks the key and touches no state."""
     return Pong(tenant_id=caller.tenant_id)

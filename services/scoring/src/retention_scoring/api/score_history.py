@@ -11,6 +11,8 @@ from retention_scoring.api.deps import State, not_found
 from retention_scoring.score_history import KEPT_PER_CUSTOMER
 from retention_shared.auth import ReadCaller
 from retention_shared.events import CustomerScore
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -23,7 +25,37 @@ class ScoreHistoryView(BaseModel):
     kept: int
 
 
-@router.get("/customers/{customer_id}/score/history")
+_EXAMPLE = {
+    "customer_id": "14646",
+    "changes": [
+        {
+            "event_type": "CustomerScore",
+            "schema_version": 1,
+            "tenant_id": "default",
+            "customer_id": "14646",
+            "churn_probability": 0.71,
+            "risk_band": "high",
+            "predicted_ltv": 2480.5,
+            "ltv_low": 1210.0,
+            "ltv_high": 3975.2,
+            "value_tier": "VIP",
+            "segment": "At risk",
+            "action": "Reach out personally with a tailored win-back offer now.",
+            "reasons": ["no order for 143 days, 3x longer than usual (raises churn risk)"],
+            "changed": ["risk_band", "segment"],
+            "model_version": "kx3b2bq7ownflzaf",
+            "features_as_of": "2011-12-09T12:50:00Z",
+            "scored_at": "2011-12-09T12:50:04Z",
+        }
+    ],
+    "kept": 50,
+}
+
+
+@router.get(
+    "/customers/{customer_id}/score/history",
+    responses=example_response(_EXAMPLE) | problem_responses(401, 403, 404, 422),
+)
 async def score_history(
     customer_id: str,
     caller: ReadCaller,

@@ -11,11 +11,14 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from retention_scoring import metrics
+from retention_scoring.api.customers import SCORE_EXAMPLE
 from retention_scoring.api.deps import State, champion_of, population_of, unprocessable
 from retention_scoring.api.inputs import CustomerId, FeatureValue
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.scoring import explain, score_customers
 from retention_shared.auth import ReadCaller
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
@@ -33,7 +36,23 @@ class ScoreRequest(BaseModel):
     """Either `customer_ids` (scored with their current features at the tenant clock) or
     `customers` (raw feature vectors, scored as given)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"customer_ids": ["14646", "17850"], "include_reasons": True},
+                {
+                    "customers": [
+                        {
+                            "customer_id": "what-if-1",
+                            "features": {"recency_days": 30.0, "frequency": 4.0},
+                        }
+                    ],
+                    "include_reasons": False,
+                },
+            ]
+        },
+    )
 
     customer_ids: list[CustomerId] | None = Field(None, min_length=1)
     customers: list[FeatureVector] | None = Field(None, min_length=1)
@@ -86,8 +105,23 @@ def _check_finite(scores: pl.DataFrame) -> None:
         )
 
 
-@router.post("/score")
+_EXAMPLE = {
+    "model_version": "kx3b2bq7ownflzaf",
+    "results": [
+        {"customer_id": "14646", "found": True, "score": SCORE_EXAMPLE, "problem": None},
+        {"customer_id": "00000", "found": False, "score": None, "problem": "no customer '00000'"},
+    ],
+}
+
+
+@router.post(
+    "/score",
+    responses=example_response(_EXAMPLE) | problem_responses(401, 403, 413, 422, 503),
+)
 async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> ScoreResponse:
+    """Many customers at once: by id (their current features at the tenant clock; an unknown
+    id is a result with `found: false`) or as raw feature vectors scored as given (a what-if).
+    More than `RETENTION_MAX_SCORES_PER_REQUEST` customers is a 413."""
     limit = state.settings.max_scores_per_request
     field = "customer_ids" if body.customer_ids is not None else "customers"
     count = len(body.customer_ids or body.customers or [])

@@ -15,6 +15,8 @@ from retention_scoring.segment_profiles import segment_profile
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.features import FEATURES_BY_NAME
+from retention_shared.openapi_docs import example_response
+from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["segments"])
 
@@ -40,7 +42,28 @@ class SegmentProfile(BaseModel):
     features: list[FeatureProfile] = Field(description="Every model feature, in registry order.")
 
 
-@router.get("/segments/{segment}/profile")
+_EXAMPLE = {
+    "model_version": "kx3b2bq7ownflzaf",
+    "segment": "At risk",
+    "as_of": "2011-12-09T12:50:00Z",
+    "customers": 412,
+    "features": [
+        {
+            "feature": "recency_days",
+            "label": "Days since the last purchase",
+            "unit": "days",
+            "p25": 62.0,
+            "median": 98.0,
+            "p75": 141.0,
+        }
+    ],
+}
+
+
+@router.get(
+    "/segments/{segment}/profile",
+    responses=example_response(_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
+)
 async def profile(segment: str, caller: ReadCaller, state: State) -> SegmentProfile:
     """The quartiles of every feature over the customers the champion puts in `segment`, at
     the tenant clock (the values `GET /v1/customers/{id}/features` answers)."""

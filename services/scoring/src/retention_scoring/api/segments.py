@@ -8,13 +8,15 @@ from typing import Annotated
 
 import polars as pl
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.inputs import wants_csv
 from retention_scoring.segment_points import POINTS_SCHEMA, sample_points
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
+from retention_shared.openapi_docs import example_response, text_response
+from retention_shared.problems import problem_responses
 from retention_shared.safe_text import spreadsheet_safe_frame
 from retention_shared.score_summaries import segment_table
 
@@ -38,8 +40,30 @@ class Segments(BaseModel):
     segments: list[SegmentRow]
 
 
-@router.get("/segments")
+_SEGMENTS_EXAMPLE = {
+    "model_version": "kx3b2bq7ownflzaf",
+    "customers": 4339,
+    "segments": [
+        {
+            "segment": "At risk",
+            "customers": 412,
+            "revenue_share": 0.18,
+            "mean_churn_probability": 0.64,
+            "revenue_at_risk": 182034.5,
+            "predicted_ltv": 284402.1,
+            "action": "Reach out personally with a tailored win-back offer now.",
+        }
+    ],
+}
+
+
+@router.get(
+    "/segments",
+    responses=example_response(_SEGMENTS_EXAMPLE) | problem_responses(401, 403, 503),
+)
 async def segments(caller: ReadCaller, state: State) -> Segments:
+    """Every segment of the champion with its customers, share of revenue, mean churn
+    probability, revenue at risk, predicted LTV and recommended action."""
     champion = champion_of(state, caller.tenant_id)
     segmenter = champion.bundle.segmenter
     population = await population_of(state, caller.tenant_id)
@@ -78,6 +102,28 @@ class SegmentPoint(BaseModel):
 
 
 class SegmentPoints(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_version": "kx3b2bq7ownflzaf",
+                    "as_of": "2011-12-09T12:50:00Z",
+                    "customers": 4339,
+                    "segments": ["Champions", "At risk", "Lost"],
+                    "points": [
+                        {
+                            "customer_id": "14646",
+                            "segment": "Champions",
+                            "recency_days": 1.0,
+                            "frequency": 73.0,
+                            "monetary": 279489.02,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     model_version: str
     as_of: datetime | None = Field(description="The tenant clock the features were moved to.")
     customers: int = Field(description="Customers scored; `points` holds a sample when more.")
@@ -88,7 +134,13 @@ class SegmentPoints(BaseModel):
 @router.get(
     "/segments/points",
     response_model=SegmentPoints,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=text_response(
+        "The points: JSON, or CSV with `Accept: text/csv`.",
+        {
+            "text/csv": "customer_id,segment,recency_days,frequency,monetary\n14646,Champions,1.0,73.0,279489.02\n"
+        },
+    )
+    | problem_responses(401, 403, 422, 503),
 )
 async def segment_points(
     request: Request,

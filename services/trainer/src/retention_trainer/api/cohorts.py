@@ -12,9 +12,11 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from retention_shared.auth import ReadCaller
+from retention_shared.openapi_docs import text_response
+from retention_shared.problems import problem_responses
 from retention_shared.safe_text import spreadsheet_safe_frame
 from retention_trainer.api.deps import CohortsDep
 from retention_trainer.cohorts import Metric, Period, cells_between, cohort_rows
@@ -34,6 +36,28 @@ class Cohort(BaseModel):
 
 
 class CohortMatrix(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "default",
+                    "period": "month",
+                    "metric": "customers",
+                    "as_of": "2011-12-09T12:50:00Z",
+                    "cohorts": [
+                        {
+                            "cohort": "2010-12",
+                            "start": "2010-12-01",
+                            "size": 948,
+                            "values": [948, 362, 317],
+                        }
+                    ],
+                    "max_age": 2,
+                }
+            ]
+        }
+    )
+
     tenant_id: str
     period: Period
     metric: Metric
@@ -71,7 +95,7 @@ def cohort_query(
 CohortQueryDep = Annotated[CohortQuery, Depends(cohort_query)]
 
 
-@router.get("/cohorts")
+@router.get("/cohorts", responses=problem_responses(401, 403, 422))
 async def cohorts(caller: ReadCaller, query: CohortQueryDep, cache: CohortsDep) -> CohortMatrix:
     """Per cohort (first-purchase period), the metric in each period since; JSON for a heatmap."""
     table = await cache.table(caller.tenant_id)
@@ -90,7 +114,17 @@ async def cohorts(caller: ReadCaller, query: CohortQueryDep, cache: CohortsDep) 
 @router.get(
     "/cohorts.csv",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}, "description": "cohort,cohort_size,age,..."}},
+    responses=text_response(
+        "One row per cohort × age, as an attachment `cohorts-<period>-<metric>.csv`.",
+        {"text/csv": "cohort,cohort_size,age,period,value\n2010-12,948,0,2010-12,948\n"},
+        headers={
+            "Content-Disposition": {
+                "description": 'attachment; filename="cohorts-<period>-<metric>.csv"',
+                "schema": {"type": "string"},
+            }
+        },
+    )
+    | problem_responses(401, 403, 422),
 )
 async def cohorts_csv(caller: ReadCaller, query: CohortQueryDep, cache: CohortsDep) -> Response:
     """The same cells, one row per cohort × age: cohort, cohort_size, age, period, value."""

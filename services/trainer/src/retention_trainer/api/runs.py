@@ -217,7 +217,7 @@ def _run_of(runs: RunManager, run_id: str, tenant_id: str) -> RunRecord:
     return record
 
 
-@router.get("/runs/{run_id}", responses=problem_responses(401, 403, 404))
+@router.get("/runs/{run_id}", responses=problem_responses(401, 403, 404, 422))
 async def get_run(run_id: str, caller: ReadCaller, runs: RunsDep) -> RunDetail:
     """The run record with its backtest report (JSON) and Markdown; another tenant's run is the
     same 404 as an unknown id."""

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_shared.auth import ReadCaller
+from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import MigrationsDep
 from retention_trainer.migration_cache import (
     ChampionUnreadable,
@@ -35,7 +36,25 @@ class MigrationFlow(BaseModel):
 
 
 class SegmentMigrationResponse(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "default",
+                    "model_version": "kx3b2bq7ownflzaf",
+                    "from": "2011-09-10",
+                    "to": "2011-12-09",
+                    "segments": [NOT_YET_A_CUSTOMER, "Champions", "At risk"],
+                    "flows": [
+                        {"from": "Champions", "to": "At risk", "customers": 57, "revenue": 84210.5}
+                    ],
+                    "customers_at_from": 3912,
+                    "customers_at_to": 4339,
+                }
+            ]
+        },
+    )
 
     tenant_id: str
     model_version: str = Field(description="The champion whose segmenter placed both ends.")
@@ -84,10 +103,15 @@ def _response(answer: MigrationAnswer) -> SegmentMigrationResponse:
     )
 
 
+_ERRORS = problem_responses(401, 403, 409, 422, 503)
+_ERRORS[409]["description"] = "No champion model yet, or no orders in the lake."
+_ERRORS[503]["description"] = "The champion's bundle cannot be read."
+
+
 @router.get(
     "/segments/migration",
     response_model=SegmentMigrationResponse,
-    responses={409: {"description": "No champion model yet, or no orders in the lake."}},
+    responses=_ERRORS,
 )
 async def segment_migration(
     caller: ReadCaller,
