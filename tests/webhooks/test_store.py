@@ -67,3 +67,18 @@ def test_unsubscribing_removes_the_log_and_only_the_tenants_own(tmp_path: Path) 
     assert not store.unsubscribe("other", a.id)
     assert store.unsubscribe("t", a.id)
     assert store.due(time.time() + 1, 10, 4) == [] and store.subscriptions() == []
+
+
+def test_erasing_a_customer_forgets_their_messages_sent_or_not(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    a = store.subscribe("t", "https://a.example/h", ["score.changed"], None, new_secret())
+    mine = Message("msg_1", "t", "score.changed", b'{"customer_id": "17850"}', "17850")
+    other = Message("msg_2", "t", "score.changed", b'{"customer_id": "13047"}', "13047")
+    theirs = Message("msg_3", "u", "score.changed", b'{"customer_id": "17850"}', "17850")
+    store.record([(mine, [a.id]), (other, [a.id]), (theirs, [a.id])], budget=2)
+    (first, *_) = store.due(time.time() + 1, 10, 4)
+    store.attempted(first, time.time(), 204, None, None)
+    assert store.erase_customer("t", "17850") == {"messages": 1, "deliveries": 1}
+    left = {d.message_id for _, d in store.deliveries(a.id, 10)}
+    assert left == {"msg_2", "msg_3"}, "only that tenant's customer"
+    assert store.erase_customer("t", "17850") == {"messages": 0, "deliveries": 0}

@@ -19,6 +19,7 @@ import pytest
 from retention_cli.stack import SERVICES, WEBHOOKS, Stack
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import (
+    CustomerErased,
     CustomerScore,
     DriftDetected,
     ModelEvent,
@@ -29,6 +30,7 @@ from retention_shared.events import (
 from retention_shared.topics import Topics
 from retention_webhooks.signing import new_secret, verify
 from tests.features_service.support import read_to_end
+from tests.kafka_reading import read_until
 from tests.problems import field_problems
 from tests.stack_support import API_KEY, READ_KEY, auth, stack_of_its_own, upload_file, url
 from tests.uci_orders import TEST_DATA
@@ -67,9 +69,18 @@ def fields_of(response: httpx.Response) -> list[str]:
 
 
 def deliveries(stack: Stack, webhook_id: str, key: str = API_KEY) -> list[dict]:
-    response = httpx.get(f"{hooks(stack)}/{webhook_id}/deliveries", headers=auth(key))
-    assert response.status_code == 200, response.text
-    return response.json()["deliveries"]
+    """The whole delivery log, every page."""
+    found: list[dict] = []
+    params: dict[str, Any] = {"limit": 500}
+    while True:
+        response = httpx.get(
+            f"{hooks(stack)}/{webhook_id}/deliveries", params=params, headers=auth(key)
+        )
+        assert response.status_code == 200, response.text
+        found += response.json()["deliveries"]
+        if response.json()["next_cursor"] is None:
+            return found
+        params["cursor"] = response.json()["next_cursor"]
 
 
 class World:
@@ -369,3 +380,39 @@ def test_metrics_and_readiness(world: World) -> None:
         assert f'outcome="{outcome}"' in exposition, outcome
     assert 'retention_webhooks_deliveries{state="delivered"}' in exposition
     assert "retention_webhooks_attempt_duration_seconds_bucket" in exposition
+
+
+def test_an_erased_customer_leaves_the_delivery_log(world: World) -> None:
+    stack, webhook_id = world.stack, world.created["all"]["id"]
+    wait_for(
+        "a score.changed delivered",
+        lambda: any(d["type"] == "score.changed" for d in deliveries(stack, webhook_id)),
+        timeout=300,
+    )
+    scored = [
+        json.loads(r.body)["data"]
+        for r in world.receiver.at("/ok/all")
+        if b"score.changed" in r.body
+    ]
+    customer = scored[0]["customer_id"]
+    theirs = {
+        r.headers["webhook-id"]
+        for r in world.receiver.at("/ok/all")
+        if json.loads(r.body)["data"].get("customer_id") == customer
+    }
+    logged = {d["message_id"] for d in deliveries(stack, webhook_id)}
+    assert theirs <= logged
+    response = httpx.delete(f"{url(stack, 'scoring')}/v1/customers/{customer}", headers=auth())
+    assert response.status_code == 202, response.text
+    erasure_id = response.json()["erasure_id"]
+
+    def confirmed(records: list) -> list[CustomerErased]:
+        events = (decode_event(CustomerErased, r.value) for r in records)
+        return [e for e in events if e.erasure_id == erasure_id and e.service == "webhooks"]
+
+    topic = Topics.with_prefix(stack.settings.topic_prefix).erasure_audit
+    records = asyncio.run(read_until(stack.settings, topic, lambda got: bool(confirmed(got)), 60))
+    (confirmation,) = confirmed(records)
+    assert confirmation.removed["messages"] == len(theirs) >= 1
+    assert customer not in json.dumps(confirmation.model_dump(mode="json"))
+    assert not theirs & {d["message_id"] for d in deliveries(stack, webhook_id)}

@@ -12,6 +12,7 @@ from retention_shared.config import Settings
 from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 from retention_webhooks.api import webhooks as webhooks_api
+from retention_webhooks.consumers import customer_erasures
 from retention_webhooks.consumers.dispatcher import Dispatcher
 from retention_webhooks.delivery import Deliverer
 from retention_webhooks.store import WebhookStore
@@ -24,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     store = WebhookStore(settings.data_dir / "webhooks" / "webhooks.sqlite")
     deliverer = Deliverer(store, settings, allowed)
     dispatcher = Dispatcher(ctx, store, on_recorded=deliverer.wake)
+    customer_erasures.register(ctx, store)
 
     async def dispatching() -> CheckResult:
         if not dispatcher.assigned:

@@ -92,4 +92,5 @@ def message_of(kind: EventType, event: Announced, value: bytes) -> Message:
         tenant_id=event.tenant_id,
         type=kind.value,
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        customer_id=event.customer_id if isinstance(event, CustomerScore) else None,
     )

@@ -59,6 +59,7 @@ class Message:
     tenant_id: str
     type: str
     body: bytes
+    customer_id: str | None = None  # whose data the body holds (score.changed): for erasure
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,11 @@ CREATE TABLE IF NOT EXISTS messages (
     type TEXT NOT NULL,
     body BLOB NOT NULL,
     created_at REAL NOT NULL,
+    customer_id TEXT,
     PRIMARY KEY (tenant_id, id)
 );
+CREATE INDEX IF NOT EXISTS messages_of_customer ON messages (tenant_id, customer_id)
+    WHERE customer_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     subscription_id TEXT NOT NULL,
@@ -247,8 +251,15 @@ class WebhookStore:
                 if not subscription_ids:
                     continue
                 self._db.execute(
-                    "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?)",
-                    (message.tenant_id, message.id, message.type, message.body, now),
+                    "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        message.tenant_id,
+                        message.id,
+                        message.type,
+                        message.body,
+                        now,
+                        message.customer_id,
+                    ),
                 )
                 for subscription_id in subscription_ids:
                     added += self._db.execute(
@@ -377,6 +388,29 @@ class WebhookStore:
                 (*args, limit),
             ).fetchall()
         return [((row[-1], row[0]), _delivery(row[:-1])) for row in rows]
+
+    def erase_customer(self, tenant_id: str, customer_id: str) -> dict[str, int]:
+        """Forget the messages about a customer and their deliveries, sent or not (an erased
+        customer's scores are not announced any more)."""
+        with self._lock, self._durably(), self._transaction():
+            ids = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT id FROM messages WHERE tenant_id = ? AND customer_id = ?",
+                    (tenant_id, customer_id),
+                )
+            ]
+            deliveries = 0
+            for message_id in ids:
+                deliveries += self._db.execute(
+                    "DELETE FROM deliveries WHERE tenant_id = ? AND message_id = ?",
+                    (tenant_id, message_id),
+                ).rowcount
+            self._db.execute(
+                "DELETE FROM messages WHERE tenant_id = ? AND customer_id = ?",
+                (tenant_id, customer_id),
+            )
+        return {"messages": len(ids), "deliveries": deliveries}
 
     def counts(self) -> dict[str, int]:
         """Deliveries per state (for the gauges)."""
