@@ -215,6 +215,7 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
 _TASK_LABELS = {"churn": "Churn", "ltv": "LTV"}
 # The metrics a reading sentence is written for; the table has them all.
 _HEADLINE_METRICS = {"churn": "roc_auc", "ltv": "spearman"}
+_MONEY_METRICS = {"mae", "rmse"}  # in currency: whole units, as the report's other amounts
 
 
 def _rolling(rolling: dict[str, Any] | None) -> list[str]:
@@ -227,14 +228,16 @@ def _rolling(rolling: dict[str, Any] | None) -> list[str]:
         for name, e in entries.items():
             best = e["best_baseline"]
             low, high = e["diff_interval_90"]
+            amount = name in _MONEY_METRICS
+            value = money if amount else metric
             rows.append(
                 [
                     _TASK_LABELS.get(task, text(task)),
                     text(name) + ("" if e["higher_is_better"] else " (lower is better)"),
-                    metric(e["model_mean"]),
+                    value(e["model_mean"]),
                     text(best) if best else "–",
-                    metric(e["baselines"].get(best)) if best else "–",
-                    f"{_signed(low, False)} to {_signed(high, False)}",
+                    value(e["baselines"].get(best)) if best else "–",
+                    f"{_signed(low, amount)} to {_signed(high, amount)}",
                     text(e["verdict"]),
                 ]
             )
