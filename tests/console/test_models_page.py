@@ -186,9 +186,7 @@ def test_a_report_is_the_trainers_page_with_its_own_policy() -> None:
 
 
 def test_a_run_without_a_report_is_a_409_page() -> None:
-    refused = httpx.Response(
-        409, json={"detail": {"field": "run_id", "problem": "run 'x' is skipped"}}
-    )
+    refused = problem_reply(409, "run_id", "run 'x' is skipped")
     run_id = SKIPPED["run_id"]
     fake = models_fake(**{f"trainer GET /v1/runs/{run_id}/report": refused})
     page = signed_in(fake).get(f"/models/runs/{run_id}/report")
@@ -275,9 +273,7 @@ def test_retrain_without_the_csrf_token_is_refused() -> None:
 
 
 def test_before_the_first_model_the_runs_still_show() -> None:
-    no_model = httpx.Response(
-        503, json={"detail": {"problem": "no champion model for this tenant"}}
-    )
+    no_model = problem_reply(503, None, "no champion model for this tenant")
     page = signed_in(models_fake(SKIPPED, **{"scoring GET /v1/model": no_model})).get("/models")
     assert page.status_code == 200
     assert "There is no model yet." in page.text
