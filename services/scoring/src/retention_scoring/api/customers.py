@@ -26,6 +26,7 @@ from retention_scoring.api.deps import (
     segments_of,
     unprocessable,
 )
+from retention_scoring.api.examples import SCORED_CUSTOMER
 from retention_scoring.api.inputs import choices, wants_csv
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.lists import (
@@ -119,16 +120,8 @@ async def _features_at_clock(
 
 # One customer's score as `GET /v1/customers/{id}/score` and `POST /v1/score` answer it.
 SCORE_EXAMPLE = {
-    "customer_id": "14646",
-    "churn_probability": 0.71,
-    "risk_band": "high",
-    "predicted_ltv": 2480.5,
-    "ltv_low": 1210.0,
-    "ltv_high": 3975.2,
+    **SCORED_CUSTOMER,
     "ltv_horizon_days": 365,
-    "value_tier": "VIP",
-    "segment": "At risk",
-    "action": "Reach out personally with a tailored win-back offer now.",
     "revenue_at_risk": 1761.16,
     "reasons": {
         "churn": [
@@ -194,15 +187,7 @@ class ListedCustomer(BaseModel):
 
 
 _LISTED_EXAMPLE = {
-    "customer_id": "14646",
-    "churn_probability": 0.71,
-    "risk_band": "high",
-    "predicted_ltv": 2480.5,
-    "ltv_low": 1210.0,
-    "ltv_high": 3975.2,
-    "value_tier": "VIP",
-    "segment": "At risk",
-    "action": "Reach out personally with a tailored win-back offer now.",
+    **SCORED_CUSTOMER,
     "revenue_at_risk": 1761.16,
     "features_as_of": "2011-12-09T12:50:00+00:00",
 }

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.examples import SEGMENT_ROW
 from retention_scoring.api.segments import SegmentRow
 from retention_scoring.comparison import Comparison
 from retention_scoring.insights import ACTIVE_DAYS, KpiName, Unit, kpis, revenue_at_risk_shares
@@ -97,18 +98,7 @@ _EXAMPLE = {
             "model_dependent": True,
         }
     ],
-    "segments": [
-        {
-            "segment": "At risk",
-            "customers": 412,
-            "revenue_share": 0.18,
-            "mean_churn_probability": 0.64,
-            "revenue_at_risk": 182034.5,
-            "predicted_ltv": 284402.1,
-            "action": "Reach out personally with a tailored win-back offer now.",
-            "revenue_at_risk_share": 0.15,
-        }
-    ],
+    "segments": [{**SEGMENT_ROW, "revenue_at_risk_share": 0.15}],
     "narrative": [
         {
             "text": "1,203,344 of predicted revenue is at risk.",

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from retention_scoring.api.deps import State, not_found
+from retention_scoring.api.examples import SCORED_CUSTOMER
 from retention_scoring.score_history import KEPT_PER_CUSTOMER
 from retention_shared.auth import ReadCaller
 from retention_shared.events import CustomerScore
@@ -32,15 +33,7 @@ _EXAMPLE = {
             "event_type": "CustomerScore",
             "schema_version": 1,
             "tenant_id": "default",
-            "customer_id": "14646",
-            "churn_probability": 0.71,
-            "risk_band": "high",
-            "predicted_ltv": 2480.5,
-            "ltv_low": 1210.0,
-            "ltv_high": 3975.2,
-            "value_tier": "VIP",
-            "segment": "At risk",
-            "action": "Reach out personally with a tailored win-back offer now.",
+            **SCORED_CUSTOMER,
             "reasons": ["no order for 143 days, 3x longer than usual (raises churn risk)"],
             "changed": ["risk_band", "segment"],
             "model_version": "kx3b2bq7ownflzaf",

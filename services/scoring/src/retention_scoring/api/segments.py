@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.examples import SEGMENT_ROW
 from retention_scoring.api.inputs import wants_csv
 from retention_scoring.segment_points import POINTS_SCHEMA, sample_points
 from retention_scoring.store import from_microseconds
@@ -43,17 +44,7 @@ class Segments(BaseModel):
 _SEGMENTS_EXAMPLE = {
     "model_version": "kx3b2bq7ownflzaf",
     "customers": 4339,
-    "segments": [
-        {
-            "segment": "At risk",
-            "customers": 412,
-            "revenue_share": 0.18,
-            "mean_churn_probability": 0.64,
-            "revenue_at_risk": 182034.5,
-            "predicted_ltv": 284402.1,
-            "action": "Reach out personally with a tailored win-back offer now.",
-        }
-    ],
+    "segments": [SEGMENT_ROW],
 }
 
 
