@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -314,3 +315,14 @@ def test_runs_reads_the_list_whole_or_paged() -> None:
     assert [run["run_id"] for run in json.loads(result.stdout)["runs"]] == ["r3", "r2", "r1"]
     # The second page asks for what is still missing, after the first page's cursor.
     assert fake.queries == [{"limit": ["3"]}, {"limit": ["1"], "cursor": ["c1"]}]
+
+
+def test_readme_documents_every_command_variable_and_exit_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Command line\n", 1)[1].split("\n## ", 1)[0]
+    for command in COMMANDS:
+        assert f"| `{command} " in section or f"| `{command}" in section, command
+    for variable in ("API_KEY", "INGEST_URL", "SCORING_URL", "TRAINER_URL"):
+        assert f"`RETENTION_{variable}`" in section
+    documented = [int(code) for code in re.findall(r"^\| (\d) \|", section, flags=re.MULTILINE)]
+    assert documented == [code.value for code in ExitCode]
