@@ -32,7 +32,7 @@ FOREVER = -1  # retention.ms for a topic whose whole history is needed again
 
 # The services that publish or subscribe (console only calls the others' HTTP APIs), and the
 # parties outside Retention that do.
-SERVICES = ("ingest", "features", "trainer", "scoring")
+SERVICES = ("ingest", "features", "trainer", "scoring", "webhooks")
 EXTERNAL = {
     "upstream": "an order source outside Retention (shop, ERP, CDC pipeline)",
     "crm": "a CRM or marketing tool subscribed to score changes",
@@ -141,7 +141,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         "transactions.rejected",
         SOURCE_KEY,
         (RejectedRecord,),
-        producers=("ingest", "features", "trainer", "scoring"),
+        producers=("ingest", "features", "trainer", "scoring", "webhooks"),
         consumers=("ops",),
         description=(
             "Inputs that could not become an order, and records a consumer could not read or "
@@ -165,7 +165,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         (CustomerScore,),
         producers=("scoring",),
         # scoring reads it back: what was last announced per customer, and the score history.
-        consumers=("scoring", "crm"),
+        consumers=("scoring", "webhooks", "crm"),
         description=(
             "A customer's score when their risk band, value tier or segment changes; `event_id` "
             "is the same for a re-published announcement (drop duplicates by it)."
@@ -179,7 +179,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         (ModelPublished, ModelRejected),
         producers=("trainer",),
         # The trainer reads back what it last announced when it starts.
-        consumers=("scoring", "trainer"),
+        consumers=("scoring", "trainer", "webhooks"),
         description="A tenant's new champion model, or a challenger that did not beat it.",
         retention_ms=30 * DAY_MS,
     ),
@@ -188,7 +188,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         TENANT_KEY,
         (DriftDetected,),
         producers=("scoring",),
-        consumers=("trainer",),
+        consumers=("trainer", "webhooks"),
         description="Live features moved away from the champion's training distributions.",
         retention_ms=30 * DAY_MS,
     ),
@@ -206,7 +206,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         CUSTOMER_KEY,
         (CustomerErasureRequested,),
         producers=("scoring",),
-        consumers=("ingest", "features", "trainer", "scoring"),
+        consumers=("ingest", "features", "trainer", "scoring", "webhooks"),
         description=(
             "An admin's request to forget a customer. Kept as long as transactions: a service "
             "that lost its state reads every erasure again before a replay."
@@ -217,7 +217,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         "erasure-audit",
         TENANT_KEY,
         (CustomerErased,),
-        producers=("ingest", "features", "trainer", "scoring"),
+        producers=("ingest", "features", "trainer", "scoring", "webhooks"),
         consumers=("scoring",),
         description="Each service's confirmation of an erasure: the audit trail, never a customer id.",
         retention_ms=FOREVER,
@@ -227,7 +227,7 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         TENANT_KEY,
         (UploadCompleted,),
         producers=("ingest",),
-        consumers=(),
+        consumers=("webhooks",),
         description="An uploaded file was read to its end and its orders published.",
         retention_ms=30 * DAY_MS,
     ),
