@@ -54,7 +54,7 @@ def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(tmp_p
     key = re.search(r"dev API key \(tenant 'default', role admin\): (\S+)", text)
     assert key, text
     children = psutil.Process(process.pid).children(recursive=True)
-    assert len(children) == 6  # broker, four services, console
+    assert len(children) == 7  # broker, four services, webhooks, console
 
     for name in SERVICES:
         port = env[f"RETENTION_{name.upper()}_PORT"]
