@@ -41,7 +41,7 @@ def running_stack(
             use_embedded_broker=False,
         )
         try:
-            stack.start(ready_timeout=90)
+            stack.start(ready_timeout=180)  # trainer and scoring load models and read topics: slow on a loaded 2-core machine
         except BaseException:
             print(log_path.read_text()[-5000:])
             raise
