@@ -41,7 +41,8 @@ def running_stack(
             use_embedded_broker=False,
         )
         try:
-            stack.start(ready_timeout=180)  # trainer and scoring load models and read topics: slow on a loaded 2-core machine
+            # Trainer and scoring load models and read topics: slow on a loaded 2-core machine.
+            stack.start(ready_timeout=180)
         except BaseException:
             print(log_path.read_text()[-5000:])
             raise
