@@ -39,9 +39,22 @@ def _up(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def _kill_what_is_left(process: subprocess.Popen[str]) -> None:
+    """After a failed assertion, nothing the run started may outlive the test."""
+    if process.poll() is not None:
+        return
+    for child in psutil.Process(process.pid).children(recursive=True):
+        child.kill()
+    process.kill()
+    process.wait()
+
+
+def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     env = _environment(tmp_path)
     process = _up(env, "--dev")
+    request.addfinalizer(lambda: _kill_what_is_left(process))
     output: list[str] = []
     deadline = time.monotonic() + 90
     assert process.stdout is not None
@@ -75,7 +88,8 @@ def test_up_in_dev_mode_starts_everything_prints_a_key_and_stops_on_ctrl_c(tmp_p
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
-    assert "stopping: ingest, features, trainer, scoring, console, broker" in rest
+    assert "stopping: " + ", ".join(WITH_CONSOLE) + ", broker" in rest
+    assert WITH_CONSOLE == ("ingest", "features", "trainer", "scoring", "webhooks", "console")
     assert not [
         child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
     ]
