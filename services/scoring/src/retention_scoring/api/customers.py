@@ -46,7 +46,7 @@ from retention_scoring.store import TenantTable, from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.events import RiskBand, ValueTier
 from retention_shared.features import FEATURE_NAMES
-from retention_shared.openapi_docs import example_response
+from retention_shared.openapi_docs import example_response, text_response
 from retention_shared.problems import problem_responses
 from retention_shared.safe_text import spreadsheet_safe_frame
 
@@ -226,27 +226,27 @@ _CSV_EXAMPLE = (
     + "\n14646,0.71,high,2480.5,1210.0,3975.2,VIP,At risk,"
     + "Reach out personally with a tailored win-back offer now.,1761.16,2011-12-09T12:50:00+00:00\n"
 )
-_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "model": CustomerList,
-        "description": "A page of the list: JSON, or CSV (`format=csv` or `Accept: text/csv`) "
-        "with the same columns as a customer of the JSON, a header row on every page.",
-        "content": {"text/csv": {"schema": {"type": "string"}, "example": _CSV_EXAMPLE}},
-        "headers": {
-            "X-Total-Count": {
-                "description": "CSV only: customers matching the filters, over all pages.",
-                "schema": {"type": "integer"},
-            },
-            "X-Next-Cursor": {
-                "description": "CSV only: the `cursor` of the next page; absent on the last.",
-                "schema": {"type": "string"},
-            },
-            "Content-Disposition": {
-                "description": 'CSV only: `attachment; filename="customers-<tenant>-<date>.csv"`.',
-                "schema": {"type": "string"},
-            },
+_LIST_CSV = text_response(
+    "A page of the list: JSON, or CSV (`format=csv` or `Accept: text/csv`) with the same columns "
+    "as a customer of the JSON, a header row on every page.",
+    {"text/csv": _CSV_EXAMPLE},
+    headers={
+        "X-Total-Count": {
+            "description": "CSV only: customers matching the filters, over all pages.",
+            "schema": {"type": "integer"},
+        },
+        "X-Next-Cursor": {
+            "description": "CSV only: the `cursor` of the next page; absent on the last.",
+            "schema": {"type": "string"},
+        },
+        "Content-Disposition": {
+            "description": 'CSV only: `attachment; filename="customers-<tenant>-<date>.csv"`.',
+            "schema": {"type": "string"},
         },
     },
+)
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": CustomerList, **_LIST_CSV[200]},
     **LIST_ERRORS,
 }
 
