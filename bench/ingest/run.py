@@ -32,7 +32,7 @@ has its own (6 partitions, like the service's topics).
 
 Peak resident memory: the process tree is sampled every 50 ms with psutil (the service during
 each upload, each baseline process throughout), plus the kernel's high-water mark (VmHWM of the
-service process, `ru_maxrss` of each baseline process). CPU seconds of the measured process, the
+service process and of each baseline process). CPU seconds of the measured process, the
 broker and every other process on the machine are printed per run: other work on the 2 cores
 (a test run) shows up directly in the times, and a run where it did is flagged.
 
@@ -317,7 +317,11 @@ def plain_payloads(events: pl.DataFrame) -> list[bytes]:
         "source",
     ]
     document = pl.struct(
-        pl.lit(1).alias("schema_version"), pl.lit("OrderEvent").alias("event_type"), *fields
+        pl.lit(1).alias("schema_version"),
+        pl.lit("OrderEvent").alias("event_type"),
+        *fields,
+        pl.lit(0).alias("version"),  # a first upload: no amendments, nothing withdrawn
+        pl.lit(False).alias("withdrawn"),
     )
     return events.select(document.struct.json_encode()).to_series().cast(pl.Binary).to_list()
 
@@ -380,7 +384,8 @@ async def baseline(args: argparse.Namespace) -> dict[str, Any]:
         "net_total": round(float(events["total"].sum()), 2),
         "ids_digest": digest(events["event_id"].to_list()),
         "payloads_digest": digest(payloads),
-        "ru_maxrss": usage.ru_maxrss * 1024,  # KiB on Linux
+        # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork+exec.
+        "peak_rss": vm_hwm(os.getpid()),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
 
@@ -480,7 +485,7 @@ def run_baseline(
     if child.returncode != 0:
         raise RuntimeError(f"baseline {mode} failed:\n{err.decode(errors='replace')[-4000:]}")
     found = json.loads(out.decode().strip().splitlines()[-1])
-    run = Run(found["rows"], found["events"], found["seconds"], sampler.peak, found["ru_maxrss"])
+    run = Run(found["rows"], found["events"], found["seconds"], sampler.peak, found["peak_rss"])
     # The child's whole life (imports, exit) as the kernel counted it once it was waited for.
     waited = resource.getrusage(resource.RUSAGE_CHILDREN)
     run.cpu["process"] = (waited.ru_utime + waited.ru_stime) - (
@@ -664,7 +669,7 @@ def report(
     print(
         "  seconds: median; upload start (service) / read start (baselines) → last event acked\n"
         "  peak RSS: process tree sampled every 50 ms, max over runs; kernel: VmHWM of the\n"
-        "  service process (since its start) / ru_maxrss of the baseline process\n"
+        "  service process (since its start) / VmHWM of the baseline process\n"
         f"  service idle before the first upload: {mib(idle_rss)}"
     )
     busy = [
