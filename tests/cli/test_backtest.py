@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from datetime import date, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from retention_cli.main import main
+from retention_trainer.backtest import render_markdown
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
 from tests.real_orders import ONLINE_RETAIL
 from tests.uci_orders import TEST_DATA
@@ -89,12 +93,18 @@ def test_a_mapping_naming_a_missing_column_is_a_clear_error(tmp_path: Path) -> N
     assert "missing_column" in result.stderr and "'Client'" in result.stderr
 
 
-def test_the_json_keeps_its_keys_and_adds_the_rolling_block(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # In-process on the Online Retail II slice (two years: four origins of both tasks).
-    assert main(["backtest", "--data", str(SLICE_II), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+@pytest.fixture(scope="module")
+def slice_report() -> dict[str, Any]:
+    """One in-process `--json` run on the Online Retail II slice (two years: four origins of both
+    tasks), shared by the tests that read its report."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["backtest", "--data", str(SLICE_II), "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+def test_the_json_keeps_its_keys_and_adds_the_rolling_block(slice_report: dict[str, Any]) -> None:
+    report = slice_report
     assert {"tenant", "churn", "ltv", "segments", "rolling_origin", "windows", "timings"} <= set(
         report
     )
@@ -118,9 +128,9 @@ def test_the_json_keeps_its_keys_and_adds_the_rolling_block(
     assert "recent_spend" in rolling["metrics"]["ltv"]["spearman"]["baselines"]
 
 
-def test_the_human_output_prints_the_rolling_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["backtest", "--data", str(SLICE_II)]) == 0
-    out = capsys.readouterr().out
+def test_the_human_output_prints_the_rolling_table(slice_report: dict[str, Any]) -> None:
+    # Without --json the command prints `render_markdown` of this very report.
+    out = render_markdown(slice_report)
     table = out[out.index("## Rolling evaluation") :]
     assert "| task | metric | model | best baseline |" in table
     assert "| churn | roc_auc |" in table and "| ltv | spearman |" in table
