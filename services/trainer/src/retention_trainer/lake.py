@@ -26,17 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-import boto3
 import polars as pl
-from botocore.config import Config
 
 from retention_shared.config import Settings
 from retention_shared.event_columns import ORDER_EVENT_SCHEMA
 from retention_shared.events import MAX_EVENT_AMOUNT
 from retention_shared.features import ORDER_SCHEMA, line_summaries, orders_from_event_columns
 from retention_shared.features.orders import CATEGORICAL_PRODUCTS
+from retention_shared.s3 import parse_s3_url, s3_client
 
 __all__ = [
     "LAKE_SCHEMA",
@@ -46,8 +45,6 @@ __all__ = [
     "StoredObject",
     "TransactionLake",
     "open_lake",
-    "parse_s3_url",
-    "s3_client",
 ]
 
 
@@ -333,24 +330,6 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd")
     return buffer.getvalue()
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` → (`bucket`, `some/prefix`)."""
-    parts = urlsplit(url)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise ValueError(f"expected an s3://bucket/prefix URL, got {url!r}")
-    return parts.netloc, parts.path.strip("/")
-
-
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for `RETENTION_S3_ENDPOINT_URL` (AWS when unset); credentials and
-    region come from the standard AWS_* variables, as boto3 reads them."""
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}),
-    )
 
 
 def open_lake(settings: Settings) -> TransactionLake:

@@ -15,7 +15,7 @@ import bentoml
 from botocore.exceptions import ClientError
 
 from retention_shared.config import Settings
-from retention_trainer.lake import parse_s3_url, s3_client
+from retention_shared.s3 import parse_s3_url, s3_client
 
 __all__ = ["ExportedModelNotFound", "export_model", "exported_model_url", "import_model"]
 
