@@ -127,8 +127,8 @@ def _bench(args: argparse.Namespace, data: Path, work: Path) -> int:
 
     import polars as pl
 
+    from retention_bundle.model_store import save_bundle
     from retention_ingest.file_ingest import ingest_file
-    from retention_trainer.bundle import save_bundle
     from retention_trainer.lake import TransactionLake
     from retention_trainer.pipeline import ROLLING_ORIGINS, train_and_backtest
     from retention_trainer.training_set import (
@@ -266,9 +266,9 @@ def _bench(args: argparse.Namespace, data: Path, work: Path) -> int:
         f"{sizes['bare_features']:,} rows) {read['bare_features'] * 1000:.0f} ms: "
         f"{features_ratio:.1f}x"
     )
-    churn, ltv = run.report["churn"]["model"], run.report["ltv"]["model"]
+    churn, ltv = run.report.churn.model, run.report.ltv.model
     print(
-        f"\nrun checks: churn ROC-AUC {churn['roc_auc']:.3f}, LTV Spearman {ltv['spearman']:.3f}, "
+        f"\nrun checks: churn ROC-AUC {churn.roc_auc:.3f}, LTV Spearman {ltv.spearman:.3f}, "
         f"model {model.tag}; load average at end {_load()}"
     )
 

@@ -18,17 +18,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from retention_bundle.report_html import markdown_page
 from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import ingest_file
 from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
-from retention_trainer.backtest import finite
 from retention_trainer.pipeline import (
     ROLLING_ORIGINS,
     SHORT_LTV_HORIZON_DAYS,
     train_and_backtest,
 )
-from retention_trainer.report_html import markdown_page
 from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"retention backtest: {error}", file=sys.stderr)
         return 2
-    for note in training.report.get("notes", []):
+    for note in training.report.notes:
         print(f"retention backtest: {note}", file=sys.stderr)
     if args.report:
         markdown = build_run_report(training, orders).markdown
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"retention backtest: cannot write {args.report}: {error}", file=sys.stderr)
             return 2
     if args.json:
-        print(json.dumps(finite(training.report), default=str))
+        print(json.dumps(training.report.as_json()))
     else:
         print(training.markdown)
     return 0

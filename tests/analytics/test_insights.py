@@ -19,6 +19,8 @@ import polars as pl
 import pytest
 from fastapi import FastAPI
 
+from retention_bundle.bundle import ModelBundle, read_bundle
+from retention_bundle.predict import score
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_scoring.api import insights as insights_api
@@ -30,7 +32,6 @@ from retention_shared.auth import ApiKeys
 from retention_shared.config import Settings
 from retention_shared.features import compute_features, orders_from_event_columns
 from retention_shared.score_summaries import RISK_CUTOFFS
-from retention_trainer.bundle import ModelBundle, read_bundle, score
 from tests.analytics.conftest import SLICE
 from tests.narrative_check import check_narrative
 from tests.problems import first_problem, problem_of

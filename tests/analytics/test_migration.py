@@ -15,11 +15,11 @@ import httpx
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import read_bundle
+from retention_bundle.models.segmenter import Segmenter
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import compute_features, orders_from_event_columns
-from retention_trainer.bundle import read_bundle
-from retention_trainer.segmenter import Segmenter
 from tests.problems import field_problems
 from tests.stack_support import auth, url
 from tests.uci_orders import TEST_DATA

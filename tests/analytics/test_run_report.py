@@ -15,8 +15,8 @@ from dataclasses import asdict
 import httpx
 import pytest
 
+from retention_bundle.report_html import PAGE_CSP
 from retention_cli.stack import Stack
-from retention_trainer.report_html import PAGE_CSP
 from retention_trainer.run_report import REPORT_CAMPAIGN
 from retention_trainer.run_report_markdown import HEADLINE_LABELS
 from tests.problems import field_problems, first_problem

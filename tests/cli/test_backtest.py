@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from retention_bundle.backtest_report import BacktestReport
 from retention_cli.main import main
 from retention_trainer.backtest import render_markdown
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
@@ -130,7 +131,7 @@ def test_the_json_keeps_its_keys_and_adds_the_rolling_block(slice_report: dict[s
 
 def test_the_human_output_prints_the_rolling_table(slice_report: dict[str, Any]) -> None:
     # Without --json the command prints `render_markdown` of this very report.
-    out = render_markdown(slice_report)
+    out = render_markdown(BacktestReport.model_validate(slice_report))
     table = out[out.index("## Rolling evaluation") :]
     assert "| task | metric | model | best baseline |" in table
     assert "| churn | roc_auc |" in table and "| ltv | spearman |" in table

@@ -17,7 +17,8 @@ def members_imported(name: str) -> set[str]:
     found = set()
     for path in (REPO / "services" / name / "src").rglob("*.py"):
         found |= set(IMPORT.findall(path.read_text(encoding="utf-8")))
-    return {"shared" if member == "shared" else f"services/{member}" for member in found}
+    places = {"shared": "shared", "bundle": "packages/bundle"}
+    return {places.get(member, f"services/{member}") for member in found}
 
 
 def stages(text: str) -> list[list[str]]:
@@ -89,8 +90,8 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_dockerfile_installs_only_what_the_service_imports(name: str) -> None:
     """The builder copies the sources of the workspace members the service's code imports and
-    no others (scoring reads bundles through the trainer package; the console reaches the
-    services over HTTP only), so an image never carries code it does not run."""
+    no others (scoring reads bundles through retention-bundle, not the trainer; the console
+    reaches the services over HTTP only), so an image never carries code it does not run."""
     groups = stages((REPO / "services" / name / "Dockerfile").read_text())
     builder = next(g for g in groups if g and g[0].endswith(" AS builder"))
     sources = {

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from retention_bundle.drift_reference import reference_distributions
 from retention_scoring.drift import feature_psi, psi
 from retention_scoring.lists import (
     CursorError,
@@ -20,7 +21,6 @@ from retention_scoring.lists import (
 from retention_scoring.score_events import changed_fields
 from retention_scoring.scoring import tier_cutoffs, value_tiers
 from retention_shared.score_summaries import risk_bands
-from retention_trainer.drift_reference import reference_distributions
 
 
 def test_risk_band_cut_offs() -> None:

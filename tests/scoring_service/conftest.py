@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retention_trainer.bundle import ModelBundle
+from retention_bundle.bundle import ModelBundle
 from tests.scoring_service.support import train_bundle
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from retention_trainer.bundle import read_bundle, save_bundle
+from retention_bundle.bundle import read_bundle
+from retention_bundle.model_store import save_bundle
 
 if __name__ == "__main__":
     model = save_bundle(read_bundle(Path(sys.argv[1])))

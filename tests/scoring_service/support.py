@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import polars as pl
 
+from retention_bundle.bundle import ModelBundle, write_bundle
 from retention_shared.config import Settings
 from retention_shared.events import CustomerFeatures, ModelPublished, TimeWindow
 from retention_shared.features import FEATURE_NAMES, compute_features, history_summaries
 from retention_shared.topics import Topics, customer_key
-from retention_trainer.bundle import ModelBundle, write_bundle
 from retention_trainer.pipeline import train_and_backtest
 from tests.real_orders import publish
 from tests.uci_orders import TEST_DATA, load_orders

@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_scoring.scoring import score_customers
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.features import compute_features
-from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
 from tests.problems import field_problems, first_problem, problem_of
 from tests.scoring_service.support import (
@@ -335,12 +335,30 @@ def test_campaign_contacts_as_csv_are_the_whole_plan(
     assert empty.headers["x-total-count"] == "0"
 
 
-def test_model_card(service: Service, client: httpx.Client) -> None:
+def test_model_card(service: Service, client: httpx.Client, bundle: ModelBundle) -> None:
     card = client.get(f"{service.base}/v1/model", headers=auth()).json()
     assert card["model_version"] == service.version
     assert set(card["churn"]["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
-    assert "roc_auc" in card["churn"]["model"] and "spearman" in card["ltv"]["model"]
+    assert set(card["churn"]["model"]) == {
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "f1",
+        "lift_top_decile",
+        "roc_auc_active_365d",
+    }
+    assert set(card["ltv"]["model"]) == {
+        "mae",
+        "rmse",
+        "spearman",
+        "normalized_gini",
+        "top10_capture",
+    }
+    assert set(card["churn"]) == {"model", "baselines", "threshold", "test_customers"}
+    assert set(card["ltv"]) == {"model", "baselines", "objective", "interval_coverage_10_90"}
     assert card["windows"]["churn"]["test_cutoff"] == "2011-09-10"
+    assert card["windows"]["ltv"]["horizon_days"] == 180
+    assert [s["segment"] for s in card["segments"]] == list(bundle.segmenter.names)
     assert card["drift"]["status"] in {"not checked yet", "stable", "drift"}
 
 

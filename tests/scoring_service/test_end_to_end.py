@@ -18,12 +18,12 @@ import httpx
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_scoring.scoring import score_customers
 from retention_shared.config import Settings
 from retention_shared.events import CustomerScore, DriftDetected, decode_event
 from retention_shared.features import compute_features
 from retention_shared.topics import Topics
-from retention_trainer.bundle import ModelBundle
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
 from tests.real_orders import order_stream

@@ -22,13 +22,13 @@ import httpx
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_scoring.scoring import score_customers
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import CustomerFeatures, RejectedRecord
 from retention_shared.features import compute_features
 from retention_shared.topics import Topics
-from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
 from tests.kafka_reading import read_until
 from tests.problems import field_problems

@@ -17,8 +17,8 @@ import httpx
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_shared.embedded_broker import EmbeddedBroker
-from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
 from tests.scoring_service.support import feature_events, publish_features, wait_for
 from tests.stack_support import running_stack, url

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_scoring.champions import Champion
 from retention_scoring.population import Population, compute_population, snapshot
 from retention_scoring.score_events import ScoreEvents
@@ -22,7 +23,6 @@ from retention_shared.config import Settings
 from retention_shared.events import CustomerScore, decode_event, score_event_id
 from retention_shared.kafka import BulkProducer
 from retention_shared.topics import Topics, customer_key
-from retention_trainer.bundle import ModelBundle
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
 from tests.scoring_service.support import feature_events, model_published, recalibrated

@@ -201,3 +201,30 @@ def test_every_json_example_is_an_answer_the_schema_accepts(document: dict[str, 
                             problems.append(f"{method.upper()} {path} {where}: {error.message}")
     assert checked > 0
     assert not problems, "\n".join(problems)
+
+
+def test_the_model_card_names_every_backtest_number(tmp_path: Path) -> None:
+    """`GET /v1/model` shows the bundle's backtest report as typed fields, not as a dict."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+        settings = Settings(
+            api_keys="k:default:admin", kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path
+        )
+        document = scoring_app(settings).openapi()
+    schemas = document["components"]["schemas"]
+    card = schemas["ModelCard"]["properties"]
+    for name in ("churn", "ltv", "windows"):
+        assert _schema(document, card[name]).get("properties"), name
+    assert _schema(document, card["segments"]["items"])["properties"].keys() == {
+        "segment",
+        "customers",
+        "revenue_share",
+        "churn_rate",
+        "action",
+    }
+    churn = _schema(document, schemas["ChurnCard"]["properties"]["model"])["properties"]
+    assert {"roc_auc", "pr_auc", "brier", "f1", "lift_top_decile"} <= churn.keys()
+    ltv = _schema(document, schemas["LTVCard"]["properties"]["model"])["properties"]
+    assert {"mae", "rmse", "spearman", "normalized_gini", "top10_capture"} <= ltv.keys()
+    window = _schema(document, schemas["BacktestWindows"]["properties"]["churn"])["properties"]
+    assert window["test_cutoff"] == {"format": "date", "title": "Test Cutoff", "type": "string"}

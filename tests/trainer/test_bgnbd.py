@@ -6,12 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from retention_trainer.baselines.bgnbd import (
+from retention_bundle.models.bgnbd import (
     BGNBDParams,
-    bgnbd_log_likelihood,
     conditional_expected_purchases,
-    fit_bgnbd,
     probability_alive,
+)
+from retention_trainer.baselines.bgnbd import (
+    bgnbd_log_likelihood,
+    fit_bgnbd,
     probability_no_purchase,
 )
 

@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from retention_bundle.model_store import load_bundle, save_bundle
+from retention_bundle.predict import churn_contributions, score
 from retention_shared.features import compute_features
-from retention_trainer.bundle import churn_contributions, load_bundle, save_bundle, score
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
 from tests.uci_orders import TEST_DATA, load_orders
@@ -37,7 +38,7 @@ def run(orders: pl.DataFrame) -> TrainingRun:
 
 
 def test_report_has_the_agreed_shape(run: TrainingRun) -> None:
-    report = json.loads(json.dumps(run.report))
+    report = json.loads(json.dumps(run.report.as_json(), allow_nan=False))
     assert set(report["churn"]["model"]) >= {"roc_auc", "pr_auc", "brier", "f1", "lift_top_decile"}
     assert set(report["churn"]["baselines"]) == {"recency", "rfm_logistic", "bgnbd"}
     assert set(report["ltv"]["model"]) == {

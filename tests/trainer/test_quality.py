@@ -25,12 +25,12 @@ def test_online_retail_ii_churn_and_ltv() -> None:
         ltv_test_cutoff=date(2011, 6, 12),
         rolling_origins=0,
     )
-    churn, ltv = run.report["churn"], run.report["ltv"]
-    assert churn["model"]["roc_auc"] >= 0.80
-    for name, metrics in churn["baselines"].items():
-        assert churn["model"]["roc_auc"] > metrics["roc_auc"], name
-    assert ltv["model"]["spearman"] >= 0.62
-    assert ltv["model"]["top10_capture"] >= 0.62
-    past = ltv["baselines"]["past_spend_scaled"]
-    assert ltv["model"]["mae"] < past["mae"]
-    assert ltv["model"]["spearman"] > past["spearman"]
+    churn, ltv = run.report.churn, run.report.ltv
+    assert churn.model.roc_auc >= 0.80
+    for name, metrics in churn.baselines.items():
+        assert churn.model.roc_auc > metrics.roc_auc, name
+    assert ltv.model.spearman >= 0.62
+    assert ltv.model.top10_capture >= 0.62
+    past = ltv.baselines["past_spend_scaled"]
+    assert ltv.model.mae < past.mae
+    assert ltv.model.spearman > past.spearman

@@ -188,12 +188,13 @@ def test_the_bootstrap_is_seeded(orders: pl.DataFrame, at_cutoff: pl.DataFrame) 
 def test_origins_are_30_days_apart_and_each_trains_only_on_labels_known_before_it(
     orders: pl.DataFrame, run: TrainingRun
 ) -> None:
-    rolling = run.report["rolling"]
+    report = run.report.as_json()
+    rolling = report["rolling"]
     for task, horizon in (("churn", 90), ("ltv", 180)):
         origins = [date.fromisoformat(d) for d in rolling["origins"][task]]
         assert len(origins) == 4
         assert [a - b for a, b in pairwise(origins)] == [timedelta(days=30)] * 3
-        assert origins[0].isoformat() == run.report["windows"][task]["test_cutoff"]
+        assert origins[0].isoformat() == report["windows"][task]["test_cutoff"]
         plans = rolling_plans(
             orders,
             task=task,
@@ -267,14 +268,16 @@ def test_recent_spend_is_the_net_spend_of_the_last_horizon(
 def test_the_run_reports_recent_spend_and_the_rolling_block(
     orders: pl.DataFrame, run: TrainingRun
 ) -> None:
-    ltv = run.report["ltv"]
-    horizon = run.report["windows"]["ltv"]["horizon_days"]
-    cutoff = date.fromisoformat(run.report["windows"]["ltv"]["test_cutoff"])
+    # The report as its JSON (as a bundle holds it).
+    report_json = run.report.as_json()
+    ltv = report_json["ltv"]
+    horizon = report_json["windows"]["ltv"]["horizon_days"]
+    cutoff = date.fromisoformat(report_json["windows"]["ltv"]["test_cutoff"])
     spend = recent_spend(orders, cutoff, run.ltv_test, horizon)
     assert ltv["baselines"]["recent_spend"] == pytest.approx(
         ltv_metrics(run.ltv_test["future_spend"].to_numpy(), spend)
     )
-    rolling = run.report["rolling"]
+    rolling = report_json["rolling"]
     assert rolling["resamples"] >= 1000 and "seed" in rolling
     for task, keys in (("churn", CHURN_KEYS), ("ltv", LTV_KEYS)):
         metrics = rolling["metrics"][task]
@@ -283,7 +286,7 @@ def test_the_run_reports_recent_spend_and_the_rolling_block(
             low, high = entry["diff_interval_90"]
             assert low <= high
             # The test cutoff's numbers are origin 0's.
-            section = run.report[task]
+            section = report_json[task]
             assert entry["model_by_origin"][0] == pytest.approx(section["model"][m])
             assert entry["baselines"].keys() == section["baselines"].keys()
             means = entry["baselines"]

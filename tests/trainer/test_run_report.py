@@ -19,14 +19,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from retention_bundle.bundle import read_bundle, write_bundle
+from retention_bundle.predict import churn_contributions, score
+from retention_bundle.report_html import PAGE_CSP, markdown_page
 from retention_shared.auth import ApiKeys
 from retention_shared.campaigns import plan_campaign
 from retention_shared.features import compute_features
 from retention_shared.http_errors import install_problem_handlers
 from retention_trainer.api import runs as runs_api
-from retention_trainer.bundle import churn_contributions, read_bundle, score, write_bundle
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
-from retention_trainer.report_html import PAGE_CSP, markdown_page
 from retention_trainer.run_report import (
     REPORT_CAMPAIGN,
     PreviousChampion,
@@ -162,11 +163,12 @@ def test_drivers_are_the_largest_mean_absolute_churn_contributions(
 def test_backtest_numbers_are_the_backtest_reports(report: RunReport, run: TrainingRun) -> None:
     for task, keys in (("churn", ("roc_auc", "pr_auc", "brier")), ("ltv", ("spearman", "mae"))):
         section = report.facts["backtest"][task]
-        rows = {"model": run.report[task]["model"], **run.report[task]["baselines"]}
+        backtest = getattr(run.report, task)
+        rows = {"model": backtest.model, **backtest.baselines}
         assert set(section["metrics"]) == set(rows)
         for name, metrics in rows.items():
             for key in keys:
-                assert section["metrics"][name][key] == pytest.approx(metrics[key])
+                assert section["metrics"][name][key] == pytest.approx(getattr(metrics, key))
     churn = report.facts["backtest"]["churn"]["metrics"]
     header = next(line for line in report.markdown.splitlines() if "| roc_auc |" in line)
     column = [c.strip() for c in header.strip("|").split("|")].index("roc_auc") - 1
@@ -180,11 +182,11 @@ def test_reliability_bins_hold_every_churn_test_customer(
 ) -> None:
     bins = report.facts["reliability"]
     customers = np.array([b["customers"] for b in bins])
-    assert customers.sum() == run.report["churn"]["test_customers"]
+    assert customers.sum() == run.report.churn.test_customers
     observed = np.array([b["observed"] for b in bins])
     predicted = np.array([b["mean_predicted"] for b in bins])
     assert (observed * customers).sum() / customers.sum() == pytest.approx(
-        run.report["churn"]["churn_rate"]
+        run.report.churn.churn_rate
     )
     assert (predicted * customers).sum() / customers.sum() == pytest.approx(
         run.churn_predictions["churn_probability"].mean()
@@ -223,13 +225,11 @@ def test_changes_compare_with_the_champion_report(
     changes = again.facts["changes"]
     assert changes["champion_tag"] == "retention-uci:v1"
     assert all(d["change"] == 0 for d in changes["headline"].values())
-    assert (
-        changes["metrics"]["churn roc_auc"]["champion"] == run.report["churn"]["model"]["roc_auc"]
-    )
+    assert changes["metrics"]["churn roc_auc"]["champion"] == run.report.churn.model.roc_auc
     assert all(s["change"] == 0 for s in changes["segments"])
     assert "Gate: keep the champion — no better than the champion." in again.markdown
     unreadable = build_run_report(
-        run, orders, previous=PreviousChampion("retention-uci:v0", {}, {})
+        run, orders, previous=PreviousChampion("retention-uci:v0", None, {})
     )
     assert "its bundle could not be read" in unreadable.markdown
 

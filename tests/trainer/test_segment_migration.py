@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from retention_bundle.models.segmenter import Segmenter
 from retention_shared.features import ORDER_SCHEMA, compute_features
 from retention_trainer.segment_migration import (
     NOT_YET_A_CUSTOMER,
@@ -17,7 +18,6 @@ from retention_trainer.segment_migration import (
     migration_matrix,
     migration_range,
 )
-from retention_trainer.segmenter import Segmenter
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 END = datetime(2024, 6, 1, tzinfo=UTC)

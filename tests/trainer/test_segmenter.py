@@ -6,7 +6,8 @@ from datetime import date
 
 import polars as pl
 
-from retention_trainer.segmenter import PERSONAS, fit_segmenter
+from retention_bundle.models.segmenter import PERSONAS
+from retention_trainer.fitting.segmenter import fit_segmenter
 from retention_trainer.training_set import training_examples
 from tests.uci_orders import TEST_DATA, load_orders
 

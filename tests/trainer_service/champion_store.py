@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
+from retention_bundle.bundle import ModelBundle
 from retention_shared.config import Settings
-from retention_trainer.bundle import ModelBundle
 from retention_trainer.runs import orders_summary
 from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
 from tests.scoring_service.support import store_bundle

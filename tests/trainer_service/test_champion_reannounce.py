@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retention_bundle.bundle import ModelBundle
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import ModelEvent, ModelPublished, decode_event
 from retention_shared.topics import Topics
-from retention_trainer.bundle import ModelBundle
 from tests.conftest import isolated_settings
 from tests.kafka_reading import read_until
 from tests.scoring_service.support import (

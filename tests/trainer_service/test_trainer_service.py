@@ -19,6 +19,7 @@ import httpx
 import polars as pl
 import pytest
 
+from retention_bundle.bundle import read_bundle
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.embedded_broker import EmbeddedBroker
@@ -33,7 +34,6 @@ from retention_shared.events import (
 )
 from retention_shared.features import orders_from_event_columns
 from retention_shared.topics import Topics
-from retention_trainer.bundle import read_bundle
 from tests.deploy.metrics_catalog import documented_metrics
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
@@ -166,9 +166,7 @@ def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
     name, version = run["model_tag"].split(":")
     bundle = read_bundle(work / "bentoml" / "models" / name / version)
     assert bundle.tenant == "default"
-    assert bundle.report["churn"]["model"]["roc_auc"] == pytest.approx(
-        report["churn"]["model"]["roc_auc"]
-    )
+    assert bundle.report.churn.model.roc_auc == pytest.approx(report["churn"]["model"]["roc_auc"])
 
     events = model_events(stack, lambda got: any(isinstance(e, ModelPublished) for e in got))
     published = [e for e in events if isinstance(e, ModelPublished)]

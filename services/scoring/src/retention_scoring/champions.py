@@ -22,12 +22,13 @@ from pathlib import Path
 
 import bentoml
 
+from retention_bundle.bundle import ModelBundle, read_bundle
+from retention_bundle.export import import_model
 from retention_scoring import metrics
 from retention_scoring.previous_champions import PreviousChampions
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, utc_now
 from retention_shared.tasks import cancel
-from retention_trainer.bundle import ModelBundle, read_bundle
 
 __all__ = ["Champion", "Champions", "fetch_bundle"]
 
@@ -54,13 +55,6 @@ def fetch_bundle(tag: str, settings: Settings) -> tuple[ModelBundle, datetime]:
     except bentoml.exceptions.NotFound:
         if not settings.model_export_url:
             raise
-        try:  # the exporter lives with the trainer and may be absent from a given build
-            from retention_trainer.model_export import import_model  # type: ignore[import-not-found]
-        except ImportError:
-            raise LookupError(
-                f"{tag} is not in the local model store and this build cannot import from "
-                f"{settings.model_export_url}"
-            ) from None
         import_model(tag, settings)
         model = bentoml.models.get(tag)
     return read_bundle(Path(model.path)), model.info.creation_time

@@ -1,7 +1,7 @@
 """Population stability index of live features against a bundle's reference distributions.
 
 For a feature with reference bins (interior edges from the reference deciles, proportions
-`e_i`, see `retention_trainer.drift_reference`), the live population's proportions `a_i` in the
+`e_i`, see `retention_bundle.drift_reference`), the live population's proportions `a_i` in the
 same bins give
 
     PSI = Σ_i (a_i − e_i) · ln(a_i / e_i)
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from retention_trainer.drift_reference import bin_proportions
+from retention_bundle.drift_reference import bin_proportions
 
 __all__ = ["PROPORTION_FLOOR", "feature_psi", "psi"]
 

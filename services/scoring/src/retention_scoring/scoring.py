@@ -22,11 +22,12 @@ import numpy as np
 import polars as pl
 import xgboost as xgb
 
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.predict import churn_contributions, score
 from retention_scoring.reasons import Reason, top_reasons
 from retention_shared.events import ScoreReason, ScoreReasons, ValueTier
 from retention_shared.features import recompute_clock_features
 from retention_shared.score_summaries import risk_bands
-from retention_trainer.bundle import ModelBundle, churn_contributions, score
 
 __all__ = [
     "TIER_QUANTILES",
@@ -146,12 +147,10 @@ def _structured(reasons: list[Reason]) -> list[ScoreReason]:
     ]
 
 
-def churn_horizon_days(bundle: ModelBundle) -> int | None:
+def churn_horizon_days(bundle: ModelBundle) -> int:
     """Days without a purchase that the churn label counts as churned (the bundle's training
-    windows); None for a bundle that does not say."""
-    churn = bundle.windows.get("churn")
-    horizon = churn.get("horizon_days") if isinstance(churn, dict) else None
-    return int(horizon) if horizon is not None else None
+    windows)."""
+    return bundle.windows.churn.horizon_days
 
 
 def _ltv_contributions(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:

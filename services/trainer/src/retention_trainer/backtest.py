@@ -1,13 +1,20 @@
 """Backtest reports: the models next to the baselines on the test cutoff and over the rolling
-origins (with the paired bootstrap intervals), as JSON and Markdown."""
+origins (with the paired bootstrap intervals): the churn metrics a report holds, and the report
+(`retention_bundle.backtest_report.BacktestReport`) as Markdown."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from datetime import date
 
 import numpy as np
 
+from retention_bundle.backtest_report import (
+    BacktestReport,
+    ChurnBacktest,
+    LTVBacktest,
+    RollingEvaluation,
+)
 from retention_trainer.evaluation.metrics import (
     CHURN_METRIC_KEYS,
     LTV_METRIC_KEYS,
@@ -15,7 +22,7 @@ from retention_trainer.evaluation.metrics import (
     roc_auc,
 )
 
-__all__ = ["churn_report", "finite", "render_markdown", "rolling_table"]
+__all__ = ["churn_report", "render_markdown", "rolling_table"]
 
 
 def churn_report(
@@ -32,16 +39,19 @@ def churn_report(
 
 
 def _fmt(value: object) -> str:
+    if value is None:  # a metric the data could not define
+        return "–"
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.1f}"
     return str(value)
 
 
-def _table(section: dict, keys: tuple[str, ...]) -> list[str]:
+def _table(section: ChurnBacktest | LTVBacktest, keys: tuple[str, ...]) -> list[str]:
     lines = ["| model | " + " | ".join(keys) + " |", "| --- |" + " --- |" * len(keys)]
-    rows = {"**model**": section["model"], **section["baselines"]}
+    rows = {"**model**": section.model, **section.baselines}
     for name, metrics in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k, "")) for k in keys) + " |")
+        cells = (_fmt(getattr(metrics, k, "")) for k in keys)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -51,71 +61,72 @@ def _signed(value: float | None) -> str:
     return f"{value:+,.4f}" if abs(value) < 100 else f"{value:+,.1f}"
 
 
-def rolling_table(rolling: dict) -> list[str]:
+def _dates(values: list[date]) -> str:
+    return ", ".join(d.isoformat() for d in values)
+
+
+def rolling_table(rolling: RollingEvaluation) -> list[str]:
     """The ``rolling`` block as a compact Markdown table: per task and metric, the model's mean
     over the origins, the best baseline and its mean, their difference and its 90% interval."""
-    origins = rolling["origins"]
     lines = [
-        f"Origins {rolling['origin_every_days']} days apart: churn "
-        f"{', '.join(origins.get('churn', []))}; LTV {', '.join(origins.get('ltv', []))}. "
+        f"Origins {rolling.origin_every_days} days apart: churn "
+        f"{_dates(rolling.origins.churn)}; LTV {_dates(rolling.origins.ltv)}. "
         f"Difference = model − best baseline (mean over origins); 90% interval from "
-        f"{rolling['resamples']} paired bootstrap resamples of the customers (seed "
-        f"{rolling['seed']}).",
+        f"{rolling.resamples} paired bootstrap resamples of the customers (seed "
+        f"{rolling.seed}).",
         "",
         "| task | metric | model | best baseline | baseline | difference | 90% interval | reading |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for task, metrics in rolling["metrics"].items():
+    for task, metrics in rolling.metrics.items():
         for name, entry in metrics.items():
-            best = entry["best_baseline"]
-            low, high = entry["diff_interval_90"]
+            best = entry.best_baseline
+            low, high = entry.diff_interval_90
             lines.append(
-                f"| {task} | {name}{'' if entry['higher_is_better'] else ' (lower is better)'} | "
-                f"{_fmt(entry['model_mean'])} | {best or '–'} | "
-                f"{_fmt(entry['baselines'][best]) if best else '–'} | "
-                f"{_signed(entry['diff_mean'])} | [{_signed(low)}, {_signed(high)}] | "
-                f"{entry['verdict']} |"
+                f"| {task} | {name}{'' if entry.higher_is_better else ' (lower is better)'} | "
+                f"{_fmt(entry.model_mean)} | {best or '–'} | "
+                f"{_fmt(entry.baselines[best]) if best else '–'} | "
+                f"{_signed(entry.diff_mean)} | [{_signed(low)}, {_signed(high)}] | "
+                f"{entry.verdict} |"
             )
     return lines
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: BacktestReport) -> str:
     churn_keys = (*CHURN_METRIC_KEYS, "roc_auc_active_365d")
-    windows = report["windows"]
+    windows = report.windows
+    names = sorted({b for r in report.rolling_origin for b in r.baselines})
     lines = [
         "# Backtest",
         "",
-        f"Churn: test cutoff {windows['churn']['test_cutoff']}, horizon "
-        f"{windows['churn']['horizon_days']} days, validation {windows['churn']['validation_cutoff']}, "
-        f"{len(windows['churn']['training_cutoffs'])} training cutoffs; "
-        f"threshold {report['churn']['threshold']:.3f}.",
+        f"Churn: test cutoff {windows.churn.test_cutoff}, horizon "
+        f"{windows.churn.horizon_days} days, validation {windows.churn.validation_cutoff}, "
+        f"{len(windows.churn.training_cutoffs)} training cutoffs; "
+        f"threshold {report.churn.threshold:.3f}.",
         "",
-        *_table(report["churn"], churn_keys),
+        *_table(report.churn, churn_keys),
         "",
-        f"LTV: test cutoff {windows['ltv']['test_cutoff']}, horizon "
-        f"{windows['ltv']['horizon_days']} days, validation {windows['ltv']['validation_cutoff']}, "
-        f"{len(windows['ltv']['training_cutoffs'])} training cutoffs; objective "
-        f"{report['ltv']['objective']}.",
+        f"LTV: test cutoff {windows.ltv.test_cutoff}, horizon "
+        f"{windows.ltv.horizon_days} days, validation {windows.ltv.validation_cutoff}, "
+        f"{len(windows.ltv.training_cutoffs)} training cutoffs; objective "
+        f"{report.ltv.objective}.",
         "",
-        *_table(report["ltv"], LTV_METRIC_KEYS),
+        *_table(report.ltv, LTV_METRIC_KEYS),
         "",
         "## Rolling origin",
         "",
-        "| task | metric | test cutoff | model | "
-        + " | ".join(sorted({b for r in report["rolling_origin"] for b in r["baselines"]}))
-        + " |",
+        "| task | metric | test cutoff | model | " + " | ".join(names) + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(names),
     ]
-    names = sorted({b for r in report["rolling_origin"] for b in r["baselines"]})
-    lines.append("| --- | --- | --- | --- |" + " --- |" * len(names))
-    for row in report["rolling_origin"]:
-        cells = [_fmt(row["baselines"].get(n, "")) for n in names]
+    for row in report.rolling_origin:
+        cells = [_fmt(row.baselines.get(n, "")) for n in names]
         lines.append(
-            f"| {row['task']} | {row['metric']} | {row['test_cutoff']} | {_fmt(row['model'])} | "
+            f"| {row.task} | {row.metric} | {row.test_cutoff} | {_fmt(row.model)} | "
             + " | ".join(cells)
             + " |"
         )
-    if "rolling" in report:
-        lines += ["", "## Rolling evaluation", "", *rolling_table(report["rolling"])]
+    if report.rolling is not None:
+        lines += ["", "## Rolling evaluation", "", *rolling_table(report.rolling)]
     lines += [
         "",
         "## Segments",
@@ -123,22 +134,11 @@ def render_markdown(report: dict) -> str:
         "| segment | customers | revenue share | churn rate | action |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for s in report["segments"]:
+    for s in report.segments:
         lines.append(
-            f"| {s['segment']} | {s['customers']} | {s['revenue_share']:.1%} | "
-            f"{s['churn_rate']:.1%} | {s['action']} |"
+            f"| {s.segment} | {s.customers} | {s.revenue_share:.1%} | "
+            f"{s.churn_rate:.1%} | {s.action} |"
         )
     lines += ["", "## Stage timings (s)", ""]
-    lines += [f"- {stage}: {seconds:.2f}" for stage, seconds in report["timings"].items()]
+    lines += [f"- {stage}: {seconds:.2f}" for stage, seconds in report.timings.items()]
     return "\n".join(lines) + "\n"
-
-
-def finite(value: Any) -> Any:
-    """A report with NaN/inf (a metric undefined on the data) as None: JSON null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value

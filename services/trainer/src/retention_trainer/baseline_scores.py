@@ -29,8 +29,9 @@ from numpy.typing import NDArray
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 
+from retention_bundle.models.gamma_gamma import expected_spend
 from retention_trainer.baselines.bgnbd import fit_bgnbd, probability_no_purchase
-from retention_trainer.baselines.gamma_gamma import expected_spend, fit_gamma_gamma
+from retention_trainer.baselines.gamma_gamma import fit_gamma_gamma
 from retention_trainer.baselines.rfm import rfm_summary
 from retention_trainer.training_set import cutoff_instant
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from retention_trainer.bundle import ModelBundle, score
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.predict import score
 from retention_trainer.evaluation.metrics import roc_auc, spearman
 
 __all__ = ["GateDecision", "GateMetrics", "decide", "gate_metrics"]

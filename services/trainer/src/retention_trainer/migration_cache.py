@@ -16,7 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from retention_trainer.bundle import load_segmenter
+from retention_bundle.model_store import load_segmenter
+from retention_bundle.models.segmenter import Segmenter
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.segment_migration import (
     SegmentMigration,
@@ -24,7 +25,6 @@ from retention_trainer.segment_migration import (
     migration_matrix,
     migration_range,
 )
-from retention_trainer.segmenter import Segmenter
 from retention_trainer.store import RunStore
 
 __all__ = [

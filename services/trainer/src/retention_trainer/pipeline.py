@@ -36,6 +36,24 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from retention_bundle.backtest_report import (
+    BacktestReport,
+    BacktestWindows,
+    ChurnBacktest,
+    ChurnCalibration,
+    ChurnComponents,
+    LTVBacktest,
+    LTVStack,
+    OriginResult,
+    RollingEvaluation,
+    SegmentSummary,
+)
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.drift_reference import reference_distributions
+from retention_bundle.models.churn import ChurnModel
+from retention_bundle.models.ltv import LTVModel
+from retention_bundle.models.segmenter import Segmenter
+from retention_bundle.predict import score
 from retention_shared.features import FEATURE_NAMES
 from retention_trainer.backtest import churn_report, render_markdown
 from retention_trainer.baseline_scores import (
@@ -46,9 +64,6 @@ from retention_trainer.baseline_scores import (
     recent_spend,
     rfm_logistic_scores,
 )
-from retention_trainer.bundle import ModelBundle, score
-from retention_trainer.churn_model import ChurnModel, fit_churn_model
-from retention_trainer.drift_reference import reference_distributions
 from retention_trainer.evaluation.metrics import (
     ltv_metrics,
     roc_auc,
@@ -60,9 +75,10 @@ from retention_trainer.evaluation.rolling import (
     OriginScores,
     rolling_summary,
 )
-from retention_trainer.ltv_model import LTVModel, fit_ltv_model
-from retention_trainer.purchase_model import fit_purchase_model
-from retention_trainer.segmenter import Segmenter, fit_segmenter
+from retention_trainer.fitting.churn import fit_churn_model
+from retention_trainer.fitting.ltv import fit_ltv_model
+from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.fitting.segmenter import fit_segmenter
 from retention_trainer.training_set import (
     CHURN_HORIZON_DAYS,
     CUTOFF_EVERY_DAYS,
@@ -91,7 +107,7 @@ SHORT_LTV_HORIZON_DAYS = 90
 @dataclass(frozen=True)
 class TrainingRun:
     bundle: ModelBundle
-    report: dict
+    report: BacktestReport
     markdown: str
     # Test-cutoff scores of the bundle: churn rows at the churn test cutoff, LTV rows at the LTV one.
     churn_predictions: pl.DataFrame
@@ -175,7 +191,7 @@ def _ltv_predict(model: LTVModel, frame: pl.DataFrame) -> tuple[np.ndarray, ...]
     return model.predict(_X(frame), expected)
 
 
-def _segment_table(segmenter: Segmenter, test: pl.DataFrame) -> list[dict[str, object]]:
+def _segment_table(segmenter: Segmenter, test: pl.DataFrame) -> list[SegmentSummary]:
     assigned = test.select("monetary", "churned").with_columns(
         segment=pl.Series(segmenter.segment_names(test))
     )
@@ -190,13 +206,13 @@ def _segment_table(segmenter: Segmenter, test: pl.DataFrame) -> list[dict[str, o
     for name, action in zip(segmenter.names, segmenter.actions, strict=True):
         row = by_name.get(name, {"customers": 0, "revenue": 0.0, "churn_rate": 0.0})
         table.append(
-            {
-                "segment": name,
-                "customers": int(row["customers"]),
-                "revenue_share": float(row["revenue"]) / total,
-                "churn_rate": float(row["churn_rate"] or 0.0),
-                "action": action,
-            }
+            SegmentSummary(
+                segment=name,
+                customers=int(row["customers"]),
+                revenue_share=float(row["revenue"]) / total,
+                churn_rate=float(row["churn_rate"] or 0.0),
+                action=action,
+            )
         )
     return table
 
@@ -260,7 +276,7 @@ def train_and_backtest(
     Test cutoffs default to the last event date minus each task's horizon. Without an explicit
     ``ltv_horizon_days``, the LTV horizon is 180 days, or 90 when the history is too short for a
     180-day backtest (one year of data), which the report's ``notes`` then say. Returns the bundle,
-    the report (JSON-able dict) and its Markdown, the test predictions and stage timings.
+    the typed report (`BacktestReport`) and its Markdown, the test predictions and stage timings.
     """
     clock = _Stopwatch()
     if tenant is None:
@@ -300,10 +316,8 @@ def train_and_backtest(
             ltv_horizon_days=ltv_horizon_days,
         )
 
-    rolling: list[dict[str, object]] = []
+    rolling: list[OriginResult] = []
     scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
-    churn_section: dict[str, object] = {}
-    ltv_section: dict[str, object] = {}
     for i, w in enumerate(churn_plans):
         with clock.stage("churn" if i == 0 else "rolling_origin"):
             churn, test = _churn_task(examples, w)
@@ -328,32 +342,31 @@ def train_and_backtest(
         )
         if i == 0:
             train = _at(examples, w.training_cutoffs)
-            components = {
-                "xgboost": roc_auc(y, churn.margins(_X(test))[0]),
-                "logistic": roc_auc(y, churn.linear.margin(_X(test))),
-            }
-            churn_section = {
-                "model": churn_report(y, probability, churn.threshold, active),
-                "baselines": {
+            churn_section = ChurnBacktest(
+                model=churn_report(y, probability, churn.threshold, active),
+                baselines={
                     name: churn_report(y, scores, thresholds[name], active)
                     for name, (_, scores) in baselines.items()
                 },
-                "components_roc_auc": components,
-                "threshold": churn.threshold,
-                "calibration": {"a": churn.stack[0], "b": churn.stack[1], "c": churn.stack[2]},
-                "test_customers": len(y),
-                "training_rows": train.height,
-                "churn_rate": float(y.mean()),
-            }
+                components_roc_auc=ChurnComponents(
+                    xgboost=roc_auc(y, churn.margins(_X(test))[0]),
+                    logistic=roc_auc(y, churn.linear.margin(_X(test))),
+                ),
+                threshold=churn.threshold,
+                calibration=ChurnCalibration(a=churn.stack[0], b=churn.stack[1], c=churn.stack[2]),
+                test_customers=len(y),
+                training_rows=train.height,
+                churn_rate=float(y.mean()),
+            )
             churn_model, churn_test = churn, test
         rolling.append(
-            {
-                "task": "churn",
-                "metric": "roc_auc",
-                "test_cutoff": w.test_cutoff.isoformat(),
-                "model": roc_auc(y, probability),
-                "baselines": {n: roc_auc(y, s) for n, (_, s) in baselines.items()},
-            }
+            OriginResult(
+                task="churn",
+                metric="roc_auc",
+                test_cutoff=w.test_cutoff,
+                model=roc_auc(y, probability),
+                baselines={n: roc_auc(y, s) for n, (_, s) in baselines.items()},
+            )
         )
 
     for i, w in enumerate(ltv_plans):
@@ -376,57 +389,56 @@ def train_and_backtest(
         )
         if i == 0:
             inside = float(np.mean((actual >= low) & (actual <= high)))
-            ltv_section = {
-                "model": ltv_metrics(actual, point),
-                "baselines": {n: ltv_metrics(actual, s) for n, s in baselines_ltv.items()},
-                "objective": ltv.objective,
-                "validation_spearman_by_objective": candidates,
-                "interval_coverage_10_90": inside,
-                "stack": {
-                    "w_xgb": ltv.stack[0],
-                    "w_bgnbd": ltv.stack[1],
-                    "intercept": ltv.stack[2],
-                },
-                "test_customers": len(actual),
-                "training_rows": _at(examples, w.training_cutoffs).height,
-            }
+            ltv_section = LTVBacktest(
+                model=ltv_metrics(actual, point),
+                baselines={n: ltv_metrics(actual, s) for n, s in baselines_ltv.items()},
+                objective=ltv.objective,
+                validation_spearman_by_objective=candidates,
+                interval_coverage_10_90=inside,
+                stack=LTVStack(w_xgb=ltv.stack[0], w_bgnbd=ltv.stack[1], intercept=ltv.stack[2]),
+                test_customers=len(actual),
+                training_rows=_at(examples, w.training_cutoffs).height,
+            )
             ltv_model, ltv_test = ltv, test
         rolling.append(
-            {
-                "task": "ltv",
-                "metric": "spearman",
-                "test_cutoff": w.test_cutoff.isoformat(),
-                "model": spearman(actual, point),
-                "baselines": {n: spearman(actual, s) for n, s in baselines_ltv.items()},
-            }
+            OriginResult(
+                task="ltv",
+                metric="spearman",
+                test_cutoff=w.test_cutoff,
+                model=spearman(actual, point),
+                baselines={n: spearman(actual, s) for n, s in baselines_ltv.items()},
+            )
         )
 
     with clock.stage("bootstrap"):
-        rolling_block = rolling_summary(
-            scored, origin_every_days=origin_every_days, resamples=resamples, seed=seed
+        rolling_block = RollingEvaluation.model_validate(
+            rolling_summary(
+                scored, origin_every_days=origin_every_days, resamples=resamples, seed=seed
+            )
+            | {
+                "windows": {
+                    "churn": [w.as_dict() for w in churn_plans],
+                    "ltv": [w.as_dict() for w in ltv_plans],
+                }
+            }
         )
-        rolling_block["windows"] = {
-            "churn": [w.as_dict() for w in churn_plans],
-            "ltv": [w.as_dict() for w in ltv_plans],
-        }
 
     with clock.stage("segments"):
         segmenter = fit_segmenter(churn_test, previous=previous_segmenter)
         segments = _segment_table(segmenter, churn_test)
 
     with clock.stage("bundle"):
-        windows = {"churn": churn_plans[0].as_dict(), "ltv": ltv_plans[0].as_dict()}
-        report = {
-            "tenant": tenant,
-            "churn": churn_section,
-            "ltv": ltv_section,
-            "segments": segments,
-            "rolling_origin": rolling,
-            "rolling": rolling_block,
-            "windows": windows,
-        }
-        if notes:
-            report["notes"] = notes
+        report = BacktestReport(
+            tenant=tenant,
+            churn=churn_section,
+            ltv=ltv_section,
+            segments=segments,
+            rolling_origin=rolling,
+            rolling=rolling_block,
+            windows=BacktestWindows(churn=churn_plans[0].as_dict(), ltv=ltv_plans[0].as_dict()),
+            notes=notes,
+            timings={},  # this stage is still running: filled in below
+        )
         reference = reference_distributions(churn_test, FEATURES)
         bundle = ModelBundle(
             tenant=tenant,
@@ -434,14 +446,13 @@ def train_and_backtest(
             segmenter=segmenter,
             churn=churn_model,
             ltv=ltv_model,
-            windows=windows,
             report=report,
             reference=reference,
         )
         churn_predictions = score(bundle, churn_test)
         ltv_predictions = score(bundle, ltv_test)
-    report["timings"] = dict(clock.timings)
-    report["timings"]["total"] = sum(clock.timings.values())
+    timings = {**clock.timings, "total": sum(clock.timings.values())}
+    report = report.model_copy(update={"timings": timings})
     markdown = render_markdown(report)
     bundle = dataclasses.replace(bundle, report=report, markdown=markdown)
     return TrainingRun(
@@ -450,7 +461,7 @@ def train_and_backtest(
         markdown=markdown,
         churn_predictions=churn_predictions,
         ltv_predictions=ltv_predictions,
-        timings=report["timings"],
+        timings=timings,
         churn_test=churn_test,
         ltv_test=ltv_test,
     )

@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from retention_bundle.backtest_report import BacktestReport, ChurnBacktest, LTVBacktest
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.predict import churn_contributions, score
 from retention_shared.campaigns import CampaignRequest, plan_campaign
 from retention_shared.events import RiskBand
 from retention_shared.features import FEATURES_BY_NAME, compute_features
 from retention_shared.score_summaries import risk_bands, segment_table
-from retention_trainer.bundle import ModelBundle, churn_contributions, score
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
 from retention_trainer.pipeline import TrainingRun
 from retention_trainer.run_report_markdown import render_run_report
@@ -69,16 +71,17 @@ class RunReport:
 
 @dataclass(frozen=True)
 class PreviousChampion:
-    """What the run is compared with: the champion's tag, backtest report and run report facts
-    (empty for a bundle written before run reports existed)."""
+    """What the run is compared with: the champion's tag, backtest report (None when its bundle
+    could not be read) and run report facts (empty for a bundle written before run reports
+    existed)."""
 
     model_tag: str
-    report: dict[str, Any]
+    report: BacktestReport | None
     facts: dict[str, Any]
 
     @classmethod
     def of(cls, model_tag: str, bundle: ModelBundle) -> PreviousChampion:
-        return cls(model_tag, dict(bundle.report), dict(bundle.run_report_facts))
+        return cls(model_tag, bundle.report, dict(bundle.run_report_facts))
 
 
 def build_run_report(
@@ -119,7 +122,7 @@ def build_run_report(
         "gate": gate,
         "changes": _changes(run.report, headline, previous) if previous else None,
         "campaign": _campaign(scores, campaign),
-        "notes": list(run.report.get("notes", [])),
+        "notes": list(run.report.notes),
     }
     return RunReport(facts=facts, markdown=render_run_report(facts))
 
@@ -175,55 +178,61 @@ def _first_sentence(text: str) -> str:
     return head.rstrip(".") + "."
 
 
-def _metrics(section: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    rows = {"model": section.get("model", {}), **section.get("baselines", {})}
-    return {name: {k: _number(m.get(k)) for k in keys} for name, m in rows.items()}
+def _metrics(
+    section: ChurnBacktest | LTVBacktest, keys: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    rows = {"model": section.model, **section.baselines}
+    return {name: {k: _number(getattr(m, k)) for k in keys} for name, m in rows.items()}
 
 
-def _backtest(report: dict[str, Any]) -> dict[str, Any]:
-    windows = report["windows"]
+def _backtest(report: BacktestReport) -> dict[str, Any]:
+    windows = report.windows
     return {
         "churn": {
-            "test_cutoff": windows["churn"]["test_cutoff"],
-            "horizon_days": windows["churn"]["horizon_days"],
-            "test_customers": report["churn"]["test_customers"],
-            "churn_rate": report["churn"]["churn_rate"],
-            "metrics": _metrics(report["churn"], CHURN_METRIC_KEYS),
+            "test_cutoff": windows.churn.test_cutoff.isoformat(),
+            "horizon_days": windows.churn.horizon_days,
+            "test_customers": report.churn.test_customers,
+            "churn_rate": report.churn.churn_rate,
+            "metrics": _metrics(report.churn, CHURN_METRIC_KEYS),
         },
         "ltv": {
-            "test_cutoff": windows["ltv"]["test_cutoff"],
-            "horizon_days": windows["ltv"]["horizon_days"],
-            "test_customers": report["ltv"]["test_customers"],
-            "metrics": _metrics(report["ltv"], LTV_METRIC_KEYS),
+            "test_cutoff": windows.ltv.test_cutoff.isoformat(),
+            "horizon_days": windows.ltv.horizon_days,
+            "test_customers": report.ltv.test_customers,
+            "metrics": _metrics(report.ltv, LTV_METRIC_KEYS),
         },
     }
 
 
-def _rolling(report: dict[str, Any]) -> dict[str, Any] | None:
+def _rolling(report: BacktestReport) -> dict[str, Any] | None:
     """The backtest's ``rolling`` block with every number finite or None (a report from before
     the rolling evaluation has none)."""
-    rolling = report.get("rolling")
-    if not rolling:
+    rolling = report.rolling
+    if rolling is None:
         return None
     metrics = {
         task: {
             name: {
-                "model_mean": _number(e["model_mean"]),
-                "baselines": {b: _number(v) for b, v in e["baselines"].items()},
-                "best_baseline": e["best_baseline"],
-                "diff_mean": _number(e["diff_mean"]),
-                "diff_interval_90": [_number(v) for v in e["diff_interval_90"]],
-                "higher_is_better": e["higher_is_better"],
-                "verdict": e["verdict"],
+                "model_mean": _number(e.model_mean),
+                "baselines": {b: _number(v) for b, v in e.baselines.items()},
+                "best_baseline": e.best_baseline,
+                "diff_mean": _number(e.diff_mean),
+                "diff_interval_90": [_number(v) for v in e.diff_interval_90],
+                "higher_is_better": e.higher_is_better,
+                "verdict": e.verdict,
             }
             for name, e in entries.items()
         }
-        for task, entries in rolling["metrics"].items()
+        for task, entries in rolling.metrics.items()
     }
+    origins = rolling.origins
     return {
-        "origins": rolling["origins"],
-        "origin_every_days": rolling["origin_every_days"],
-        "resamples": rolling["resamples"],
+        "origins": {
+            "churn": [d.isoformat() for d in origins.churn],
+            "ltv": [d.isoformat() for d in origins.ltv],
+        },
+        "origin_every_days": rolling.origin_every_days,
+        "resamples": rolling.resamples,
         "metrics": metrics,
     }
 
@@ -266,22 +275,22 @@ def _delta(new: Any, old: Any) -> dict[str, float | None]:
 
 
 def _changes(
-    report: dict[str, Any], headline: dict[str, Any], previous: PreviousChampion
+    report: BacktestReport, headline: dict[str, Any], previous: PreviousChampion
 ) -> dict[str, Any]:
     old = previous.report
     metrics = {
         f"churn {key}": _delta(
-            report["churn"]["model"].get(key), old.get("churn", {}).get("model", {}).get(key)
+            getattr(report.churn.model, key), getattr(old.churn.model, key) if old else None
         )
         for key in CHURN_METRIC_KEYS
     } | {
         f"ltv {key}": _delta(
-            report["ltv"]["model"].get(key), old.get("ltv", {}).get("model", {}).get(key)
+            getattr(report.ltv.model, key), getattr(old.ltv.model, key) if old else None
         )
         for key in LTV_METRIC_KEYS
     }
-    new_sizes = {s["segment"]: s["customers"] for s in report.get("segments", [])}
-    old_sizes = {s["segment"]: s["customers"] for s in old.get("segments", [])}
+    new_sizes = {s.segment: s.customers for s in report.segments}
+    old_sizes = {s.segment: s.customers for s in old.segments} if old else {}
     segments = [
         {
             "segment": name,
@@ -294,7 +303,7 @@ def _changes(
     old_headline = previous.facts.get("headline")
     return {
         "champion_tag": previous.model_tag,
-        "champion_test_cutoff": old.get("windows", {}).get("churn", {}).get("test_cutoff"),
+        "champion_test_cutoff": old.windows.churn.test_cutoff.isoformat() if old else None,
         "metrics": metrics,
         "segments": segments,
         "headline": {

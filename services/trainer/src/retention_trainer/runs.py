@@ -38,13 +38,16 @@ from typing import Any
 import bentoml
 import polars as pl
 
+from retention_bundle.backtest_report import BacktestReport
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.export import export_model
+from retention_bundle.model_store import load_bundle, save_bundle
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, ModelRejected, TimeWindow
 from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 from retention_trainer import metrics
-from retention_trainer.bundle import ModelBundle, load_bundle, save_bundle
 from retention_trainer.consumers.transactions import LakeConsumer, high_watermarks
 from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metrics
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
@@ -113,9 +116,9 @@ def history_shortfall(orders: pl.DataFrame, settings: Settings) -> str | None:
     return "too little history: " + "; ".join(problems) if problems else None
 
 
-def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
+def headline_metrics(report: BacktestReport) -> dict[str, float]:
     """The model's backtest metrics (churn and LTV keys do not collide), finite ones only."""
-    found = {**report["churn"]["model"], **report["ltv"]["model"]}
+    found = {**report.churn.model.model_dump(), **report.ltv.model.model_dump()}
     return {
         k: float(v) for k, v in found.items() if isinstance(v, int | float) and math.isfinite(v)
     }
@@ -301,7 +304,7 @@ class RunManager:
         for name, seconds in run.timings.items():
             if name != "total":
                 stages.add(name, seconds)
-        record.report, record.markdown = run.report, run.markdown
+        record.report, record.markdown = run.report.as_json(), run.markdown
         with stages.stage("gate"):
             decision = await asyncio.to_thread(self._gate, run, champion_bundle)
         record.gate = {
@@ -314,7 +317,7 @@ class RunManager:
                 previous = (
                     PreviousChampion.of(champion.model_tag, champion_bundle)
                     if champion_bundle
-                    else PreviousChampion(champion.model_tag, {}, {})
+                    else PreviousChampion(champion.model_tag, None, {})
                 )
             report = await asyncio.to_thread(
                 build_run_report, run, orders, previous=previous, gate=decision.as_dict()
@@ -353,8 +356,6 @@ class RunManager:
         tag = str(model.tag)
         try:
             if settings.model_export_url:
-                from retention_trainer.model_export import export_model
-
                 await asyncio.to_thread(export_model, tag, settings)
             headline = headline_metrics(run.report)
             event = ModelPublished(

@@ -23,8 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from retention_bundle.models.segmenter import Segmenter
 from retention_shared.features import compute_features_at_cutoffs
-from retention_trainer.segmenter import Segmenter
 from retention_trainer.training_set import cutoff_instant
 
 __all__ = [

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from retention_trainer.backtest import finite
+from retention_bundle.json_numbers import finite
 
 __all__ = ["Champion", "RunRecord", "RunStatus", "RunStore", "Trigger"]
 

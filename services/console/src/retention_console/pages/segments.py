@@ -25,7 +25,7 @@ router = APIRouter()
 # Customers drawn in the RFM scatter: enough to see the clusters, few enough for a phone.
 POINTS = 2000
 NOT_YET = "Not yet a customer"  # the trainer's name for "no order at or before `from`"
-# One colour per persona (retention_trainer.segmenter.PERSONAS), the same in every chart.
+# One colour per persona (retention_bundle.models.segmenter.PERSONAS), the same in every chart.
 SEGMENT_COLOURS = {
     "Champions": "#067647",
     "Loyal": "#1f5fbf",

@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from retention_bundle.backtest_report import (
+    BacktestWindows,
+    ChurnMetrics,
+    LTVMetrics,
+    SegmentSummary,
+)
 from retention_scoring.api.deps import State, champion_of
+from retention_scoring.api.examples import SEGMENT_ROW
 from retention_shared.auth import ReadCaller
 from retention_shared.events import TimeWindow
 from retention_shared.openapi_docs import example_response
@@ -26,6 +33,26 @@ class DriftView(BaseModel):
     published_at: datetime | None = None
 
 
+class ChurnCard(BaseModel):
+    """The churn model against its baselines on the churn test customers."""
+
+    model: ChurnMetrics
+    baselines: dict[str, ChurnMetrics]
+    threshold: float = Field(description="The churn flag's probability threshold.")
+    test_customers: int
+
+
+class LTVCard(BaseModel):
+    """The LTV model against its baselines on the LTV test customers."""
+
+    model: LTVMetrics
+    baselines: dict[str, LTVMetrics]
+    objective: str
+    interval_coverage_10_90: float = Field(
+        description="Share of test customers whose actual spend fell in [ltv_low, ltv_high]."
+    )
+
+
 class ModelCard(BaseModel):
     tenant_id: str
     model_version: str
@@ -34,19 +61,32 @@ class ModelCard(BaseModel):
     loaded_at: datetime
     trained_at: datetime
     training_window: TimeWindow
-    windows: dict
+    windows: BacktestWindows = Field(
+        description="Each task's training, validation and test cutoffs."
+    )
     feature_schema: list[str]
-    churn: dict
-    ltv: dict
-    segments: list
+    churn: ChurnCard
+    ltv: LTVCard
+    segments: list[SegmentSummary] = Field(description="The segments of the churn test customers.")
     drift: DriftView
 
 
-def _task(report: dict, name: str, keys: tuple[str, ...]) -> dict:
-    section = report.get(name, {})
-    return {key: section[key] for key in keys if key in section}
-
-
+_CHURN_WINDOW = {
+    "task": "churn",
+    "horizon_days": 90,
+    "every_days": 30,
+    "test_cutoff": "2011-09-10",
+    "validation_cutoff": "2011-06-12",
+    "training_cutoffs": ["2010-01-18", "2010-02-17", "2011-03-14"],
+}
+_LTV_WINDOW = {
+    "task": "ltv",
+    "horizon_days": 180,
+    "every_days": 30,
+    "test_cutoff": "2011-06-12",
+    "validation_cutoff": "2010-12-14",
+    "training_cutoffs": ["2010-01-18", "2010-02-17", "2010-06-17"],
+}
 _EXAMPLE = {
     "tenant_id": "default",
     "model_version": "kx3b2bq7ownflzaf",
@@ -55,11 +95,59 @@ _EXAMPLE = {
     "loaded_at": "2024-05-01T09:00:43Z",
     "trained_at": "2024-05-01T09:00:30Z",
     "training_window": {"start": "2009-12-01T07:45:00Z", "end": "2011-12-09T12:50:00Z"},
-    "windows": {"churn": {"test_cutoff": "2011-09-10", "horizon_days": 90}},
+    "windows": {"churn": _CHURN_WINDOW, "ltv": _LTV_WINDOW},
     "feature_schema": ["recency_days", "frequency", "monetary"],
-    "churn": {"model": {"roc_auc": 0.826, "pr_auc": 0.781}, "baselines": {"recency": {}}},
-    "ltv": {"model": {"spearman": 0.665, "top10_capture": 0.52}, "baselines": {}},
-    "segments": [{"segment": "At risk", "customers": 412}],
+    "churn": {
+        "model": {
+            "roc_auc": 0.826,
+            "pr_auc": 0.781,
+            "brier": 0.162,
+            "f1": 0.741,
+            "lift_top_decile": 1.62,
+            "roc_auc_active_365d": 0.774,
+        },
+        "baselines": {
+            "recency": {
+                "roc_auc": 0.801,
+                "pr_auc": 0.752,
+                "brier": 0.191,
+                "f1": 0.716,
+                "lift_top_decile": 1.55,
+                "roc_auc_active_365d": 0.712,
+            }
+        },
+        "threshold": 0.529,
+        "test_customers": 4339,
+    },
+    "ltv": {
+        "model": {
+            "mae": 612.4,
+            "rmse": 2210.8,
+            "spearman": 0.665,
+            "normalized_gini": 0.874,
+            "top10_capture": 0.52,
+        },
+        "baselines": {
+            "bgnbd_gamma_gamma": {
+                "mae": 598.1,
+                "rmse": 2390.2,
+                "spearman": 0.641,
+                "normalized_gini": 0.861,
+                "top10_capture": 0.5,
+            }
+        },
+        "objective": "tweedie",
+        "interval_coverage_10_90": 0.81,
+    },
+    "segments": [
+        {
+            "segment": SEGMENT_ROW["segment"],
+            "customers": SEGMENT_ROW["customers"],
+            "revenue_share": SEGMENT_ROW["revenue_share"],
+            "churn_rate": 0.58,
+            "action": SEGMENT_ROW["action"],
+        }
+    ],
     "drift": {
         "status": "stable",
         "checked_at": "2024-05-02T09:00:00Z",
@@ -94,6 +182,7 @@ async def model_card(caller: ReadCaller, state: State) -> ModelCard:
             published_at=drift.published_at,
         )
     report = bundle.report
+    churn, ltv = report.churn, report.ltv
     return ModelCard(
         tenant_id=caller.tenant_id,
         model_version=champion.version,
@@ -104,8 +193,18 @@ async def model_card(caller: ReadCaller, state: State) -> ModelCard:
         training_window=published.training_window,
         windows=bundle.windows,
         feature_schema=list(bundle.feature_names),
-        churn=_task(report, "churn", ("model", "baselines", "threshold", "test_customers")),
-        ltv=_task(report, "ltv", ("model", "baselines", "objective", "interval_coverage_10_90")),
-        segments=list(report.get("segments", [])),
+        churn=ChurnCard(
+            model=churn.model,
+            baselines=churn.baselines,
+            threshold=churn.threshold,
+            test_customers=churn.test_customers,
+        ),
+        ltv=LTVCard(
+            model=ltv.model,
+            baselines=ltv.baselines,
+            objective=ltv.objective,
+            interval_coverage_10_90=ltv.interval_coverage_10_90,
+        ),
+        segments=report.segments,
         drift=drift_view,
     )

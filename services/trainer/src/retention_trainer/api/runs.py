@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
+from retention_bundle.report_html import PAGE_CSP, markdown_page
 from retention_shared.auth import AdminCaller, ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import RunsDep
-from retention_trainer.report_html import PAGE_CSP, markdown_page
 from retention_trainer.runs import RunManager, RunOptions
 from retention_trainer.store import RunRecord, RunStatus, Trigger
 

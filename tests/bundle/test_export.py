@@ -18,10 +18,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from retention_bundle.bundle import write_bundle
+from retention_bundle.export import exported_model_url
+from retention_bundle.predict import score
 from retention_shared.config import Settings
 from retention_shared.features import compute_features
-from retention_trainer.bundle import score, write_bundle
-from retention_trainer.model_export import exported_model_url
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
 from tests.trainer.moto_s3 import client, moto_s3, new_bucket
@@ -33,8 +34,9 @@ EXPORT = """
 import json, sys
 from pathlib import Path
 from retention_shared.config import Settings
-from retention_trainer.bundle import read_bundle, save_bundle
-from retention_trainer.model_export import export_model
+from retention_bundle.bundle import read_bundle
+from retention_bundle.export import export_model
+from retention_bundle.model_store import save_bundle
 
 model = save_bundle(read_bundle(Path(sys.argv[1])))
 url = export_model(f"{model.tag.name}:latest", Settings())
@@ -45,8 +47,9 @@ IMPORT = """
 import json, sys
 import bentoml
 from retention_shared.config import Settings
-from retention_trainer.bundle import load_bundle, score
-from retention_trainer.model_export import ExportedModelNotFound, import_model
+from retention_bundle.export import ExportedModelNotFound, import_model
+from retention_bundle.model_store import load_bundle
+from retention_bundle.predict import score
 import polars as pl
 
 tag, features, out = sys.argv[1:4]

@@ -12,7 +12,8 @@
   contributions to the calibrated log-odds are ``a·SHAP_xgb + b·coef·z``.
 - **Decision threshold**: the F1-maximizing probability on the validation cutoff.
 
-Everything a scorer needs is numbers (JSON) and one booster (UBJ); no pickle.
+Everything a scorer needs is numbers (JSON) and one booster (UBJ); no pickle. Fitting is the
+trainer's (`retention_trainer.fitting.churn`).
 """
 
 from __future__ import annotations
@@ -23,32 +24,8 @@ import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
 from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
 
-from retention_trainer.evaluation.metrics import select_threshold
-
-__all__ = [
-    "CHURN_XGB_PARAMS",
-    "ChurnModel",
-    "LinearChurnModel",
-    "fit_churn_model",
-    "signed_log1p",
-]
-
-CHURN_XGB_PARAMS: dict[str, object] = {
-    "objective": "binary:logistic",
-    "eval_metric": "auc",
-    "eta": 0.05,
-    "max_depth": 3,
-    "min_child_weight": 10,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "tree_method": "hist",
-    "nthread": 2,
-    "seed": 0,
-}
-MAX_ROUNDS = 2000
-EARLY_STOPPING_ROUNDS = 50
+__all__ = ["ChurnModel", "LinearChurnModel", "signed_log1p"]
 
 
 def signed_log1p(values: NDArray) -> NDArray[np.float64]:
@@ -121,42 +98,3 @@ class ChurnModel:
         per_feature = a * shap[:, :-1] + b * linear
         base = a * shap[:, -1] + b * self.linear.intercept + c
         return per_feature, base
-
-
-def _fit_linear(X: NDArray, y: NDArray) -> LinearChurnModel:
-    transformed = signed_log1p(X)
-    means = transformed.mean(axis=0)
-    scales = transformed.std(axis=0)
-    scales = np.where(scales > 0, scales, 1.0)
-    fitted = LogisticRegression(max_iter=3000).fit((transformed - means) / scales, y)
-    return LinearChurnModel(
-        means, scales, fitted.coef_[0].astype(float), float(fitted.intercept_[0])
-    )
-
-
-def fit_churn_model(
-    X_train: NDArray, y_train: NDArray, X_valid: NDArray, y_valid: NDArray
-) -> ChurnModel:
-    """Fit on the training cutoffs; early-stop, stack, calibrate and pick the threshold on the
-    validation cutoff (see the module docstring)."""
-    train = xgb.DMatrix(np.asarray(X_train, dtype=np.float32), label=y_train)
-    valid = xgb.DMatrix(np.asarray(X_valid, dtype=np.float32), label=y_valid)
-    fitted = xgb.train(
-        CHURN_XGB_PARAMS,
-        train,
-        MAX_ROUNDS,
-        evals=[(valid, "validation")],
-        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-        verbose_eval=False,
-    )
-    # Keep exactly the best rounds, so a saved booster predicts what was validated.
-    booster = fitted[: fitted.best_iteration + 1]
-    linear = _fit_linear(X_train, y_train)
-    partial = ChurnModel(booster, linear, (1.0, 0.0, 0.0), 0.5)
-    m_xgb, m_linear = partial.margins(X_valid)
-    stacker = LogisticRegression(C=1e6, max_iter=1000).fit(np.c_[m_xgb, m_linear], y_valid)
-    a, b = (float(v) for v in stacker.coef_[0])
-    stack = (a, b, float(stacker.intercept_[0]))
-    calibrated = ChurnModel(booster, linear, stack, 0.5)
-    threshold = select_threshold(y_valid, calibrated.probability(X_valid))
-    return ChurnModel(booster, linear, stack, threshold)

@@ -3,7 +3,9 @@
 The object is BentoML's own `.bentomodel` archive (`bentoml.models.export_model`), uploaded with
 boto3 so the endpoint and credentials are the ones the lake uses (`RETENTION_S3_ENDPOINT_URL`,
 AWS_* variables). The archive holds the bundle's JSON and UBJ files and BentoML's YAML model
-info; importing it unpacks files, it never runs code from the artifact (ARCHITECTURE.md, 6).
+info; importing it unpacks files, it never runs code from the artifact (docs/architecture.md,
+principle 7). The trainer exports every champion it publishes; scoring imports one its local store
+lacks. Needs boto3: install `retention-bundle[s3]`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Reference feature distributions, for drift checks (PSI) by the scoring service.
+"""Reference feature distributions, for drift checks (PSI) by the scoring service: the trainer
+computes them on its test customers (`reference_distributions`), scoring bins the live population
+the same way (`bin_proportions`).
 
 Per feature: the interior bin edges are the distinct deciles of the reference population (the
 test cutoff's customers), so bins are ``(-inf, e1], (e1, e2], …, (ek, +inf)`` and
@@ -29,6 +31,7 @@ def bin_proportions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
 def reference_distributions(
     features: pl.DataFrame, names: Sequence[str]
 ) -> dict[str, dict[str, list[float]]]:
+    """Per feature of ``names``: its decile edges in ``features`` and the share in each bin."""
     reference = {}
     for name in names:
         values = features[name].to_numpy().astype(float)

@@ -10,6 +10,9 @@
 - **Stable across retrains.** Given the previous segmenter, new centroids are first matched to
   the old ones (in unstandardized log-RFM space, since the scaler moves too) and inherit their
   names; any extra centroid is named from the unused prototypes.
+
+A bundle holds the scaler, the centroids and the names (JSON); assigning a customer is the
+nearest centroid. Fitting and naming are the trainer's (`retention_trainer.fitting.segmenter`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
-from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
-__all__ = ["PERSONAS", "SEGMENT_FEATURES", "Segmenter", "fit_segmenter", "log_rfm"]
+__all__ = ["PERSONAS", "SEGMENT_FEATURES", "Segmenter", "log_rfm"]
 
 SEGMENT_FEATURES = ("recency_days", "frequency", "monetary")
 # name: ((recentness, frequency, monetary) prototype in standardized units, recommended action)
@@ -43,8 +43,6 @@ PERSONAS: dict[str, tuple[tuple[float, float, float], str]] = {
     ),
     "Lost": ((-1.6, -0.9, -0.9), "Low priority: include only in cheap broad campaigns."),
 }
-SILHOUETTE_SAMPLE = 4000
-K_RANGE = range(3, 9)
 
 
 def log_rfm(features: pl.DataFrame) -> NDArray[np.float64]:
@@ -102,60 +100,3 @@ class Segmenter:
             np.asarray(data["centroids"], dtype=float),
             tuple(data["names"]),
         )
-
-
-def _prototype_names(centroids: NDArray, available: list[str]) -> list[str]:
-    prototypes = np.array([PERSONAS[name][0] for name in available])
-    position = centroids * np.array([-1.0, 1.0, 1.0])  # recency reversed: +1 is recent
-    cost = ((position[:, None, :] - prototypes[None, :, :]) ** 2).sum(axis=2)
-    rows, cols = linear_sum_assignment(cost)
-    names = [""] * len(centroids)
-    for row, col in zip(rows, cols, strict=True):
-        names[row] = available[col]
-    return names
-
-
-def _inherited_names(raw: NDArray, previous: Segmenter) -> list[str]:
-    old = previous.raw_centroids()
-    cost = ((raw[:, None, :] - old[None, :, :]) ** 2).sum(axis=2)
-    rows, cols = linear_sum_assignment(cost)
-    names = [""] * len(raw)
-    for row, col in zip(rows, cols, strict=True):
-        names[row] = previous.names[col]
-    return names
-
-
-def fit_segmenter(
-    features: pl.DataFrame, previous: Segmenter | None = None, seed: int = 0
-) -> Segmenter:
-    """Fit on one cutoff's features (customers with a purchase); see the module docstring."""
-    data = log_rfm(features)
-    means = data.mean(axis=0)
-    scales = data.std(axis=0)
-    scales = np.where(scales > 0, scales, 1.0)
-    z = (data - means) / scales
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(z), size=min(len(z), SILHOUETTE_SAMPLE), replace=False)
-    best: tuple[float, KMeans] | None = None
-    for k in K_RANGE:
-        if k >= len(z):
-            break
-        fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
-        score = silhouette_score(z[sample], fitted.labels_[sample])
-        if best is None or score > best[0]:
-            best = (score, fitted)
-    if best is None:
-        raise ValueError(f"segmenting needs more than {min(K_RANGE)} customers, got {len(z)}")
-    centroids = best[1].cluster_centers_
-    if previous is None:
-        names = _prototype_names(centroids, list(PERSONAS))
-    else:
-        names = _inherited_names(centroids * scales + means, previous)
-        missing = [i for i, name in enumerate(names) if not name]
-        if missing:
-            unused = [name for name in PERSONAS if name not in names]
-            for i, name in zip(missing, _prototype_names(centroids[missing], unused), strict=True):
-                names[i] = name
-    # A stable order: by name in PERSONAS order.
-    order = sorted(range(len(names)), key=lambda i: list(PERSONAS).index(names[i]))
-    return Segmenter(means, scales, centroids[order], tuple(names[i] for i in order))

@@ -1,35 +1,20 @@
-"""The LTV regressor: XGBoost stacked with the BG/NBD × Gamma-Gamma expected spend, plus a
-10%–90% interval from quantile boosters.
-
-- **XGBoost point model** on the registry features, two candidates: squared error on
-  ``log1p(spend)`` and Tweedie (power 1.5) on spend, each early-stopped on the validation cutoff.
-  Targets are floored at 0 (a window can net negative through cancellations of older orders).
-- **Stack** on the validation cutoff, in ``log1p`` space, by least squares:
-  ``log1p(LTV) = w_xgb·u + w_bgnbd·log1p(E_bgnbd) + c``, where ``u`` is the candidate's
-  prediction in ``log1p`` space and ``E_bgnbd`` the expected spend of
-  :class:`~retention_trainer.purchase_model.PurchaseModel` fitted at that cutoff. The candidate
-  whose stack has the higher validation Spearman is kept. Trees alone generalize poorly across
-  cutoffs (a customer's history length and the season shift between training and test
-  cutoffs); the BG/NBD part is refitted at every cutoff and carries that shift.
-- **Interval**: one ``reg:quantileerror`` booster with ``quantile_alpha = [0.1, 0.9]`` on
-  ``log1p(spend)`` (quantiles commute with the monotone transform), widened when needed so that
-  ``low <= point <= high``.
-"""
+"""Fitting the LTV regressor (`retention_bundle.models.ltv`): both point candidates (squared error
+on ``log1p(spend)`` and Tweedie), each stacked with the BG/NBD × Gamma-Gamma expected spend on the
+validation cutoff, the better one kept, and the 10%–90% quantile booster (the model's docstring
+has the method)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
 
+from retention_bundle.models.ltv import INTERVAL, LTVModel
+from retention_bundle.models.purchase import PurchaseModel
 from retention_trainer.evaluation.metrics import spearman
-from retention_trainer.purchase_model import PurchaseModel
 
-__all__ = ["LTV_OBJECTIVES", "LTVModel", "fit_ltv_model"]
+__all__ = ["LTV_OBJECTIVES", "fit_ltv_model"]
 
-INTERVAL = (0.1, 0.9)
 _COMMON = {
     "eta": 0.05,
     "max_depth": 4,
@@ -56,37 +41,6 @@ _QUANTILE_PARAMS = {
 }
 MAX_ROUNDS = 3000
 EARLY_STOPPING_ROUNDS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class LTVModel:
-    objective: str
-    point: xgb.Booster
-    interval: xgb.Booster
-    # log1p(LTV) = w_xgb * u + w_bgnbd * log1p(E_bgnbd) + intercept
-    stack: tuple[float, float, float]
-    purchase_model: PurchaseModel
-    horizon_days: int
-
-    def _tree_log1p(self, X: NDArray) -> NDArray[np.float64]:
-        raw = self.point.inplace_predict(np.asarray(X, dtype=np.float32))
-        raw = np.asarray(raw, dtype=float)
-        return raw if self.objective == "log1p_squared_error" else np.log1p(np.clip(raw, 0, None))
-
-    def predict(
-        self, X: NDArray, expected_spend: NDArray
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        """``(point, low, high)`` spend over the horizon; ``expected_spend`` is
-        ``purchase_model.expected_spend(features, horizon_days)`` for the same rows."""
-        w_xgb, w_bgnbd, intercept = self.stack
-        log_point = w_xgb * self._tree_log1p(X) + w_bgnbd * np.log1p(expected_spend) + intercept
-        point = np.clip(np.expm1(log_point), 0.0, None)
-        bounds = np.asarray(
-            self.interval.inplace_predict(np.asarray(X, dtype=np.float32)), dtype=float
-        ).reshape(len(point), -1)
-        low = np.clip(np.expm1(bounds[:, 0]), 0.0, None)
-        high = np.clip(np.expm1(bounds[:, -1]), 0.0, None)
-        return point, np.minimum(low, point), np.maximum(high, point)
 
 
 def _train(params: dict, X: NDArray, y: NDArray, X_valid: NDArray, y_valid: NDArray) -> xgb.Booster:
@@ -139,7 +93,7 @@ def fit_ltv_model(
         candidate = LTVModel(
             objective, booster, interval, (1.0, 0.0, 0.0), purchase_model, horizon_days
         )
-        stack = _stack(candidate._tree_log1p(X_valid), bgnbd_valid, log_valid)
+        stack = _stack(candidate.tree_log1p(X_valid), bgnbd_valid, log_valid)
         candidate = LTVModel(objective, booster, interval, stack, purchase_model, horizon_days)
         point, _, _ = candidate.predict(X_valid, expected_spend_valid)
         scores[objective] = spearman(spend_valid, point)

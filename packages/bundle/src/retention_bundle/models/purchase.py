@@ -6,11 +6,12 @@ clock), ``t_x`` = ``tenure_days − recency_days`` (first to last purchase) and
 ``gap_mean_days = t_x / (occasions − 1)``, the number of repeat purchase occasions is
 ``x = round(t_x / gap_mean_days)`` (0 with fewer than two occasions). An occasion is a distinct
 purchase instant (the feature definition's convention), not a calendar day as in
-:mod:`retention_trainer.baselines.rfm`. The Gamma-Gamma mean spend ``z̄`` is taken as the net
+the trainer's RFM baseline. The Gamma-Gamma mean spend ``z̄`` is taken as the net
 ``avg_order_value`` (floored at 0), the closest registry quantity.
 
 Parameters are fitted on one cutoff's features (only orders up to that cutoff), so they are
-point-in-time like the features; they serialize as plain JSON numbers.
+point-in-time like the features; they serialize as plain JSON numbers. Fitting is the trainer's
+(`retention_trainer.fitting.purchase`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from retention_trainer.baselines.bgnbd import BGNBDParams, fit_bgnbd
-from retention_trainer.baselines.gamma_gamma import (
-    GammaGammaParams,
-    expected_spend,
-    fit_gamma_gamma,
-)
+from retention_bundle.models.bgnbd import BGNBDParams
+from retention_bundle.models.gamma_gamma import GammaGammaParams, expected_spend
 
-__all__ = ["PurchaseModel", "fit_purchase_model", "purchase_summary"]
+__all__ = ["PurchaseModel", "purchase_summary"]
 
 
 def purchase_summary(features: pl.DataFrame) -> tuple[NDArray, NDArray, NDArray, NDArray]:
@@ -63,13 +60,3 @@ class PurchaseModel:
     @classmethod
     def from_dict(cls, data: dict) -> PurchaseModel:
         return cls(BGNBDParams(**data["bgnbd"]), GammaGammaParams(**data["gamma_gamma"]))
-
-
-def fit_purchase_model(features: pl.DataFrame) -> PurchaseModel:
-    """Fit both models on one cutoff's features (customers with a purchase by then)."""
-    x, t_x, T, z = purchase_summary(features)
-    bgnbd = fit_bgnbd(x, t_x, T).params
-    gamma_gamma = fit_gamma_gamma(x, z).params
-    if gamma_gamma.q <= 1.0:  # infinite population mean: keep the spend finite
-        gamma_gamma = GammaGammaParams(gamma_gamma.p, 1.0 + 1e-3, gamma_gamma.gamma)
-    return PurchaseModel(bgnbd, gamma_gamma)

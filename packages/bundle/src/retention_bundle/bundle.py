@@ -1,10 +1,11 @@
-"""The model bundle: everything needed to score, as XGBoost UBJ and plain JSON, in BentoML.
+"""The model bundle: everything needed to score, as XGBoost UBJ and plain JSON files.
 
-Layout of the BentoML model ``retention-<tenant>:<version>`` (files in ``model.path``):
+Files of a bundle (in the BentoML store, :mod:`retention_bundle.model_store`, they are the files
+of the model ``retention-<tenant>:<version>``, in ``model.path``):
 
 | file | content |
 | --- | --- |
-| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, training windows, backtest report, reference distributions |
+| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, training windows, backtest report (:mod:`retention_bundle.backtest_report`), reference distributions |
 | ``segmenter.json`` | scaler means/scales, centroids, persona names, actions |
 | ``churn_xgb.ubj`` | churn XGBoost booster |
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
@@ -12,9 +13,8 @@ Layout of the BentoML model ``retention-<tenant>:<version>`` (files in ``model.p
 | ``report.md`` | the backtest report, for people |
 | ``run_report.md``, ``.html``, ``.json`` | the run report for managers, and its numbers (bundles written before it have none) |
 
-The model's BentoML metadata repeats the feature schema, windows, headline metrics, threshold,
-objective and reference distributions. Loading reads JSON and calls ``Booster.load_model`` on
-the UBJ files; nothing is unpickled or imported from the artifact (ARCHITECTURE.md, principle 6).
+Loading reads JSON and calls ``Booster.load_model`` on the UBJ files; nothing is unpickled or
+imported from the artifact (docs/architecture.md, principle 7).
 """
 
 from __future__ import annotations
@@ -23,32 +23,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bentoml
 import numpy as np
 import polars as pl
 import xgboost as xgb
 
-from retention_trainer.backtest import finite
-from retention_trainer.churn_model import ChurnModel, LinearChurnModel
-from retention_trainer.ltv_model import LTVModel
-from retention_trainer.purchase_model import PurchaseModel
-from retention_trainer.report_html import markdown_page
-from retention_trainer.segmenter import Segmenter
+from retention_bundle.backtest_report import BacktestReport, BacktestWindows
+from retention_bundle.json_numbers import finite
+from retention_bundle.models.churn import ChurnModel, LinearChurnModel
+from retention_bundle.models.ltv import LTVModel
+from retention_bundle.models.purchase import PurchaseModel
+from retention_bundle.models.segmenter import Segmenter
+from retention_bundle.report_html import markdown_page
 
-__all__ = [
-    "BUNDLE_FORMAT",
-    "ModelBundle",
-    "churn_contributions",
-    "load_bundle",
-    "load_segmenter",
-    "read_bundle",
-    "save_bundle",
-    "score",
-    "write_bundle",
-]
+__all__ = ["BUNDLE_FORMAT", "ModelBundle", "read_bundle", "read_segmenter", "write_bundle"]
 
 BUNDLE_FORMAT = 1
-KEY = ["tenant_id", "customer_id"]
 
 
 @dataclass(frozen=True)
@@ -58,63 +47,24 @@ class ModelBundle:
     segmenter: Segmenter
     churn: ChurnModel
     ltv: LTVModel
-    windows: dict[str, object]
-    report: dict[str, object]
+    report: BacktestReport
     reference: dict[str, dict[str, list[float]]]
     markdown: str = ""
     extra: dict[str, object] = field(default_factory=dict)
-    # The run report (retention_trainer.run_report): Markdown and its numbers; empty when absent.
+    # The trainer's run report: Markdown and its numbers; empty when absent.
     run_report: str = ""
     run_report_facts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def windows(self) -> BacktestWindows:
+        """The training, validation and test cutoffs of each task (the report's)."""
+        return self.report.windows
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         missing = [n for n in self.feature_names if n not in features.columns]
         if missing:
             raise ValueError(f"features frame is missing column(s) {', '.join(missing)}")
         return features.select(self.feature_names).to_numpy().astype(np.float64)
-
-
-def score(bundle: ModelBundle, features: pl.DataFrame) -> pl.DataFrame:
-    """Scores per row of a features frame (``compute_features`` output or any frame holding the
-    schema's columns): ``churn_probability`` (calibrated), ``churn_flag`` (>= threshold),
-    ``ltv``, ``ltv_low``, ``ltv_high`` (spend over the LTV horizon), ``segment``, ``action``.
-    Key columns present in ``features`` are kept in front."""
-    X = bundle.matrix(features)
-    probability = bundle.churn.probability(X)
-    expected = bundle.ltv.purchase_model.expected_spend(features, bundle.ltv.horizon_days)
-    point, low, high = bundle.ltv.predict(X, expected)
-    segments = bundle.segmenter.assign(features)
-    names = np.asarray(bundle.segmenter.names, dtype=object)[segments]
-    actions = np.asarray(bundle.segmenter.actions, dtype=object)[segments]
-    keys = [c for c in (*KEY, "as_of", "cutoff") if c in features.columns]
-    return features.select(keys).with_columns(
-        churn_probability=pl.Series(probability, dtype=pl.Float64),
-        churn_flag=pl.Series(probability >= bundle.churn.threshold, dtype=pl.Boolean),
-        ltv=pl.Series(point, dtype=pl.Float64),
-        ltv_low=pl.Series(low, dtype=pl.Float64),
-        ltv_high=pl.Series(high, dtype=pl.Float64),
-        segment=pl.Series(names.tolist(), dtype=pl.String),
-        action=pl.Series(actions.tolist(), dtype=pl.String),
-    )
-
-
-def churn_contributions(bundle: ModelBundle, features: pl.DataFrame) -> pl.DataFrame:
-    """Per-feature contributions to the calibrated churn log-odds (positive = towards churn),
-    one column per schema feature plus ``base``; they sum to ``logit(churn_probability)``."""
-    per_feature, base = bundle.churn.contributions(bundle.matrix(features))
-    keys = [c for c in KEY if c in features.columns]
-    return features.select(keys).with_columns(
-        *(pl.Series(n, per_feature[:, i]) for i, n in enumerate(bundle.feature_names)),
-        base=pl.Series(base),
-    )
-
-
-def _headline(report: dict) -> dict[str, object]:
-    churn, ltv = report.get("churn", {}), report.get("ltv", {})
-    return {
-        "churn": churn.get("model", {}),
-        "ltv": ltv.get("model", {}),
-    }
 
 
 def _document(bundle: ModelBundle) -> dict[str, object]:
@@ -149,8 +99,8 @@ def _document(bundle: ModelBundle) -> dict[str, object]:
             },
             "purchase_model": bundle.ltv.purchase_model.as_dict(),
         },
-        "windows": bundle.windows,
-        "report": bundle.report,
+        "windows": bundle.windows.model_dump(mode="json"),
+        "report": bundle.report.as_json(),
         "reference_distributions": bundle.reference,
         "extra": bundle.extra,
     }
@@ -206,11 +156,10 @@ def read_bundle(directory: Path) -> ModelBundle:
     return ModelBundle(
         tenant=document["tenant"],
         feature_names=tuple(document["feature_schema"]),
-        segmenter=Segmenter.from_dict(json.loads((directory / "segmenter.json").read_text())),
+        segmenter=read_segmenter(directory),
         churn=churn,
         ltv=ltv,
-        windows=document["windows"],
-        report=document["report"],
+        report=BacktestReport.model_validate(document["report"]),
         reference=document["reference_distributions"],
         markdown=markdown.read_text() if markdown.exists() else "",
         extra=document.get("extra", {}),
@@ -221,35 +170,6 @@ def read_bundle(directory: Path) -> ModelBundle:
     )
 
 
-def model_name(tenant: str) -> str:
-    return f"retention-{tenant}"
-
-
-def save_bundle(bundle: ModelBundle) -> bentoml.Model:
-    """Create ``retention-<tenant>:<new version>`` in the BentoML model store."""
-    metadata = {
-        "format": BUNDLE_FORMAT,
-        "feature_schema": list(bundle.feature_names),
-        "windows": bundle.windows,
-        "metrics": _headline(bundle.report),
-        "churn_threshold": bundle.churn.threshold,
-        "ltv_objective": bundle.ltv.objective,
-        "reference_distributions": bundle.reference,
-    }
-    with bentoml.models.create(
-        name=model_name(bundle.tenant), labels={"tenant": bundle.tenant}, metadata=metadata
-    ) as model:
-        write_bundle(bundle, Path(model.path))
-    return model
-
-
-def load_bundle(tag: str) -> ModelBundle:
-    """Load a bundle from the BentoML store by tag (``retention-<tenant>:<version|latest>``)."""
-    return read_bundle(Path(bentoml.models.get(tag).path))
-
-
-def load_segmenter(tag: str) -> Segmenter:
-    """Only the segmenter of a stored bundle: ``segmenter.json``, no boosters read."""
-    return Segmenter.from_dict(
-        json.loads((Path(bentoml.models.get(tag).path) / "segmenter.json").read_text())
-    )
+def read_segmenter(directory: Path) -> Segmenter:
+    """Only the segmenter of a bundle's files: ``segmenter.json``, no boosters read."""
+    return Segmenter.from_dict(json.loads((directory / "segmenter.json").read_text()))

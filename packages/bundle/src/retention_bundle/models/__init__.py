@@ -1,0 +1,1 @@
+"""The bundle's models: each one's parameters (JSON and UBJ) and its predictions."""
