@@ -21,8 +21,9 @@ when an offset counts as done. What they share is written here once:
   the broker or a store failed; `apply_isolating` halves a batch whose records are at fault and
   `dead_letter`s a record that fails `poison_max_attempts` times alone (`dead_letters`);
 - **lag and lost logs**: each poll compares the fetch high watermarks with the positions
-  (`watermarks`): lag feeds `health` (readiness: failing, or stuck behind) and the optional
-  per-partition gauge; a high watermark below a position means the broker lost the log, and
+  (`watermarks`; on a compacted topic, past the gaps the fetch position skipped): lag feeds
+  `health` (readiness: failing, or stuck behind) and the optional per-partition gauge; a high
+  watermark below a position means the broker lost the log, and
   `log_lost` says where to resume (by default the new log's first offset).
 
 A subclass lives in a service's `consumers/<topic>.py` and implements `handle`; the other hooks
@@ -343,9 +344,13 @@ class GroupConsumer(abc.ABC):
             if end.lost:
                 self._seek(end.tp, await self.log_lost(end.tp, end.why_lost()))
                 continue
+            # A compacted topic has gaps: the fetch position moves past them, the last applied
+            # offset + 1 stays before a gap at the log's end.
+            fetched = await self.consumer.position(end.tp)
+            lag = max(0, end.highwater - max(end.position, fetched))
             if self.lag is not None:
-                self.lag.labels(str(end.tp.partition)).set(end.lag)
-            behind += end.lag
+                self.lag.labels(str(end.tp.partition)).set(lag)
+            behind += lag
             highwaters[end.tp] = end.highwater
         self.health.behind(behind)
         await self.observed(highwaters)
