@@ -26,7 +26,7 @@ def isolated_settings(kafka: EmbeddedBroker, data_dir: Path) -> Settings:
     """Settings pointing at the session broker, with topics of a fresh prefix of their own."""
     import asyncio
 
-    from retention_shared.kafka import ensure_topics
+    from retention_shared.kafka.clients import ensure_topics
 
     settings = Settings(
         kafka_bootstrap=kafka.bootstrap,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from retention_shared.config import Settings
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka.clients import aiokafka_options
 
 
 async def read_until(

@@ -14,7 +14,7 @@ from retention_ingest.order_events import order_event_payloads
 from retention_shared.config import Settings
 from retention_shared.events import OrderEvent, decode_event
 from retention_shared.features import orders_frame
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka.clients import aiokafka_options
 
 REPO = Path(__file__).resolve().parents[1]
 ONLINE_RETAIL = REPO / "data" / "online_retail.parquet"

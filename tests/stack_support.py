@@ -14,7 +14,7 @@ import httpx
 from retention_cli.stack import SERVICES, WITH_CONSOLE, Stack, stack_environment
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
 
 API_KEY = "e2e-key"
 READ_KEY = "e2e-read"

@@ -67,7 +67,7 @@ from bench.harness import (  # noqa: E402
 from retention_cli.stack import WITH_CONSOLE, Stack  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
-from retention_shared.kafka import ensure_topics  # noqa: E402
+from retention_shared.kafka.clients import ensure_topics  # noqa: E402
 from tests.stack_support import running_stack, url  # noqa: E402
 
 TENANT = "default"

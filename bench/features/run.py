@@ -73,7 +73,7 @@ from retention_features.decoding import decode_orders  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderEvent, decode_event  # noqa: E402
-from retention_shared.kafka import aiokafka_options, ensure_topics  # noqa: E402
+from retention_shared.kafka.clients import aiokafka_options, ensure_topics  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from tests.features_service.support import (  # noqa: E402
     FeaturesProcess,

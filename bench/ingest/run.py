@@ -73,7 +73,7 @@ from bench.harness import cpu_seconds, data_file, load, parser, work_dir  # noqa
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderKind, order_event_id  # noqa: E402
-from retention_shared.kafka import aiokafka_options, ensure_topics  # noqa: E402
+from retention_shared.kafka.clients import aiokafka_options, ensure_topics  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 
 RATIO_TARGET = 1.5

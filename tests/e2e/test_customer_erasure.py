@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from retention_cli.stack import Stack
 from retention_shared.config import Settings
 from retention_shared.events import CustomerErased, decode_event
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka.clients import aiokafka_options
 from retention_shared.topics import Topics
 from retention_trainer.consumers.transactions import GROUP_ID as LAKE_GROUP
 from tests.features_service.support import FeaturesProcess, read_to_end, wait_caught_up

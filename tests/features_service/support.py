@@ -13,13 +13,12 @@ from pathlib import Path
 
 import httpx
 import polars as pl
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from retention_features.store import PartitionStore
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import free_port
 from retention_shared.events import CustomerFeatures, decode_event
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka.topic_reader import read_to_end as kit_read_to_end
 
 API_KEY = "features-test:default:admin"
 
@@ -94,36 +93,9 @@ def wait_caught_up(
 
 async def read_to_end(settings: Settings, topic: str) -> list:
     """Every record of `topic`, up to the fetch high watermark of each partition."""
-    consumer = AIOKafkaConsumer(
-        auto_offset_reset="earliest", enable_auto_commit=False, **aiokafka_options(settings)
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records = []
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
-            behind = [
-                tp
-                for tp in partitions
-                if consumer.highwater(tp) is None
-                or await consumer.position(tp) < consumer.highwater(tp)
-            ]
-            if not behind:
-                return records
-    finally:
-        await consumer.stop()
+    records: list = []
+    await kit_read_to_end(settings, topic, records.extend, timeout=600)
+    return records
 
 
 def last_vectors(records: list) -> dict[bytes, dict]:

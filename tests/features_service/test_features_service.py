@@ -17,7 +17,7 @@ import pytest
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.features import FEATURE_NAMES, compute_features
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
 from retention_shared.topics import Topics
 from tests.features_service.support import (
     FeaturesProcess,

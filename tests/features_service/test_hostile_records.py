@@ -22,10 +22,10 @@ import pytest
 from retention_features import running
 from retention_features.consumers.transactions import TransactionsConsumer
 from retention_shared.config import Settings
-from retention_shared.consuming import POISON_RECORDS
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
 from retention_shared.events import RejectedRecord, decode_event
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
+from retention_shared.kafka.message_counts import POISON_RECORDS
 from retention_shared.service import ServiceContext
 from retention_shared.topics import Topics
 from tests.features_service.support import FeaturesProcess, last_vectors, read_to_end

@@ -27,7 +27,7 @@ from retention_shared.events import (
     UploadCompleted,
     decode_event,
 )
-from retention_shared.kafka import aiokafka_options, ensure_topics
+from retention_shared.kafka.clients import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
 from tests.features_service.support import read_to_end
 from tests.ingest.workbook import write_xlsx

@@ -7,9 +7,13 @@ import asyncio
 import polars as pl
 from aiokafka import ConsumerRecord
 
-from retention_scoring.consumers.features import FeaturesConsumer, Touched
+from retention_scoring.consumers.customer_features import FeaturesConsumer, Touched
+from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.store import FeatureStore
+from retention_shared.config import Settings
+from retention_shared.kafka.dead_letters import DeadLetters
+from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
 from tests.scoring_service.support import feature_events
 from tests.uci_orders import TEST_DATA, load_orders
@@ -32,12 +36,9 @@ def test_a_tombstone_removes_the_customer_and_a_later_vector_brings_a_new_histor
     store = FeatureStore()
     consumer = FeaturesConsumer(
         store,
-        None,
-        "customer-features",
-        "rejected",
-        "scoring",
+        DeadLetters(ServiceContext.create("scoring", Settings())),
         changed.append,
-        removed.append,  # type: ignore[arg-type]
+        removed.append,
     )
     log = [
         record(i, customer_key("acme", c), e.to_bytes()) for i, (c, e) in enumerate(events.items())
@@ -68,7 +69,9 @@ class RecordingProducer:
 def test_an_announced_customer_removed_gets_a_score_tombstone_once_caught_up() -> None:
     producer = RecordingProducer()
     ready = {"now": False}
-    events = ScoreEvents(None, producer, "customer-scores", "scoring", ready=lambda: ready["now"])  # type: ignore[arg-type]
+    ctx = ServiceContext.create("scoring", Settings())
+    publisher = CustomerScoresPublisher(ctx, producer)  # type: ignore[arg-type]
+    events = ScoreEvents(None, publisher, ready=lambda: ready["now"])  # type: ignore[arg-type]
     events.published["acme"] = {"12437": ("high", "VIP", "At risk"), "12583": ("low", "Low", "New")}
 
     # Catching up: the tombstone read is an old one; forget it without writing.

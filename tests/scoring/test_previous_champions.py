@@ -9,8 +9,9 @@ from aiokafka import ConsumerRecord
 
 from retention_scoring import previous_champions
 from retention_scoring.champions import Champions
-from retention_scoring.consumers.models import ModelEventsConsumer
+from retention_scoring.consumers.model_events import ModelEventsConsumer
 from retention_shared.events import ModelPublished, TimeWindow
+from retention_shared.kafka.message_counts import MessageCounts
 
 WINDOW = TimeWindow(start=datetime(2010, 12, 1, tzinfo=UTC), end=datetime(2011, 12, 9, tzinfo=UTC))
 
@@ -114,7 +115,7 @@ def test_catching_up_remembers_the_last_other_version_as_the_previous_champion()
     async def scenario(versions: list[str]) -> tuple[str | None, list[str]]:
         loads = Loads()
         champions = Champions(load=loads)  # type: ignore[arg-type]
-        consumer = ModelEventsConsumer(champions, "model-events", "scoring")
+        consumer = ModelEventsConsumer(champions, MessageCounts("scoring"))
         await consumer.handle([_record(i, v) for i, v in enumerate(versions)])
         await consumer.start_serving()
         await _settle()

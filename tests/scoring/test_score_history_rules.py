@@ -9,10 +9,13 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 
 from retention_scoring.erasure import ScoringErasure
+from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.score_history import ScoreHistory
 from retention_scoring.store import FeatureStore
+from retention_shared.config import Settings
 from retention_shared.events import CustomerErasureRequested, CustomerScore, RiskBand, ValueTier
+from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
 
 
@@ -52,7 +55,9 @@ class RecordingProducer:
 
 
 def _events() -> ScoreEvents:
-    return ScoreEvents(None, RecordingProducer(), "customer-scores", "scoring", ready=lambda: True)  # type: ignore[arg-type]
+    ctx = ServiceContext.create("scoring", Settings())
+    publisher = CustomerScoresPublisher(ctx, RecordingProducer())  # type: ignore[arg-type]
+    return ScoreEvents(None, publisher, ready=lambda: True)  # type: ignore[arg-type]
 
 
 def test_the_ring_keeps_the_last_changes_newest_first() -> None:

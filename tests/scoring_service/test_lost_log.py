@@ -12,10 +12,11 @@ import asyncio
 import pytest
 from aiokafka import ConsumerRecord
 
-from retention_scoring.consumers.reader import TopicReader
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
+from retention_shared.kafka.topic_reader import TopicReader
+from retention_shared.service import ServiceContext
 from retention_shared.topics import Topics, customer_key
 from tests.real_orders import publish
 from tests.scoring_service.support import feature_events
@@ -45,7 +46,9 @@ def test_a_reader_reads_the_new_log_after_the_broker_lost_the_old_one() -> None:
         nonlocal broker
         await ensure_topics(settings)
         await publish(settings, topic, first)
-        reader = TopicReader(settings, topic, handle)
+        reader = TopicReader(
+            ServiceContext.create("scoring", settings), "customer-features", handle
+        )
         await reader.start()
         try:
             await until(len(first))

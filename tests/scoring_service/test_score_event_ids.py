@@ -17,11 +17,13 @@ import pytest
 from retention_bundle.bundle import ModelBundle
 from retention_scoring.champions import Champion
 from retention_scoring.population import Population, compute_population, snapshot
+from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.store import FeatureStore
 from retention_shared.config import Settings
 from retention_shared.events import CustomerScore, decode_event, score_event_id
-from retention_shared.kafka import BulkProducer
+from retention_shared.kafka.bulk_producer import BulkProducer
+from retention_shared.service import ServiceContext
 from retention_shared.topics import Topics, customer_key
 from tests.features_service.support import read_to_end
 from tests.kafka_reading import read_until
@@ -77,13 +79,8 @@ def _population(bundle: ModelBundle, version: str) -> Population:
 
 
 def _events(settings: Settings, population: Population, producer: object) -> ScoreEvents:
-    return ScoreEvents(
-        OnePopulation(population),  # type: ignore[arg-type]
-        producer,  # type: ignore[arg-type]
-        Topics.with_prefix(settings.topic_prefix).customer_scores,
-        "scoring",
-        ready=lambda: True,
-    )
+    publisher = CustomerScoresPublisher(ServiceContext.create("scoring", settings), producer)  # type: ignore[arg-type]
+    return ScoreEvents(OnePopulation(population), publisher, ready=lambda: True)  # type: ignore[arg-type]
 
 
 def _by_customer(records: list) -> dict[str, list[CustomerScore]]:

@@ -1,4 +1,4 @@
-"""`dead_lettering` on the real broker: a record its handler keeps failing on goes to
+"""The kit's FastStream `subscriber` on the real broker: a record its handler keeps failing on goes to
 `transactions.rejected` as poison and the records after it are handled; a transient failure is
 retried until it passes and never dead-lettered."""
 
@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
-from retention_shared.consuming import TransientFailure, dead_lettering, raw_body
 from retention_shared.embedded_broker import EmbeddedBroker
 from retention_shared.events import RejectedRecord, decode_event
+from retention_shared.kafka.dead_letters import TransientFailure
+from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
 from tests.conftest import isolated_settings
 from tests.features_service.support import read_to_end
@@ -31,14 +31,7 @@ def test_a_record_that_keeps_failing_is_dead_lettered_and_a_transient_failure_is
     seen: list[str] = []
     attempts = {"bad": 0, "flaky": 0}
 
-    @ctx.broker.subscriber(
-        ctx.topics.retrain_requests,
-        group_id="dead-lettering-test",
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-    )
-    @dead_lettering(ctx)
+    @subscriber(ctx, "retrain-requests", group_id="dead-lettering-test")
     async def handle(body: bytes, message: KafkaMessage) -> None:
         name = json.loads(body)["name"]
         if name in attempts:

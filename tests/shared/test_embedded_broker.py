@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
-from retention_shared.kafka import aiokafka_options, ensure_topics
+from retention_shared.kafka.clients import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
 from tests.kafka_reading import read_until
 from tests.trainer.moto_s3 import client as s3_client

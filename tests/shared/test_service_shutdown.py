@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from retention_cli.stack import stack_environment
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
-from retention_shared.kafka import BulkProducer
+from retention_shared.kafka.bulk_producer import BulkProducer
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from retention_shared.config import Settings
-from retention_shared.consuming import POISON_RECORDS
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
 from retention_shared.events import RejectedRecord, decode_event
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
+from retention_shared.kafka.message_counts import POISON_RECORDS
 from retention_shared.service import ServiceContext
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.lake import TransactionLake, open_lake

@@ -19,7 +19,7 @@ from typing import IO
 
 from retention_shared import child_process
 from retention_shared.config import Settings
-from retention_shared.kafka import ensure_topics
+from retention_shared.kafka.clients import ensure_topics
 
 IN_MEMORY = "memory://tansu/"
 

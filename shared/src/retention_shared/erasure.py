@@ -5,7 +5,7 @@ Scoring's `DELETE /v1/customers/{id}` publishes `CustomerErasureRequested` on
 the service holds of the customer and returns what it removed; the subscription then confirms
 with `CustomerErased` on `erasure-audit` (who asked, when, which tenant, which service — never
 the customer's id). A handler that keeps failing sends the request to the dead-letter path like
-any other record (`dead_lettering`).
+any other record (`retention_shared.kafka.subscribers`).
 
 Services that replay `transactions` (features, the trainer's lake) keep an `ErasureList`, so a
 replay does not bring an erased customer back: it holds no id, only a salted SHA-256 of
@@ -29,22 +29,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
-from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
-from retention_shared.consuming import (
-    TransientFailure,
-    dead_lettering,
-    raw_body,
-    reject_undecodable,
-)
 from retention_shared.events import (
     CustomerErased,
     CustomerErasureRequested,
     EventDecodeError,
     decode_event,
 )
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.dead_letters import DeadLetters, TransientFailure
+from retention_shared.kafka.publisher import TopicPublisher
+from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
 
 __all__ = [
@@ -152,20 +147,15 @@ def subscribe_erasures(
 ) -> None:
     """Call `handler` for every `CustomerErasureRequested` (group `group_id`), then confirm it
     on `erasure-audit`. A request the handler keeps failing on is dead-lettered."""
+    dead_letters = DeadLetters(ctx)
+    audit = TopicPublisher(ctx, "erasure-audit")
 
-    @ctx.broker.subscriber(
-        ctx.topics.customer_erasures,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-    )
-    @dead_lettering(ctx)
+    @subscriber(ctx, "customer-erasures", group_id=group_id)
     async def on_erasure(body: bytes, message: KafkaMessage) -> None:
         try:
             request = decode_event(CustomerErasureRequested, body)
         except EventDecodeError as error:
-            await reject_undecodable(ctx, message, error)
+            await dead_letters.reject(message.raw_message, [error.as_reason()])
             return
         try:
             removed = await handler(request)
@@ -178,9 +168,7 @@ def subscribe_erasures(
                 requested_by=request.requested_by,
                 removed=removed,
             )
-            await ctx.broker.publish(
-                confirmation.to_bytes(), ctx.topics.erasure_audit, key=request.tenant_id.encode()
-            )
+            await audit.publish(confirmation, key=request.tenant_id.encode())
         except (KafkaError, TimeoutError) as error:
             # The broker failed, not the request: erase again later (erasing is idempotent).
             raise TransientFailure(f"{type(error).__name__}: {error}") from error
@@ -194,5 +182,4 @@ def subscribe_erasures(
                 "removed": removed,
             },
         )
-        MESSAGES.labels(ctx.name, ctx.topics.customer_erasures, "consumed", "ok").inc()
-        MESSAGES.labels(ctx.name, ctx.topics.erasure_audit, "published", "ok").inc()
+        ctx.counts.consumed(message.raw_message.topic, ok=1)

@@ -1,5 +1,7 @@
 """Prometheus metrics common to every service, and the `/metrics` endpoint.
 
+Kafka message counts are the Kafka kit's (`retention_shared.kafka.message_counts`).
+
 Each service runs in its own process with the default registry; the `service` label tells them
 apart where several are scraped into one Prometheus.
 """
@@ -36,11 +38,6 @@ HTTP_LATENCY = Histogram(
     "HTTP request latency by route template.",
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-MESSAGES = Counter(
-    "retention_messages_total",
-    "Kafka messages handled: direction is consumed or published; outcome ok, rejected or error.",
-    ["service", "topic", "direction", "outcome"],
 )
 
 

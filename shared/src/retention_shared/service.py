@@ -26,7 +26,8 @@ from retention_shared.auth import AnyCaller, ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings, load_settings
 from retention_shared.health import CachedCheck, CheckResult, Readiness
 from retention_shared.http_errors import install_problem_handlers
-from retention_shared.kafka import broker_answers, make_broker
+from retention_shared.kafka.clients import broker_answers, make_broker
+from retention_shared.kafka.message_counts import MessageCounts
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
@@ -37,7 +38,7 @@ from retention_shared.problems import (
     problem_responses,
 )
 from retention_shared.tasks import cancel
-from retention_shared.topics import Topics
+from retention_shared.topics import Topics, declared_for
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class ServiceContext:
     topics: Topics
     readiness: Readiness = field(default_factory=Readiness)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    # The declared topics (names without prefix) this process publishes to and consumes, as the
+    # Kafka kit (`retention_shared.kafka`) resolved them: tests compare them with `TOPICS`.
+    published: set[str] = field(default_factory=set)
+    consumed: set[str] = field(default_factory=set)
 
     @classmethod
     def create(cls, name: str, settings: Settings) -> ServiceContext:
@@ -64,6 +69,24 @@ class ServiceContext:
             broker=make_broker(settings, client_id=f"retention-{name}"),
             topics=Topics.with_prefix(settings.topic_prefix),
         )
+
+    @property
+    def counts(self) -> MessageCounts:
+        return MessageCounts(self.name)
+
+    def topic_to_publish(self, name: str) -> str:
+        """The prefixed name of declared topic `name`, which this service must be declared to
+        publish to (`UndeclaredTopic` otherwise)."""
+        declaration = declared_for(self.name, name, "producer")
+        self.published.add(name)
+        return str(getattr(self.topics, declaration.attr))
+
+    def topic_to_consume(self, name: str) -> str:
+        """The prefixed name of declared topic `name`, which this service must be declared to
+        consume (`UndeclaredTopic` otherwise)."""
+        declaration = declared_for(self.name, name, "consumer")
+        self.consumed.add(name)
+        return str(getattr(self.topics, declaration.attr))
 
 
 def create_service_app(

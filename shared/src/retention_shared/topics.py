@@ -10,7 +10,7 @@ tests/deploy.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from retention_shared.events import (
     CustomerErased,
@@ -278,6 +278,27 @@ class Topics:
 
 # The attributes are written out for readers and type checkers; they must be the declaration's.
 assert [f.name for f in fields(Topics)] == [t.attr for t in TOPICS], "Topics ≠ TOPICS"
+
+
+class UndeclaredTopic(LookupError):
+    """A service publishes or consumes a topic that `TOPICS` does not name it for."""
+
+
+Role = Literal["producer", "consumer"]
+
+
+def declared_for(service: str, name: str, role: Role) -> TopicDeclaration:
+    """The declaration of topic `name` (without prefix), which must name `service` among its
+    producers or consumers (`role`); raises UndeclaredTopic otherwise."""
+    found = next((topic for topic in TOPICS if topic.name == name), None)
+    if found is None:
+        raise UndeclaredTopic(f"no topic {name!r} is declared in retention_shared.topics.TOPICS")
+    parties = found.producers if role == "producer" else found.consumers
+    if service not in parties:
+        raise UndeclaredTopic(
+            f"{service} is not declared as a {role} of {name} (TOPICS says {', '.join(parties)})"
+        )
+    return found
 
 
 def customer_key(tenant_id: str, customer_id: str) -> bytes:

@@ -9,7 +9,6 @@ from retention_features.consumers.transactions import TransactionsConsumer
 from retention_features.erasure import FeaturesErasure
 from retention_shared.config import Settings
 from retention_shared.erasure import ErasureList, instance_name, subscribe_erasures
-from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 
 
@@ -28,14 +27,7 @@ def create_app(settings: Settings) -> FastAPI:
         instance,
         FeaturesErasure(consumer, erasures).erase,
     )
-
-    async def consuming() -> CheckResult:
-        if not consumer.stores:
-            return False, "no partitions assigned yet"
-        ok, detail = consumer.health.check()
-        return ok, f"partitions {sorted(consumer.stores)}; {detail}"
-
-    ctx.readiness.add("transactions", consuming)
+    ctx.readiness.add("transactions", consumer.check)
     app = create_service_app(
         ctx,
         description="Durable per-customer order state and the feature vector per customer.",

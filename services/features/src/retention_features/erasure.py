@@ -19,20 +19,14 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from retention_features.store import PartitionStore
-from retention_shared.consuming import TransientFailure
 from retention_shared.erasure import ErasureList
 from retention_shared.events import CustomerErasureRequested
-from retention_shared.topics import customer_key
+from retention_shared.kafka.dead_letters import TransientFailure
 
 if TYPE_CHECKING:
     from retention_features.consumers.transactions import TransactionsConsumer
 
 CustomerKey = tuple[str, str]
-
-
-def tombstones(customers: list[CustomerKey]) -> list[tuple[bytes, None]]:
-    """`customer-features` records that delete the customers' vectors."""
-    return [(customer_key(tenant, customer), None) for tenant, customer in customers]
 
 
 def sweep(store: PartitionStore, erasures: ErasureList) -> list[CustomerKey]:
@@ -51,14 +45,13 @@ class FeaturesErasure:
 
     async def erase(self, request: CustomerErasureRequested) -> dict[str, int]:
         consumer = self.consumer
-        producer = consumer._producer
-        if producer is None or not producer.started:
+        if consumer.producer is None or not consumer.producer.started:
             raise TransientFailure("the features consumer is not started yet")
         key = (request.tenant_id, request.customer_id)
         await asyncio.to_thread(self.erasures.add, *key, request.requested_at)
         deleted = 0
         # The consumer's lock: no batch is prepared or committed meanwhile.
-        async with consumer._lock:
+        async with consumer.lock:
             for partition, store in list(consumer.stores.items()):
                 # Everything held, including orders dated after the request (within the skew).
                 removed = await asyncio.to_thread(store.erase_customers, {key: None})
@@ -66,5 +59,5 @@ class FeaturesErasure:
                     consumer.customers[partition].forget()
                     deleted += removed
         # Always: another instance, or an earlier life of this one, may have published vectors.
-        await producer.send_all(consumer.ctx.topics.customer_features, tombstones([key]))
+        await consumer.vectors.erase([key])
         return {"orders": deleted}

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from retention_features.decoding import decode_orders
 from retention_shared.config import Settings
 from retention_shared.events import EventDecodeError
-from retention_shared.kafka import aiokafka_options
+from retention_shared.kafka.clients import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,7 @@ async def lost_logs(
     """
     if not marks:
         return {}
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False,
-        fetch_max_wait_ms=100,
-        auto_offset_reset="none",
-        **aiokafka_options(settings),
-    )
+    consumer = make_consumer(settings, fetch_max_wait_ms=100, auto_offset_reset="none")
     await consumer.start()
     lost: dict[TopicPartition, str] = {}
     try:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from retention_ingest.api import mappings, orders, upload_preview, uploads
 from retention_ingest.consumers import customer_erasures, orders_raw
-from retention_ingest.publishing import OrderPublisher
+from retention_ingest.publishers.transactions import OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import UploadRunner
 from retention_shared.config import Settings
@@ -19,9 +19,7 @@ def create_app(settings: Settings) -> FastAPI:
     store = IngestStore(settings.data_dir / "ingest" / "ingest.sqlite")
     store.interrupt_unfinished()
     store.erasures = ErasureList(settings.data_dir / "ingest" / "erasures.sqlite")
-    publisher = OrderPublisher(
-        settings, ctx.topics.transactions, ack_timeout=settings.publish_timeout_seconds
-    )
+    publisher = OrderPublisher(ctx, ack_timeout=settings.publish_timeout_seconds)
     runner = UploadRunner(ctx, store, publisher)
     orders_raw.register(ctx, store, publisher)
     customer_erasures.register(ctx, store)

@@ -27,8 +27,8 @@ from pathlib import Path
 import polars as pl
 
 from retention_ingest.store import IngestStore
-from retention_shared.consuming import TransientFailure
 from retention_shared.events import CustomerErasureRequested
+from retention_shared.kafka.dead_letters import TransientFailure
 
 UNFINISHED = ("queued", "running")
 

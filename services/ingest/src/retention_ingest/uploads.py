@@ -26,10 +26,12 @@ from retention_ingest.bounds import OrderBounds
 from retention_ingest.errors import IngestError
 from retention_ingest.file_ingest import FileIngestResult, FilePlan, IngestProgress, ingest_file
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import MessageTooLarge, OrderPublisher
+from retention_ingest.publishers.retrain_requests import RetrainRequestsPublisher
+from retention_ingest.publishers.transactions import MessageTooLarge, OrderPublisher
+from retention_ingest.publishers.upload_events import UploadEventsPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
-from retention_shared.events import RetrainReason, RetrainRequested, UploadCompleted
+from retention_shared.events import UploadCompleted
 from retention_shared.service import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class UploadRunner:
         self.ctx = ctx
         self.store = store
         self.publisher = publisher
+        self.retrain_requests = RetrainRequestsPublisher(ctx)
+        self.upload_events = UploadEventsPublisher(ctx)
         self._slots = asyncio.Semaphore(max_running)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -160,14 +164,7 @@ class UploadRunner:
         finally:
             await rejects
 
-        request = RetrainRequested(
-            tenant_id=upload.tenant_id,
-            reason=RetrainReason.UPLOAD,
-            detail=f"upload {upload.upload_id}",
-        )
-        await self.ctx.broker.publish(
-            request.to_bytes(), self.ctx.topics.retrain_requests, key=upload.tenant_id.encode()
-        )
+        await self.retrain_requests.upload_done(upload.tenant_id, upload.upload_id)
         # What a CRM hears as upload.completed (webhooks): published before the status says
         # done, so a client that saw "done" can count on the event being on the topic.
         recorded = self.store.upload(upload.tenant_id, upload.upload_id) or {}
@@ -183,9 +180,7 @@ class UploadRunner:
             first_order_at=result.first_order_at,
             last_order_at=result.last_order_at,
         )
-        await self.ctx.broker.publish(
-            completed.to_bytes(), self.ctx.topics.upload_events, key=upload.tenant_id.encode()
-        )
+        await self.upload_events.completed(completed)
         status["result"] = result.summary()
         self.store.update_upload(upload.upload_id, "done", status)
         upload.file.unlink(missing_ok=True)  # events are on the topic; rejects.csv stays

@@ -2,8 +2,9 @@
 
 Three topics are read whole by every instance (no consumer group): `customer-features` into
 the feature store, `model-events` into the champions, `customer-scores` into what was last
-published. A consumer group on `customer-features` that never fetches splits the duty of
-announcing score changes and drift between instances (`consumers/duty.py`). Readiness:
+published (the Kafka kit's `TopicReader`). A consumer group on `customer-features` that never
+fetches splits the duty of announcing score changes and drift between instances
+(`consumers/duty.py`). What goes out is in `publishers/`. Readiness:
 connected, and caught up with all three (against the high watermarks seen at start-up), and
 every announced champion through its first load attempt. A tenant without a champion does not
 make the instance unready: it answers that tenant's score requests with 503 and a reason, and
@@ -30,20 +31,24 @@ from retention_scoring.api import (
     segments,
 )
 from retention_scoring.champions import Champion, Champions, fetch_bundle
+from retention_scoring.consumers.customer_features import FeaturesConsumer, Touched
 from retention_scoring.consumers.duty import PublishingDuty
-from retention_scoring.consumers.features import FeaturesConsumer, Touched
-from retention_scoring.consumers.models import ModelEventsConsumer
-from retention_scoring.consumers.reader import TopicReader
+from retention_scoring.consumers.model_events import ModelEventsConsumer
 from retention_scoring.drift_watch import DriftWatch
 from retention_scoring.erasure_ledger import ErasureLedger
 from retention_scoring.population import Populations
+from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
+from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
+from retention_scoring.publishers.drift_events import DriftEventsPublisher
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.state import ScoringState, tenant_clock
 from retention_scoring.store import FeatureStore
 from retention_shared.config import Settings
 from retention_shared.erasure import subscribe_erasures
 from retention_shared.health import CheckResult
-from retention_shared.kafka import BulkProducer
+from retention_shared.kafka.bulk_producer import BulkProducer
+from retention_shared.kafka.dead_letters import DeadLetters
+from retention_shared.kafka.topic_reader import TopicReader
 from retention_shared.service import ServiceContext, create_service_app
 from retention_shared.tasks import cancel
 
@@ -52,7 +57,6 @@ HOUSEKEEPING_SECONDS = 15.0
 
 def create_app(settings: Settings) -> FastAPI:
     ctx = ServiceContext.create("scoring", settings)
-    topics = ctx.topics
     producer = BulkProducer(settings)
     champions = Champions(load=lambda tag: asyncio.to_thread(fetch_bundle, tag, settings))
     state = ScoringState(
@@ -70,12 +74,10 @@ def create_app(settings: Settings) -> FastAPI:
         for tenant_id in list(state.store.tenants):
             score_events.mark(tenant_id)
 
-    duty = PublishingDuty(settings, topics.customer_features, on_change=rescore_all)
+    duty = PublishingDuty(ctx, on_change=rescore_all)
     score_events = ScoreEvents(
         state,
-        producer,
-        topics.customer_scores,
-        ctx.name,
+        CustomerScoresPublisher(ctx, producer),
         ready=caught_up,
         owns=duty.owns,
         history=state.history,
@@ -103,47 +105,40 @@ def create_app(settings: Settings) -> FastAPI:
     champions.on_swap.append(champion_swapped)
     features = FeaturesConsumer(
         state.store,
-        producer,
-        topics.customer_features,
-        topics.transactions_rejected,
-        ctx.name,
+        DeadLetters(ctx, producer),
         on_change=features_changed,
         on_removed=customers_erased,
     )
     subscribe_erasures(
         ctx, erasure.GROUP_ID, ctx.name, erasure.ScoringErasure(state.store, score_events).erase
     )
-    models = ModelEventsConsumer(champions, topics.model_events, ctx.name)
+    models = ModelEventsConsumer(champions, ctx.counts)
 
     async def models_caught_up() -> None:
         await models.start_serving()
         await reader_caught_up()
 
     features_reader = TopicReader(
-        settings,
-        topics.customer_features,
+        ctx,
+        "customer-features",
         features.handle,
         lag=metrics.CONSUMER_LAG,
         on_caught_up=reader_caught_up,
     )
     scores_reader = TopicReader(
-        settings, topics.customer_scores, score_events.read_back, on_caught_up=reader_caught_up
+        ctx, "customer-scores", score_events.read_back, on_caught_up=reader_caught_up
     )
-    models_reader = TopicReader(
-        settings, topics.model_events, models.handle, on_caught_up=models_caught_up
-    )
+    models_reader = TopicReader(ctx, "model-events", models.handle, on_caught_up=models_caught_up)
     readers.extend([features_reader, scores_reader, models_reader])
     # Not in `readers`: what became of erasures does not hold up scores.
     ledger = ErasureLedger()
     ledger_readers = [
-        TopicReader(settings, topics.customer_erasures, ledger.read_requests),
-        TopicReader(settings, topics.erasure_audit, ledger.read_audit),
+        TopicReader(ctx, "customer-erasures", ledger.read_requests),
+        TopicReader(ctx, "erasure-audit", ledger.read_audit),
     ]
     drift = DriftWatch(
         state,
-        producer,
-        topics.drift_events,
-        ctx.name,
+        DriftEventsPublisher(ctx, producer),
         ready=caught_up,
         lead=duty.lead,
         on_tick=score_events.mark,
@@ -172,18 +167,8 @@ def create_app(settings: Settings) -> FastAPI:
             await reader.stop()
         await producer.stop()
 
-    def reader_check(reader: TopicReader):
-        async def check() -> CheckResult:
-            if not reader.partitions:
-                return False, "not reading yet"
-            return reader.status()
-
-        return check
-
     async def models_check() -> CheckResult:
-        ok, detail = (
-            models_reader.status() if models_reader.partitions else (False, "not reading yet")
-        )
+        ok, detail = models_reader.status()
         loading = champions.first_loads_pending()
         if ok and loading:
             return False, f"loading the champion of {', '.join(loading)}"
@@ -201,8 +186,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return True, f"tenants without a champion (their scores answer 503): {reasons}"
 
-    ctx.readiness.add("customer-features", reader_check(features_reader))
-    ctx.readiness.add("customer-scores", reader_check(scores_reader))
+    ctx.readiness.add("customer-features", features_reader.check)
+    ctx.readiness.add("customer-scores", scores_reader.check)
     ctx.readiness.add("model-events", models_check)
     ctx.readiness.add("champions", champions_check)
     app = create_service_app(
@@ -225,4 +210,5 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.scoring = state
     app.state.erasures = ledger
+    app.state.erasure_requests = CustomerErasuresPublisher(ctx)
     return app

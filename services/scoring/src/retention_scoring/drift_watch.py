@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 
 from retention_scoring import metrics
 from retention_scoring.drift import feature_psi
+from retention_scoring.publishers.drift_events import DriftEventsPublisher
 from retention_scoring.state import DriftStatus, ScoringState, ScoringUnavailable
 from retention_scoring.store import from_microseconds
 from retention_shared.events import DriftDetected, TimeWindow
-from retention_shared.kafka import BulkProducer
-from retention_shared.metrics import MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class DriftWatch:
     state: ScoringState
-    producer: BulkProducer
-    topic: str
-    service: str
+    publisher: DriftEventsPublisher
     ready: Callable[[], bool]
     # Whether this instance announces drift (one instance does: `PublishingDuty.lead`).
     lead: Callable[[], bool] = lambda: True
@@ -98,8 +95,7 @@ class DriftWatch:
                     start=from_microseconds(first_clock), end=from_microseconds(clock_us)
                 ),
             )
-            await self.producer.send_all(self.topic, [(tenant_id.encode(), event.to_bytes())])
-            MESSAGES.labels(self.service, self.topic, "published", "ok").inc()
+            await self.publisher.send(event)
             status.published_at = event.detected_at
             log.warning(
                 "feature drift detected",

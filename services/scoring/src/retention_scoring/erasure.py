@@ -1,6 +1,7 @@
 """Erasing a customer from scoring: the request (`DELETE /v1/customers/{id}`) and its effect.
 
-The route publishes `CustomerErasureRequested` on `customer-erasures`; every service erases
+The route publishes `CustomerErasureRequested` on `customer-erasures`
+(`publishers/customer_erasures.py`); every service erases
 what it holds. Scoring holds no files: the customer's vector is dropped from the in-memory
 feature store (so scores, lists, segments, insights and campaign plans no longer count them),
 so is their score history, and a tombstone goes to `customer-scores`. Other scoring replicas
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 from retention_scoring.score_events import ScoreEvents
 from retention_scoring.store import FeatureStore
 from retention_shared.auth import Principal
-from retention_shared.consuming import TransientFailure
 from retention_shared.events import CustomerErasureRequested, utc_now
-from retention_shared.topics import customer_key
+from retention_shared.kafka.dead_letters import TransientFailure
 
 GROUP_ID = "retention-scoring.erasures"
 
@@ -43,12 +43,6 @@ def erasure_request(
     )
 
 
-def request_record(request: CustomerErasureRequested) -> tuple[bytes, bytes]:
-    """(key, value) on `customer-erasures`: keyed like `transactions`, so a request lands on the
-    partition of the customer's orders."""
-    return customer_key(request.tenant_id, request.customer_id), request.to_bytes()
-
-
 @dataclass
 class ScoringErasure:
     store: FeatureStore
@@ -56,11 +50,11 @@ class ScoringErasure:
 
     async def erase(self, request: CustomerErasureRequested) -> dict[str, int]:
         events = self.score_events
-        if not events.producer.started:
+        if not events.publisher.started:
             raise TransientFailure("the scoring producer is not started yet")
         tenant_id, customer_id = request.tenant_id, request.customer_id
         removed = self.store.remove(tenant_id, customer_id)
         events.published.get(tenant_id, {}).pop(customer_id, None)
         changes = events.history.erase(tenant_id, customer_id)
-        await events.producer.send_all(events.topic, [(customer_key(tenant_id, customer_id), None)])
+        await events.publisher.erase(tenant_id, [customer_id])
         return {"customers": int(removed), "score_changes": changes}

@@ -22,6 +22,7 @@ from aiokafka import ConsumerRecord
 
 from retention_scoring import metrics
 from retention_scoring.population import Population
+from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_history import ScoreHistory
 from retention_scoring.scoring import Explanation, churn_horizon_days
 from retention_scoring.state import ScoringState, ScoringUnavailable
@@ -33,10 +34,7 @@ from retention_shared.events import (
     decode_events,
     score_event_id,
 )
-from retention_shared.kafka import BulkProducer
-from retention_shared.metrics import MESSAGES
 from retention_shared.tasks import cancel
-from retention_shared.topics import customer_key
 
 __all__ = ["CHANGE_FIELDS", "ScoreEvents", "changed_fields", "event_reasons"]
 
@@ -63,9 +61,7 @@ def event_reasons(explanation: Explanation) -> list[str]:
 @dataclass
 class ScoreEvents:
     state: ScoringState
-    producer: BulkProducer
-    topic: str
-    service: str
+    publisher: CustomerScoresPublisher
     ready: Callable[[], bool]
     # Whether this instance announces the customers of a `customer-features` partition
     # (`PublishingDuty.owns`; every partition when it runs alone).
@@ -150,10 +146,7 @@ class ScoreEvents:
         # While catching up, the tombstone read is an old one: `customer-scores` has its own.
         if not announced or not self.ready():
             return 0
-        await self.producer.send_all(
-            self.topic, [(customer_key(tenant_id, c), None) for c in announced]
-        )
-        MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(announced))
+        await self.publisher.erase(tenant_id, announced)
         return len(announced)
 
     async def rescore(self, tenant_id: str, customers: Iterable[str] | None = None) -> int:
@@ -200,7 +193,7 @@ class ScoreEvents:
         now = datetime.now(UTC)
         champion = population.champion
         churn_horizon = churn_horizon_days(champion.bundle)
-        payloads = []
+        events = []
         for (p, changed), row, explanation in zip(changes, rows, explanations, strict=True):
             customer_id = row["customer_id"]
             current = (row["risk_band"], row["value_tier"], row["segment"])
@@ -233,14 +226,13 @@ class ScoreEvents:
                 features_as_of=row["as_of"],
                 scored_at=now,
             )
-            payloads.append((customer_key(tenant_id, event.customer_id), event.to_bytes()))
+            events.append(event)
             metrics.SCORES.labels(tenant_id, row["risk_band"]).inc()
             metrics.FEATURE_FRESHNESS.observe(
                 max(0.0, now.timestamp() - population.computed_us[p] / 1e6)
             )
-        await self.producer.send_all(self.topic, payloads)
+        await self.publisher.send(events)
         for (_, _), row in zip(changes, rows, strict=True):
             known[row["customer_id"]] = (row["risk_band"], row["value_tier"], row["segment"])
-        MESSAGES.labels(self.service, self.topic, "published", "ok").inc(len(payloads))
-        log.info("published score changes", extra={"tenant_id": tenant_id, "count": len(payloads)})
-        return len(payloads)
+        log.info("published score changes", extra={"tenant_id": tenant_id, "count": len(events)})
+        return len(events)

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 
 import bentoml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from retention_shared.events import (
     EventDecodeError,
@@ -30,9 +30,9 @@ from retention_shared.events import (
     decode_event,
 )
 from retention_shared.health import CheckResult
-from retention_shared.kafka import aiokafka_options, topic_partitions
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.topic_reader import read_to_end
 from retention_shared.service import ServiceContext
+from retention_trainer.publishers.model_events import ModelEventsPublisher
 from retention_trainer.store import Champion, RunStore
 
 __all__ = ["CHECK_SECONDS", "ChampionAnnouncer", "champion_event", "last_announced"]
@@ -52,41 +52,19 @@ async def last_announced(
     The end is each partition's fetch high watermark (as scoring measures it; the embedded
     broker under-reports `end_offsets`).
     """
-    topic = ctx.topics.model_events
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        **aiokafka_options(ctx.settings),
-    )
-    await consumer.start()
     latest: dict[str, str] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            tps = await topic_partitions(consumer, topic)
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while True:
-                batches = await consumer.getmany(timeout_ms=200)
-                for record in (r for batch in batches.values() for r in batch):
-                    try:
-                        event = decode_event(ModelEvent, record.value)
-                    except EventDecodeError:
-                        continue  # scoring logs these; nothing here depends on them
-                    if isinstance(event, ModelPublished):
-                        latest[event.tenant_id] = event.model_tag
-                if await _at_end(consumer, tps):
-                    return latest
-    finally:
-        await consumer.stop()
 
+    def remember(records: list[ConsumerRecord]) -> None:
+        for record in records:
+            try:
+                event = decode_event(ModelEvent, record.value)
+            except EventDecodeError:
+                continue  # scoring logs these; nothing here depends on them
+            if isinstance(event, ModelPublished):
+                latest[event.tenant_id] = event.model_tag
 
-async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
-    for tp in tps:
-        highwater = consumer.highwater(tp)
-        if highwater is None or await consumer.position(tp) < highwater:
-            return False
-    return True
+    await read_to_end(ctx.settings, ctx.topic_to_consume("model-events"), remember, timeout)
+    return latest
 
 
 def champion_event(champion: Champion, store: RunStore) -> ModelPublished | None:
@@ -125,6 +103,11 @@ class ChampionAnnouncer:
     checked: bool = False
     last_problem: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
+    model_events: ModelEventsPublisher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model_events = ModelEventsPublisher(self.ctx)
+        self.ctx.topic_to_consume("model-events")  # read back by `last_announced`
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._every_check(), name="champion announcements")
@@ -155,7 +138,6 @@ class ChampionAnnouncer:
 
     async def _announce_missing(self) -> list[str]:
         last = await last_announced(self.ctx)
-        topic = self.ctx.topics.model_events
         announced = []
         for champion in await asyncio.to_thread(self.store.champions):
             if last.get(champion.tenant_id) == champion.model_tag:
@@ -168,8 +150,7 @@ class ChampionAnnouncer:
                     extra={"tenant_id": champion.tenant_id, "model_tag": champion.model_tag},
                 )
                 continue
-            await self.ctx.broker.publish(event.to_bytes(), topic, key=champion.tenant_id.encode())
-            MESSAGES.labels(self.ctx.name, topic, "published", "ok").inc()
+            await self.model_events.publish(event)
             announced.append(champion.tenant_id)
             log.info(
                 "champion announced again: model-events did not name it",

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from retention_shared.config import Settings
 from retention_shared.erasure import ErasureList
-from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 from retention_trainer.announcer import ChampionAnnouncer
 from retention_trainer.api import cohorts as cohorts_api
@@ -36,19 +35,13 @@ def create_app(settings: Settings) -> FastAPI:
     for champion in store.champions():
         set_champion_gauges(champion)
 
-    async def lake_consuming() -> CheckResult:
-        if not lake.assigned:
-            return False, "no transactions partitions assigned yet"
-        ok, detail = lake.health.check()
-        return ok, f"partitions {lake.assigned}; {detail}"
-
     async def resume_runs() -> None:
         runs.resume()
 
     async def close_store() -> None:
         store.close()
 
-    ctx.readiness.add("lake", lake_consuming)
+    ctx.readiness.add("lake", lake.check)
     ctx.readiness.add("champions announced", announcer.check)
     app = create_service_app(
         ctx,

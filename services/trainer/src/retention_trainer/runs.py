@@ -44,13 +44,13 @@ from retention_bundle.export import export_model
 from retention_bundle.model_store import load_bundle, save_bundle
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, ModelRejected, TimeWindow
-from retention_shared.metrics import MESSAGES
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 from retention_trainer import metrics
-from retention_trainer.consumers.transactions import LakeConsumer, high_watermarks
+from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metrics
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
+from retention_trainer.publishers.model_events import ModelEventsPublisher
 from retention_trainer.run_report import PreviousChampion, build_run_report
 from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
 
@@ -164,6 +164,7 @@ class RunManager:
         self.store = store
         self.lake = lake
         self.lake_wait_seconds = lake_wait_seconds
+        self.model_events = ModelEventsPublisher(ctx)
         self._active: dict[str, asyncio.Task[None]] = {}
         self._follow_up: dict[str, str] = {}
         # One CPU-heavy training at a time across tenants: on a few cores, parallel runs only
@@ -251,8 +252,7 @@ class RunManager:
         stages = _Stages(record.timings)
         try:
             with stages.stage("lake_wait"):
-                targets = await high_watermarks(self.ctx)
-                await self.lake.wait_caught_up(targets, self.lake_wait_seconds)
+                await self.lake.wait_caught_up(self.lake_wait_seconds)
             async with self._training:
                 record.status, record.started_at = RunStatus.RUNNING, datetime.now(UTC)
                 self.store.save(record)
@@ -368,7 +368,7 @@ class RunManager:
                 ),
                 metrics=headline,
             )
-            await self._publish(record.tenant_id, event.to_bytes())
+            await self.model_events.publish(event)
         except BaseException:
             # Not announced, so not champion: keep `latest` meaning "the champion".
             with contextlib.suppress(Exception):
@@ -391,12 +391,7 @@ class RunManager:
             candidate_metrics=_finite(decision.candidate.as_dict()),
             champion_metrics=_finite(decision.champion.as_dict()),
         )
-        await self._publish(record.tenant_id, event.to_bytes())
-
-    async def _publish(self, tenant_id: str, payload: bytes) -> None:
-        topic = self.ctx.topics.model_events
-        await self.ctx.broker.publish(payload, topic, key=tenant_id.encode())
-        MESSAGES.labels(self.ctx.name, topic, "published", "ok").inc()
+        await self.model_events.publish(event)
 
     def _finish(
         self,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from retention_shared.config import Settings
-from retention_shared.health import CheckResult
 from retention_shared.service import ServiceContext, create_service_app
 from retention_webhooks.api import webhooks as webhooks_api
 from retention_webhooks.consumers import customer_erasures
@@ -27,16 +26,10 @@ def create_app(settings: Settings) -> FastAPI:
     dispatcher = Dispatcher(ctx, store, on_recorded=deliverer.wake)
     customer_erasures.register(ctx, store)
 
-    async def dispatching() -> CheckResult:
-        if not dispatcher.assigned:
-            return False, "no event partitions assigned yet"
-        ok, detail = dispatcher.health.check()
-        return ok, f"{len(dispatcher.assigned)} partitions; {detail}"
-
     async def close_store() -> None:
         store.close()
 
-    ctx.readiness.add("dispatcher", dispatching)
+    ctx.readiness.add("dispatcher", dispatcher.check)
     app = create_service_app(
         ctx,
         description="Signed webhooks (Standard Webhooks) for score.changed, model.published, "

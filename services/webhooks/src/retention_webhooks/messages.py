@@ -27,7 +27,6 @@ from retention_shared.events import (
     UploadCompleted,
     decode_event,
 )
-from retention_shared.topics import Topics
 from retention_webhooks.store import Message
 
 
@@ -38,14 +37,13 @@ class EventType(StrEnum):
     UPLOAD_COMPLETED = "upload.completed"
 
 
-def topics_read(topics: Topics) -> dict[str, EventType]:
-    """The topics the dispatcher consumes, with the webhook type each carries."""
-    return {
-        topics.customer_scores: EventType.SCORE_CHANGED,
-        topics.model_events: EventType.MODEL_PUBLISHED,
-        topics.drift_events: EventType.DRIFT_DETECTED,
-        topics.upload_events: EventType.UPLOAD_COMPLETED,
-    }
+# The topics the dispatcher consumes (declared names), with the webhook type each carries.
+TOPIC_TYPES = {
+    "customer-scores": EventType.SCORE_CHANGED,
+    "model-events": EventType.MODEL_PUBLISHED,
+    "drift-events": EventType.DRIFT_DETECTED,
+    "upload-events": EventType.UPLOAD_COMPLETED,
+}
 
 
 Announced = CustomerScore | ModelPublished | DriftDetected | UploadCompleted

@@ -27,7 +27,11 @@ from retention_ingest.canonical import (
     prepare_orders,
 )
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
+from retention_ingest.publishers.transactions import (
+    BrokerUnavailable,
+    MessageTooLarge,
+    OrderPublisher,
+)
 from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
 from retention_shared.openapi_docs import inline_schema

@@ -12,7 +12,7 @@ HTTP answers with 422 as `invalid_order`, naming the same field). The offset
 is committed only after the handler returns, i.e. after the broker acknowledged the outputs. A
 record the handler fails on is delivered again, and after `poison_max_attempts` failures goes to
 `transactions.rejected` as `poison`; a broker that does not acknowledge is waited for, without
-counting against the record (`dead_lettering`).
+counting against the record (the Kafka kit's `subscriber`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 from collections.abc import Callable
 
 import polars as pl
-from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
 from retention_ingest import metrics
@@ -39,38 +38,35 @@ from retention_ingest.dates import DateFormat
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import resolve_mapping
 from retention_ingest.order_events import order_event_payloads
-from retention_ingest.publishing import BrokerUnavailable, MessageTooLarge, OrderPublisher
+from retention_ingest.publishers.transactions import (
+    BrokerUnavailable,
+    MessageTooLarge,
+    OrderPublisher,
+)
+from retention_ingest.publishers.transactions_rejected import RejectedOrders
 from retention_ingest.records import RecordsResult, clean_records, flatten_record
 from retention_ingest.store import IngestStore
-from retention_shared.consuming import (
-    TransientFailure,
-    dead_lettering,
-    raw_body,
-    record_location,
-    reject_record,
-)
 from retention_shared.events import RejectReason
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.dead_letters import TransientFailure, record_location
+from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
 
 # A record in the tenant's columns carries no version: an amendment goes over HTTP.
 _NO_VERSION = "amend it over HTTP with a higher version"
 
 
+GROUP_ID = "retention-ingest"
+
+
 def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher) -> None:
-    @ctx.broker.subscriber(
-        ctx.topics.orders_raw,
-        group_id="retention-ingest",
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-    )
-    @dead_lettering(ctx)
+    rejects = RejectedOrders(ctx)
+
+    @subscriber(ctx, "orders.raw", group_id=GROUP_ID)
     async def on_raw_order(body: bytes, message: KafkaMessage) -> None:
         tenant_id = (message.headers or {}).get("tenant")
         if not tenant_id:
             reason = RejectReason(code="missing_tenant", field="tenant", message="no tenant header")
-            await reject_record(ctx, message, [reason])
+            await rejects.reject(message, [reason])
             return
         try:
             record = json.loads(body)
@@ -78,13 +74,13 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 raise ValueError("a record must be a JSON object")
         except (UnicodeDecodeError, ValueError) as error:
             reason = RejectReason(code="not_json", field=None, message=str(error))
-            await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+            await rejects.reject(message, [reason], tenant_id=tenant_id)
             return
         rows = flatten_record(record)
         saved_mapping, saved_timezone = store.mapping(tenant_id)
         columns = sorted({column for row in rows for column in row})
         received_at = utc_now()
-        source = record_location(message)
+        source = record_location(message.raw_message)
         try:
             _, mapping = resolve_mapping(columns, saved_mapping)
         except IngestError as error:
@@ -94,11 +90,11 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 reason = RejectReason(
                     code=error.code.value, field=error.field, message=error.message
                 )
-                await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+                await rejects.reject(message, [reason], tenant_id=tenant_id)
                 return
             order = read_order(record)
             if isinstance(order, list):
-                await reject_record(ctx, message, order, tenant_id=tenant_id)
+                await rejects.reject(message, order, tenant_id=tenant_id)
                 return
             prepared = prepare_orders(
                 [order],
@@ -158,7 +154,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 )
                 for row, differs in conflicts.items()
             ]
-            await reject_record(ctx, message, reasons, tenant_id=tenant_id)
+            await rejects.reject(message, reasons, tenant_id=tenant_id)
             return
         if events.height:
             keys = [
@@ -171,7 +167,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 raise TransientFailure(str(error)) from error
             except MessageTooLarge as error:  # no retry can help: reject, do not redeliver
                 reason = RejectReason(code="message_too_large", field="lines", message=str(error))
-                await reject_record(ctx, message, [reason], tenant_id=tenant_id)
+                await rejects.reject(message, [reason], tenant_id=tenant_id)
                 return
             store.save_fingerprints(tenant_id, sent, amend=True)
         rejected = result.outcomes[0].rejected_lines
@@ -182,10 +178,10 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 )
                 for r in rejected
             ]
-            await reject_record(ctx, message, reasons, tenant_id=tenant_id)
+            await rejects.reject(message, reasons, tenant_id=tenant_id)
         metrics.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
         if events.height:
-            MESSAGES.labels(ctx.name, ctx.topics.orders_raw, "consumed", "ok").inc()
+            ctx.counts.consumed(message.raw_message.topic, ok=1)
 
 
 def _line_field(field: str | None, _line: int) -> str | None:

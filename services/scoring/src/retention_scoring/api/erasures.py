@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring.api.deps import unavailable, unprocessable
-from retention_scoring.erasure import erasure_request, request_record
+from retention_scoring.erasure import erasure_request
 from retention_scoring.erasure_ledger import ErasureLedger
+from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_shared.auth import AdminCaller
 from retention_shared.problems import problem_responses
 from retention_shared.safe_text import id_problem
@@ -60,9 +61,9 @@ async def erase_customer(
     ctx: ServiceContext = request.app.state.ctx
     api_key = request.headers["authorization"].partition(" ")[2].strip()
     erasure = erasure_request(caller, api_key, customer_id)
-    key, value = request_record(erasure)
+    requests: CustomerErasuresPublisher = request.app.state.erasure_requests
     try:
-        await ctx.broker.publish(value, ctx.topics.customer_erasures, key=key)
+        await requests.request(erasure)
     except Exception as error:
         raise unavailable(
             f"the erasure request was not confirmed by the broker ({type(error).__name__}); "

@@ -8,81 +8,50 @@ are in the partitions it owns, and `DriftDetected` if it owns partition 0 (the l
 assignment changes, `on_change` runs (a full re-score: a new owner announces what the previous
 one had not yet). During a rebalance an instance owns nothing, so a change may wait for it, and
 a change being published as ownership moves can still go out twice.
+
+A `GroupConsumer` of the Kafka kit that applies nothing: polling keeps the membership alive,
+the kit's rebalance handling says what is owned.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import TopicPartition
 
-from retention_shared.config import Settings
-from retention_shared.kafka import aiokafka_options
-from retention_shared.tasks import cancel
+from retention_shared.kafka.group_consumer import Batches, GroupConsumer
+from retention_shared.service import ServiceContext
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "retention-scoring.publishers"
 
 
-@dataclass
-class PublishingDuty:
-    settings: Settings
-    topic: str
-    on_change: Callable[[], None] = lambda: None
-    owned: frozenset[int] = frozenset()
-    _consumer: AIOKafkaConsumer | None = None
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+class PublishingDuty(GroupConsumer):
+    publishes = False
+    poll_timeout_ms = 1000
+
+    def __init__(self, ctx: ServiceContext, on_change: Callable[[], None] = lambda: None) -> None:
+        super().__init__(ctx, ["customer-features"], GROUP_ID, max_batch=1)
+        self.on_change = on_change
+        self.owned_partitions: frozenset[int] = frozenset()
 
     def owns(self, partition: int) -> bool:
-        return partition in self.owned
+        return partition in self.owned_partitions
 
     def lead(self) -> bool:
-        return 0 in self.owned
+        return 0 in self.owned_partitions
 
-    async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            group_id=GROUP_ID, enable_auto_commit=False, **aiokafka_options(self.settings)
-        )
-        self._consumer.subscribe([self.topic], listener=_Assignment(self))
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name="publishing duty")
+    async def handle(self, batches: Batches) -> None:
+        """Never called: the partitions are paused, and no position is kept for them."""
 
-    async def stop(self) -> None:
-        await cancel([self._task])
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group: the others take the partitions over
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                # Polling keeps the membership alive; the paused partitions return nothing.
-                await self._consumer.getmany(timeout_ms=1000)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("publishing duty: polling failed; retrying")
-                await asyncio.sleep(1.0)
-
-    def _assigned(self, partitions: list[TopicPartition]) -> None:
-        assert self._consumer is not None
-        self._consumer.pause(*partitions)
-        self.owned = frozenset(tp.partition for tp in partitions)
-        log.info("announcing score changes", extra={"partitions": sorted(self.owned)})
+    async def assign(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.consumer.pause(*tps)
+        self.owned_partitions = frozenset(tp.partition for tp in tps)
+        log.info("announcing score changes", extra={"partitions": sorted(self.owned_partitions)})
         self.on_change()
+        return {}
 
-
-class _Assignment(ConsumerRebalanceListener):
-    def __init__(self, duty: PublishingDuty) -> None:
-        self.duty = duty
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.duty.owned = frozenset()
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.duty._assigned(list(assigned))
+    async def revoke(self, tps: list[TopicPartition]) -> None:
+        self.owned_partitions = frozenset()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 from pydantic import Field
 
-from retention_shared.consuming import dead_lettering, raw_body, reject_undecodable
 from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequested, decode_event
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.dead_letters import DeadLetters
+from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
 from retention_trainer.runs import RunManager
 from retention_trainer.store import Trigger
@@ -33,20 +32,14 @@ def as_trigger(event: RetrainRequested | DriftDetected) -> Trigger:
 
 
 def register(ctx: ServiceContext, runs: RunManager) -> None:
-    @ctx.broker.subscriber(
-        ctx.topics.retrain_requests,
-        ctx.topics.drift_events,
-        group_id=GROUP_ID,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-    )
-    @dead_lettering(ctx)
+    dead_letters = DeadLetters(ctx)
+
+    @subscriber(ctx, "retrain-requests", "drift-events", group_id=GROUP_ID)
     async def on_trigger(body: bytes, message: KafkaMessage) -> None:
         try:
             event = decode_event(TrainingTrigger, body)
         except EventDecodeError as error:
-            await reject_undecodable(ctx, message, error)
+            await dead_letters.reject(message.raw_message, [error.as_reason()])
             return
         record = runs.submit(event.tenant_id, as_trigger(event))
         log.info(
@@ -57,4 +50,4 @@ def register(ctx: ServiceContext, runs: RunManager) -> None:
                 "run_id": record.run_id,
             },
         )
-        MESSAGES.labels(ctx.name, message.raw_message.topic, "consumed", "ok").inc()
+        ctx.counts.consumed(message.raw_message.topic, ok=1)

@@ -1,8 +1,8 @@
 """Score, model, drift and upload events → recorded webhook deliveries, then committed offsets.
 
-A raw aiokafka consumer in group `retention-webhooks.dispatch` (replicas split the partitions)
-reads `customer-scores`, `model-events`, `drift-events` and `upload-events` from the earliest
-offset. Per poll it turns each record into a message (messages.py), finds the subscriptions of
+A `GroupConsumer` of the Kafka kit in group `retention-webhooks.dispatch` (replicas split the
+partitions) reads `customer-scores`, `model-events`, `drift-events` and `upload-events` from the
+earliest offset. Per poll it turns each record into a message (messages.py), finds the subscriptions of
 the event's tenant that want its type and existed when the record was written (so a new
 subscription is not sent history), records message and deliveries in one SQLite transaction
 and only then commits the offsets: a crash before the commit reads the records again and
@@ -16,153 +16,78 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-
-from retention_shared.consumer_health import ConsumerHealth
-from retention_shared.consuming import rejected_payload
 from retention_shared.events import EventDecodeError
-from retention_shared.kafka import BulkProducer, aiokafka_options
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.dead_letters import DeadLetters, Reject
+from retention_shared.kafka.group_consumer import Batches, GroupConsumer
 from retention_shared.service import ServiceContext
-from retention_shared.tasks import cancel
-from retention_webhooks.messages import EventType, decode, message_of, topics_read
+from retention_webhooks.messages import TOPIC_TYPES, EventType, decode, message_of
 from retention_webhooks.store import Message, Subscription, WebhookStore
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "retention-webhooks.dispatch"
 MAX_BATCH = 2_000
-RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 30.0
 
-Batches = dict[TopicPartition, list[ConsumerRecord]]
 Work = list[tuple[Message, list[str]]]
 
 
-@dataclass
-class Dispatcher:
-    ctx: ServiceContext
-    store: WebhookStore
-    on_recorded: Callable[[], None] = lambda: None
-    assigned: set[TopicPartition] = field(default_factory=set)
-    health: ConsumerHealth = field(default_factory=ConsumerHealth)
-    _consumer: AIOKafkaConsumer | None = None
-    _producer: BulkProducer | None = None
-    _task: asyncio.Task[None] | None = None
-    _retry_seconds: float = RETRY_SECONDS
+class Dispatcher(GroupConsumer):
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        store: WebhookStore,
+        on_recorded: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(ctx, list(TOPIC_TYPES), GROUP_ID, max_batch=MAX_BATCH)
+        self.store = store
+        self.on_recorded = on_recorded
+        # The topics as consumed (with the prefix) → the webhook type each carries.
+        self.kinds = {ctx.topic_to_consume(topic): kind for topic, kind in TOPIC_TYPES.items()}
 
-    async def start(self) -> None:
-        self._producer = BulkProducer(self.ctx.settings)
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            group_id=GROUP_ID,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,  # Tansu answers a fetch only at its deadline when little is new
-            **aiokafka_options(self.ctx.settings),
-        )
-        self._consumer.subscribe(list(topics_read(self.ctx.topics)), listener=_Rebalance(self))
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        await cancel([self._task])
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=MAX_BATCH)
-                batches = {tp: records for tp, records in batches.items() if records}
-                if batches:
-                    await self._dispatch(batches)
-                await self._observe_lag()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never a dead task (a stall with lag shows in readiness)
-                log.exception("dispatching webhook events failed; retrying")
-                await asyncio.sleep(RETRY_SECONDS)
-
-    async def _dispatch(self, batches: Batches) -> None:
-        assert self._consumer is not None and self._producer is not None
-        kinds = topics_read(self.ctx.topics)
+    async def handle(self, batches: Batches) -> None:
         try:
             subscriptions = await asyncio.to_thread(self.store.subscriptions)
-            work, rejects, counts = _plan(batches, kinds, subscriptions)
-            await self._producer.send_all(self.ctx.topics.transactions_rejected, rejects)
+            work, rejects, counts = _plan(batches, self.kinds, subscriptions)
+            await self.dead_letters.send(rejects)
             added = await asyncio.to_thread(
                 self.store.record, work, self.ctx.settings.webhooks_max_attempts
             )
         except Exception as error:  # the store or the broker failed: read the batch again
-            log.warning(
-                "could not record webhook deliveries; reading the batch again",
-                extra={"error": f"{type(error).__name__}: {error}"},
-            )
-            self.health.failed(error)
-            for tp, records in batches.items():
-                self._consumer.seek(tp, records[0].offset)
-            await asyncio.sleep(self._retry_seconds)
-            self._retry_seconds = min(MAX_RETRY_SECONDS, self._retry_seconds * 2)
+            await self.retry_later(batches, error)
             return
-        self._retry_seconds = RETRY_SECONDS
-        self.health.progressed()
         if added:
             self.on_recorded()
-        try:
-            await self._consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
-        except Exception as error:  # e.g. a rebalance: read again, recorded once
-            log.warning(
-                "offset commit failed; the batch may be read again", extra={"error": str(error)}
-            )
-        for (topic, outcome), n in counts.items():
-            MESSAGES.labels(self.ctx.name, topic, "consumed", outcome).inc(n)
-        if rejects:
-            MESSAGES.labels(
-                self.ctx.name, self.ctx.topics.transactions_rejected, "published", "ok"
-            ).inc(len(rejects))
-
-    async def _observe_lag(self) -> None:
-        """Records behind the high watermarks of the last fetches (what readiness calls stuck
-        when it does not shrink)."""
-        consumer = self._consumer
-        assert consumer is not None
-        lag = 0
-        for tp in list(self.assigned):
-            high = consumer.highwater(tp)
-            if high is not None:
-                lag += max(0, high - await consumer.position(tp))
-        self.health.behind(lag)
+        await self.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        for topic, (ok, rejected) in counts.items():
+            self.counts.consumed(topic, ok=ok, rejected=rejected)
 
 
 def _plan(
     batches: Batches, kinds: dict[str, EventType], subscriptions: list[Subscription]
-) -> tuple[Work, list[tuple[bytes | None, bytes]], dict[tuple[str, str], int]]:
-    """Each record's message and the subscriptions it goes to; the rejects; counts by topic."""
+) -> tuple[Work, list[Reject], dict[str, tuple[int, int]]]:
+    """Each record's message and the subscriptions it goes to; the rejects; per topic, the
+    records read and rejected."""
     wanted: dict[tuple[str, str], list[Subscription]] = {}
     for subscription in subscriptions:
         for kind in subscription.event_types:
             wanted.setdefault((subscription.tenant_id, kind), []).append(subscription)
     work: Work = []
-    rejects: list[tuple[bytes | None, bytes]] = []
-    counts: dict[tuple[str, str], int] = {}
+    rejects: list[Reject] = []
+    counts: dict[str, tuple[int, int]] = {}
     for tp, records in batches.items():
         kind = kinds[tp.topic]
+        ok = rejected = 0
         for record in records:
             if record.value is None:  # an erasure's tombstone on customer-scores
                 continue
             try:
                 event = decode(kind, record.value)
             except EventDecodeError as error:
-                rejects.append((record.key, rejected_payload(record, error)))
-                counts[(tp.topic, "rejected")] = counts.get((tp.topic, "rejected"), 0) + 1
+                rejects.append(DeadLetters.undecodable(record, error))
+                rejected += 1
                 continue
-            counts[(tp.topic, "ok")] = counts.get((tp.topic, "ok"), 0) + 1
+            ok += 1
             if event is None:
                 continue
             written_at = record.timestamp / 1000
@@ -173,15 +98,6 @@ def _plan(
             ]
             if targets:
                 work.append((message_of(kind, event, record.value), targets))
+        before_ok, before_rejected = counts.get(tp.topic, (0, 0))
+        counts[tp.topic] = (before_ok + ok, before_rejected + rejected)
     return work, rejects, counts
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, owner: Dispatcher) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.owner.assigned.difference_update(revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.owner.assigned.update(assigned)

@@ -1,14 +1,17 @@
-"""Kafka clients from settings: the FastStream broker, raw aiokafka connection options, topics."""
+"""Kafka clients from settings: the FastStream broker, raw aiokafka clients, the topics.
+
+Every client the services open is built here, so connection and security options (TLS, SASL),
+acknowledgements and the idempotent producer setting (off for the embedded broker, which lacks
+it) are decided once.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
-from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from faststream.kafka import KafkaBroker
@@ -69,11 +72,35 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
 
 
 def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection keyword arguments for raw aiokafka clients (consumers that manage offsets)."""
+    """Connection keyword arguments for raw aiokafka clients."""
     return {
         "bootstrap_servers": settings.kafka_bootstrap,
         **parse_security(kafka_security(settings)),
     }
+
+
+def make_consumer(
+    settings: Settings, group_id: str | None = None, **options: Any
+) -> AIOKafkaConsumer:
+    """A raw consumer that commits only what it is told to (auto commit off), from the earliest
+    offset unless `options` say otherwise; `group_id` None: partitions are assigned by hand."""
+    return AIOKafkaConsumer(
+        group_id=group_id,
+        enable_auto_commit=False,
+        **{"auto_offset_reset": "earliest", **options},
+        **aiokafka_options(settings),
+    )
+
+
+def make_producer(settings: Settings, **options: Any) -> AIOKafkaProducer:
+    """A raw producer waiting for every replica (acks=all), idempotent where the setting says
+    so (real Kafka; the embedded broker lacks InitProducerId)."""
+    return AIOKafkaProducer(
+        acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
+        **options,
+        **aiokafka_options(settings),
+    )
 
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
@@ -129,61 +156,3 @@ async def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None
     if created:
         log.info("created topics", extra={"topics": created})
     return created
-
-
-class BulkProducer:
-    """A raw aiokafka producer for hot paths: send many records, then await every acknowledgement.
-
-    Batched with a short linger; `send_all` returns only when the broker acknowledged all of them
-    and raises if any was not (or not within `timeout` seconds).
-    """
-
-    def __init__(self, settings: Settings, timeout: float = 15.0, linger_ms: int = 5) -> None:
-        self.settings = settings
-        self.timeout = timeout
-        self.linger_ms = linger_ms
-        self._producer: AIOKafkaProducer | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._producer is not None
-
-    async def start(self) -> None:
-        producer = AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=self.settings.kafka_idempotent_producer,
-            linger_ms=self.linger_ms,
-            max_batch_size=512 * 1024,
-            request_timeout_ms=int(self.timeout * 1000),
-            **aiokafka_options(self.settings),
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()  # a failed start leaves it open ("Unclosed AIOKafkaProducer")
-            raise
-        self._producer = producer
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    async def send_all(self, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-        if self._producer is None:
-            raise RuntimeError("not connected to the broker yet")
-        async with asyncio.timeout(self.timeout):
-            pending = [await self._producer.send(topic, value, key=key) for key, value in records]
-            await asyncio.gather(*pending)
-        return len(pending)
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of `topic`, sorted. A fresh client may not have the topic's metadata
-    yet: it is asked for again, five seconds at most."""
-    for _ in range(50):
-        if found := consumer.partitions_for_topic(topic):
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        await consumer._client.force_metadata_update()  # no public way to ask for metadata
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")

@@ -1,4 +1,5 @@
-"""`model-events` → champions: the last `ModelPublished` per tenant is its champion.
+"""`model-events` → champions: the last `ModelPublished` per tenant is its champion (every
+partition, from the first offset, read by the Kafka kit's `TopicReader`).
 
 While catching up with the topic only the last announcement per tenant is remembered, so a
 restart loads one bundle per tenant rather than every model ever published — and the last one
@@ -19,7 +20,7 @@ from retention_shared.events import (
     ModelPublished,
     decode_event,
 )
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.message_counts import MessageCounts
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ModelEventsConsumer:
     champions: Champions
-    topic: str
-    service: str
+    counts: MessageCounts
     caught_up: bool = False
     _latest: dict[str, ModelPublished] = field(default_factory=dict)
     _previous: dict[str, ModelPublished] = field(default_factory=dict)
@@ -41,9 +41,9 @@ class ModelEventsConsumer:
                 # A few records at most: logged rather than sent to the rejected topic, which
                 # carries transactions' dead letters.
                 log.warning("unreadable model event", extra={"error": error.message})
-                MESSAGES.labels(self.service, self.topic, "consumed", "rejected").inc()
+                self.counts.consumed(record.topic, rejected=1)
                 continue
-            MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc()
+            self.counts.consumed(record.topic, ok=1)
             if not isinstance(event, ModelPublished):
                 log.info("model rejected by the gate", extra={"tenant_id": event.tenant_id})
                 continue

@@ -1,7 +1,9 @@
-"""Publishing order events in bulk and waiting for the broker's acknowledgement of every one.
+"""`transactions`: every clean order (`OrderEvent`), keyed `tenant:customer`, from HTTP,
+uploads and `orders.raw` alike.
 
-The shared BulkProducer (raw aiokafka, batched) carries the hot path of all three inputs; the
-FastStream broker carries the occasional event (rejects, retrain requests).
+Sent in bulk (the kit's `BulkProducer`, raw aiokafka, batched), waiting for the broker's
+acknowledgement of every one: HTTP answers, an upload counts progress and an `orders.raw`
+record is committed only after that.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Sequence
 from aiokafka.errors import MessageSizeTooLargeError
 
 from retention_ingest import metrics
-from retention_shared.config import Settings
-from retention_shared.kafka import BulkProducer
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.bulk_producer import BulkProducer
+from retention_shared.kafka.publisher import TopicPublisher
+from retention_shared.service import ServiceContext
 
 # aiokafka refuses records above its max_request_size (1 MiB); leave room for the batch header.
 MAX_EVENT_BYTES = 1_000_000
@@ -31,9 +33,9 @@ class MessageTooLarge(ValueError):
 class OrderPublisher:
     """Order events onto `transactions`, counted, with BrokerUnavailable when not acknowledged."""
 
-    def __init__(self, settings: Settings, topic: str, ack_timeout: float = 15.0) -> None:
-        self.topic = topic
-        self._producer = BulkProducer(settings, timeout=ack_timeout)
+    def __init__(self, ctx: ServiceContext, ack_timeout: float = 15.0) -> None:
+        self._producer = BulkProducer(ctx.settings, timeout=ack_timeout)
+        self._topic = TopicPublisher(ctx, "transactions", self._producer)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -53,11 +55,10 @@ class OrderPublisher:
             )
         started = time.perf_counter()
         try:
-            await self._producer.send_all(self.topic, zip(keys, payloads, strict=True))
+            await self._topic.send_all(zip(keys, payloads, strict=True))
         except MessageSizeTooLargeError as exc:  # a broker configured smaller than the client
             raise MessageTooLarge(f"the broker refused an event as too large: {exc}") from exc
         except Exception as exc:
             raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         metrics.ORDERS_PUBLISHED.labels(tenant_id).inc(len(payloads))
-        MESSAGES.labels("ingest", self.topic, "published", "ok").inc(len(payloads))

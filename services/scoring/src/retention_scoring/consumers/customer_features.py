@@ -1,4 +1,5 @@
-"""`customer-features` → the in-memory feature store (every partition, from the first offset).
+"""`customer-features` → the in-memory feature store (every partition, from the first offset,
+read by the Kafka kit's `TopicReader`).
 
 A tombstone (a record without a value) removes the customer: the features service writes one
 when it erased them, and compaction keeps it until every reader has seen it."""
@@ -13,14 +14,12 @@ from aiokafka import ConsumerRecord
 
 from retention_scoring.scorable import vector_problem
 from retention_scoring.store import FeatureStore
-from retention_shared.consuming import rejected_payload
 from retention_shared.events import (
     CustomerFeatures,
     EventDecodeError,
     decode_events,
 )
-from retention_shared.kafka import BulkProducer
-from retention_shared.metrics import MESSAGES
+from retention_shared.kafka.dead_letters import DeadLetters, Reject
 
 Touched = dict[str, set[str]]
 
@@ -28,10 +27,7 @@ Touched = dict[str, set[str]]
 @dataclass
 class FeaturesConsumer:
     store: FeatureStore
-    producer: BulkProducer
-    topic: str
-    rejected_topic: str
-    service: str
+    dead_letters: DeadLetters
     on_change: Callable[[Touched], None]
     # Customers removed by a tombstone (an erasure), per tenant.
     on_removed: Callable[[Touched], None] | None = None
@@ -46,7 +42,7 @@ class FeaturesConsumer:
             )
         )
         good: list[tuple[CustomerFeatures, int]] = []
-        rejects: list[tuple[bytes | None, bytes]] = []
+        rejects: list[Reject] = []
         touched: Touched = {}
         removed: Touched = {}
         for record in records:
@@ -66,13 +62,13 @@ class FeaturesConsumer:
                     good.append((event, record.partition))
                     continue
                 event = problem
-            rejects.append((record.key, rejected_payload(record, event)))
-        if rejects:
-            await self.producer.send_all(self.rejected_topic, rejects)
-            MESSAGES.labels(self.service, self.topic, "consumed", "rejected").inc(len(rejects))
-            MESSAGES.labels(self.service, self.rejected_topic, "published", "ok").inc(len(rejects))
+            rejects.append(DeadLetters.undecodable(record, event))
+        await self.dead_letters.send(rejects)
         _merge(touched, self.store.apply(good))
-        MESSAGES.labels(self.service, self.topic, "consumed", "ok").inc(len(vectors) - len(rejects))
+        if records:
+            self.dead_letters.counts.consumed(
+                records[0].topic, ok=len(vectors) - len(rejects), rejected=len(rejects)
+            )
         if removed and self.on_removed is not None:
             self.on_removed(removed)
         if touched := {tenant: ids for tenant, ids in touched.items() if ids}:
