@@ -16,7 +16,7 @@ async def read_until(
     settings: Settings,
     topic: str,
     done: Callable[[list[ConsumerRecord]], bool],
-    timeout: float = 30.0,
+    timeout: float = 90.0,  # a deadline, not a wait: 45k records took > 30 s at load 10+
 ) -> list[ConsumerRecord]:
     """All records of `topic` from the beginning, until `done(records)` or the timeout."""
     consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **aiokafka_options(settings))
