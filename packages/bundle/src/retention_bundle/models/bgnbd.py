@@ -53,17 +53,22 @@ class BGNBDParams:
                 raise ValueError(f"BG/NBD parameter {name} must be finite and > 0, got {value}")
 
 
-def check_summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
-    """``(x, t_x, T)`` as float arrays of one shape; ``ValueError`` naming what is wrong."""
-    xs, txs, Ts = (np.asarray(v, dtype=float) for v in (x, t_x, T))
-    xs, txs, Ts = np.broadcast_arrays(xs, txs, Ts)
-    for name, arr in (("x", xs), ("t_x", txs), ("T", Ts)):
+def check_counts(**arrays: NDArray) -> None:
+    """Every array finite and >= 0, and `x` (repeat purchases) whole; `ValueError` naming it."""
+    for name, arr in arrays.items():
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} must be finite")
         if np.any(arr < 0):
             raise ValueError(f"{name} must be >= 0")
-    if np.any(xs != np.round(xs)):
+    if np.any(arrays["x"] != np.round(arrays["x"])):
         raise ValueError("x (repeat purchases) must be whole numbers")
+
+
+def check_summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+    """``(x, t_x, T)`` as float arrays of one shape; ``ValueError`` naming what is wrong."""
+    xs, txs, Ts = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    xs, txs, Ts = np.broadcast_arrays(xs, txs, Ts)
+    check_counts(x=xs, t_x=txs, T=Ts)
     if np.any(txs > Ts):
         raise ValueError("t_x (recency) must be <= T (age) for every customer")
     return xs, txs, Ts

@@ -37,7 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from retention_bundle.models.bgnbd import BGNBDParams, conditional_expected_purchases
+from retention_bundle.models.bgnbd import (
+    BGNBDParams,
+    check_counts,
+    conditional_expected_purchases,
+)
 
 __all__ = [
     "GammaGammaParams",
@@ -67,13 +71,7 @@ class GammaGammaParams:
 def check_spend(x: ArrayLike, mean_spend: ArrayLike) -> tuple[NDArray, NDArray]:
     """``(x, z̄)`` as float arrays of one shape; ``ValueError`` naming what is wrong."""
     xs, zs = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(mean_spend, dtype=float))
-    for name, arr in (("x", xs), ("mean_spend", zs)):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} must be finite")
-        if np.any(arr < 0):
-            raise ValueError(f"{name} must be >= 0")
-    if np.any(xs != np.round(xs)):
-        raise ValueError("x (repeat purchases) must be whole numbers")
+    check_counts(x=xs, mean_spend=zs)
     return xs, zs
 
 
