@@ -112,7 +112,13 @@ def _messages() -> dict[str, Any]:
         for name in _message_name(topic):
             assert name not in messages, f"{name} is declared on two topics; keys are per message"
             model = next((e for e in topic.events if e.__name__ == name), None)
-            summary = _summary(model.__doc__) if model else topic.raw_schema["description"]
+            if model is not None:
+                summary = _summary(model.__doc__)
+            else:
+                assert topic.raw_schema is not None, (
+                    f"{topic.name} declares neither events nor a schema"
+                )
+                summary = topic.raw_schema["description"]
             messages[name] = {
                 "name": name,
                 "title": name,

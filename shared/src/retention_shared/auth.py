@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
@@ -118,7 +119,7 @@ async def authenticate(
     header = request.headers.get("authorization")
     if not header:
         raise _unauthorized("missing; send 'Authorization: Bearer <api key>'")
-    scheme, _, token = header.partition(" ")
+    scheme, _space, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("must be 'Bearer <api key>'")
     keys: ApiKeys = request.app.state.api_keys
@@ -128,7 +129,7 @@ async def authenticate(
     return principal
 
 
-def require(role: Role):
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """Dependency: the caller's principal, if it holds `role` (else 401/403)."""
 
     async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:

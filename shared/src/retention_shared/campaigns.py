@@ -100,7 +100,10 @@ def _capacity(request: CampaignRequest, candidates: int) -> int:
 def _values(
     p: np.ndarray, ltv: np.ndarray, save_rate: float, request: CampaignRequest
 ) -> np.ndarray:
-    return p * save_rate * ltv * (request.margin - request.discount) - request.cost_per_contact
+    values: np.ndarray = (
+        p * save_rate * ltv * (request.margin - request.discount) - request.cost_per_contact
+    )
+    return values
 
 
 def _scenario(

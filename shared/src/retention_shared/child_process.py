@@ -36,7 +36,11 @@ def guarded(command: list[str]) -> list[str]:
 
 def spawn(command: list[str], **popen: Any) -> subprocess.Popen[bytes]:
     """Start `command` as a child that dies with this process; `popen` as for subprocess.Popen."""
-    started = _forker.submit(subprocess.Popen, guarded(command), **popen)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(guarded(command), **popen)
+
+    started = _forker.submit(start)
     try:
         return started.result()
     except BaseException:

@@ -36,7 +36,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_for_port(
-    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

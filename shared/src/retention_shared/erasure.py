@@ -39,7 +39,7 @@ from retention_shared.events import (
 )
 from retention_shared.kafka.dead_letters import DeadLetters, TransientFailure
 from retention_shared.kafka.publisher import TopicPublisher
-from retention_shared.kafka.subscribers import subscriber
+from retention_shared.kafka.subscribers import record_of, subscriber
 from retention_shared.service import ServiceContext
 
 __all__ = [
@@ -153,9 +153,9 @@ def subscribe_erasures(
     @subscriber(ctx, "customer-erasures", group_id=group_id)
     async def on_erasure(body: bytes, message: KafkaMessage) -> None:
         try:
-            request = decode_event(CustomerErasureRequested, body)
+            request: CustomerErasureRequested = decode_event(CustomerErasureRequested, body)
         except EventDecodeError as error:
-            await dead_letters.reject(message.raw_message, [error.as_reason()])
+            await dead_letters.reject(record_of(message), [error.as_reason()])
             return
         try:
             removed = await handler(request)
@@ -182,4 +182,4 @@ def subscribe_erasures(
                 "removed": removed,
             },
         )
-        ctx.counts.consumed(message.raw_message.topic, ok=1)
+        ctx.counts.consumed(record_of(message).topic, ok=1)

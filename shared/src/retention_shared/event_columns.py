@@ -13,23 +13,23 @@ import polars as pl
 from retention_shared.events import OrderEvent
 
 ORDER_LINE_STRUCT = pl.Struct(
-    {"product_id": pl.String, "quantity": pl.Float64, "unit_price": pl.Float64}
+    {"product_id": pl.String(), "quantity": pl.Float64(), "unit_price": pl.Float64()}
 )
 ORDER_EVENT_SCHEMA = pl.Schema(
     {
-        "event_id": pl.String,
-        "tenant_id": pl.String,
-        "order_id": pl.String,
-        "customer_id": pl.String,
+        "event_id": pl.String(),
+        "tenant_id": pl.String(),
+        "order_id": pl.String(),
+        "customer_id": pl.String(),
         "occurred_at": pl.Datetime("us", "UTC"),
-        "kind": pl.String,
+        "kind": pl.String(),
         "lines": pl.List(ORDER_LINE_STRUCT),
-        "total": pl.Float64,
-        "currency": pl.String,
-        "country": pl.String,
-        "source": pl.String,
-        "version": pl.Int64,
-        "withdrawn": pl.Boolean,
+        "total": pl.Float64(),
+        "currency": pl.String(),
+        "country": pl.String(),
+        "source": pl.String(),
+        "version": pl.Int64(),
+        "withdrawn": pl.Boolean(),
     }
 )
 

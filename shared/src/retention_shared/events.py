@@ -400,7 +400,8 @@ def decode_event(event_type: type[T] | Any, payload: bytes | str) -> T:
         pass
     else:
         if getattr(event, "schema_version", SCHEMA_VERSION) == SCHEMA_VERSION:
-            return event
+            parsed: T = event
+            return parsed
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -415,7 +416,8 @@ def decode_event(event_type: type[T] | Any, payload: bytes | str) -> T:
             field="schema_version",
         )
     try:
-        return adapter.validate_python(data)
+        validated: T = adapter.validate_python(data)
+        return validated
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
@@ -483,7 +485,8 @@ def decode_events(event_type: type[T], payloads: list[bytes]) -> list[T | EventD
     except ValidationError:
         events = None
     if events is not None and all(e.schema_version == SCHEMA_VERSION for e in events):
-        return events
+        valid: list[T | EventDecodeError] = events
+        return valid
     decoded: list[T | EventDecodeError] = []
     for payload in payloads:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retention_shared.problems import PROBLEM_MEDIA_TYPE, FieldProblem, problem
 
@@ -18,7 +18,7 @@ class BodySizeLimit:
     does not declare its length is cut off too — with the same 413, however the app reacted.
     """
 
-    def __init__(self, app: Any, limits: dict[str, int]) -> None:
+    def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
         self.app = app
         # Longest prefix first, so /v1/uploads can be larger than the rest of /v1.
         self.limits = sorted(limits.items(), key=lambda item: -len(item[0]))
@@ -26,7 +26,7 @@ class BodySizeLimit:
     def _limit(self, path: str) -> int | None:
         return next((limit for prefix, limit in self.limits if path.startswith(prefix)), None)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self._limit(scope.get("path", "")) if scope["type"] == "http" else None
         if limit is None:
             await self.app(scope, receive, send)
@@ -38,7 +38,7 @@ class BodySizeLimit:
         received = 0
         exceeded = False
 
-        async def counting_receive() -> dict:
+        async def counting_receive() -> Message:
             nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
@@ -52,7 +52,7 @@ class BodySizeLimit:
         # into 400 "There was an error parsing the body"): whatever it answers then becomes 413.
         started = replaced = False
 
-        async def tracking_send(message: dict) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started, replaced
             if message["type"] == "http.response.start":
                 replaced = exceeded and not started
@@ -70,7 +70,7 @@ class BodySizeLimit:
                 await _too_large(send, limit)
 
 
-async def _too_large(send: Any, limit: int) -> None:
+async def _too_large(send: Send, limit: int) -> None:
     # Answered here, outside the app's exception handlers: the same problem+json they send.
     body = problem(
         413, [FieldProblem(field="body", problem=f"request body is larger than {limit} bytes")]

@@ -20,13 +20,14 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retention_shared.config import TenantLabels
 from retention_shared.tenant_labels import tenant_label
 
 # `*_created` series (one per counter and histogram child) double what Prometheus stores and no
 # dashboard or alert here reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 HTTP_REQUESTS = Counter(
     "retention_http_requests_total",
@@ -57,7 +58,9 @@ class TenantLabelled:
 
     _labelnames: tuple[str, ...]
 
-    def _mapped(self, values: tuple[Any, ...], named: dict[str, Any]) -> tuple[tuple, dict]:
+    def _mapped(
+        self, values: tuple[Any, ...], named: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if named:
             return values, {
                 k: tenant_label(_tenant_labels, v) if k == "tenant" else v for k, v in named.items()
@@ -91,18 +94,18 @@ def metrics_response() -> Response:
 class HttpMetricsMiddleware:
     """ASGI middleware counting requests and timing them by route template (bounded labels)."""
 
-    def __init__(self, app: Any, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
         started = time.perf_counter()
 
-        async def send_with_status(message: dict) -> None:
+        async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

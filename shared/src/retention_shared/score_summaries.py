@@ -11,6 +11,8 @@ on every dashboard; the probability itself is calibrated on the tenant's own val
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -27,7 +29,9 @@ def risk_bands(probability: np.ndarray) -> np.ndarray:
     return names[np.searchsorted(np.asarray(RISK_CUTOFFS), probability, side="right")]
 
 
-def segment_table(scores: pl.DataFrame, monetary: pl.Series, actions: dict[str, str]) -> list[dict]:
+def segment_table(
+    scores: pl.DataFrame, monetary: pl.Series, actions: dict[str, str]
+) -> list[dict[str, Any]]:
     """Per segment of the model (empty ones too): customers, share of revenue to date, mean churn
     probability, revenue at risk, predicted LTV, and the recommended action; largest revenue at
     risk first. `scores` has `segment`, `churn_probability`, `revenue_at_risk`, `predicted_ltv`;

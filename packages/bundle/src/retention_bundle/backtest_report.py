@@ -226,4 +226,5 @@ class BacktestReport(_Part):
     def as_json(self) -> dict[str, Any]:
         """The report as bundles hold it: JSON values, NaN as null, and the keys older reports
         lack (``rolling``, ``notes``) left out when they have nothing."""
-        return json.loads(self.model_dump_json(exclude_defaults=True))
+        stored: dict[str, Any] = json.loads(self.model_dump_json(exclude_defaults=True))
+        return stored

@@ -25,7 +25,8 @@ def bin_proportions(values: np.ndarray, edges: Sequence[float]) -> list[float]:
         np.searchsorted(np.asarray(edges, dtype=float), values, side="left"),
         minlength=len(edges) + 1,
     )
-    return (counts / max(len(values), 1)).tolist()
+    shares: list[float] = (counts / max(len(values), 1)).tolist()
+    return shares
 
 
 def reference_distributions(

@@ -171,6 +171,12 @@ def recompute_clock_features(features: pl.DataFrame, history: Orders, as_of: Clo
 # --- clocks ---------------------------------------------------------------------------------
 
 
+def _int(value: object) -> int:
+    """A whole-number column statistic (`Series.min()` and the like are typed as any value)."""
+    assert isinstance(value, int), value
+    return value
+
+
 def _epoch_us(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError(f"clock {moment.isoformat()} must be time-zone aware")
@@ -248,7 +254,8 @@ class _Segments:
     def running_sum(self, x: np.ndarray) -> np.ndarray:
         """Sum of integer `x` over the segment up to each row (exact: integers)."""
         total = np.cumsum(x, dtype=np.int64)
-        return total - np.repeat((total - x)[self.first], self.lengths)
+        running: np.ndarray = total - np.repeat((total - x)[self.first], self.lengths)
+        return running
 
     def last_where(self, valid: np.ndarray) -> np.ndarray:
         """Per row: the index of the segment's latest row so far where `valid`, else -1."""
@@ -434,10 +441,10 @@ class _LookUp:
         if probes.is_empty():
             low, high = 0, 0
         else:
-            low = min(times.min(), clocks.min() - reach)  # type: ignore[operator]
-            high = max(times.max(), clocks.max() + reach)  # type: ignore[operator]
+            low = min(_int(times.min()), _int(clocks.min()) - reach)
+            high = max(_int(times.max()), _int(clocks.max()) + reach)
         self.low, self.span = low, high - low + 1
-        customers = timeline.get_column("cid").max() or 0
+        customers = _int(timeline.get_column("cid").max() or 0)
         self.keyed = (customers + 1) * self.span < _KEY_LIMIT
         self.timeline = (
             timeline.with_columns(key=self._key(pl.col("t"))).set_sorted("key")

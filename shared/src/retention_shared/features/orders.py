@@ -12,20 +12,22 @@ import polars as pl
 
 from retention_shared.events import OrderEvent, OrderKind
 
-ORDER_SCHEMA: dict[str, pl.DataType] = {
-    "tenant_id": pl.String(),
-    "customer_id": pl.String(),
-    "order_id": pl.String(),
-    "occurred_at": pl.Datetime("us", "UTC"),
-    # "purchase" | "cancellation" (OrderKind values).
-    "kind": pl.String(),
-    # Signed: negative for cancellations, so summing totals nets cancellations against spend.
-    "total": pl.Float64(),
-    # Sum of |quantity| over the order's lines.
-    "items": pl.Float64(),
-    # The order's distinct product ids, sorted (or `CATEGORICAL_PRODUCTS`, see below).
-    "products": pl.List(pl.String()),
-}
+ORDER_SCHEMA = pl.Schema(
+    {
+        "tenant_id": pl.String(),
+        "customer_id": pl.String(),
+        "order_id": pl.String(),
+        "occurred_at": pl.Datetime("us", "UTC"),
+        # "purchase" | "cancellation" (OrderKind values).
+        "kind": pl.String(),
+        # Signed: negative for cancellations, so summing totals nets cancellations against spend.
+        "total": pl.Float64(),
+        # Sum of |quantity| over the order's lines.
+        "items": pl.Float64(),
+        # The order's distinct product ids, sorted (or `CATEGORICAL_PRODUCTS`, see below).
+        "products": pl.List(pl.String()),
+    }
+)
 
 # `products` as the trainer's lake stores them, which `conform_orders` keeps as they are: the
 # feature code only needs codes, and casting ~1M id strings to codes is a fifth of a training set.

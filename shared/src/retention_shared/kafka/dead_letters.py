@@ -19,6 +19,7 @@ topic, partition and offset, and carries the record (as JSON where it is JSON).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -163,6 +164,12 @@ async def apply_isolating(
     return await dead_letter(records[0], failure)
 
 
+async def _apply_one(
+    apply: Callable[[dict[K, list[R]]], Awaitable[bool]], key: K, records: Sequence[R]
+) -> bool:
+    return await apply({key: list(records)})
+
+
 async def apply_batch(
     work: dict[K, list[R]],
     apply: Callable[[dict[K, list[R]]], Awaitable[bool]],
@@ -181,8 +188,8 @@ async def apply_batch(
         for key, records in work.items():
             applied = await apply_isolating(
                 records,
-                lambda part, key=key: apply({key: list(part)}),
-                lambda record, error, key=key: dead_letter(key, record, error),
+                functools.partial(_apply_one, apply, key),
+                functools.partial(dead_letter, key),
                 attempts,
             )
             if not applied:

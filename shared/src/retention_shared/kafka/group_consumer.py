@@ -390,7 +390,7 @@ class GroupConsumer(abc.ABC):
                         self.lag.remove(str(tp.partition))
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     def __init__(self, owner: GroupConsumer) -> None:
         self.owner = owner
 

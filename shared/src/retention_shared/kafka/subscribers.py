@@ -19,6 +19,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
+from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaMessage
 
@@ -37,6 +38,13 @@ Handler = Callable[[bytes, KafkaMessage], Awaitable[None]]
 TRANSIENT_RETRY_SECONDS = 1.0
 
 
+def record_of(message: KafkaMessage) -> ConsumerRecord:
+    """The consumer record behind `message` (these subscribers take one record at a time)."""
+    record = message.raw_message
+    assert not isinstance(record, tuple), "a batch subscriber has no single record"
+    return record
+
+
 async def raw_body(message: KafkaMessage) -> bytes:
     """FastStream decoder that hands the handler the record's bytes, whatever its headers say."""
     return message.body
@@ -52,7 +60,7 @@ def dead_lettering(ctx: ServiceContext) -> Callable[[Handler], Handler]:
 
         @functools.wraps(handler)
         async def handle(body: bytes, message: KafkaMessage) -> None:
-            record = message.raw_message
+            record = record_of(message)
             where = record_location(record)
             try:
                 await handler(body, message)

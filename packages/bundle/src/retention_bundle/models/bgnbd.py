@@ -53,7 +53,7 @@ class BGNBDParams:
                 raise ValueError(f"BG/NBD parameter {name} must be finite and > 0, got {value}")
 
 
-def check_counts(**arrays: NDArray) -> None:
+def check_counts(**arrays: NDArray[np.float64]) -> None:
     """Every array finite and >= 0, and `x` (repeat purchases) whole; `ValueError` naming it."""
     for name, arr in arrays.items():
         if not np.all(np.isfinite(arr)):
@@ -64,7 +64,9 @@ def check_counts(**arrays: NDArray) -> None:
         raise ValueError("x (repeat purchases) must be whole numbers")
 
 
-def check_summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray, NDArray]:
+def check_summary(
+    x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """``(x, t_x, T)`` as float arrays of one shape; ``ValueError`` naming what is wrong."""
     xs, txs, Ts = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     xs, txs, Ts = np.broadcast_arrays(xs, txs, Ts)
@@ -74,14 +76,17 @@ def check_summary(x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> tuple[NDArray, 
     return xs, txs, Ts
 
 
-def _log_odds_dead(params: BGNBDParams, x: NDArray, t_x: NDArray, T: NDArray) -> NDArray:
+def _log_odds_dead(
+    params: BGNBDParams, x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """``log[P(dead) / P(alive)] = log a − log(b+x−1) + (r+x) log((α+T)/(α+t_x))`` for x > 0."""
     x_safe = np.where(x > 0, x, 1.0)
-    return (
+    log_odds: NDArray[np.float64] = (
         np.log(params.a)
         - np.log(params.b + x_safe - 1.0)
         + (params.r + x) * (np.log(params.alpha + T) - np.log(params.alpha + t_x))
     )
+    return log_odds
 
 
 def probability_alive(
@@ -131,4 +136,5 @@ def conditional_expected_purchases(
     log_ratio = (r + xs) * (np.log(alpha + Ts) - np.log(alpha + Ts + t))
     numerator = (a + b + xs - 1.0) / (a - 1.0) * (1.0 - np.exp(log_ratio) * hyp)
     alive = probability_alive(params, xs, txs, Ts)
-    return numerator * alive
+    expected: NDArray[np.float64] = numerator * alive
+    return expected

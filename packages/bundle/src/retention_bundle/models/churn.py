@@ -19,6 +19,7 @@ trainer's (`retention_trainer.fitting.churn`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xgboost as xgb
@@ -28,7 +29,7 @@ from scipy.special import expit
 __all__ = ["ChurnModel", "LinearChurnModel", "signed_log1p"]
 
 
-def signed_log1p(values: NDArray) -> NDArray[np.float64]:
+def signed_log1p(values: NDArray[np.float64]) -> NDArray[np.float64]:
     values = np.asarray(values, dtype=float)
     return np.sign(values) * np.log1p(np.abs(values))
 
@@ -42,10 +43,10 @@ class LinearChurnModel:
     coefficients: NDArray[np.float64]
     intercept: float
 
-    def standardized(self, X: NDArray) -> NDArray[np.float64]:
+    def standardized(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         return (signed_log1p(X) - self.means) / self.scales
 
-    def margin(self, X: NDArray) -> NDArray[np.float64]:
+    def margin(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         return self.standardized(X) @ self.coefficients + self.intercept
 
     def as_dict(self) -> dict[str, object]:
@@ -58,7 +59,7 @@ class LinearChurnModel:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> LinearChurnModel:
+    def from_dict(cls, data: dict[str, Any]) -> LinearChurnModel:
         return cls(
             np.asarray(data["means"], dtype=float),
             np.asarray(data["scales"], dtype=float),
@@ -75,17 +76,20 @@ class ChurnModel:
     stack: tuple[float, float, float]
     threshold: float
 
-    def margins(self, X: NDArray) -> tuple[NDArray, NDArray]:
+    def margins(self, X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         m_xgb = self.booster.inplace_predict(np.asarray(X, dtype=np.float32), predict_type="margin")
         return np.asarray(m_xgb, dtype=float), self.linear.margin(X)
 
-    def probability(self, X: NDArray) -> NDArray[np.float64]:
+    def probability(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """Calibrated churn probability per row of ``X`` (columns in feature-schema order)."""
         a, b, c = self.stack
         m_xgb, m_linear = self.margins(X)
-        return expit(a * m_xgb + b * m_linear + c)
+        probability: NDArray[np.float64] = expit(a * m_xgb + b * m_linear + c)
+        return probability
 
-    def contributions(self, X: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def contributions(
+        self, X: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Per-feature contributions to the calibrated log-odds, and the per-row base value.
 
         ``contributions.sum(axis=1) + base == logit(probability)`` up to float rounding.

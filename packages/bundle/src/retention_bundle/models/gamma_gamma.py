@@ -68,7 +68,9 @@ class GammaGammaParams:
                 )
 
 
-def check_spend(x: ArrayLike, mean_spend: ArrayLike) -> tuple[NDArray, NDArray]:
+def check_spend(
+    x: ArrayLike, mean_spend: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """``(x, z̄)`` as float arrays of one shape; ``ValueError`` naming what is wrong."""
     xs, zs = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(mean_spend, dtype=float))
     check_counts(x=xs, mean_spend=zs)

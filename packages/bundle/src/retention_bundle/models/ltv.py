@@ -45,14 +45,14 @@ class LTVModel:
     purchase_model: PurchaseModel
     horizon_days: int
 
-    def tree_log1p(self, X: NDArray) -> NDArray[np.float64]:
+    def tree_log1p(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """The point booster's prediction in ``log1p`` space (``u`` of the stack)."""
         raw = self.point.inplace_predict(np.asarray(X, dtype=np.float32))
         raw = np.asarray(raw, dtype=float)
         return raw if self.objective == "log1p_squared_error" else np.log1p(np.clip(raw, 0, None))
 
     def predict(
-        self, X: NDArray, expected_spend: NDArray
+        self, X: NDArray[np.float64], expected_spend: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """``(point, low, high)`` spend over the horizon; ``expected_spend`` is
         ``purchase_model.expected_spend(features, horizon_days)`` for the same rows."""

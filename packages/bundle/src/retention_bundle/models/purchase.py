@@ -17,6 +17,7 @@ point-in-time like the features; they serialize as plain JSON numbers. Fitting i
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,7 +29,9 @@ from retention_bundle.models.gamma_gamma import GammaGammaParams, expected_spend
 __all__ = ["PurchaseModel", "purchase_summary"]
 
 
-def purchase_summary(features: pl.DataFrame) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+def purchase_summary(
+    features: pl.DataFrame,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """``(x, t_x, T, z̄)`` per row of a features frame (see the module docstring)."""
     tenure = features["tenure_days"].to_numpy().astype(float)
     recency = features["recency_days"].to_numpy().astype(float)
@@ -58,5 +61,5 @@ class PurchaseModel:
         return {"bgnbd": asdict(self.bgnbd), "gamma_gamma": asdict(self.gamma_gamma)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> PurchaseModel:
+    def from_dict(cls, data: dict[str, Any]) -> PurchaseModel:
         return cls(BGNBDParams(**data["bgnbd"]), GammaGammaParams(**data["gamma_gamma"]))

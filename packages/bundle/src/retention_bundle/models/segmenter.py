@@ -18,6 +18,7 @@ nearest centroid. Fitting and naming are the trainer's (`retention_trainer.fitti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -77,7 +78,8 @@ class Segmenter:
         """Index of the nearest centroid per row."""
         z = (log_rfm(features) - self.means) / self.scales
         distances = ((z[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2)
-        return distances.argmin(axis=1)
+        nearest: NDArray[np.int64] = distances.argmin(axis=1)
+        return nearest
 
     def segment_names(self, features: pl.DataFrame) -> list[str]:
         return [self.names[i] for i in self.assign(features)]
@@ -93,7 +95,7 @@ class Segmenter:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Segmenter:
+    def from_dict(cls, data: dict[str, Any]) -> Segmenter:
         return cls(
             np.asarray(data["means"], dtype=float),
             np.asarray(data["scales"], dtype=float),

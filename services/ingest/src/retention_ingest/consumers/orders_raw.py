@@ -48,7 +48,7 @@ from retention_ingest.records import RecordsResult, clean_records, flatten_recor
 from retention_ingest.store import IngestStore
 from retention_shared.events import RejectReason
 from retention_shared.kafka.dead_letters import TransientFailure, record_location
-from retention_shared.kafka.subscribers import subscriber
+from retention_shared.kafka.subscribers import record_of, subscriber
 from retention_shared.service import ServiceContext
 
 # A record in the tenant's columns carries no version: an amendment goes over HTTP.
@@ -80,7 +80,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
         saved_mapping, saved_timezone = store.mapping(tenant_id)
         columns = sorted({column for row in rows for column in row})
         received_at = utc_now()
-        source = record_location(message.raw_message)
+        source = record_location(record_of(message))
         try:
             _, mapping = resolve_mapping(columns, saved_mapping)
         except IngestError as error:
@@ -181,7 +181,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
             await rejects.reject(message, reasons, tenant_id=tenant_id)
         metrics.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
         if events.height:
-            ctx.counts.consumed(message.raw_message.topic, ok=1)
+            ctx.counts.consumed(record_of(message).topic, ok=1)
 
 
 def _line_field(field: str | None, _line: int) -> str | None:

@@ -13,6 +13,7 @@ from faststream.kafka import KafkaMessage
 
 from retention_shared.events import RejectReason
 from retention_shared.kafka.dead_letters import DeadLetters
+from retention_shared.kafka.subscribers import record_of
 from retention_shared.service import ServiceContext
 
 __all__ = ["RejectedOrders"]
@@ -26,4 +27,4 @@ class RejectedOrders:
         self, message: KafkaMessage, reasons: list[RejectReason], tenant_id: str | None = None
     ) -> None:
         """Send the consumed record with its reasons, acknowledged, and count it rejected."""
-        await self._dead_letters.reject(message.raw_message, reasons, tenant_id)
+        await self._dead_letters.reject(record_of(message), reasons, tenant_id)

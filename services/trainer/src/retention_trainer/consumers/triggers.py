@@ -10,7 +10,7 @@ from pydantic import Field
 
 from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequested, decode_event
 from retention_shared.kafka.dead_letters import DeadLetters
-from retention_shared.kafka.subscribers import subscriber
+from retention_shared.kafka.subscribers import record_of, subscriber
 from retention_shared.service import ServiceContext
 from retention_trainer.runs import RunManager
 from retention_trainer.store import Trigger
@@ -39,7 +39,7 @@ def register(ctx: ServiceContext, runs: RunManager) -> None:
         try:
             event = decode_event(TrainingTrigger, body)
         except EventDecodeError as error:
-            await dead_letters.reject(message.raw_message, [error.as_reason()])
+            await dead_letters.reject(record_of(message), [error.as_reason()])
             return
         record = runs.submit(event.tenant_id, as_trigger(event))
         log.info(
@@ -50,4 +50,4 @@ def register(ctx: ServiceContext, runs: RunManager) -> None:
                 "run_id": record.run_id,
             },
         )
-        ctx.counts.consumed(message.raw_message.topic, ok=1)
+        ctx.counts.consumed(record_of(message).topic, ok=1)
