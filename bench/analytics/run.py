@@ -50,7 +50,7 @@ from retention_ingest.file_ingest import ingest_file  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_trainer.lake import TransactionLake  # noqa: E402
-from tests.stack_support import running_stack, url  # noqa: E402
+from tests.support.stack import running_stack, url  # noqa: E402
 
 TENANT = "default"
 API_KEY = "bench-analytics-key"

@@ -8,7 +8,7 @@ Run from the repository root:
 Set-up, not timed:
 
 1. An embedded Tansu broker, then the four services and the console as their own processes
-   (`retention_cli.stack.Stack` through tests/stack_support.running_stack with WITH_CONSOLE),
+   (`retention_cli.stack.Stack` through tests/support/stack.running_stack with WITH_CONSOLE),
    one admin key for tenant `default`, scheduled retraining off.
 2. `online_retail_II` uploaded through ingest (`POST /v1/uploads`, the raw file as a user would
    send it); waits until the upload is done, the training run it requests has published a
@@ -68,7 +68,7 @@ from retention_cli.stack import WITH_CONSOLE, Stack  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.kafka.clients import ensure_topics  # noqa: E402
-from tests.stack_support import running_stack, url  # noqa: E402
+from tests.support.stack import running_stack, url  # noqa: E402
 
 TENANT = "default"
 API_KEY = "bench-console-key"

@@ -17,7 +17,7 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from retention_shared.features import compute_features, compute_features_at_cutoffs  # noqa: E402
-from tests.uci_orders import SHARED_DATA, load_orders  # noqa: E402
+from tests.support.uci_orders import SHARED_DATA, load_orders  # noqa: E402
 
 DATA = SHARED_DATA / "online_retail_II.parquet"
 

@@ -6,14 +6,14 @@ Run from the repository root:
 
 What it does, on one embedded Tansu broker (or --bootstrap), in one run:
 
-1. Cleans `online_retail_II` with ingest's own pipeline (tests/real_orders.py) and publishes every
+1. Cleans `online_retail_II` with ingest's own pipeline (tests/support/real_orders.py) and publishes every
    order event to `transactions` under a fresh topic prefix. Not timed.
 2. Baseline: a bare aiokafka consumer with *manual assignment* of every partition (no group, so
    no join time), `getmany(max_records=<service max batch>)` from the beginning until it has
    received every published record. Nothing is decoded. Repeated (--baseline-runs), median kept.
    Two informational runs decode too: every payload into an `OrderEvent` model, and each batch
    with the service's own `decode_orders` (the least the service does per order).
-3. Replay: starts the features service as a real process (tests/features_service/support.py) on
+3. Replay: starts the features service as a real process (tests/support/features_service.py) on
    an empty state directory, so every partition is rebuilt from offset 0. The timed span is from
    the service's *first partition assignment* (its "rebuilding partition" log line) to the
    *last CustomerFeatures published* (the largest record timestamp on `customer-features`, which
@@ -75,12 +75,12 @@ from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderEvent, decode_event  # noqa: E402
 from retention_shared.kafka.clients import aiokafka_options, ensure_topics  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
-from tests.features_service.support import (  # noqa: E402
+from tests.support.features_service import (  # noqa: E402
     FeaturesProcess,
     read_to_end,
     wait_caught_up,
 )
-from tests.real_orders import order_stream, publish  # noqa: E402
+from tests.support.real_orders import order_stream, publish  # noqa: E402
 
 RATIO_TARGET = 1 / 3
 P99_TARGET = 0.5

@@ -23,7 +23,7 @@ has its own (6 partitions, like the service's topics).
   stays bounded), payloads by `order_event_payloads`, and the same bare producer. service / this
   is the cost of the service's shell alone (HTTP upload, background task, status store,
   rejects.csv, publishing in batches of 5,000).
-- Service: the ingest service as a real process (tests/stack_support.py `running_stack`),
+- Service: the ingest service as a real process (tests/support/stack.py `running_stack`),
   `POST /v1/uploads` of the file, then `GET /v1/uploads/{id}` every 50 ms until `done`. Timed
   from just before the POST to the first poll that sees `done`: the service sets `done` only
   after every `OrderEvent` was acknowledged and `RetrainRequested` was published. Cross-checked
@@ -78,7 +78,7 @@ from retention_shared.topics import Topics  # noqa: E402
 
 RATIO_TARGET = 1.5
 RSS_TARGET = 1 << 30
-TENANT = "default"  # the tenant of tests/stack_support.py's admin key
+TENANT = "default"  # the tenant of tests/support/stack.py's admin key
 SOURCE = "bench"  # `source` of the baselines' events (the service writes "upload:<id>")
 TIMEZONE = "Europe/London"  # the service's default for naive timestamps
 POLL_SECONDS = 0.05
@@ -516,12 +516,12 @@ def log_moment(log_path: Path, message: str, upload_id: str) -> float | None:
 
 
 class ServiceUnderTest:
-    """The ingest service, started by tests/stack_support.py, and uploads to it."""
+    """The ingest service, started by tests/support/stack.py, and uploads to it."""
 
     def __init__(self, stack: Any, log_path: Path, broker_pid: int | None) -> None:
         import psutil
 
-        from tests.stack_support import url
+        from tests.support.stack import url
 
         self.stack = stack
         self.log_path = log_path
@@ -535,7 +535,7 @@ class ServiceUnderTest:
         """POST the file, poll until done; timed from the POST to the first poll seeing done."""
         import httpx
 
-        from tests.stack_support import auth
+        from tests.support.stack import auth
 
         profiler = None
         if profile is not None:
@@ -600,7 +600,7 @@ class ServiceUnderTest:
 
     def read_back(self) -> dict[str, Any]:
         """Everything on the service's transactions and retrain-requests topics."""
-        from tests.features_service.support import read_to_end
+        from tests.support.features_service import read_to_end
 
         settings = self.stack.settings
         records = asyncio.run(read_to_end(settings, self.topics.transactions))
@@ -875,7 +875,7 @@ def run(
     broker_pid: int | None,
     began: float,
 ) -> int:
-    from tests.stack_support import running_stack
+    from tests.support.stack import running_stack
 
     print(f"data: {args.data} ({args.data.stat().st_size / 2**20:.1f} MiB)")
     print(f"broker: {settings.kafka_bootstrap} ({'Tansu' if broker_pid else 'external'})")

@@ -6,7 +6,7 @@ Run from the repository root:
 
 Set-up, not timed:
 
-1. Cleans `online_retail_II` with ingest's own pipeline (tests/real_orders.py): the orders frame
+1. Cleans `online_retail_II` with ingest's own pipeline (tests/support/real_orders.py): the orders frame
    the features service builds from those events.
 2. Trains a real bundle on those orders (`train_and_backtest`, no rolling origins: the model is
    only scored here) and saves it with `save_bundle` into a temporary BentoML store.
@@ -75,9 +75,9 @@ from retention_shared.events import ModelPublished, TimeWindow  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from retention_trainer.pipeline import train_and_backtest  # noqa: E402
 from retention_trainer.runs import headline_metrics  # noqa: E402
-from tests.real_orders import order_stream, publish  # noqa: E402
-from tests.scoring_service.support import store_bundle  # noqa: E402
-from tests.stack_support import running_stack, url  # noqa: E402
+from tests.support.real_orders import order_stream, publish  # noqa: E402
+from tests.support.scoring_service import store_bundle  # noqa: E402
+from tests.support.stack import running_stack, url  # noqa: E402
 
 TENANT = "default"
 API_KEY = "bench-scoring-key"

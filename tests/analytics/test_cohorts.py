@@ -16,9 +16,8 @@ import pytest
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import orders_from_event_columns
-from tests.analytics.conftest import SLICE
-from tests.problems import field_problems, first_problem
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.problems import field_problems, first_problem
+from tests.support.stack import READ_KEY, SLICE, auth, url
 
 pytestmark = pytest.mark.slow
 

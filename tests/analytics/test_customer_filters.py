@@ -19,8 +19,8 @@ import pytest
 
 from retention_cli.demo_report import AT_RISK_QUERY
 from retention_cli.stack import Stack
-from tests.problems import first_problem
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.problems import first_problem
+from tests.support.stack import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
 

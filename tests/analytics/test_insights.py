@@ -32,11 +32,10 @@ from retention_shared.auth import ApiKeys
 from retention_shared.config import Settings
 from retention_shared.features import compute_features, orders_from_event_columns
 from retention_shared.score_summaries import RISK_CUTOFFS
-from tests.analytics.conftest import SLICE
-from tests.narrative_check import check_narrative
-from tests.problems import first_problem, problem_of
-from tests.scoring_service.support import feature_events, model_published
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.narrative_check import check_narrative
+from tests.support.problems import first_problem, problem_of
+from tests.support.scoring_service import feature_events, model_published
+from tests.support.stack import READ_KEY, SLICE, auth, url
 
 pytestmark = pytest.mark.slow
 

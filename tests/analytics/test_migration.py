@@ -20,9 +20,9 @@ from retention_bundle.models.segmenter import Segmenter
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.features import compute_features, orders_from_event_columns
-from tests.problems import field_problems
-from tests.stack_support import auth, url
-from tests.uci_orders import TEST_DATA
+from tests.support.problems import field_problems
+from tests.support.stack import auth, url
+from tests.support.uci_orders import TEST_DATA
 
 NOT_YET = "Not yet a customer"
 SLICE = TEST_DATA / "online_retail_slice.parquet"  # what `loaded_stack` uploaded

@@ -19,8 +19,8 @@ from retention_bundle.report_html import PAGE_CSP
 from retention_cli.stack import Stack
 from retention_trainer.run_report import REPORT_CAMPAIGN
 from retention_trainer.run_report_markdown import HEADLINE_LABELS
-from tests.problems import field_problems, first_problem
-from tests.stack_support import auth, url
+from tests.support.problems import field_problems, first_problem
+from tests.support.stack import auth, url
 
 OTHER = "e2e-other"
 

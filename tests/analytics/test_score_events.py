@@ -13,8 +13,8 @@ import pytest
 from retention_cli.stack import Stack
 from retention_shared.events import CustomerScore, decode_event, score_event_id
 from retention_shared.topics import Topics
-from tests.kafka_reading import read_until
-from tests.stack_support import auth, url
+from tests.support.kafka_reading import read_until
+from tests.support.stack import auth, url
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ import pytest
 from retention_cli.stack import Stack
 from retention_shared.events import CustomerScore
 from retention_shared.topics import Topics, customer_key
-from tests.kafka_reading import read_until
-from tests.problems import field_problems, first_problem
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.kafka_reading import read_until
+from tests.support.problems import field_problems, first_problem
+from tests.support.stack import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from retention_cli.stack import Stack
-from tests.problems import problem_of
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.problems import problem_of
+from tests.support.stack import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
 

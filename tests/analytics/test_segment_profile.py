@@ -10,8 +10,8 @@ import pytest
 
 from retention_cli.stack import Stack
 from retention_shared.features import FEATURE_NAMES, FEATURES_BY_NAME
-from tests.problems import first_problem, problem_of
-from tests.stack_support import READ_KEY, auth, url
+from tests.support.problems import first_problem, problem_of
+from tests.support.stack import READ_KEY, auth, url
 
 pytestmark = pytest.mark.slow
 

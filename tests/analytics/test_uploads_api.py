@@ -23,10 +23,9 @@ import pytest
 from retention_cli.stack import Stack
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.topics import Topics
-from tests.analytics.conftest import SLICE
-from tests.features_service.support import read_to_end
-from tests.problems import first_problem, problem_of
-from tests.stack_support import API_KEY, READ_KEY, auth, url
+from tests.support.features_service import read_to_end
+from tests.support.problems import first_problem, problem_of
+from tests.support.stack import API_KEY, READ_KEY, SLICE, auth, url
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,9 @@ from retention_shared.config import Settings
 from retention_shared.features import compute_features
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
-from tests.trainer.moto_s3 import client, moto_s3, new_bucket
-from tests.uci_orders import ROOT, TEST_DATA, load_orders
+from tests.support.moto_s3 import client, moto_s3, new_bucket
+from tests.support.paths import REPO
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 CHURN_TEST = date(2011, 9, 10)
 
@@ -88,7 +89,7 @@ def _in_store(code: str, store: Path, env: dict[str, str], *args: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         env={**os.environ, **env, "BENTOML_HOME": str(store)},
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.uci_orders import ROOT
+from tests.support.paths import REPO
 
 # Package → (its sources, the top-level packages it must never import).
 FORBIDDEN = {
     "retention_bundle": (
-        ROOT / "packages" / "bundle" / "src",
+        REPO / "packages" / "bundle" / "src",
         {"retention_trainer", "retention_scoring"},
     ),
-    "retention_scoring": (ROOT / "services" / "scoring" / "src", {"retention_trainer"}),
+    "retention_scoring": (REPO / "services" / "scoring" / "src", {"retention_trainer"}),
 }
 
 IMPORT_EVERYTHING = """
@@ -55,7 +55,7 @@ def test_no_import_statement_names_a_forbidden_package(package: str) -> None:
     modules = sorted((sources / package).rglob("*.py"))
     assert modules, f"no sources of {package} under {sources}"
     offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_packages(path) & forbidden)
+        str(path.relative_to(REPO)): sorted(imported_packages(path) & forbidden)
         for path in modules
         if imported_packages(path) & forbidden
     }
@@ -66,7 +66,7 @@ def test_no_import_statement_names_a_forbidden_package(package: str) -> None:
 def test_importing_every_module_loads_no_forbidden_package(package: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", IMPORT_EVERYTHING, package],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,

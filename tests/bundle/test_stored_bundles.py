@@ -23,7 +23,7 @@ from retention_bundle.backtest_report import BacktestReport
 from retention_bundle.bundle import BUNDLE_FORMAT, read_bundle, write_bundle
 from retention_bundle.predict import churn_contributions, score
 from retention_shared.features import compute_features
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 STORED = TEST_DATA / "bundles"
 CHURN_TEST = date(2011, 9, 10)

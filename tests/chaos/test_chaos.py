@@ -39,7 +39,7 @@ from retention_shared.embedded_broker import free_port
 from retention_shared.events import CustomerFeatures, OrderKind, decode_event, order_event_id
 from retention_shared.topics import Topics
 from retention_trainer.lake import open_lake
-from tests.features_service.support import read_to_end
+from tests.support.features_service import read_to_end
 
 pytestmark = pytest.mark.slow
 

@@ -26,6 +26,7 @@ from retention_cli.client.http import ExitCode, describe_problem
 from retention_cli.main import main
 from retention_scoring.lists import SortKey
 from retention_shared.embedded_broker import free_port
+from tests.support.paths import REPO
 
 
 def retention(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -318,7 +319,7 @@ def test_runs_reads_the_list_whole_or_paged() -> None:
 
 
 def test_readme_documents_every_command_variable_and_exit_code() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     section = readme.split("## Command line\n", 1)[1].split("\n## ", 1)[0]
     for command in COMMANDS:
         assert f"| `{command} " in section or f"| `{command}" in section, command

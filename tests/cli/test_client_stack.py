@@ -19,8 +19,16 @@ import pytest
 
 from retention_cli.stack import Stack
 from retention_shared.embedded_broker import EmbeddedBroker
-from tests.analytics.conftest import SLICE, wait_for_published_run, wait_until_scored
-from tests.stack_support import API_KEY, READ_KEY, auth, stack_of_its_own, url
+from tests.support.stack import (
+    API_KEY,
+    READ_KEY,
+    SLICE,
+    auth,
+    stack_of_its_own,
+    url,
+    wait_for_published_run,
+    wait_until_scored,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ from tests.cli.running_up import (
     still_alive,
     up_environment,
 )
-from tests.kafka_reading import read_until
-from tests.trainer.moto_s3 import moto_s3, new_bucket
+from tests.support.kafka_reading import read_until
+from tests.support.moto_s3 import moto_s3, new_bucket
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from retention_console.app import create_app
 from retention_console.services import Services
 from retention_shared.config import Settings
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 Handler = Callable[[httpx.Request], httpx.Response]
 PORTS = {"8000": "scoring", "8001": "ingest", "8002": "features", "8003": "trainer"}

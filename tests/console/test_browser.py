@@ -25,8 +25,8 @@ from playwright.sync_api import Browser, Page, expect
 from retention_cli.stack import WITH_CONSOLE, Stack
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.console.browser import Screens, sign_in
-from tests.stack_support import API_KEY, READ_KEY, auth, stack_of_its_own, url
-from tests.uci_orders import TEST_DATA
+from tests.support.stack import API_KEY, READ_KEY, auth, stack_of_its_own, url
+from tests.support.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
 

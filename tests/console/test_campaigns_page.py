@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.console.support import FakeServices, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v7",

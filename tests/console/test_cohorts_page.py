@@ -10,7 +10,7 @@ import re
 import httpx
 
 from tests.console.support import FakeServices, console, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 ROUTE = ("trainer", "GET", "/v1/cohorts")
 CSV_ROUTE = ("trainer", "GET", "/v1/cohorts.csv")

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from tests.console.support import FakeServices, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v1",

@@ -15,7 +15,7 @@ from email.policy import HTTP
 import httpx
 
 from tests.console.support import FakeServices, csrf_token, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 CSV = (
     b"Bon;Artikel;Menge;Datum;Preis;Kunde;Land\n"

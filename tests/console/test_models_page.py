@@ -9,7 +9,7 @@ import re
 import httpx
 
 from tests.console.support import FakeServices, csrf_token, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 CARD = {
     "tenant_id": "default",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.console.support import FakeServices, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 
 def _insights(customers: int = 384) -> dict:

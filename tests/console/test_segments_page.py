@@ -10,7 +10,7 @@ import httpx
 
 from retention_console.pages.segments import POINTS
 from tests.console.support import FakeServices, console, signed_in
-from tests.problems import problem_reply
+from tests.support.problems import problem_reply
 
 SEGMENTS = {
     "model_version": "v7",

@@ -11,8 +11,8 @@ import jsonschema
 import yaml
 
 from tests.deploy.kustomize import build, group_of
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")

@@ -12,12 +12,12 @@ import re
 import jsonschema
 import pytest
 
-from tests.deploy.metrics_catalog import (
+from tests.deploy.support import REPO, SCHEMAS, SERVICES, load_yaml
+from tests.support.metrics_catalog import (
     documented_metrics,
     promql_metric_names,
     unknown_metric_names,
 )
-from tests.deploy.support import REPO, SCHEMAS, SERVICES, load_yaml
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 GRAFANA = REPO / "deploy" / "grafana"

@@ -20,9 +20,9 @@ import pytest
 from retention_shared.config import Settings
 from retention_shared.features import FEATURE_NAMES, compute_features
 from retention_trainer.lake import open_lake
-from tests.problems import first_problem
-from tests.stack_support import auth, running_stack, url
-from tests.uci_orders import TEST_DATA
+from tests.support.problems import first_problem
+from tests.support.stack import auth, running_stack, url
+from tests.support.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
 SERVICES = ("ingest", "features", "trainer")

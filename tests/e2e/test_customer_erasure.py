@@ -30,18 +30,18 @@ from retention_shared.events import CustomerErased, decode_event
 from retention_shared.kafka.clients import aiokafka_options
 from retention_shared.topics import Topics
 from retention_trainer.consumers.transactions import GROUP_ID as LAKE_GROUP
-from tests.features_service.support import FeaturesProcess, read_to_end, wait_caught_up
-from tests.kafka_reading import read_until
-from tests.problems import first_problem
-from tests.scoring_service.support import (
+from tests.support.features_service import FeaturesProcess, read_to_end, wait_caught_up
+from tests.support.kafka_reading import read_until
+from tests.support.problems import first_problem
+from tests.support.scoring_service import (
     announce,
     model_published,
     store_bundle,
     train_bundle,
     wait_for,
 )
-from tests.stack_support import API_KEYS, auth, running_stack, url
-from tests.uci_orders import TEST_DATA
+from tests.support.stack import API_KEYS, auth, running_stack, url
+from tests.support.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ import pytest
 from retention_shared.config import Settings
 from retention_shared.events import CustomerFeatures, OrderEvent, decode_event
 from retention_shared.topics import Topics
-from tests.deploy.metrics_catalog import documented_metrics
-from tests.kafka_reading import read_until
-from tests.stack_support import SERVICES, auth, running_stack, url
+from tests.support.kafka_reading import read_until
+from tests.support.metrics_catalog import documented_metrics
+from tests.support.stack import SERVICES, auth, running_stack, url
 
 pytestmark = pytest.mark.slow
 

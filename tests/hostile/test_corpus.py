@@ -32,16 +32,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from retention_cli.stack import SERVICES, Stack
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
-from tests.conftest import isolated_settings
-from tests.problems import field_problems
-from tests.scoring_service.support import (
+from tests.support.broker import isolated_settings
+from tests.support.problems import field_problems
+from tests.support.scoring_service import (
     feature_events,
     serve_champion,
     train_bundle,
     wait_for,
 )
-from tests.stack_support import auth, running_stack, url
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.stack import auth, running_stack, url
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 pytestmark = pytest.mark.slow
 

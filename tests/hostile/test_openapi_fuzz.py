@@ -5,7 +5,7 @@ schema — with an admin key of a tenant that has customers and a champion; none
 server error. 503 is allowed only where it is the honest answer and says to retry (ingest when
 the broker does not confirm in time). Every error answer, 4xx or 5xx, must be an RFC 9457 problem:
 `application/problem+json` conforming to `Problem`, its `status` the HTTP status and `title` the
-status' phrase (tests/problems.py).
+status' phrase (tests/support/problems.py).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from schemathesis import GenerationMode
 from retention_cli.stack import Stack
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker
-from tests.conftest import isolated_settings
-from tests.problems import problem_of
-from tests.scoring_service.support import feature_events, serve_champion, train_bundle
-from tests.stack_support import auth, running_stack, url
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.broker import isolated_settings
+from tests.support.problems import problem_of
+from tests.support.scoring_service import feature_events, serve_champion, train_bundle
+from tests.support.stack import auth, running_stack, url
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 40
@@ -98,7 +98,7 @@ def bad_answers(stack: Stack, service: str) -> list[str]:
 
 def _as_httpx(response: schemathesis.Response) -> httpx.Response:
     # Schemathesis keys headers in lower case with a list of values: httpx's are looked up
-    # case-insensitively, as tests/problems.py and the Retry-After check expect.
+    # case-insensitively, as tests/support/problems.py and the Retry-After check expect.
     # The content is already decoded: drop content-encoding so httpx does not decode it again.
     headers = [
         (name, value)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DATA
 from tests.ingest.reference import UCI_I, UCI_II, Expected, expected_from_parquet
+from tests.support.paths import TEST_DATA
 
 SLICES = {
     "online_retail": (TEST_DATA / "online_retail_slice.parquet", UCI_I, "uci_online_retail"),

@@ -12,9 +12,9 @@ from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
-from tests.conftest import TEST_DATA
-from tests.ingest.test_cleaning_rules import ingest
-from tests.ingest.workbook import write_xlsx
+from tests.ingest.support import ingest
+from tests.support.paths import TEST_DATA
+from tests.support.workbook import write_xlsx
 
 HEADER = "InvoiceNo,StockCode,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 ROW = "536365,85123A,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"

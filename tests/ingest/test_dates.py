@@ -14,8 +14,8 @@ from retention_ingest.dates import DateFormat, DateFormatDetector, localize_to_u
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.mapping import ColumnMapping
 from retention_shared.features import orders_from_event_columns
-from tests.conftest import TEST_DATA
-from tests.ingest.test_cleaning_rules import ingest
+from tests.ingest.support import ingest
+from tests.support.paths import TEST_DATA
 
 
 def detect(*values: str) -> DateFormat:

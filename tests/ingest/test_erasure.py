@@ -9,7 +9,7 @@ from polars.testing import assert_frame_equal
 
 from retention_ingest.erasure import scrub_csv
 from retention_ingest.file_ingest import ingest_file
-from tests.uci_orders import TEST_DATA
+from tests.support.uci_orders import TEST_DATA
 
 ERASED = "12437"  # the slice's one customer with a rejected row (a "Manual" line at price 0)
 

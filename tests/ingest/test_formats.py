@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from retention_ingest.readers import FileFormat
-from tests.ingest.test_cleaning_rules import assert_matches, ingest
-from tests.ingest.workbook import write_xlsx
+from tests.ingest.support import assert_matches, ingest
+from tests.support.workbook import write_xlsx
 
 
 def gzipped(path: Path) -> Path:
@@ -97,7 +97,7 @@ def test_text_dates_are_detected_from_the_data(
 
 
 def test_cdnow_text_is_recognized_without_a_mapping(tmp_path: Path) -> None:
-    from tests.conftest import TEST_DATA
+    from tests.support.paths import TEST_DATA
 
     source = TEST_DATA / "cdnow_sample_slice.txt"
     result = ingest(source, tmp_path)
@@ -130,7 +130,7 @@ def test_cdnow_text_is_recognized_without_a_mapping(tmp_path: Path) -> None:
 
 
 def test_cdnow_master_layout_with_four_columns(tmp_path: Path) -> None:
-    from tests.conftest import TEST_DATA
+    from tests.support.paths import TEST_DATA
 
     lines = (TEST_DATA / "cdnow_sample_slice.txt").read_text().splitlines()[:50]
     # The master file's shape: `customer date quantity value`, gzip-compressed for good measure.

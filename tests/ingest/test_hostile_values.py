@@ -17,7 +17,7 @@ from retention_ingest.file_ingest import FileIngestResult, ingest_file
 from retention_ingest.mapping import ColumnMapping
 from retention_ingest.records import CANONICAL_MAPPING, clean_records, flatten_record
 from retention_shared.config import Settings
-from tests.conftest import TEST_DATA
+from tests.support.paths import TEST_DATA
 
 SLICE = TEST_DATA / "online_retail_slice.parquet"
 # The slice's last day is 2011-12-09; orders are received a day later.

@@ -9,7 +9,7 @@ import pytest
 
 from retention_ingest.order_events import order_event_payloads
 from retention_shared.events import OrderEvent, OrderKind, decode_event, order_event_id
-from tests.ingest.test_cleaning_rules import ingest
+from tests.ingest.support import ingest
 
 
 def test_payloads_decode_as_order_events_and_round_trip(retail_slice, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 WHOLE_FILE = REPO.parent / "shared" / "data" / "online_retail_II.parquet"
 

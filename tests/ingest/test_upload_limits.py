@@ -14,9 +14,9 @@ from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.upload_limits import UploadLimits
 from retention_shared.config import Settings
-from tests.conftest import TEST_DATA
-from tests.ingest.test_cleaning_rules import ingest
-from tests.ingest.workbook import write_xlsx
+from tests.ingest.support import ingest
+from tests.support.paths import TEST_DATA
+from tests.support.workbook import write_xlsx
 
 SLICE = TEST_DATA / "online_retail_slice.parquet"
 

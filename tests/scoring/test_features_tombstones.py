@@ -15,8 +15,8 @@ from retention_shared.config import Settings
 from retention_shared.kafka.dead_letters import DeadLetters
 from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
-from tests.scoring_service.support import feature_events
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.scoring_service import feature_events
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 
 def record(offset: int, key: bytes, value: bytes | None) -> ConsumerRecord:

@@ -7,7 +7,7 @@ import polars as pl
 from retention_scoring.insights import kpis, revenue_at_risk_shares
 from retention_scoring.narrative import narrate
 from retention_shared.score_summaries import segment_table
-from tests.narrative_check import check_narrative
+from tests.support.narrative_check import check_narrative
 
 # a: bought in both windows (retained) · b: only in the earlier one (lost) · c: only recently
 # (new or back) · d: in neither.

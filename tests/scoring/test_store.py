@@ -9,8 +9,8 @@ import pytest
 from retention_scoring.scoring import at_clock
 from retention_scoring.store import FeatureStore, to_microseconds
 from retention_shared.features import FEATURE_NAMES, compute_features
-from tests.scoring_service.support import feature_events
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.scoring_service import feature_events
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 
 @pytest.fixture(scope="module")

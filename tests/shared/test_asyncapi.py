@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,8 +17,8 @@ from referencing import Registry, Resource
 from retention_shared.asyncapi import document, render, topics_table
 from retention_shared.events import CustomerScore, ScoreReason, ScoreReasons, score_event_id
 from retention_shared.topics import SERVICES, TOPICS, Topics
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCUMENT = REPO / "docs" / "asyncapi.yaml"
 SCHEMA = REPO / "tests" / "deploy" / "schemas" / "asyncapi-3.0.0.json"
 REGENERATE = "uv run python -m retention_shared.asyncapi > docs/asyncapi.yaml"

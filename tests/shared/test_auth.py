@@ -13,7 +13,7 @@ from retention_features.store import PartitionStore, StoredOrder, to_microsecond
 from retention_shared.auth import ApiKeys, AuthConfigError, Role
 from retention_shared.config import Settings
 from retention_shared.events import OrderEvent, OrderKind, OrderLine, order_event_id
-from tests.problems import first_problem
+from tests.support.problems import first_problem
 
 MOMENT = datetime(2010, 12, 1, 8, 26, tzinfo=UTC)
 KEYS = "k-acme-read:acme:read,k-acme-ingest:acme:ingest,k-acme-admin:acme:admin,k-globex:globex:read+ingest"

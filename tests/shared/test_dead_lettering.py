@@ -16,9 +16,9 @@ from retention_shared.events import RejectedRecord, decode_event
 from retention_shared.kafka.dead_letters import TransientFailure
 from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
-from tests.conftest import isolated_settings
-from tests.features_service.support import read_to_end
-from tests.real_orders import publish
+from tests.support.broker import isolated_settings
+from tests.support.features_service import read_to_end
+from tests.support.real_orders import publish
 
 pytestmark = pytest.mark.slow
 

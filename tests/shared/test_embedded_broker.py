@@ -14,9 +14,9 @@ from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, port_in_use
 from retention_shared.kafka.clients import aiokafka_options, ensure_topics
 from retention_shared.topics import Topics
-from tests.kafka_reading import read_until
-from tests.trainer.moto_s3 import client as s3_client
-from tests.trainer.moto_s3 import moto_s3, new_bucket
+from tests.support.kafka_reading import read_until
+from tests.support.moto_s3 import client as s3_client
+from tests.support.moto_s3 import moto_s3, new_bucket
 
 
 async def test_topics_exist_with_the_configured_partitions(kafka: EmbeddedBroker) -> None:

@@ -16,9 +16,9 @@ from retention_shared.erasure import subscribe_erasures
 from retention_shared.events import CustomerErased, CustomerErasureRequested, decode_event
 from retention_shared.service import ServiceContext
 from retention_shared.topics import customer_key
-from tests.conftest import isolated_settings
-from tests.features_service.support import read_to_end
-from tests.real_orders import publish
+from tests.support.broker import isolated_settings
+from tests.support.features_service import read_to_end
+from tests.support.real_orders import publish
 
 pytestmark = pytest.mark.slow
 

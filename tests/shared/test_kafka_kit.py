@@ -27,8 +27,8 @@ from retention_shared.service import ServiceContext
 from retention_shared.topics import SERVICES, TOPICS, UndeclaredTopic
 from retention_trainer.app import create_app as trainer_app
 from retention_webhooks.app import create_app as webhooks_app
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 KIT = REPO / "shared" / "src" / "retention_shared" / "kafka"
 WATERMARKS = KIT / "watermarks.py"
 APPS: dict[str, Callable[[Settings], FastAPI]] = {

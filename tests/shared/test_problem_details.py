@@ -5,7 +5,7 @@ it retries the connection): no key, a bad scheme, an unknown key, a key without 
 unknown path, resource and method, a body over the limit, a file of no known format, bad query,
 bad body, a body that is not JSON or not UTF-8, no model yet, not ready, and an unexpected
 exception. Each answer must be `application/problem+json` conforming to `Problem`, with `status`
-the HTTP status and `title` its phrase (tests/problems.py), and name the field and the problem
+the HTTP status and `title` its phrase (tests/support/problems.py), and name the field and the problem
 a client needs to fix the request.
 """
 
@@ -24,7 +24,7 @@ from retention_ingest.app import create_app as ingest_app
 from retention_scoring.app import create_app as scoring_app
 from retention_shared.config import Settings
 from retention_trainer.app import create_app as trainer_app
-from tests.problems import field_problems, problem_of
+from tests.support.problems import field_problems, problem_of
 
 APPS: dict[str, Callable[[Settings], FastAPI]] = {
     "ingest": ingest_app,

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from retention_ingest.app import create_app
 from retention_shared.config import Settings
-from tests.problems import first_problem
+from tests.support.problems import first_problem
 
 AUTH = {"Authorization": "Bearer k-ingest", "content-type": "application/json"}
 

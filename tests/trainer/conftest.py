@@ -12,10 +12,10 @@ import pytest
 from retention_ingest.file_ingest import ingest_file
 from retention_shared.config import Settings
 from retention_trainer.lake import LocalStore, S3Store, TransactionLake, open_lake
-from tests.trainer.moto_s3 import moto_s3, new_bucket
-from tests.uci_orders import TEST_DATA
+from tests.support.moto_s3 import moto_s3, new_bucket
+from tests.support.uci_orders import TEST_DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = TEST_DATA
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from retention_trainer.lake import (
     open_lake,
 )
 from retention_trainer.lake_erasure import erase_from_lake
-from tests.trainer.moto_s3 import client, new_bucket
+from tests.support.moto_s3 import client, new_bucket
 
 KEY = ["customer_id", "order_id", "kind"]
 

@@ -15,7 +15,7 @@ from retention_bundle.predict import churn_contributions, score
 from retention_shared.features import compute_features
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.training_set import cutoff_instant
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 CHURN_TEST = date(2011, 9, 10)
 LTV_TEST = date(2011, 6, 12)

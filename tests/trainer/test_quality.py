@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from retention_trainer.pipeline import train_and_backtest
-from tests.uci_orders import SHARED_DATA, load_orders
+from tests.support.uci_orders import SHARED_DATA, load_orders
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,8 +12,9 @@ from retention_bundle.models.bgnbd import probability_alive
 from retention_trainer.baselines.bgnbd import fit_bgnbd, probability_no_purchase
 from retention_trainer.baselines.rfm import rfm_summary
 from retention_trainer.evaluation.metrics import roc_auc
+from tests.support.paths import TEST_DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = TEST_DATA
 CUTOFF = datetime(2024, 1, 15)
 
 

@@ -29,7 +29,7 @@ from retention_trainer.evaluation.rolling import OriginScores, rolling_summary
 from retention_trainer.pipeline import TrainingRun, rolling_plans, train_and_backtest
 from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import cutoff_instant, training_examples
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 SLICE = TEST_DATA / "online_retail_II_slice.parquet"
 CUTOFF = date(2011, 6, 12)

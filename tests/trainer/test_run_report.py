@@ -42,8 +42,8 @@ from retention_trainer.run_report_markdown import (
     render_run_report,
 )
 from retention_trainer.store import RunRecord, RunStatus, RunStore, Trigger
-from tests.problems import first_problem
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.problems import first_problem
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 SECTIONS = (
     "## Headline",

@@ -9,7 +9,7 @@ import polars as pl
 from retention_bundle.models.segmenter import PERSONAS
 from retention_trainer.fitting.segmenter import fit_segmenter
 from retention_trainer.training_set import training_examples
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 
 def test_names_are_personas_and_stable_across_retrains() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from retention_shared.features import FEATURE_NAMES
 from retention_trainer.training_set import cutoff_instant, plan_windows, training_examples
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 
 @pytest.fixture(scope="module")

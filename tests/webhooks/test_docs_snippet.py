@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 from retention_webhooks.signing import new_secret, sign
+from tests.support.paths import REPO
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+DOC = REPO / "docs" / "webhooks.md"
 
 
 def _snippet() -> dict:
