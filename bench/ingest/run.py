@@ -215,7 +215,7 @@ def _number(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def plain_polars_events(path: Path) -> tuple[pl.DataFrame, int]:
     """Read the whole UCI file with polars and clean it with one query: (events, rows read).
 
-    The data rules of ARCHITECTURE.md; events as ingest defines them (one per customer, order and
+    The cleaning rules of the README; events as ingest defines them (one per customer, order and
     kind, lines in file order, sorted by time then first line, UTC timestamps).
     """
     raw = pl.read_parquet(path)

@@ -1,4 +1,4 @@
-"""An independent, deliberately plain-Python reading of the data rules (ARCHITECTURE.md).
+"""An independent, deliberately plain-Python reading of the cleaning rules (README, "Cleaning rules").
 
 Tests compare the vectorized pipeline with this row-by-row version: a different computation of
 the same rules, sharing no code with `retention_ingest`. Precedence of reasons is the one

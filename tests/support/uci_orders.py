@@ -1,4 +1,4 @@
-"""Orders frames from the raw UCI Online Retail exports, cleaned as ARCHITECTURE.md ("Data rules").
+"""Orders frames from the raw UCI Online Retail exports, cleaned by the README's "Cleaning rules".
 
 A small faithful cleaning for the feature and trainer tests, so they do not depend on the ingest
 service: drop rows without a customer id, with unit price <= 0 or quantity == 0, and exact

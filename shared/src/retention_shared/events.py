@@ -1,4 +1,4 @@
-"""Versioned event contracts for every topic (ARCHITECTURE.md, "Events"), serialized as JSON.
+"""Versioned event contracts for every topic (docs/architecture.md, "Events"), serialized as JSON.
 
 Each event carries `event_type` (so one topic may carry several types) and `schema_version`, the
 major version of its contract. Minor, additive changes keep the major version and are read by

@@ -1,5 +1,5 @@
-"""Orders frames built from the raw UCI slices with a small inline cleaning (ARCHITECTURE.md,
-"Data rules"), independent of the ingest service so these tests pin the feature definition only.
+"""Orders frames built from the raw UCI slices with a small inline cleaning (README,
+"Cleaning rules"), independent of the ingest service so these tests pin the feature definition only.
 """
 
 from __future__ import annotations

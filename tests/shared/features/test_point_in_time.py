@@ -1,4 +1,4 @@
-"""Point in time (ARCHITECTURE.md, principle 3): features at T see only orders at or before T."""
+"""Point in time (docs/architecture.md, principle 3): features at T see only orders at or before T."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A mapping is a JSON object from canonical names to the file's column names, e.g.
 `{"customer_id": "Cust", "order_id": "Bon", "order_datetime": "Datum", "product_id": "Artikel",
 "quantity": "Menge", "unit_price": "Preis", "date_format": "%d.%m.%Y %H:%M"}`.
 
-Rules (ARCHITECTURE.md, "Data rules"):
+Rules (README, "Cleaning rules"):
 - `customer_id` and `order_datetime` are always required.
 - Line-level files map `order_id`, `product_id`, `quantity` and `unit_price`.
 - Order-level files map `order_total` instead of `unit_price` (`product_id` and `quantity` are then

@@ -1,4 +1,4 @@
-"""The one feature definition (ARCHITECTURE.md, principles 2 and 3), online and offline alike.
+"""The one feature definition (docs/architecture.md, principles 2 and 3), online and offline alike.
 
 `compute_features` turns an orders frame (`ORDER_SCHEMA`) into one row of `FEATURES` per
 customer as of a clock; `compute_features_at_cutoffs` does it for many clocks in one pass;

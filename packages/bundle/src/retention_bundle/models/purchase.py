@@ -1,7 +1,7 @@
 """BG/NBD × Gamma-Gamma on the shared features: the classical expected spend, as a model input.
 
 The registry features determine a customer's BG/NBD summary, so no second feature definition is
-needed (ARCHITECTURE.md, principle 2). With ``T`` = ``tenure_days`` (first purchase to the
+needed (docs/architecture.md, principle 2). With ``T`` = ``tenure_days`` (first purchase to the
 clock), ``t_x`` = ``tenure_days − recency_days`` (first to last purchase) and
 ``gap_mean_days = t_x / (occasions − 1)``, the number of repeat purchase occasions is
 ``x = round(t_x / gap_mean_days)`` (0 with fewer than two occasions). An occasion is a distinct
