@@ -74,6 +74,7 @@ from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import OrderEvent, decode_event  # noqa: E402
 from retention_shared.kafka.clients import aiokafka_options, ensure_topics  # noqa: E402
+from retention_shared.kafka.watermarks import topic_partitions  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from tests.support.features_service import (  # noqa: E402
     FeaturesProcess,
@@ -222,11 +223,7 @@ async def bare_consume(
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        if not partitions:
-            await consumer._client.force_metadata_update()  # first use of the topic
-            partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         started = time.perf_counter()
         await consumer.seek_to_beginning(*tps)

@@ -81,7 +81,7 @@ def _private_uses(path: Path, private: set[str]) -> list[str]:
 def test_only_watermarks_touches_aiokafka_internals() -> None:
     private = _aiokafka_private_attributes()
     assert {"_client", "_coordinator", "_fetcher", "_subscription"} <= private
-    sources = _sources(REPO / "services", REPO / "shared" / "src")
+    sources = _sources(REPO / "services", REPO / "shared" / "src", REPO / "bench")
     outside = [
         use for path in sources if path != WATERMARKS for use in _private_uses(path, private)
     ]
