@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from retention_ingest import metrics
+from retention_ingest import telemetry
 from retention_ingest.amendments import Fingerprint, fingerprints
 from retention_ingest.bounds import OrderBounds
 from retention_ingest.errors import IngestError
@@ -85,7 +85,7 @@ class UploadRunner:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, upload: Upload) -> None:
-        metrics.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).inc()
+        telemetry.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).inc()
         task = asyncio.create_task(self._run(upload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -103,7 +103,7 @@ class UploadRunner:
                 try:
                     await self._process(upload, status)
                 finally:
-                    metrics.UPLOAD_DURATION.observe(time.monotonic() - started)
+                    telemetry.UPLOAD_DURATION.observe(time.monotonic() - started)
         except IngestError as error:
             self._fail(upload, status, error.as_detail(), error.result)
         except MessageTooLarge as error:  # events published before it stay published
@@ -125,7 +125,7 @@ class UploadRunner:
                 upload, status, {"code": "publish_failed", "field": None, "problem": str(exc)}
             )
         finally:
-            metrics.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).dec()
+            telemetry.UPLOADS_IN_FLIGHT.labels(upload.tenant_id).dec()
             shutil.rmtree(upload.directory / "work", ignore_errors=True)
 
     async def _process(self, upload: Upload, status: dict[str, Any]) -> None:
@@ -152,7 +152,7 @@ class UploadRunner:
             received_at=upload.received_at,
             limits=UploadLimits.from_settings(self.ctx.settings),
         )
-        metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
+        telemetry.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
         status["progress"] = self._progress(result, published=0)
         self.store.update_upload(upload.upload_id, "running", status)
         # rejects.csv is written on the other core while the events are published.
@@ -237,6 +237,6 @@ class UploadRunner:
         status["error"] = error
         if isinstance(result, FileIngestResult):
             status["progress"] = self._progress(result, published=0)
-            metrics.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
+            telemetry.count_rows(upload.tenant_id, result.accepted, result.rejected_by_reason)
             result.write_rejects_csv(upload.rejects_csv)
         self.store.update_upload(upload.upload_id, "failed", status)

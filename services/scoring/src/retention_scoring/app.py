@@ -17,7 +17,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from retention_scoring import erasure, metrics
+from retention_scoring import erasure, telemetry
 from retention_scoring.api import (
     campaigns,
     customers,
@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         ctx,
         "customer-features",
         features.handle,
-        lag=metrics.CONSUMER_LAG,
+        lag=telemetry.CONSUMER_LAG,
         on_caught_up=reader_caught_up,
     )
     scores_reader = TopicReader(

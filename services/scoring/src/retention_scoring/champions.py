@@ -24,7 +24,7 @@ import bentoml
 
 from retention_bundle.bundle import ModelBundle, read_bundle
 from retention_bundle.export import import_model
-from retention_scoring import metrics
+from retention_scoring import telemetry
 from retention_scoring.previous_champions import PreviousChampions
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, utc_now
@@ -163,8 +163,8 @@ class Champions:
         if old is not None and old.version != champion.version:
             self.previous.replaced(old)
             with contextlib.suppress(KeyError):
-                metrics.MODEL_INFO.remove(event.tenant_id, old.version)
-        metrics.MODEL_INFO.labels(event.tenant_id, champion.version).set(1)
+                telemetry.MODEL_INFO.remove(event.tenant_id, old.version)
+        telemetry.MODEL_INFO.labels(event.tenant_id, champion.version).set(1)
         self.observe_age()
         log.info(
             "champion swapped in",
@@ -183,7 +183,7 @@ class Champions:
     def observe_age(self) -> None:
         now = utc_now()
         for tenant, champion in self.current.items():
-            metrics.MODEL_AGE.labels(tenant).set((now - champion.trained_at).total_seconds())
+            telemetry.MODEL_AGE.labels(tenant).set((now - champion.trained_at).total_seconds())
 
     def first_loads_pending(self) -> list[str]:
         """Tenants whose announced model is still in its first load attempt."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from retention_scoring import metrics
+from retention_scoring import telemetry
 from retention_scoring.drift import feature_psi
 from retention_scoring.publishers.drift_events import DriftEventsPublisher
 from retention_scoring.state import DriftStatus, ScoringState, ScoringUnavailable
@@ -63,7 +63,7 @@ class DriftWatch:
         reference = {n: bundle.reference[n] for n in bundle.feature_names if n in bundle.reference}
         found = await asyncio.to_thread(feature_psi, reference, population.features)
         for feature, value in found.items():
-            metrics.DRIFT_PSI.labels(tenant_id, feature).set(value)
+            telemetry.DRIFT_PSI.labels(tenant_id, feature).set(value)
         threshold = self.state.settings.drift_psi_threshold
         drifted = sorted(f for f, v in found.items() if v > threshold)
         clock_us = population.key[2]

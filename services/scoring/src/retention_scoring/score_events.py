@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import numpy as np
 from aiokafka import ConsumerRecord
 
-from retention_scoring import metrics
+from retention_scoring import telemetry
 from retention_scoring.population import Population
 from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_history import ScoreHistory
@@ -227,8 +227,8 @@ class ScoreEvents:
                 scored_at=now,
             )
             events.append(event)
-            metrics.SCORES.labels(tenant_id, row["risk_band"]).inc()
-            metrics.FEATURE_FRESHNESS.observe(
+            telemetry.SCORES.labels(tenant_id, row["risk_band"]).inc()
+            telemetry.FEATURE_FRESHNESS.observe(
                 max(0.0, now.timestamp() - population.computed_us[p] / 1e6)
             )
         await self.publisher.send(events)

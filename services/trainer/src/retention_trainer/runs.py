@@ -46,7 +46,7 @@ from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, ModelRejected, TimeWindow
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
-from retention_trainer import metrics
+from retention_trainer import telemetry
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metrics
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
@@ -140,7 +140,7 @@ class _Stages:
 
     def add(self, name: str, seconds: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
-        metrics.STAGE_DURATION.labels(name).observe(seconds)
+        telemetry.STAGE_DURATION.labels(name).observe(seconds)
 
 
 class _Finished(Exception):
@@ -403,9 +403,9 @@ class RunManager:
         record.status, record.message = status, message
         record.finished_at = datetime.now(UTC)
         self.store.save(record, champion)
-        metrics.RUNS.labels(record.tenant_id, status.value).inc()
+        telemetry.RUNS.labels(record.tenant_id, status.value).inc()
         if status in (RunStatus.PUBLISHED, RunStatus.REJECTED):
-            metrics.LAST_SUCCESS.labels(record.tenant_id).set(record.finished_at.timestamp())
+            telemetry.LAST_SUCCESS.labels(record.tenant_id).set(record.finished_at.timestamp())
         log.info(
             "run finished",
             extra={
@@ -419,7 +419,7 @@ class RunManager:
 
 def set_champion_gauges(champion: Champion) -> None:
     for name, value in champion.metrics.items():
-        metrics.CHAMPION_METRIC.labels(champion.tenant_id, name).set(value)
+        telemetry.CHAMPION_METRIC.labels(champion.tenant_id, name).set(value)
 
 
 def _finite(values: dict[str, float]) -> dict[str, float]:

@@ -23,7 +23,7 @@ import httpx
 
 from retention_shared.config import Settings
 from retention_shared.tasks import cancel
-from retention_webhooks import metrics
+from retention_webhooks import telemetry
 from retention_webhooks.backoff import retry_delay
 from retention_webhooks.signing import sign
 from retention_webhooks.store import DeliveryState, DueDelivery, WebhookStore
@@ -131,7 +131,7 @@ class Deliverer:
             return
         self._gauges_at = time.monotonic()
         for state, count in self.store.counts().items():
-            metrics.DELIVERIES.labels(state).set(count)
+            telemetry.DELIVERIES.labels(state).set(count)
 
     async def _attempt(self, delivery: DueDelivery) -> None:
         try:
@@ -149,7 +149,7 @@ class Deliverer:
                 self.store.attempted, delivery, at, status, error, next_at
             )
             outcome = {DeliveryState.DELIVERED: "delivered", DeliveryState.PARKED: "parked"}
-            metrics.ATTEMPTS.labels(
+            telemetry.ATTEMPTS.labels(
                 delivery.tenant_id, delivery.type, outcome.get(state, "failed")
             ).inc()
             if state is DeliveryState.PARKED:
@@ -192,7 +192,7 @@ class Deliverer:
                 error
             ).__name__
         finally:
-            metrics.ATTEMPT_DURATION.observe(time.perf_counter() - started)
+            telemetry.ATTEMPT_DURATION.observe(time.perf_counter() - started)
         if 200 <= status < 300:
             return status, None
         if 300 <= status < 400:

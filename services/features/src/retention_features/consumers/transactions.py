@@ -48,7 +48,7 @@ from pathlib import Path
 import polars as pl
 from aiokafka import ConsumerRecord, TopicPartition
 
-from retention_features import metrics
+from retention_features import telemetry
 from retention_features.decoding import DecodedOrder, decode_orders
 from retention_features.erasure import sweep
 from retention_features.log_check import lost_logs
@@ -110,7 +110,7 @@ class TransactionsConsumer(GroupConsumer):
             max_batch=max_batch,
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-            lag=metrics.CONSUMER_LAG,
+            lag=telemetry.CONSUMER_LAG,
         )
         self.state_dir = state_dir
         self.stores: dict[int, PartitionStore] = {}
@@ -172,7 +172,7 @@ class TransactionsConsumer(GroupConsumer):
         published_at = time.time()
         for records in work.values():
             for record in records:
-                metrics.FRESHNESS.observe(max(0.0, published_at - record.timestamp / 1000))
+                telemetry.FRESHNESS.observe(max(0.0, published_at - record.timestamp / 1000))
         await self.commit({tp: records[-1].offset + 1 for tp, records in work.items()})
         self.counts.consumed(self.topics[0], ok=batch.orders, rejected=len(batch.rejects))
         return True
@@ -284,10 +284,10 @@ class TransactionsConsumer(GroupConsumer):
         for tp, highwater in highwaters.items():
             rebuild = self.rebuilding.get(tp.partition)
             if rebuild is not None and self.positions[tp] >= highwater:
-                metrics.REBUILD_DURATION.observe(time.monotonic() - rebuild.started)
+                telemetry.REBUILD_DURATION.observe(time.monotonic() - rebuild.started)
                 del self.rebuilding[tp.partition]
         if time.monotonic() - self._customers_counted_at > CUSTOMER_COUNT_EVERY_SECONDS:
-            metrics.CUSTOMERS.set(sum(store.customers() for store in self.stores.values()))
+            telemetry.CUSTOMERS.set(sum(store.customers() for store in self.stores.values()))
             self._customers_counted_at = time.monotonic()
 
     async def log_lost(self, tp: TopicPartition, why: str) -> int:
@@ -298,7 +298,7 @@ class TransactionsConsumer(GroupConsumer):
             "customer's features and consuming the new log from its start",
             extra={"partition": partition, "detail": why},
         )
-        metrics.LOG_RESETS.inc()
+        telemetry.LOG_RESETS.inc()
         self.health.rebuilding[partition] = f"the broker lost the log ({why}); republishing"
         beginning = (await self.first_offsets([tp]))[tp]
         payloads = await asyncio.to_thread(self._all_vectors, partition)
@@ -333,7 +333,7 @@ class TransactionsConsumer(GroupConsumer):
                 log.info(
                     "rebuilding partition from the beginning", extra={"partition": tp.partition}
                 )
-                metrics.REBUILDS.inc()
+                telemetry.REBUILDS.inc()
                 self.rebuilding[tp.partition] = Rebuild(started=time.monotonic())
                 next_offset = (await self.first_offsets([tp]))[tp]
             starts[tp] = next_offset
@@ -361,5 +361,5 @@ def _store_next_offset(store: PartitionStore, next_offset: int) -> None:
 
 
 def _rejected(record: ConsumerRecord, error: EventDecodeError) -> tuple[bytes | None, bytes]:
-    metrics.REJECTED.labels(error.code).inc()
+    telemetry.REJECTED.labels(error.code).inc()
     return DeadLetters.undecodable(record, error)

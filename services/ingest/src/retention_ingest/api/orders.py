@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 
-from retention_ingest import metrics
+from retention_ingest import telemetry
 from retention_ingest.amendments import Fingerprint
 from retention_ingest.bounds import utc_now
 from retention_ingest.canonical import (
@@ -175,7 +175,7 @@ async def post_orders(request: Request, caller: IngestCaller, body: OrderBody) -
                 headers={"Retry-After": "5"},
             ) from None
         store.save_fingerprints(caller.tenant_id, prepared.sent, amend=True)
-    metrics.count_rows(caller.tenant_id, result.accepted_rows, result.rejected_by_reason)
+    telemetry.count_rows(caller.tenant_id, result.accepted_rows, result.rejected_by_reason)
     results = [
         OrderResult(
             index=outcome.index,

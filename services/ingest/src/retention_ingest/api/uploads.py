@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from retention_ingest import metrics
+from retention_ingest import telemetry
 from retention_ingest.api.deps import UploadReader
 from retention_ingest.bounds import utc_now
 from retention_ingest.dates import check_timezone
@@ -113,7 +113,7 @@ async def create_upload(
     except IngestError as error:
         shutil.rmtree(directory, ignore_errors=True)
         raise ingest_error(error) from None
-    metrics.UPLOAD_BYTES.labels(caller.tenant_id).inc(size)
+    telemetry.UPLOAD_BYTES.labels(caller.tenant_id).inc(size)
     store.create_upload(
         upload_id, caller.tenant_id, file.filename, size, {"timezone": chosen_timezone}
     )

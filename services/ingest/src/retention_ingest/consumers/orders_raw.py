@@ -23,7 +23,7 @@ from collections.abc import Callable
 import polars as pl
 from faststream.kafka import KafkaMessage
 
-from retention_ingest import metrics
+from retention_ingest import telemetry
 from retention_ingest.amendments import Fingerprint, fingerprints, judge
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.canonical import (
@@ -179,7 +179,7 @@ def register(ctx: ServiceContext, store: IngestStore, publisher: OrderPublisher)
                 for r in rejected
             ]
             await rejects.reject(message, reasons, tenant_id=tenant_id)
-        metrics.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
+        telemetry.count_rows(tenant_id, result.accepted_rows, result.rejected_by_reason)
         if events.height:
             ctx.counts.consumed(record_of(message).topic, ok=1)
 

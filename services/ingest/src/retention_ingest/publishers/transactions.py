@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiokafka.errors import MessageSizeTooLargeError
 
-from retention_ingest import metrics
+from retention_ingest import telemetry
 from retention_shared.kafka.bulk_producer import BulkProducer
 from retention_shared.kafka.publisher import TopicPublisher
 from retention_shared.service import ServiceContext
@@ -60,5 +60,5 @@ class OrderPublisher:
             raise MessageTooLarge(f"the broker refused an event as too large: {exc}") from exc
         except Exception as exc:
             raise BrokerUnavailable(f"broker did not acknowledge: {exc!r}") from exc
-        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
-        metrics.ORDERS_PUBLISHED.labels(tenant_id).inc(len(payloads))
+        telemetry.PUBLISH_LATENCY.observe(time.perf_counter() - started)
+        telemetry.ORDERS_PUBLISHED.labels(tenant_id).inc(len(payloads))

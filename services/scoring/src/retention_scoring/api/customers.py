@@ -16,7 +16,7 @@ import polars as pl
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from retention_scoring import metrics
+from retention_scoring import telemetry
 from retention_scoring.api.deps import (
     LIST_ERRORS,
     State,
@@ -163,8 +163,8 @@ async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> 
     explanation = population.cached_explanation(customer_id) or await asyncio.to_thread(
         population.explanation, customer_id
     )
-    metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
-    metrics.FEATURE_FRESHNESS.observe(
+    telemetry.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+    telemetry.FEATURE_FRESHNESS.observe(
         max(0.0, time.time() - population.computed_us[position] / 1e6)
     )
     return score_view(row, explanation, population.champion)

@@ -10,7 +10,7 @@ import polars as pl
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from retention_scoring import metrics
+from retention_scoring import telemetry
 from retention_scoring.api.customers import SCORE_EXAMPLE
 from retention_scoring.api.deps import State, champion_of, population_of, unprocessable
 from retention_scoring.api.inputs import CustomerId, FeatureValue
@@ -147,7 +147,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
         )
         results = []
         for row, explanation in zip(scores.to_dicts(), explanations, strict=True):
-            metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+            telemetry.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
             results.append(
                 ScoreResult(
                     customer_id=row["customer_id"],
@@ -187,8 +187,8 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
             )
             continue
         row, explanation, at = next(scored)
-        metrics.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
-        metrics.FEATURE_FRESHNESS.observe(max(0.0, now - population.computed_us[at] / 1e6))
+        telemetry.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+        telemetry.FEATURE_FRESHNESS.observe(max(0.0, now - population.computed_us[at] / 1e6))
         results.append(
             ScoreResult(
                 customer_id=customer_id,

@@ -37,7 +37,7 @@ from retention_shared.events import EventDecodeError, OrderEvent, decode_events
 from retention_shared.kafka.dead_letters import DeadLetters, RecordFault, Reject
 from retention_shared.kafka.group_consumer import Batches, GroupConsumer
 from retention_shared.service import ServiceContext
-from retention_trainer import metrics
+from retention_trainer import telemetry
 from retention_trainer.lake import TransactionLake
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,12 @@ class LakeConsumer(GroupConsumer):
                 except Exception:
                     log.exception("could not measure the lake", extra={"tenant_id": tenant})
                     continue
-                metrics.LAKE_BYTES.labels(tenant).set(size)
+                telemetry.LAKE_BYTES.labels(tenant).set(size)
             self._sized_at = now
 
     def _observe_all_tenants(self) -> None:
         for tenant in self.lake.tenants():
-            metrics.LAKE_BYTES.labels(tenant).set(self.lake.size_bytes(tenant))
+            telemetry.LAKE_BYTES.labels(tenant).set(self.lake.size_bytes(tenant))
 
 
 def _decode(
