@@ -18,8 +18,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from retention_features.consumers import transactions
 from retention_features.consumers.transactions import TransactionsConsumer
-from retention_features.running import RunningCustomers
 from retention_features.store import PartitionStore
+from retention_features.totals_cache import RunningCustomers
 from retention_features.vectors import feature_payloads
 from retention_shared.config import ClockMode, Settings
 from retention_shared.events import CustomerFeatures, RejectedRecord, decode_event

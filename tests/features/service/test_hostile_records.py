@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retention_features import running
+from retention_features import totals_cache
 from retention_features.consumers.transactions import TransactionsConsumer
 from retention_shared.config import Settings
 from retention_shared.embedded_broker import EmbeddedBroker, free_port
@@ -162,7 +162,7 @@ def test_a_record_that_keeps_failing_is_dead_lettered_and_the_partition_moves_on
     (poison_key, poison_payload), *rest = stream.records
     poisoned = json.loads(poison_payload)["order_id"]
     calls = {"poison": 0}
-    apply = running.RunningCustomers.apply
+    apply = totals_cache.RunningCustomers.apply
 
     def failing_apply(self, orders):  # type: ignore[no-untyped-def]
         orders = list(orders)
@@ -171,7 +171,7 @@ def test_a_record_that_keeps_failing_is_dead_lettered_and_the_partition_moves_on
             raise ArithmeticError("a value this code cannot handle")
         return apply(self, orders)
 
-    monkeypatch.setattr(running.RunningCustomers, "apply", failing_apply)
+    monkeypatch.setattr(totals_cache.RunningCustomers, "apply", failing_apply)
     asyncio.run(publish(settings, topics.transactions, [(poison_key, poison_payload), *rest]))
     others = {k for k, _ in rest if k != poison_key}
     before = POISON_RECORDS.labels("features", topics.transactions)._value.get()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from retention_features.decoding import DecodedOrder
-from retention_features.running import RunningCustomers
 from retention_features.store import PartitionStore
+from retention_features.totals_cache import RunningCustomers
 from retention_features.vectors import clock_frame
 from retention_shared.features import FEATURE_NAMES, compute_features
 from retention_shared.features.running import running_orders

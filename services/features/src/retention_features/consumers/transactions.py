@@ -53,8 +53,8 @@ from retention_features.decoding import DecodedOrder, decode_orders
 from retention_features.erasure import sweep
 from retention_features.log_check import lost_logs
 from retention_features.publishers.customer_features import CustomerFeaturesPublisher, tombstones
-from retention_features.running import CustomerKey, RunningCustomers
 from retention_features.store import PartitionStore, to_microseconds
+from retention_features.totals_cache import CustomerKey, RunningCustomers
 from retention_features.vectors import batch_time, feature_payloads, running_payload
 from retention_shared.config import ClockMode
 from retention_shared.erasure import ErasureList
