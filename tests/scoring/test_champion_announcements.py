@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from retention_scoring.champions import Champion, Champions
+from retention_scoring.champions import Champions, LoadedChampion
 from retention_shared.events import ModelPublished, TimeWindow
 
 WINDOW = TimeWindow(start=datetime(2010, 12, 1, tzinfo=UTC), end=datetime(2011, 12, 9, tzinfo=UTC))
@@ -36,7 +36,7 @@ def test_a_repeated_announcement_neither_reloads_nor_swaps() -> None:
             await release.wait()
             return object(), datetime.now(UTC)
 
-        async def swapped(champion: Champion) -> None:
+        async def swapped(champion: LoadedChampion) -> None:
             swaps.append(champion.version)
 
         champions = Champions(load=load, on_swap=[swapped])  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ import polars as pl
 from retention_bundle.bundle import ModelBundle
 from retention_shared.config import Settings
 from retention_trainer.runs import orders_summary
-from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
+from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.scoring_service import store_bundle
 
 PROMOTED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -47,7 +47,7 @@ def store_champion(
     store = RunStore(settings.data_dir / "trainer" / "runs.sqlite")
     try:
         store.add(record)
-        store.save(record, Champion(tenant_id, tag, run_id, {"roc_auc": 0.74}, PROMOTED_AT))
+        store.save(record, ChampionRecord(tenant_id, tag, run_id, {"roc_auc": 0.74}, PROMOTED_AT))
     finally:
         store.close()
     return tag

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from retention_bundle.bundle import ModelBundle
-from retention_scoring.champions import Champion
+from retention_scoring.champions import LoadedChampion
 from retention_scoring.population import Population, compute_population, snapshot
 from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_events import ScoreEvents
@@ -74,7 +74,7 @@ def _population(bundle: ModelBundle, version: str) -> Population:
     table = store.table("acme")
     now = datetime.now(UTC)
     tag = f"retention-acme:{version}"
-    champion = Champion("acme", tag, version, bundle, model_published("acme", tag), now, now)
+    champion = LoadedChampion("acme", tag, version, bundle, model_published("acme", tag), now, now)
     return compute_population(champion, snapshot(table, champion, table.clock_us))
 
 

@@ -13,7 +13,7 @@ from retention_shared.service import ServiceContext
 from retention_shared.topics import Topics
 from retention_trainer.announcer import ChampionAnnouncer
 from retention_trainer.runs import orders_summary
-from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
+from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.champion_store import PROMOTED_AT
 from tests.support.kafka_reading import read_until
 from tests.support.scoring_service import announce, model_published
@@ -37,7 +37,9 @@ def _store(path: Path) -> RunStore:
             data=orders_summary(orders),
         )
         store.add(record)
-        store.save(record, Champion(tenant, tag, record.run_id, {"roc_auc": 0.7}, PROMOTED_AT))
+        store.save(
+            record, ChampionRecord(tenant, tag, record.run_id, {"roc_auc": 0.7}, PROMOTED_AT)
+        )
     return store
 
 

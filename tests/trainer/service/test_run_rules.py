@@ -19,7 +19,7 @@ from retention_shared.events import OrderEvent, decode_events
 from retention_trainer.gate import GateMetrics, decide
 from retention_trainer.runs import history_shortfall
 from retention_trainer.schedule import due_tenants
-from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
+from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.uci_orders import TEST_DATA, load_orders
 
 CHAMPION = GateMetrics(roc_auc=0.80, spearman=0.60)
@@ -90,7 +90,9 @@ def test_run_records_and_the_champion_survive_reopening_the_store(tmp_path: Path
     first.status, first.model_tag = RunStatus.PUBLISHED, "retention-acme:v1"
     first.report = {"churn": {"model": {"roc_auc": 0.8, "f1": math.nan}}}
     first.markdown = "# Backtest\n"
-    champion = Champion("acme", "retention-acme:v1", "r1", {"roc_auc": 0.8}, datetime.now(UTC))
+    champion = ChampionRecord(
+        "acme", "retention-acme:v1", "r1", {"roc_auc": 0.8}, datetime.now(UTC)
+    )
     store.save(first, champion)
     second.status = RunStatus.RUNNING
     store.save(second)

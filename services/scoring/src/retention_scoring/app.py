@@ -30,7 +30,7 @@ from retention_scoring.api import (
     segment_profiles,
     segments,
 )
-from retention_scoring.champions import Champion, Champions, fetch_bundle
+from retention_scoring.champions import Champions, LoadedChampion, fetch_bundle
 from retention_scoring.consumers.customer_features import FeaturesConsumer, Touched
 from retention_scoring.consumers.duty import PublishingDuty
 from retention_scoring.consumers.model_events import ModelEventsConsumer
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
             forgetting.add(task)
             task.add_done_callback(forgetting.discard)
 
-    async def champion_swapped(champion: Champion) -> None:
+    async def champion_swapped(champion: LoadedChampion) -> None:
         score_events.mark(champion.tenant_id)
 
     async def reader_caught_up() -> None:

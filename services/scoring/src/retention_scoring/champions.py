@@ -2,9 +2,9 @@
 
 The last `ModelPublished` of a tenant on `model-events` names its champion. Loading reads the
 bundle from the local BentoML store (importing it from `RETENTION_MODEL_EXPORT_URL` when the
-store lacks it) in a worker thread; the new `Champion` then replaces the old one in a single
-dict assignment on the event loop. A request takes one `Champion` reference at its start and
-uses only it, so a request in flight finishes on the model it started with and none fails
+store lacks it) in a worker thread; the new `LoadedChampion` then replaces the old one in a
+single dict assignment on the event loop. A request takes one `LoadedChampion` reference at its
+start and uses only it, so a request in flight finishes on the model it started with and none fails
 during a swap. A bundle that cannot be loaded leaves the previous champion serving and is
 retried with back-off until it loads or a newer model is announced. The champion a swap
 replaces is kept as the tenant's previous one (`previous_champions.py`).
@@ -30,7 +30,7 @@ from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, utc_now
 from retention_shared.tasks import cancel
 
-__all__ = ["Champion", "Champions", "fetch_bundle"]
+__all__ = ["Champions", "LoadedChampion", "fetch_bundle"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ RETRY_SECONDS = (2.0, 5.0, 15.0, 60.0)
 
 
 @dataclass(frozen=True)
-class Champion:
+class LoadedChampion:
+    """A tenant's champion bundle read into memory and serving (the trainer keeps its own record
+    of which run is champion: `retention_trainer.store.ChampionRecord`)."""
+
     tenant_id: str
     tag: str
     version: str
@@ -61,14 +64,14 @@ def fetch_bundle(tag: str, settings: Settings) -> tuple[ModelBundle, datetime]:
 
 
 Loader = Callable[[str], Awaitable[tuple[ModelBundle, datetime]]]
-SwapHook = Callable[[Champion], Awaitable[None]]
+SwapHook = Callable[[LoadedChampion], Awaitable[None]]
 
 
 @dataclass
 class Champions:
     load: Loader
     on_swap: list[SwapHook] = field(default_factory=list)
-    current: dict[str, Champion] = field(default_factory=dict)
+    current: dict[str, LoadedChampion] = field(default_factory=dict)
     # The latest announcement per tenant, and why it is not serving (yet), if it is not.
     announced: dict[str, ModelPublished] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
@@ -79,9 +82,9 @@ class Champions:
     def __post_init__(self) -> None:
         self.previous = PreviousChampions(load=self._champion_of)
 
-    async def _champion_of(self, event: ModelPublished) -> Champion:
+    async def _champion_of(self, event: ModelPublished) -> LoadedChampion:
         bundle, trained_at = await self.load(event.model_tag)
-        return Champion(
+        return LoadedChampion(
             tenant_id=event.tenant_id,
             tag=event.model_tag,
             version=event.model_version,
@@ -91,7 +94,7 @@ class Champions:
             loaded_at=utc_now(),
         )
 
-    def get(self, tenant_id: str) -> Champion | None:
+    def get(self, tenant_id: str) -> LoadedChampion | None:
         return self.current.get(tenant_id)
 
     def pending(self) -> list[str]:
@@ -147,7 +150,7 @@ class Champions:
                     extra={"tenant_id": event.tenant_id, "tag": event.model_tag, "error": str(exc)},
                 )
                 await asyncio.sleep(delay)
-        champion = Champion(
+        champion = LoadedChampion(
             tenant_id=event.tenant_id,
             tag=event.model_tag,
             version=event.model_version,

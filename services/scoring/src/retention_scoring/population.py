@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from retention_scoring.champions import Champion
+from retention_scoring.champions import LoadedChampion
 from retention_scoring.scoring import (
     Explanation,
     TierCutoffs,
@@ -36,7 +36,7 @@ PopulationKey = tuple[str, int, int]  # (model version, features generation, clo
 @dataclass
 class Population:
     key: PopulationKey
-    champion: Champion
+    champion: LoadedChampion
     # Rows aligned: the features at the clock, and the scores.
     features: pl.DataFrame
     scores: pl.DataFrame
@@ -87,7 +87,7 @@ class Snapshot:
     clock_us: int
 
 
-def snapshot(table: TenantTable, champion: Champion, clock_us: int) -> Snapshot:
+def snapshot(table: TenantTable, champion: LoadedChampion, clock_us: int) -> Snapshot:
     rows = len(table)
     return Snapshot(
         key=(champion.version, table.generation, clock_us),
@@ -99,7 +99,7 @@ def snapshot(table: TenantTable, champion: Champion, clock_us: int) -> Snapshot:
     )
 
 
-def compute_population(champion: Champion, snap: Snapshot) -> Population:
+def compute_population(champion: LoadedChampion, snap: Snapshot) -> Population:
     """Move every customer to the clock and score them all (blocking: a worker thread)."""
     moved = at_clock(snap.features, snap.history, snap.clock_us)
     scores = score_customers(champion.bundle, moved)
@@ -130,12 +130,12 @@ class Populations:
     def latest(self, tenant_id: str) -> Population | None:
         return self._latest.get(tenant_id)
 
-    def _fresh(self, table: TenantTable, champion: Champion) -> Population | None:
+    def _fresh(self, table: TenantTable, champion: LoadedChampion) -> Population | None:
         current = self._latest.get(table.tenant_id)
         key = (champion.version, table.generation, self.clock(table))
         return current if current is not None and current.key == key else None
 
-    async def get(self, table: TenantTable, champion: Champion) -> Population:
+    async def get(self, table: TenantTable, champion: LoadedChampion) -> Population:
         """The population at the tenant's current clock, scored by `champion`."""
         if (fresh := self._fresh(table, champion)) is not None:
             return fresh

@@ -22,7 +22,7 @@ from retention_shared.events import ModelPublished
 from retention_shared.tasks import cancel
 
 if TYPE_CHECKING:  # champions.py holds a PreviousChampions
-    from retention_scoring.champions import Champion
+    from retention_scoring.champions import LoadedChampion
 
 __all__ = ["PreviousChampions"]
 
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0
 
-# Reads an announced bundle (in a worker thread) and makes it a Champion.
-Loader = Callable[[ModelPublished], Awaitable["Champion"]]
+# Reads an announced bundle (in a worker thread) and makes it a LoadedChampion.
+Loader = Callable[[ModelPublished], Awaitable["LoadedChampion"]]
 
 
 @dataclass
@@ -39,16 +39,16 @@ class PreviousChampions:
     load: Loader
     # The previous champion's announcement per tenant, and its bundle once loaded.
     announced: dict[str, ModelPublished] = field(default_factory=dict)
-    loaded: dict[str, Champion] = field(default_factory=dict)
+    loaded: dict[str, LoadedChampion] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
-    _loading: dict[str, asyncio.Task[Champion | None]] = field(default_factory=dict)
+    _loading: dict[str, asyncio.Task[LoadedChampion | None]] = field(default_factory=dict)
     _retry_at: dict[str, float] = field(default_factory=dict)
 
     def version(self, tenant_id: str) -> str | None:
         event = self.announced.get(tenant_id)
         return event.model_version if event is not None else None
 
-    def replaced(self, old: Champion) -> None:
+    def replaced(self, old: LoadedChampion) -> None:
         """`old` stopped serving: it is the previous champion now, already loaded."""
         self._forget(old.tenant_id)
         self.announced[old.tenant_id] = old.published
@@ -61,9 +61,9 @@ class PreviousChampions:
         self._forget(event.tenant_id)
         self.announced[event.tenant_id] = event
 
-    async def get(self, tenant_id: str) -> Champion | None:
-        """The previous `Champion` of a tenant, loading it on first use; None when the tenant has
-        none or its bundle cannot be loaded (see `problems`)."""
+    async def get(self, tenant_id: str) -> LoadedChampion | None:
+        """The previous `LoadedChampion` of a tenant, loading it on first use; None when the tenant
+        has none or its bundle cannot be loaded (see `problems`)."""
         event = self.announced.get(tenant_id)
         if event is None:
             return None
@@ -82,7 +82,7 @@ class PreviousChampions:
                 return None
             raise
 
-    async def _load(self, event: ModelPublished) -> Champion | None:
+    async def _load(self, event: ModelPublished) -> LoadedChampion | None:
         tenant_id = event.tenant_id
         try:
             champion = await self.load(event)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from retention_scoring.champions import Champion, Champions
+from retention_scoring.champions import Champions, LoadedChampion
 from retention_scoring.comparison import Comparisons
 from retention_scoring.population import Population, Populations
 from retention_scoring.score_history import ScoreHistory
@@ -66,7 +66,7 @@ class ScoringState:
     def __post_init__(self) -> None:
         self.comparisons = Comparisons(self.champions.previous)
 
-    def champion(self, tenant_id: str) -> Champion:
+    def champion(self, tenant_id: str) -> LoadedChampion:
         champion = self.champions.get(tenant_id)
         if champion is None:
             problem = self.champions.problems.get(tenant_id)

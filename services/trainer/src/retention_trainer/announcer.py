@@ -33,7 +33,7 @@ from retention_shared.health import CheckResult
 from retention_shared.kafka.topic_reader import read_to_end
 from retention_shared.service import ServiceContext
 from retention_trainer.publishers.model_events import ModelEventsPublisher
-from retention_trainer.store import Champion, RunStore
+from retention_trainer.store import ChampionRecord, RunStore
 
 __all__ = ["CHECK_SECONDS", "ChampionAnnouncer", "champion_event", "last_announced"]
 
@@ -67,7 +67,7 @@ async def last_announced(
     return latest
 
 
-def champion_event(champion: Champion, store: RunStore) -> ModelPublished | None:
+def champion_event(champion: ChampionRecord, store: RunStore) -> ModelPublished | None:
     """The `ModelPublished` that made `champion` champion; None without its run's data."""
     record = store.get(champion.run_id)
     data = (record.data if record else None) or {}

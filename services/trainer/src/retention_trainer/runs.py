@@ -52,7 +52,7 @@ from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metri
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.publishers.model_events import ModelEventsPublisher
 from retention_trainer.run_report import PreviousChampion, build_run_report
-from retention_trainer.store import Champion, RunRecord, RunStatus, RunStore, Trigger
+from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 
 __all__ = [
     "RunManager",
@@ -328,7 +328,7 @@ class RunManager:
         )
         return dataclasses.replace(run, bundle=bundle), decision, orders
 
-    async def _champion(self, tenant: str) -> tuple[Champion | None, ModelBundle | None]:
+    async def _champion(self, tenant: str) -> tuple[ChampionRecord | None, ModelBundle | None]:
         champion = self.store.champion(tenant)
         if champion is None:
             return None, None
@@ -349,7 +349,9 @@ class RunManager:
                 log.warning("champion cannot score the new test set; gating without it")
         return decide(candidate, incumbent)
 
-    async def _promote(self, record: RunRecord, run: TrainingRun, orders: pl.DataFrame) -> Champion:
+    async def _promote(
+        self, record: RunRecord, run: TrainingRun, orders: pl.DataFrame
+    ) -> ChampionRecord:
         """Store the bundle (and export it), then announce it; returns the new champion."""
         settings = self.ctx.settings
         model = await asyncio.to_thread(save_bundle, run.bundle)
@@ -376,7 +378,7 @@ class RunManager:
             raise
         record.model_tag = tag
         # The announcement's own time: re-announcing the champion later sends the same event.
-        return Champion(record.tenant_id, tag, record.run_id, headline, event.published_at)
+        return ChampionRecord(record.tenant_id, tag, record.run_id, headline, event.published_at)
 
     async def _reject(self, record: RunRecord, decision: GateDecision) -> None:
         assert decision.champion is not None
@@ -398,7 +400,7 @@ class RunManager:
         record: RunRecord,
         status: RunStatus,
         message: str,
-        champion: Champion | None = None,
+        champion: ChampionRecord | None = None,
     ) -> None:
         record.status, record.message = status, message
         record.finished_at = datetime.now(UTC)
@@ -417,7 +419,7 @@ class RunManager:
         )
 
 
-def set_champion_gauges(champion: Champion) -> None:
+def set_champion_gauges(champion: ChampionRecord) -> None:
     for name, value in champion.metrics.items():
         telemetry.CHAMPION_METRIC.labels(champion.tenant_id, name).set(value)
 

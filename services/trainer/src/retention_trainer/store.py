@@ -19,7 +19,7 @@ from typing import Any
 
 from retention_bundle.json_numbers import finite
 
-__all__ = ["Champion", "RunRecord", "RunStatus", "RunStore", "Trigger"]
+__all__ = ["ChampionRecord", "RunRecord", "RunStatus", "RunStore", "Trigger"]
 
 
 class RunStatus(StrEnum):
@@ -96,7 +96,10 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
-class Champion:
+class ChampionRecord:
+    """Which run's bundle is a tenant's champion, as the run store keeps it (scoring's in-memory
+    counterpart is `retention_scoring.champions.LoadedChampion`)."""
+
     tenant_id: str
     model_tag: str
     run_id: str
@@ -175,7 +178,7 @@ class RunStore:
                 f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", self._row(run)
             )
 
-    def save(self, run: RunRecord, champion: Champion | None = None) -> None:
+    def save(self, run: RunRecord, champion: ChampionRecord | None = None) -> None:
         """Update a run; with `champion`, make it the tenant's champion in the same transaction."""
         row = self._row(run)
         with self._lock:
@@ -244,7 +247,7 @@ class RunStore:
             ).fetchall()
         return {tenant: datetime.fromisoformat(at) for tenant, at in rows}
 
-    def champion(self, tenant_id: str) -> Champion | None:
+    def champion(self, tenant_id: str) -> ChampionRecord | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT tenant_id, model_tag, run_id, metrics, promoted_at FROM champions "
@@ -253,7 +256,7 @@ class RunStore:
             ).fetchone()
         return self._champion(row) if row else None
 
-    def champions(self) -> list[Champion]:
+    def champions(self) -> list[ChampionRecord]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT tenant_id, model_tag, run_id, metrics, promoted_at FROM champions"
@@ -261,9 +264,9 @@ class RunStore:
         return [self._champion(row) for row in rows]
 
     @staticmethod
-    def _champion(row: tuple) -> Champion:
+    def _champion(row: tuple) -> ChampionRecord:
         tenant, tag, run_id, metrics, promoted_at = row
-        return Champion(
+        return ChampionRecord(
             tenant, tag, run_id, json.loads(metrics), datetime.fromisoformat(promoted_at)
         )
 

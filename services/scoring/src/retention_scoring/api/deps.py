@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from retention_scoring.champions import Champion
+from retention_scoring.champions import LoadedChampion
 from retention_scoring.population import Population
 from retention_scoring.state import ScoringState, ScoringUnavailable
 from retention_shared.problems import problem_responses
@@ -49,7 +49,7 @@ def unavailable(reason: str) -> HTTPException:
     )
 
 
-def check_segment(champion: Champion, segment: str | None, field: str) -> None:
+def check_segment(champion: LoadedChampion, segment: str | None, field: str) -> None:
     """422 naming `field` for a segment the tenant's model does not have (a typo would
     otherwise read as an empty list)."""
     names = champion.bundle.segmenter.names
@@ -61,7 +61,9 @@ def check_segment(champion: Champion, segment: str | None, field: str) -> None:
 MAX_SEGMENT_NAME = 256
 
 
-def segments_of(champion: Champion, values: list[str] | None, field: str) -> tuple[str, ...] | None:
+def segments_of(
+    champion: LoadedChampion, values: list[str] | None, field: str
+) -> tuple[str, ...] | None:
     """The segments `segment=` names (any of them matches; None: all), each known to the
     tenant's model, else a 422 naming `field`.
 
@@ -85,7 +87,7 @@ def segments_of(champion: Champion, values: list[str] | None, field: str) -> tup
     return tuple(dict.fromkeys(chosen))
 
 
-def champion_of(state: ScoringState, tenant_id: str) -> Champion:
+def champion_of(state: ScoringState, tenant_id: str) -> LoadedChampion:
     try:
         return state.champion(tenant_id)
     except ScoringUnavailable as exc:

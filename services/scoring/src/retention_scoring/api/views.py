@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from retention_scoring.champions import Champion
+from retention_scoring.champions import LoadedChampion
 from retention_scoring.scoring import Explanation, churn_horizon_days
 from retention_shared.events import RiskBand, ScoreReasons, ValueTier
 
@@ -33,7 +33,7 @@ class ScoreView(BaseModel):
     model_version: str
 
 
-def score_view(row: dict, explanation: Explanation | None, champion: Champion) -> ScoreView:
+def score_view(row: dict, explanation: Explanation | None, champion: LoadedChampion) -> ScoreView:
     return ScoreView(
         customer_id=row.get("customer_id"),
         churn_probability=row["churn_probability"],
