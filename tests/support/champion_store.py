@@ -13,7 +13,7 @@ import polars as pl
 
 from retention_bundle.bundle import ModelBundle
 from retention_shared.config import Settings
-from retention_trainer.runs import orders_summary
+from retention_trainer.runs.history import orders_summary
 from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.scoring_service import store_bundle
 

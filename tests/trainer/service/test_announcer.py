@@ -12,7 +12,7 @@ from retention_shared.events import ModelEvent, ModelPublished, decode_event
 from retention_shared.service import ServiceContext
 from retention_shared.topics import Topics
 from retention_trainer.announcer import ChampionAnnouncer
-from retention_trainer.runs import orders_summary
+from retention_trainer.runs.history import orders_summary
 from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.champion_store import PROMOTED_AT
 from tests.support.kafka_reading import read_until

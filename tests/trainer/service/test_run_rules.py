@@ -17,7 +17,7 @@ from retention_shared.config import Settings
 from retention_shared.event_columns import order_event_frame
 from retention_shared.events import OrderEvent, decode_events
 from retention_trainer.gate import GateMetrics, decide
-from retention_trainer.runs import history_shortfall
+from retention_trainer.runs.history import history_shortfall
 from retention_trainer.schedule import due_tenants
 from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore, Trigger
 from tests.support.uci_orders import TEST_DATA, load_orders

@@ -17,7 +17,8 @@ from retention_trainer.consumers import customer_erasures, triggers
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.lake import open_lake
 from retention_trainer.migration_cache import SegmentMigrations
-from retention_trainer.runs import RunManager, set_champion_gauges
+from retention_trainer.runs.promotion import set_champion_gauges
+from retention_trainer.runs.queue import RunManager
 from retention_trainer.schedule import RetrainSchedule
 from retention_trainer.store import RunStore
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from retention_shared.tasks import cancel
 from retention_trainer.consumers.transactions import LakeConsumer
-from retention_trainer.runs import RunManager
+from retention_trainer.runs.queue import RunManager
 from retention_trainer.store import Trigger
 
 __all__ = ["RetrainSchedule", "due_tenants"]

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from retention_trainer.cohort_cache import CohortCache
 from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.migration_cache import SegmentMigrations
-from retention_trainer.runs import RunManager
+from retention_trainer.runs.queue import RunManager
 
 
 async def get_runs(request: Request) -> RunManager:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from retention_shared.auth import ReadCaller
 from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import LakeDep
-from retention_trainer.runs import orders_summary
+from retention_trainer.runs.history import orders_summary
 
 router = APIRouter(prefix="/v1", tags=["lake"])
 

@@ -15,7 +15,8 @@ from retention_shared.auth import AdminCaller, ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import RunsDep
-from retention_trainer.runs import RunManager, RunOptions
+from retention_trainer.runs.options import RunOptions
+from retention_trainer.runs.queue import RunManager
 from retention_trainer.store import RunRecord, RunStatus, Trigger
 
 router = APIRouter(prefix="/v1", tags=["runs"])

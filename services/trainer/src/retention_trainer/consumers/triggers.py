@@ -12,7 +12,7 @@ from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequ
 from retention_shared.kafka.dead_letters import DeadLetters
 from retention_shared.kafka.subscribers import record_of, subscriber
 from retention_shared.service import ServiceContext
-from retention_trainer.runs import RunManager
+from retention_trainer.runs.queue import RunManager
 from retention_trainer.store import Trigger
 
 log = logging.getLogger(__name__)
