@@ -16,7 +16,7 @@ import pytest
 
 from retention_bundle.backtest_report import BacktestReport
 from retention_cli.main import main
-from retention_trainer.backtest import render_markdown
+from retention_trainer.evaluation.backtest import render_markdown
 from retention_trainer.evaluation.metrics import CHURN_METRIC_KEYS, LTV_METRIC_KEYS
 from tests.support.real_orders import ONLINE_RETAIL
 from tests.support.uci_orders import TEST_DATA

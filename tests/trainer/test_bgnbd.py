@@ -11,7 +11,7 @@ from retention_bundle.models.bgnbd import (
     conditional_expected_purchases,
     probability_alive,
 )
-from retention_trainer.baselines.bgnbd import (
+from retention_trainer.classical.bgnbd import (
     bgnbd_log_likelihood,
     fit_bgnbd,
     probability_no_purchase,

@@ -12,7 +12,7 @@ from retention_bundle.models.gamma_gamma import (
     conditional_expected_average_spend,
     expected_spend,
 )
-from retention_trainer.baselines.gamma_gamma import fit_gamma_gamma, gamma_gamma_log_likelihood
+from retention_trainer.classical.gamma_gamma import fit_gamma_gamma, gamma_gamma_log_likelihood
 
 # Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value", CDNOW, 946 repeat buyers.
 PUBLISHED = GammaGammaParams(p=6.25, q=3.74, gamma=15.44)

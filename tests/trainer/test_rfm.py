@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from retention_bundle.models.bgnbd import probability_alive
-from retention_trainer.baselines.bgnbd import fit_bgnbd, probability_no_purchase
-from retention_trainer.baselines.rfm import rfm_summary
+from retention_trainer.classical.bgnbd import fit_bgnbd, probability_no_purchase
+from retention_trainer.classical.rfm import rfm_summary
 from retention_trainer.evaluation.metrics import roc_auc
 from tests.support.paths import TEST_DATA
 

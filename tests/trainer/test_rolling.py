@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from retention_trainer.backtest import churn_report
-from retention_trainer.baseline_scores import (
+from retention_trainer.evaluation.backtest import churn_report
+from retention_trainer.evaluation.baselines import (
     bgnbd_churn_scores,
     bgnbd_spend,
     recency_scores,

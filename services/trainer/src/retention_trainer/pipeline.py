@@ -7,7 +7,7 @@ Stages (wall time of each is in the report's ``timings``):
 2. ``churn`` / ``ltv``: fit on the training cutoffs, validate on the validation cutoff, score the
    test cutoff; the BG/NBD × Gamma-Gamma part of the LTV model is fitted at the validation
    cutoff (for the stack) and at the test cutoff (for scoring), each on data up to that cutoff.
-3. ``baselines``: the baselines of :mod:`retention_trainer.baseline_scores` on the same test
+3. ``baselines``: the baselines of :mod:`retention_trainer.evaluation.baselines` on the same test
    customers.
 4. ``rolling_origin``: steps 2–3 again at up to ``rolling_origins`` earlier test origins,
    ``origin_every_days`` apart (30: the latest is the test cutoff, then −30, −60, −90 days), each
@@ -55,8 +55,8 @@ from retention_bundle.models.ltv import LTVModel
 from retention_bundle.models.segmenter import Segmenter
 from retention_bundle.predict import score
 from retention_shared.features import FEATURE_NAMES
-from retention_trainer.backtest import churn_report, render_markdown
-from retention_trainer.baseline_scores import (
+from retention_trainer.evaluation.backtest import churn_report, render_markdown
+from retention_trainer.evaluation.baselines import (
     bgnbd_churn_scores,
     bgnbd_spend,
     past_spend_scaled,

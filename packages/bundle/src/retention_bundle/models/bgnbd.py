@@ -18,7 +18,7 @@ unit; ``α`` is in that unit, so parameters fitted in weeks and in days differ b
 Here are the parameters (a small frozen dataclass that serializes with
 :func:`dataclasses.asdict`) and the predictions the purchase model needs, as pure functions over
 numpy arrays; the likelihood and its maximum-likelihood fit are the trainer's
-(`retention_trainer.baselines.bgnbd`).
+(`retention_trainer.classical.bgnbd`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def probability_alive(
     evaluated as ``expit(−log-odds)``; it is 1 for ``x = 0`` (no repeat purchase, no chance yet
     to drop out). Do not use ``1 − P(alive)`` as a churn score: it puts every one-time buyer
     at 0, i.e. ranks them as the *safest* customers — use the trainer's
-    ``probability_no_purchase`` (`retention_trainer.baselines.bgnbd`).
+    ``probability_no_purchase`` (`retention_trainer.classical.bgnbd`).
     """
     xs, txs, Ts = check_summary(x, t_x, T)
     alive = special.expit(-_log_odds_dead(params, xs, txs, Ts))

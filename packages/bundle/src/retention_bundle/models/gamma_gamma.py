@@ -27,7 +27,7 @@ enough); when frequency and spend are strongly correlated, the product is biased
 
 Here are the parameters and the predictions (expected average spend, and the expected spend the
 purchase model and the LTV baseline use); the likelihood and its fit are the trainer's
-(`retention_trainer.baselines.gamma_gamma`).
+(`retention_trainer.classical.gamma_gamma`).
 """
 
 from __future__ import annotations

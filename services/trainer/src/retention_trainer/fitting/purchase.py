@@ -7,8 +7,8 @@ import polars as pl
 
 from retention_bundle.models.gamma_gamma import GammaGammaParams
 from retention_bundle.models.purchase import PurchaseModel, purchase_summary
-from retention_trainer.baselines.bgnbd import fit_bgnbd
-from retention_trainer.baselines.gamma_gamma import fit_gamma_gamma
+from retention_trainer.classical.bgnbd import fit_bgnbd
+from retention_trainer.classical.gamma_gamma import fit_gamma_gamma
 
 __all__ = ["fit_purchase_model"]
 

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from retention_bundle.models.gamma_gamma import GammaGammaParams, check_spend
-from retention_trainer.baselines.maximum_likelihood import finite_or_huge, minimize_log_parameters
+from retention_trainer.classical.maximum_likelihood import finite_or_huge, minimize_log_parameters
 
 __all__ = ["GammaGammaFit", "fit_gamma_gamma", "gamma_gamma_log_likelihood"]
 

@@ -7,7 +7,7 @@ Churn (higher = more likely to churn):
 - ``rfm_logistic``: logistic regression on standardized ``log1p`` recency, frequency and
   monetary, trained on the training cutoffs, threshold on validation;
 - ``bgnbd``: BG/NBD P(no purchase within the horizon), fitted at the cutoff on
-  :func:`~retention_trainer.baselines.rfm.rfm_summary` (purchase days), threshold on validation.
+  :func:`~retention_trainer.classical.rfm.rfm_summary` (purchase days), threshold on validation.
 
 LTV:
 
@@ -30,9 +30,9 @@ from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 
 from retention_bundle.models.gamma_gamma import expected_spend
-from retention_trainer.baselines.bgnbd import fit_bgnbd, probability_no_purchase
-from retention_trainer.baselines.gamma_gamma import fit_gamma_gamma
-from retention_trainer.baselines.rfm import rfm_summary
+from retention_trainer.classical.bgnbd import fit_bgnbd, probability_no_purchase
+from retention_trainer.classical.gamma_gamma import fit_gamma_gamma
+from retention_trainer.classical.rfm import rfm_summary
 from retention_trainer.training_set import cutoff_instant
 
 __all__ = [

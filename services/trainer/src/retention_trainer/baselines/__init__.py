@@ -1,1 +1,0 @@
-"""Classical customer-base baselines: BG/NBD, Gamma-Gamma and their RFM input."""
