@@ -19,6 +19,7 @@ from retention_console.services import (
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(SignInRequired, sign_in_required)
     app.add_exception_handler(NoModelYet, no_model_yet)
     app.add_exception_handler(ServiceUnavailable, service_unavailable)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import QueryParams
 
-from retention_console.auth import Api, CurrentSession
+from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import csv_download, is_htmx, money, percent, render
 from retention_console.services import ApiError, NoModelYet, ServiceUnavailable, UserApi
 from retention_shared.events import RiskBand, ValueTier

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from retention_console.auth import Api, CurrentSession
+from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import csv_download, is_htmx, money, number, percent, render
 
 router = APIRouter()

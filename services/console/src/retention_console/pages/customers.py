@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from retention_console.auth import Api, CurrentSession
+from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import is_htmx, money, number, percent, render
 from retention_console.services import ApiError, ServiceUnavailable, UserApi
 from retention_shared.features import FEATURES

@@ -18,16 +18,15 @@ import json
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
-from retention_console.auth import Api, CheckedForm, CurrentSession, require_role
+from retention_console.pages.deps import Api, CheckedForm, CurrentSession, Ingester, Staged
 from retention_console.rendering import csv_download, file_size, is_htmx, render
 from retention_console.services import ApiError, UserApi
 from retention_console.sessions import Session
 from retention_console.staging import StagedFile, StagedFiles, StagedFileTooLarge
-from retention_shared.auth import Role
 
 router = APIRouter()
 
@@ -59,22 +58,6 @@ LAYOUTS = {
 }
 UploadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 StagedId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-
-
-async def ingest_session(session: CurrentSession) -> Session:
-    """The session, if its key may send files: checked before a posted file is read."""
-    require_role(session, Role.INGEST)
-    return session
-
-
-Ingester = Annotated[Session, Depends(ingest_session)]
-
-
-def staged_files(request: Request) -> StagedFiles:
-    return request.app.state.staged_files
-
-
-Staged = Annotated[StagedFiles, Depends(staged_files)]
 
 
 @router.get("/data")

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from retention_console.auth import Api, CheckedForm, CurrentSession, require_role
+from retention_console.pages.deps import Api, CheckedForm, CurrentSession, require_role
 from retention_console.rendering import is_htmx, number, render
 from retention_console.services import ApiError, NoModelYet, ServiceUnavailable, UserApi
 from retention_shared.auth import Role

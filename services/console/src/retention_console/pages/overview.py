@@ -7,7 +7,7 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from retention_console.auth import Api, CurrentSession
+from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import render
 
 router = APIRouter()

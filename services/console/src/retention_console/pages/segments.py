@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from markupsafe import escape
 from starlette.datastructures import URL
 
-from retention_console.auth import Api, CurrentSession
+from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import csv_download, is_htmx, money, number, percent, render
 from retention_console.services import ApiError, ServiceUnavailable, UserApi
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from retention_console.auth import CheckedForm, CurrentSession
+from retention_console.pages.deps import CheckedForm, CurrentSession, Sessions, Staged
 from retention_console.rendering import render
 from retention_console.services import SERVICES, ServiceUnavailable, SignInRequired
 from retention_console.sessions import SESSION_COOKIE, SIGNIN_COOKIE, SessionStore
@@ -55,11 +55,11 @@ async def signin_page(request: Request) -> Response:
 @router.post("/signin")
 async def signin(
     request: Request,
+    sessions: Sessions,
     api_key: Annotated[str, Form(max_length=512)] = "",
     signin_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
-    sessions: SessionStore = request.app.state.sessions
     if not sessions.signin_token_matches(signin_token, request.cookies.get(SIGNIN_COOKIE)):
         return _form(request, status_code=403, error="The sign-in form expired; please try again.")
     key = api_key.strip()
@@ -98,9 +98,11 @@ async def signin(
 
 
 @router.post("/signout")
-async def signout(request: Request, session: CurrentSession, _: CheckedForm) -> Response:
-    request.app.state.sessions.end(session)
-    request.app.state.staged_files.discard_session(session.id)
+async def signout(
+    session: CurrentSession, _: CheckedForm, sessions: Sessions, staged: Staged
+) -> Response:
+    sessions.end(session)
+    staged.discard_session(session.id)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

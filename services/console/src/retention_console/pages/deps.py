@@ -1,4 +1,5 @@
-"""Who is signed in, and the CSRF check every state-changing form goes through."""
+"""The pages' dependencies: who is signed in, their API client, the CSRF check every
+state-changing form goes through, the session store and the staged upload files."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from fastapi import Depends, HTTPException, Request, status
 from starlette.datastructures import FormData
 
 from retention_console.services import SignInRequired, UserApi
-from retention_console.sessions import Session, csrf_matches
+from retention_console.sessions import Session, SessionStore, csrf_matches
+from retention_console.staging import StagedFiles
 from retention_shared.auth import Role
 
 CSRF_FIELD = "csrf_token"
@@ -55,3 +57,26 @@ def require_role(session: Session, role: Role) -> None:
             status.HTTP_403_FORBIDDEN,
             detail=f"Your API key does not have the {role.value} role needed for this.",
         )
+
+
+async def ingest_session(session: CurrentSession) -> Session:
+    """The session, if its key may send files: checked before a posted file is read."""
+    require_role(session, Role.INGEST)
+    return session
+
+
+Ingester = Annotated[Session, Depends(ingest_session)]
+
+
+def staged_files(request: Request) -> StagedFiles:
+    return request.app.state.staged_files
+
+
+Staged = Annotated[StagedFiles, Depends(staged_files)]
+
+
+def session_store(request: Request) -> SessionStore:
+    return request.app.state.sessions
+
+
+Sessions = Annotated[SessionStore, Depends(session_store)]
