@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from retention_shared.auth import AdminCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.problems import problem_responses
+from retention_webhooks.api.deps import AllowedNetworks, DelivererDep, SettingsDep, Store
 from retention_webhooks.api.views import (
     DeliveryPage,
     DeliveryView,
@@ -19,7 +20,6 @@ from retention_webhooks.api.views import (
     WebhookCreated,
     WebhookList,
 )
-from retention_webhooks.delivery import Deliverer
 from retention_webhooks.signing import new_secret
 from retention_webhooks.store import DeliveryState, Subscription, WebhookStore
 from retention_webhooks.targets import TargetRefused, checked_target
@@ -32,10 +32,6 @@ WebhookId = Annotated[str, Path(max_length=64, description="The subscription's i
 DeliveryId = Annotated[str, Path(max_length=64, description="The delivery's id (`dlv_...`).")]
 
 
-def _store(request: Request) -> WebhookStore:
-    return request.app.state.store
-
-
 def _not_found(subscription_id: str) -> HTTPException:
     return HTTPException(
         status.HTTP_404_NOT_FOUND,
@@ -46,8 +42,8 @@ def _not_found(subscription_id: str) -> HTTPException:
     )
 
 
-async def _owned(request: Request, tenant_id: str, subscription_id: str) -> Subscription:
-    found = await asyncio.to_thread(_store(request).subscription, tenant_id, subscription_id)
+async def _owned(store: WebhookStore, tenant_id: str, subscription_id: str) -> Subscription:
+    found = await asyncio.to_thread(store.subscription, tenant_id, subscription_id)
     if found is None:
         raise _not_found(subscription_id)
     return found
@@ -65,16 +61,15 @@ async def _owned(request: Request, tenant_id: str, subscription_id: str) -> Subs
     responses=problem_responses(401, 403, 409, 422),
 )
 async def subscribe(
-    request: Request, body: SubscriptionRequest, caller: AdminCaller
+    body: SubscriptionRequest, caller: AdminCaller, store: Store, allowed: AllowedNetworks
 ) -> WebhookCreated:
     try:
-        await checked_target(body.url, request.app.state.allowed_networks)
+        await checked_target(body.url, allowed)
     except TargetRefused as refused:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
             detail={"field": "body.url", "problem": str(refused)},
         ) from None
-    store = _store(request)
     if await asyncio.to_thread(store.count, caller.tenant_id) >= MAX_SUBSCRIPTIONS_PER_TENANT:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -103,8 +98,8 @@ async def subscribe(
     description="Every subscription of the caller's tenant, oldest first, without secrets.",
     responses=problem_responses(401, 403),
 )
-async def list_webhooks(request: Request, caller: AdminCaller) -> WebhookList:
-    found = await asyncio.to_thread(_store(request).subscriptions, caller.tenant_id)
+async def list_webhooks(caller: AdminCaller, store: Store) -> WebhookList:
+    found = await asyncio.to_thread(store.subscriptions, caller.tenant_id)
     return WebhookList(webhooks=[Webhook.of(s) for s in found])
 
 
@@ -115,8 +110,8 @@ async def list_webhooks(request: Request, caller: AdminCaller) -> WebhookList:
     description="The subscription, without its secret.",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def get_webhook(request: Request, webhook_id: WebhookId, caller: AdminCaller) -> Webhook:
-    return Webhook.of(await _owned(request, caller.tenant_id, webhook_id))
+async def get_webhook(webhook_id: WebhookId, caller: AdminCaller, store: Store) -> Webhook:
+    return Webhook.of(await _owned(store, caller.tenant_id, webhook_id))
 
 
 @router.delete(
@@ -127,8 +122,8 @@ async def get_webhook(request: Request, webhook_id: WebhookId, caller: AdminCall
     description="Deletes the subscription and its delivery log; nothing more is sent to it.",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_webhook(request: Request, webhook_id: WebhookId, caller: AdminCaller) -> Response:
-    if not await asyncio.to_thread(_store(request).unsubscribe, caller.tenant_id, webhook_id):
+async def delete_webhook(webhook_id: WebhookId, caller: AdminCaller, store: Store) -> Response:
+    if not await asyncio.to_thread(store.unsubscribe, caller.tenant_id, webhook_id):
         raise _not_found(webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -142,9 +137,9 @@ async def delete_webhook(request: Request, webhook_id: WebhookId, caller: AdminC
     responses=problem_responses(401, 403, 404, 422),
 )
 async def deliveries(
-    request: Request,
     webhook_id: WebhookId,
     caller: AdminCaller,
+    store: Store,
     limit: Annotated[int, Query(ge=1, le=500, description="Deliveries per page.")] = 50,
     state: Annotated[
         DeliveryState | None, Query(description="Only deliveries in this state.")
@@ -153,7 +148,7 @@ async def deliveries(
         str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
     ] = None,
 ) -> DeliveryPage:
-    await _owned(request, caller.tenant_id, webhook_id)
+    await _owned(store, caller.tenant_id, webhook_id)
     after = None
     if cursor is not None:
         try:
@@ -164,7 +159,7 @@ async def deliveries(
                 detail={"field": "query.cursor", "problem": str(error)},
             ) from None
     rows = await asyncio.to_thread(
-        _store(request).deliveries,
+        store.deliveries,
         webhook_id,
         limit + 1,
         after,
@@ -185,12 +180,16 @@ async def deliveries(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver(
-    request: Request, webhook_id: WebhookId, delivery_id: DeliveryId, caller: AdminCaller
+    webhook_id: WebhookId,
+    delivery_id: DeliveryId,
+    caller: AdminCaller,
+    store: Store,
+    settings: SettingsDep,
+    deliverer: DelivererDep,
 ) -> DeliveryView:
-    await _owned(request, caller.tenant_id, webhook_id)
-    settings = request.app.state.ctx.settings
+    await _owned(store, caller.tenant_id, webhook_id)
     found = await asyncio.to_thread(
-        _store(request).redeliver,
+        store.redeliver,
         caller.tenant_id,
         webhook_id,
         delivery_id,
@@ -214,6 +213,5 @@ async def redeliver(
                 "one can be redelivered",
             },
         )
-    deliverer: Deliverer = request.app.state.deliverer
     deliverer.wake()
     return DeliveryView.of(delivery)
