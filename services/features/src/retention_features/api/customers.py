@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter
 
-from retention_features.consumers.transactions import TransactionsConsumer
+from retention_features.api.deps import Consumer
+from retention_features.errors import customer_not_found
 from retention_features.vectors import current_vector
 from retention_shared.auth import ReadCaller
 from retention_shared.events import (
@@ -55,11 +56,10 @@ _EXAMPLE = CustomerFeatures(
     responses=example_response(_EXAMPLE) | problem_responses(401, 403, 404, 422),
 )
 async def customer_features(
-    customer_id: str, request: Request, caller: ReadCaller
+    customer_id: str, caller: ReadCaller, consumer: Consumer
 ) -> CustomerFeatures:
     """The customer's current feature vector, as published on `customer-features` (404 for an
     unknown customer and for another tenant's alike)."""
-    consumer: TransactionsConsumer = request.app.state.consumer
     for partition in list(consumer.stores):
         state_file = consumer.store_path(partition)
         vector = current_vector(
@@ -67,7 +67,4 @@ async def customer_features(
         )
         if vector is not None:
             return vector
-    raise HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
-    )
+    raise customer_not_found(customer_id)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from retention_features.consumers.transactions import TransactionsConsumer
+from retention_features.api.deps import Consumer
+from retention_features.errors import customer_not_found
 from retention_features.store import OrderRow, PartitionStore
 from retention_shared.auth import ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
@@ -97,8 +98,8 @@ def _after(cursor: str | None) -> tuple[int, str, str] | None:
 @router.get("/customers/{customer_id}/orders", responses=problem_responses(401, 403, 404, 422))
 async def customer_orders(
     customer_id: str,
-    request: Request,
     caller: ReadCaller,
+    consumer: Consumer,
     limit: Annotated[int, Query(ge=1, le=500, description="Orders per page.")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
@@ -107,7 +108,6 @@ async def customer_orders(
     """The customer's orders, newest first, as the features count them (amendments replaced,
     withdrawn orders gone); the next page with `cursor` = the previous `next_cursor`."""
     after = _after(cursor)
-    consumer: TransactionsConsumer = request.app.state.consumer
     for partition in list(consumer.stores):
         store = PartitionStore(consumer.store_path(partition), readonly=True)
         try:
@@ -126,7 +126,4 @@ async def customer_orders(
             if last is None
             else encode_cursor(_LIST, (last.occurred_at_us, last.order_id, last.kind)),
         )
-    raise HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
-    )
+    raise customer_not_found(customer_id)
