@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 
 from retention_scoring import telemetry
 from retention_scoring.drift import feature_psi
+from retention_scoring.errors import ScoringUnavailable
 from retention_scoring.publishers.drift_events import DriftEventsPublisher
-from retention_scoring.state import DriftStatus, ScoringState, ScoringUnavailable
+from retention_scoring.state import DriftStatus, ScoringState
 from retention_scoring.store import from_microseconds
 from retention_shared.events import DriftDetected, TimeWindow
 

@@ -21,11 +21,12 @@ import numpy as np
 from aiokafka import ConsumerRecord
 
 from retention_scoring import telemetry
+from retention_scoring.errors import ScoringUnavailable
 from retention_scoring.population import Population
 from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.score_history import ScoreHistory
 from retention_scoring.scoring import Explanation, churn_horizon_days
-from retention_scoring.state import ScoringState, ScoringUnavailable
+from retention_scoring.state import ScoringState
 from retention_shared.events import (
     CustomerScore,
     EventDecodeError,

@@ -8,22 +8,15 @@ from datetime import UTC, datetime
 
 from retention_scoring.champions import Champions, LoadedChampion
 from retention_scoring.comparison import Comparisons
+from retention_scoring.errors import ScoringUnavailable
 from retention_scoring.population import Population, Populations
 from retention_scoring.score_history import ScoreHistory
 from retention_scoring.store import FeatureStore, TenantTable, to_microseconds
 from retention_shared.config import ClockMode, Settings
 
-__all__ = ["DriftStatus", "ScoringState", "ScoringUnavailable", "tenant_clock"]
+__all__ = ["DriftStatus", "ScoringState", "tenant_clock"]
 
 MINUTE_US = 60_000_000
-
-
-class ScoringUnavailable(Exception):
-    """Scores cannot be computed for a tenant right now (no champion yet, or still loading)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass

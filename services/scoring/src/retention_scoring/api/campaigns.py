@@ -12,14 +12,9 @@ import polars as pl
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
-from retention_scoring.api.deps import (
-    State,
-    champion_of,
-    check_segment,
-    population_of,
-    unprocessable,
-)
+from retention_scoring.api.deps import State, champion_of, check_segment, population_of
 from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber, wants_csv
+from retention_scoring.errors import unprocessable
 from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
 from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign

@@ -17,18 +17,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring import telemetry
-from retention_scoring.api.deps import (
-    LIST_ERRORS,
-    State,
-    champion_of,
-    not_found,
-    population_of,
-    segments_of,
-    unprocessable,
-)
+from retention_scoring.api.deps import LIST_ERRORS, State, champion_of, population_of, segments_of
 from retention_scoring.api.examples import SCORED_CUSTOMER
 from retention_scoring.api.inputs import choices, wants_csv
 from retention_scoring.api.views import ScoreView, score_view
+from retention_scoring.errors import ScoringUnavailable, not_found, unprocessable
 from retention_scoring.lists import (
     LIST_COLUMNS,
     CursorError,
@@ -41,7 +34,7 @@ from retention_scoring.lists import (
     range_problems,
 )
 from retention_scoring.scoring import at_clock
-from retention_scoring.state import ScoringState, ScoringUnavailable
+from retention_scoring.state import ScoringState
 from retention_scoring.store import TenantTable, from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.events import RiskBand, ValueTier

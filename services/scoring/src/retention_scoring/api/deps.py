@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 
 from retention_scoring.champions import LoadedChampion
+from retention_scoring.errors import ScoringUnavailable, unavailable, unprocessable
 from retention_scoring.population import Population
-from retention_scoring.state import ScoringState, ScoringUnavailable
+from retention_scoring.state import ScoringState
 from retention_shared.problems import problem_responses
-
-RETRY_AFTER_SECONDS = "30"
 
 # The problems the routes answer, for their OpenAPI `responses`: every route takes a `read` key
 # (401 without a known key, 403 without the role) and needs the tenant's champion (503).
@@ -24,29 +23,6 @@ async def get_state(request: Request) -> ScoringState:
 
 
 State = Annotated[ScoringState, Depends(get_state)]
-
-
-def not_found(customer_id: str) -> HTTPException:
-    # The same answer for an unknown id and another tenant's customer: nothing to tell apart.
-    return HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail={"field": "customer_id", "problem": f"no customer {customer_id!r}"},
-    )
-
-
-def unprocessable(field: str, problem: str) -> HTTPException:
-    """A 422 in the shape of the service's validation errors: a list of {field, problem}."""
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY, detail=[{"field": field, "problem": problem}]
-    )
-
-
-def unavailable(reason: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail={"problem": reason},
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
 
 
 def check_segment(champion: LoadedChampion, segment: str | None, field: str) -> None:

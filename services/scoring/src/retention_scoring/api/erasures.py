@@ -9,9 +9,9 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from retention_scoring.api.deps import unavailable, unprocessable
 from retention_scoring.erasure import erasure_request
 from retention_scoring.erasure_ledger import ErasureLedger
+from retention_scoring.errors import unavailable, unprocessable
 from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_shared.auth import AdminCaller
 from retention_shared.problems import problem_responses

@@ -12,7 +12,7 @@ from typing import Annotated, TypeVar
 from fastapi import Request
 from pydantic import AfterValidator, Field, Strict
 
-from retention_scoring.api.deps import unprocessable
+from retention_scoring.errors import unprocessable
 from retention_scoring.scorable import MAX_FEATURE_MAGNITUDE
 from retention_shared.safe_text import id_problem
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from retention_scoring.api.deps import State, not_found
+from retention_scoring.api.deps import State
 from retention_scoring.api.examples import SCORED_CUSTOMER
+from retention_scoring.errors import not_found
 from retention_scoring.score_history import KEPT_PER_CUSTOMER
 from retention_shared.auth import ReadCaller
 from retention_shared.events import CustomerScore

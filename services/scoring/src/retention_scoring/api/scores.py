@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from retention_scoring import telemetry
 from retention_scoring.api.customers import SCORE_EXAMPLE
-from retention_scoring.api.deps import State, champion_of, population_of, unprocessable
+from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.inputs import CustomerId, FeatureValue
 from retention_scoring.api.views import ScoreView, score_view
+from retention_scoring.errors import unprocessable
 from retention_scoring.scoring import explain, score_customers
 from retention_shared.auth import ReadCaller
 from retention_shared.openapi_docs import example_response
