@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from retention_ingest.api.deps import Store
 from retention_ingest.api.uploads import ingest_error
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import ColumnMapping
-from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
 from retention_shared.problems import problem_responses
 
@@ -47,7 +47,7 @@ class SavedMapping(BaseModel):
 
 
 @router.put("/mappings/default", responses=problem_responses(401, 403, 413, 422))
-async def save_mapping(body: SavedMapping, request: Request, caller: IngestCaller) -> SavedMapping:
+async def save_mapping(body: SavedMapping, caller: IngestCaller, store: Store) -> SavedMapping:
     """Save the tenant's column mapping (and timezone) for uploads and `orders.raw` records in
     its own columns; answers what was saved."""
     if body.mapping is None:
@@ -65,9 +65,8 @@ async def save_mapping(body: SavedMapping, request: Request, caller: IngestCalle
         timezone = None if body.timezone is None else check_timezone(body.timezone)
     except IngestError as error:
         raise ingest_error(error) from None
-    store: IngestStore = request.app.state.ingest_store
     store.save_mapping(caller.tenant_id, mapping, timezone)
-    return await read_mapping(request, caller)
+    return await read_mapping(caller, store)
 
 
 @router.delete(
@@ -75,16 +74,14 @@ async def save_mapping(body: SavedMapping, request: Request, caller: IngestCalle
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403),
 )
-async def delete_mapping(request: Request, caller: IngestCaller) -> None:
+async def delete_mapping(caller: IngestCaller, store: Store) -> None:
     """Forget the tenant's mapping and timezone: files must then be a known layout again."""
-    store: IngestStore = request.app.state.ingest_store
     store.delete_mapping(caller.tenant_id)
 
 
 @router.get("/mappings/default", responses=problem_responses(401, 403, 404))
-async def read_mapping(request: Request, caller: IngestCaller) -> SavedMapping:
+async def read_mapping(caller: IngestCaller, store: Store) -> SavedMapping:
     """The tenant's saved mapping and timezone; 404 when none is saved."""
-    store: IngestStore = request.app.state.ingest_store
     mapping, timezone = store.mapping(caller.tenant_id)
     if mapping is None and timezone is None:
         raise HTTPException(

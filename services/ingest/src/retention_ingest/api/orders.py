@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi import APIRouter, Body, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema
 
 from retention_ingest import telemetry
 from retention_ingest.amendments import Fingerprint
+from retention_ingest.api.deps import Publisher, SettingsDep, Store
 from retention_ingest.bounds import utc_now
 from retention_ingest.canonical import (
     OrderIn,
@@ -30,13 +31,10 @@ from retention_ingest.order_events import order_event_payloads
 from retention_ingest.publishers.transactions import (
     BrokerUnavailable,
     MessageTooLarge,
-    OrderPublisher,
 )
-from retention_ingest.store import IngestStore
 from retention_shared.auth import IngestCaller
 from retention_shared.openapi_docs import inline_schema
 from retention_shared.problems import problem_responses
-from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
@@ -112,14 +110,19 @@ OrderBody = Annotated[
 
 
 @router.post("/orders", responses=problem_responses(401, 403, 409, 413, 422, 503))
-async def post_orders(request: Request, caller: IngestCaller, body: OrderBody) -> OrdersResponse:
+async def post_orders(
+    caller: IngestCaller,
+    body: OrderBody,
+    store: Store,
+    publisher: Publisher,
+    settings: SettingsDep,
+) -> OrdersResponse:
     """Send one order or a batch; answered once the broker acknowledged every event. Each order
     comes back accepted (its event ids; any line dropped with its reason) or rejected with
     reason codes naming the field. An order sent before with other content needs a higher
     `version` (409 naming the fields that differ otherwise; nothing is published). More than
     `RETENTION_MAX_ORDERS_PER_REQUEST` orders is a 413."""
-    ctx: ServiceContext = request.app.state.ctx
-    limit = ctx.settings.max_orders_per_request
+    limit = settings.max_orders_per_request
     if isinstance(body.get("orders"), list) and len(body["orders"]) > limit:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
@@ -137,11 +140,10 @@ async def post_orders(request: Request, caller: IngestCaller, body: OrderBody) -
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
 
-    store: IngestStore = request.app.state.ingest_store
     _, saved_timezone = store.mapping(caller.tenant_id)
     prepared = prepare_orders(
         orders,
-        canonical_plan(ctx.settings, saved_timezone, utc_now()),
+        canonical_plan(settings, saved_timezone, utc_now()),
         tenant_id=caller.tenant_id,
         source="http",
         store=store,
@@ -152,7 +154,6 @@ async def post_orders(request: Request, caller: IngestCaller, body: OrderBody) -
             raise _conflict(
                 prepared.conflicts, prepared.sent, prepared.indexes, batch="orders" in body
             )
-        publisher: OrderPublisher = request.app.state.publisher
         keys = [
             f"{t}:{c}".encode() for t, c in events.select("tenant_id", "customer_id").iter_rows()
         ]

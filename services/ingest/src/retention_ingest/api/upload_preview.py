@@ -12,19 +12,18 @@ import shutil
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
+from retention_ingest.api.deps import SettingsDep, Store
 from retention_ingest.api.uploads import ingest_error, save_file
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import PartialMapping
 from retention_ingest.preview import UploadPreview, preview_file
-from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
 from retention_shared.auth import IngestCaller
 from retention_shared.openapi_docs import example_response
 from retention_shared.problems import problem_responses
-from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
@@ -53,8 +52,9 @@ _EXAMPLE = {
     responses=example_response(_EXAMPLE) | problem_responses(401, 403, 413, 415, 422),
 )
 async def preview_upload(
-    request: Request,
     caller: IngestCaller,
+    store: Store,
+    settings: SettingsDep,
     file: Annotated[
         UploadFile, File(description="CSV, TSV, XLSX, Parquet or CDNOW text; gzip or not.")
     ],
@@ -67,17 +67,13 @@ async def preview_upload(
     """The first rows as an upload would read them, the detected layout, delimiter and date
     format, the mapping it would use and what keeps it from working (`problems`, still 200);
     an unknown format is 415 and a file over the limits 413, as for an upload."""
-    ctx: ServiceContext = request.app.state.ctx
-    store: IngestStore = request.app.state.ingest_store
     saved_mapping, saved_timezone = store.mapping(caller.tenant_id)
     try:
         given = PartialMapping.parse(mapping) if mapping else None
-        chosen_timezone = check_timezone(
-            timezone or saved_timezone or ctx.settings.default_timezone
-        )
+        chosen_timezone = check_timezone(timezone or saved_timezone or settings.default_timezone)
     except IngestError as error:
         raise ingest_error(error) from None
-    directory = ctx.settings.data_dir / "ingest" / "previews" / uuid.uuid4().hex
+    directory = settings.data_dir / "ingest" / "previews" / uuid.uuid4().hex
     directory.mkdir(parents=True)
     try:
         await asyncio.to_thread(save_file, file, directory / "file")
@@ -89,7 +85,7 @@ async def preview_upload(
             given=given,
             saved=saved_mapping,
             timezone=chosen_timezone,
-            limits=UploadLimits.from_settings(ctx.settings),
+            limits=UploadLimits.from_settings(settings),
         )
     except IngestError as error:
         raise ingest_error(error) from None

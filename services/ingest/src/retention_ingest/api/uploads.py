@@ -10,25 +10,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from retention_ingest import telemetry
-from retention_ingest.api.deps import UploadReader
+from retention_ingest.api.deps import Runner, SettingsDep, Store, UploadReader
 from retention_ingest.bounds import utc_now
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import inspect_file
 from retention_ingest.mapping import ColumnMapping
-from retention_ingest.store import IngestStore
 from retention_ingest.upload_limits import UploadLimits
-from retention_ingest.uploads import Upload, UploadRunner
+from retention_ingest.uploads import Upload
 from retention_shared.auth import IngestCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.openapi_docs import text_response
 from retention_shared.problems import problem_responses
-from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
@@ -70,8 +68,10 @@ class UploadAccepted(BaseModel):
     responses=problem_responses(401, 403, 413, 415, 422),
 )
 async def create_upload(
-    request: Request,
     caller: IngestCaller,
+    store: Store,
+    settings: SettingsDep,
+    runner: Runner,
     file: Annotated[
         UploadFile, File(description="CSV, TSV, XLSX, Parquet or CDNOW text; gzip or not.")
     ],
@@ -83,19 +83,15 @@ async def create_upload(
     the answer: an unknown format is 415, a file over the limits 413, a mapping or columns that
     cannot work 422. Without `mapping`, the tenant's saved one or a known layout applies."""
     received_at = utc_now()
-    ctx: ServiceContext = request.app.state.ctx
-    store: IngestStore = request.app.state.ingest_store
     saved_mapping, saved_timezone = store.mapping(caller.tenant_id)
     try:
         chosen_mapping = ColumnMapping.parse(mapping) if mapping else saved_mapping
-        chosen_timezone = check_timezone(
-            timezone or saved_timezone or ctx.settings.default_timezone
-        )
+        chosen_timezone = check_timezone(timezone or saved_timezone or settings.default_timezone)
     except IngestError as error:
         raise ingest_error(error) from None
 
     upload_id = uuid.uuid4().hex
-    directory = ctx.settings.data_dir / "ingest" / "uploads" / upload_id
+    directory = settings.data_dir / "ingest" / "uploads" / upload_id
     directory.mkdir(parents=True)
     path = directory / "upload"
     try:
@@ -108,7 +104,7 @@ async def create_upload(
             path,
             work_dir=directory / "work",
             mapping=chosen_mapping,
-            limits=UploadLimits.from_settings(ctx.settings),
+            limits=UploadLimits.from_settings(settings),
         )
     except IngestError as error:
         shutil.rmtree(directory, ignore_errors=True)
@@ -117,7 +113,6 @@ async def create_upload(
     store.create_upload(
         upload_id, caller.tenant_id, file.filename, size, {"timezone": chosen_timezone}
     )
-    runner: UploadRunner = request.app.state.upload_runner
     runner.submit(
         Upload(upload_id, caller.tenant_id, plan, chosen_timezone, directory, path, received_at)
     )
@@ -272,8 +267,8 @@ def _summary(found: dict[str, Any]) -> UploadSummary:
 
 @router.get("/uploads", responses=problem_responses(401, 403, 422))
 async def list_uploads(
-    request: Request,
     caller: UploadReader,
+    store: Store,
     limit: Annotated[int, Query(ge=1, le=500, description="Uploads per page.")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page.")
@@ -290,7 +285,6 @@ async def list_uploads(
                 detail={"field": "cursor", "problem": str(error)},
             ) from None
         after = (str(created_at), str(upload_id))
-    store: IngestStore = request.app.state.ingest_store
     # One row more than the page says whether another page follows.
     found = store.upload_page(caller.tenant_id, limit + 1, after)
     page = found[:limit]
@@ -310,12 +304,9 @@ async def list_uploads(
     responses={200: {"model": UploadStatus, "description": "The upload's status."}}
     | problem_responses(401, 403, 404, 422),
 )
-async def upload_status(
-    upload_id: str, request: Request, caller: UploadReader
-) -> dict[str, object]:
+async def upload_status(upload_id: str, caller: UploadReader, store: Store) -> dict[str, object]:
     """An upload's state and counts (roles `read` or `ingest`); 404 for an unknown id and for
     another tenant's alike."""
-    store: IngestStore = request.app.state.ingest_store
     found = store.upload(caller.tenant_id, upload_id)
     if found is None:
         raise HTTPException(
@@ -337,11 +328,12 @@ async def upload_status(
     )
     | problem_responses(401, 403, 404, 409, 422),
 )
-async def upload_rejects(upload_id: str, request: Request, caller: IngestCaller) -> FileResponse:
+async def upload_rejects(
+    upload_id: str, caller: IngestCaller, store: Store, settings: SettingsDep
+) -> FileResponse:
     """The upload's rejected rows as CSV (role `ingest`); 409 until the upload is done."""
-    found = await upload_status(upload_id, request, caller)
-    ctx: ServiceContext = request.app.state.ctx
-    path = ctx.settings.data_dir / "ingest" / "uploads" / upload_id / "rejects.csv"
+    found = await upload_status(upload_id, caller, store)
+    path = settings.data_dir / "ingest" / "uploads" / upload_id / "rejects.csv"
     if not path.exists():
         raise HTTPException(
             status.HTTP_409_CONFLICT,
