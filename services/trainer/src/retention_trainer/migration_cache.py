@@ -19,6 +19,7 @@ from datetime import date, datetime
 from retention_bundle.model_store import load_segmenter
 from retention_bundle.models.segmenter import Segmenter
 from retention_trainer.consumers.transactions import LakeConsumer
+from retention_trainer.errors import ChampionUnreadable, NoChampion, NoOrders
 from retention_trainer.segment_migration import (
     SegmentMigration,
     date_clock,
@@ -27,29 +28,11 @@ from retention_trainer.segment_migration import (
 )
 from retention_trainer.store import RunStore
 
-__all__ = [
-    "ChampionUnreadable",
-    "MigrationAnswer",
-    "NoChampion",
-    "NoOrders",
-    "SegmentMigrations",
-]
+__all__ = ["MigrationAnswer", "SegmentMigrations"]
 
 ANSWERS_KEPT = 256
 
 AnswerKey = tuple[str, str, str, date, date]  # tenant, lake state, model tag, from, to
-
-
-class NoChampion(LookupError):
-    """The tenant has no champion model yet."""
-
-
-class NoOrders(LookupError):
-    """The tenant's lake holds no orders (a champion whose customers were all erased)."""
-
-
-class ChampionUnreadable(RuntimeError):
-    """The champion's bundle is not in the model store (or cannot be read)."""
 
 
 @dataclass(frozen=True)

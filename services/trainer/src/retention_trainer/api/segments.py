@@ -12,12 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from retention_shared.auth import ReadCaller
 from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import MigrationsDep
-from retention_trainer.migration_cache import (
-    ChampionUnreadable,
-    MigrationAnswer,
-    NoChampion,
-    NoOrders,
-)
+from retention_trainer.errors import ChampionUnreadable, NoChampion, NoOrders
+from retention_trainer.migration_cache import MigrationAnswer
 from retention_trainer.segment_migration import NOT_YET_A_CUSTOMER, InvalidRange, check_order
 
 router = APIRouter(prefix="/v1", tags=["segments"])
