@@ -20,6 +20,7 @@ from retention_webhooks.api.views import (
     WebhookCreated,
     WebhookList,
 )
+from retention_webhooks.errors import webhook_not_found
 from retention_webhooks.signing import new_secret
 from retention_webhooks.store import DeliveryState, Subscription, WebhookStore
 from retention_webhooks.targets import TargetRefused, checked_target
@@ -32,20 +33,10 @@ WebhookId = Annotated[str, Path(max_length=64, description="The subscription's i
 DeliveryId = Annotated[str, Path(max_length=64, description="The delivery's id (`dlv_...`).")]
 
 
-def _not_found(subscription_id: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_404_NOT_FOUND,
-        detail={
-            "field": "path.webhook_id",
-            "problem": f"no webhook '{subscription_id}' for this tenant",
-        },
-    )
-
-
 async def _owned(store: WebhookStore, tenant_id: str, subscription_id: str) -> Subscription:
     found = await asyncio.to_thread(store.subscription, tenant_id, subscription_id)
     if found is None:
-        raise _not_found(subscription_id)
+        raise webhook_not_found(subscription_id)
     return found
 
 
@@ -124,7 +115,7 @@ async def get_webhook(webhook_id: WebhookId, caller: AdminCaller, store: Store) 
 )
 async def delete_webhook(webhook_id: WebhookId, caller: AdminCaller, store: Store) -> Response:
     if not await asyncio.to_thread(store.unsubscribe, caller.tenant_id, webhook_id):
-        raise _not_found(webhook_id)
+        raise webhook_not_found(webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
