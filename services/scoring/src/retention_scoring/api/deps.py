@@ -1,4 +1,5 @@
-"""Shared dependencies and answers of the scoring routes."""
+"""Shared dependencies of the scoring routes: the state, the service context, the erasure
+ledger and publisher, and the champion and population a route works on."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from retention_scoring.champions import LoadedChampion
+from retention_scoring.erasure_ledger import ErasureLedger
 from retention_scoring.errors import ScoringUnavailable, unavailable, unprocessable
 from retention_scoring.population import Population
+from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_scoring.state import ScoringState
 from retention_shared.problems import problem_responses
+from retention_shared.service import ServiceContext
 
 # The problems the routes answer, for their OpenAPI `responses`: every route takes a `read` key
 # (401 without a known key, 403 without the role) and needs the tenant's champion (503).
@@ -22,7 +26,22 @@ async def get_state(request: Request) -> ScoringState:
     return request.app.state.scoring
 
 
+async def get_ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+async def get_ledger(request: Request) -> ErasureLedger:
+    return request.app.state.erasures
+
+
+async def get_erasure_requests(request: Request) -> CustomerErasuresPublisher:
+    return request.app.state.erasure_requests
+
+
 State = Annotated[ScoringState, Depends(get_state)]
+Context = Annotated[ServiceContext, Depends(get_ctx)]
+Ledger = Annotated[ErasureLedger, Depends(get_ledger)]
+ErasureRequests = Annotated[CustomerErasuresPublisher, Depends(get_erasure_requests)]
 
 
 def check_segment(champion: LoadedChampion, segment: str | None, field: str) -> None:

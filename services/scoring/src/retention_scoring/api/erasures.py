@@ -9,14 +9,12 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from retention_scoring.api.deps import Context, ErasureRequests, Ledger
 from retention_scoring.erasure import erasure_request
-from retention_scoring.erasure_ledger import ErasureLedger
 from retention_scoring.errors import unavailable, unprocessable
-from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_shared.auth import AdminCaller
 from retention_shared.problems import problem_responses
 from retention_shared.safe_text import id_problem
-from retention_shared.service import ServiceContext
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 
@@ -48,7 +46,12 @@ class ErasureAccepted(BaseModel):
     responses=problem_responses(401, 403, 422, 503),
 )
 async def erase_customer(
-    customer_id: str, request: Request, caller: AdminCaller
+    customer_id: str,
+    request: Request,
+    caller: AdminCaller,
+    ctx: Context,
+    requests: ErasureRequests,
+    ledger: Ledger,
 ) -> ErasureAccepted:
     """Remove the customer of the key's tenant from features, scores, the lake and stored
     rejects, with tombstones on `customer-features` and `customer-scores`.
@@ -58,10 +61,8 @@ async def erase_customer(
     if upstream sends them later. Orders dated after the request are a new history."""
     if (problem := id_problem(customer_id)) is not None:
         raise unprocessable("customer_id", problem)
-    ctx: ServiceContext = request.app.state.ctx
     api_key = request.headers["authorization"].partition(" ")[2].strip()
     erasure = erasure_request(caller, api_key, customer_id)
-    requests: CustomerErasuresPublisher = request.app.state.erasure_requests
     try:
         await requests.request(erasure)
     except Exception as error:
@@ -69,7 +70,6 @@ async def erase_customer(
             f"the erasure request was not confirmed by the broker ({type(error).__name__}); "
             "send it again"
         ) from None
-    ledger: ErasureLedger = request.app.state.erasures
     ledger.requested(erasure)
     return ErasureAccepted(
         erasure_id=erasure.erasure_id,
@@ -122,11 +122,10 @@ class ErasureStatus(BaseModel):
 @router.get(
     "/erasures/{erasure_id}", tags=["erasures"], responses=problem_responses(401, 403, 404, 422)
 )
-async def erasure_status(erasure_id: str, request: Request, caller: AdminCaller) -> ErasureStatus:
+async def erasure_status(erasure_id: str, caller: AdminCaller, ledger: Ledger) -> ErasureStatus:
     """The request (when, by whom) and each service's confirmation with what it removed;
     `complete` once features, ingest, scoring and trainer all confirmed. 404 for an unknown id
     or another tenant's."""
-    ledger: ErasureLedger = request.app.state.erasures
     found = ledger.status(caller.tenant_id, erasure_id)
     if found is None:
         raise HTTPException(
