@@ -22,7 +22,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
-from retention_console.pages.deps import Api, CheckedForm, CurrentSession, Ingester, Staged
+from retention_console.pages.deps import (
+    Api,
+    CheckedForm,
+    CurrentSession,
+    Ingester,
+    Staged,
+    settings_of,
+)
 from retention_console.rendering import csv_download, file_size, is_htmx, render
 from retention_console.services import ApiError, UserApi
 from retention_console.sessions import Session
@@ -87,7 +94,7 @@ async def render_data_page(
         uploads=history["uploads"],
         next_cursor=history.get("next_cursor"),
         first_page=cursor is None,
-        max_bytes=request.app.state.settings.max_upload_bytes,
+        max_bytes=settings_of(request).max_upload_bytes,
         refused=refused,
         words=WORDS,
     )

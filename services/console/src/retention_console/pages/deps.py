@@ -1,5 +1,6 @@
 """The pages' dependencies: who is signed in, their API client, the CSRF check every
-state-changing form goes through, the session store and the staged upload files."""
+state-changing form goes through, the session store, the staged upload files, the services'
+clients and the settings. Pages reach the app's state through here only."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from starlette.datastructures import FormData
 
-from retention_console.services import SignInRequired, UserApi
+from retention_console.services import Services, SignInRequired, UserApi
 from retention_console.sessions import Session, SessionStore, csrf_matches
 from retention_console.staging import StagedFiles
 from retention_shared.auth import Role
+from retention_shared.config import Settings
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -28,7 +30,7 @@ CurrentSession = Annotated[Session, Depends(current_session)]
 
 
 async def user_api(request: Request, session: CurrentSession) -> UserApi:
-    return request.app.state.services.as_user(session.api_key)
+    return services_of(request).as_user(session.api_key)
 
 
 Api = Annotated[UserApi, Depends(user_api)]
@@ -80,3 +82,11 @@ def session_store(request: Request) -> SessionStore:
 
 
 Sessions = Annotated[SessionStore, Depends(session_store)]
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services

@@ -7,10 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from retention_console.pages.deps import CheckedForm, CurrentSession, Sessions, Staged
+from retention_console.pages.deps import (
+    CheckedForm,
+    CurrentSession,
+    Sessions,
+    Staged,
+    services_of,
+    session_store,
+    settings_of,
+)
 from retention_console.rendering import render
 from retention_console.services import SERVICES, ServiceUnavailable, SignInRequired
-from retention_console.sessions import SESSION_COOKIE, SIGNIN_COOKIE, SessionStore
+from retention_console.sessions import SESSION_COOKIE, SIGNIN_COOKIE
 from retention_shared.auth import Role
 
 router = APIRouter()
@@ -24,8 +32,7 @@ def _local(target: str | None) -> str:
 
 
 def _form(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
-    sessions: SessionStore = request.app.state.sessions
-    token, cookie = sessions.signin_token()
+    token, cookie = session_store(request).signin_token()
     response = render(
         request,
         "signin.html",
@@ -39,7 +46,7 @@ def _form(request: Request, *, status_code: int = 200, error: str | None = None)
         cookie,
         httponly=True,
         samesite="strict",
-        secure=request.app.state.settings.console_cookie_secure,
+        secure=settings_of(request).console_cookie_secure,
         max_age=3600,
     )
     return response
@@ -65,7 +72,7 @@ async def signin(
     key = api_key.strip()
     if not key:
         return _form(request, status_code=422, error="Enter your API key.")
-    services = request.app.state.services
+    services = services_of(request)
     whoami = None
     # Any service can say whose key it is; ask the next when one is down.
     for service in ("scoring", *[s for s in SERVICES if s != "scoring"]):
@@ -91,7 +98,7 @@ async def signin(
         cookie,
         httponly=True,
         samesite="lax",
-        secure=request.app.state.settings.console_cookie_secure,
+        secure=settings_of(request).console_cookie_secure,
     )
     response.delete_cookie(SIGNIN_COOKIE)
     return response
