@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.uci_orders import ROOT
+from tests.support.paths import REPO
 
-SERVICES = sorted(path.name for path in (ROOT / "services").iterdir() if (path / "src").is_dir())
+SERVICES = sorted(path.name for path in (REPO / "services").iterdir() if (path / "src").is_dir())
 # A module that wires and nothing else fits on a screen.
 MAX_APP_LINES = 60
 # The console's routes render pages, not an API: its HTTP package is `pages/`.
@@ -22,7 +22,7 @@ AMBIGUOUS_MODULES = {"metrics.py", "running.py"}
 
 
 def package(service: str) -> Path:
-    return ROOT / "services" / service / "src" / f"retention_{service}"
+    return REPO / "services" / service / "src" / f"retention_{service}"
 
 
 def test_every_service_is_checked() -> None:
