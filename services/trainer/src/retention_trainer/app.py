@@ -8,10 +8,7 @@ from retention_shared.config import Settings
 from retention_shared.erasure import ErasureList
 from retention_shared.service import ServiceContext, create_service_app
 from retention_trainer.announcer import ChampionAnnouncer
-from retention_trainer.api import cohorts as cohorts_api
-from retention_trainer.api import lake as lake_api
-from retention_trainer.api import runs as runs_api
-from retention_trainer.api import segments as segments_api
+from retention_trainer.api.routers import ROUTERS
 from retention_trainer.cohort_cache import CohortCache
 from retention_trainer.consumers import customer_erasures, triggers
 from retention_trainer.consumers.transactions import LakeConsumer
@@ -47,7 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         ctx,
         description="Point-in-time training, backtests and champion bundles in the BentoML store.",
-        routers=[lake_api.router, runs_api.router, cohorts_api.router, segments_api.router],
+        routers=ROUTERS,
         on_connected=[lake.start, announcer.start, resume_runs, schedule.start],
         on_stopping=[schedule.stop, announcer.stop, runs.stop, lake.stop, close_store],
     )

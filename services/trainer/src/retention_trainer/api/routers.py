@@ -1,0 +1,9 @@
+"""The trainer API's routers, in the order the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from retention_trainer.api import cohorts, lake, runs, segments
+
+ROUTERS: list[APIRouter] = [lake.router, runs.router, cohorts.router, segments.router]
