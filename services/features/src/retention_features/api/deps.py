@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from retention_features.consumers.transactions import TransactionsConsumer
+from retention_shared.app_state import app_state
 
-
-async def get_consumer(request: Request) -> TransactionsConsumer:
-    return request.app.state.consumer
-
-
-Consumer = Annotated[TransactionsConsumer, Depends(get_consumer)]
+Consumer = Annotated[TransactionsConsumer, Depends(app_state("consumer"))]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 
 from retention_ingest.publishers.transactions import OrderPublisher
 from retention_ingest.store import IngestStore
 from retention_ingest.uploads import UploadRunner
+from retention_shared.app_state import app_state
 from retention_shared.auth import Principal, Role, authenticate
 from retention_shared.config import Settings
 
@@ -25,24 +26,8 @@ async def _upload_reader(principal: Annotated[Principal, Depends(authenticate)])
     return principal
 
 
-async def get_store(request: Request) -> IngestStore:
-    return request.app.state.ingest_store
-
-
-async def get_publisher(request: Request) -> OrderPublisher:
-    return request.app.state.publisher
-
-
-async def get_runner(request: Request) -> UploadRunner:
-    return request.app.state.upload_runner
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.ctx.settings
-
-
 UploadReader = Annotated[Principal, Depends(_upload_reader)]
-Store = Annotated[IngestStore, Depends(get_store)]
-Publisher = Annotated[OrderPublisher, Depends(get_publisher)]
-Runner = Annotated[UploadRunner, Depends(get_runner)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+Store = Annotated[IngestStore, Depends(app_state("ingest_store"))]
+Publisher = Annotated[OrderPublisher, Depends(app_state("publisher"))]
+Runner = Annotated[UploadRunner, Depends(app_state("upload_runner"))]
+SettingsDep = Annotated[Settings, Depends(app_state("ctx.settings"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from retention_scoring.champions import LoadedChampion
 from retention_scoring.erasure_ledger import ErasureLedger
@@ -13,6 +13,7 @@ from retention_scoring.errors import ScoringUnavailable, unavailable, unprocessa
 from retention_scoring.population import Population
 from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_scoring.state import ScoringState
+from retention_shared.app_state import app_state
 from retention_shared.problems import problem_responses
 from retention_shared.service import ServiceContext
 
@@ -22,26 +23,10 @@ LIST_ERRORS = problem_responses(401, 403, 422, 503)
 CUSTOMER_ERRORS = problem_responses(401, 403, 404, 422, 503)
 
 
-async def get_state(request: Request) -> ScoringState:
-    return request.app.state.scoring
-
-
-async def get_ctx(request: Request) -> ServiceContext:
-    return request.app.state.ctx
-
-
-async def get_ledger(request: Request) -> ErasureLedger:
-    return request.app.state.erasures
-
-
-async def get_erasure_requests(request: Request) -> CustomerErasuresPublisher:
-    return request.app.state.erasure_requests
-
-
-State = Annotated[ScoringState, Depends(get_state)]
-Context = Annotated[ServiceContext, Depends(get_ctx)]
-Ledger = Annotated[ErasureLedger, Depends(get_ledger)]
-ErasureRequests = Annotated[CustomerErasuresPublisher, Depends(get_erasure_requests)]
+State = Annotated[ScoringState, Depends(app_state("scoring"))]
+Context = Annotated[ServiceContext, Depends(app_state("ctx"))]
+Ledger = Annotated[ErasureLedger, Depends(app_state("erasures"))]
+ErasureRequests = Annotated[CustomerErasuresPublisher, Depends(app_state("erasure_requests"))]
 
 
 def check_segment(champion: LoadedChampion, segment: str | None, field: str) -> None:
