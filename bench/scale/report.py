@@ -1,0 +1,249 @@
+"""The tables bench/scale prints: one per k, then how each quantity grows with k."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from bench.harness import table
+from bench.scale.sampler import Sampler
+
+MIB = 1024 * 1024
+STAGES = {
+    "ingested": "upload → ingested (every event acknowledged)",
+    "features": "features caught up (lag 0)",
+    "trained": "training run published",
+    "served": "champion served by scoring",
+    "materialized": "scoring holds every vector",
+    "scored": "every customer scored (end to end)",
+}
+# The targets of issue 18.
+E2E_EXPONENT, MEMORY_EXPONENT = 1.05, 1.05
+IDLE_1X_GIB, PEAK_1X_GIB, PEAK_16X_GIB, E2E_16X_SECONDS = 1.0, 1.5, 6.0, 600.0
+
+
+def windows(start: float, at: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(milestone, from, to): the span that ends at each milestone, in time order."""
+    spans, previous = [], start
+    for name, moment in sorted(at.items(), key=lambda item: item[1]):
+        spans.append((name, previous, moment))
+        previous = moment
+    return spans
+
+
+def downsample(sampler: Sampler, start: float, names: list[str]) -> dict[str, list[float]]:
+    """RSS in MiB per second since `start` (the max of each second), per process."""
+    seconds: dict[int, dict[str, int]] = {}
+    for i, moment in enumerate(sampler.times):
+        if moment < start:
+            continue
+        bucket = seconds.setdefault(int(moment - start), {})
+        for name in names:
+            bucket[name] = max(bucket.get(name, 0), sampler.series[name][i])
+    last = max(seconds, default=-1)
+    return {
+        name: [round(seconds.get(s, {}).get(name, 0) / MIB, 1) for s in range(last + 1)]
+        for name in names
+    }
+
+
+def mib(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value / MIB:,.0f}"
+
+
+def exponent(k1: int, v1: float | None, k2: int, v2: float | None) -> float:
+    if not v1 or not v2 or v1 <= 0 or v2 <= 0 or k1 == k2:
+        return math.nan
+    return math.log(v2 / v1) / math.log(k2 / k1)
+
+
+def k_table(r: dict[str, Any]) -> str:
+    k = r["k"]
+    lines = [f"\n--- k = {k}: load average {r['load_start']} at start, {r['load_end']} at end ---"]
+    if r.get("aborted"):
+        reached = {m: s for m, s in r.get("milestones", {}).items() if not math.isnan(s)}
+        peaks = ", ".join(f"{n} {mib(v)}" for n, v in r.get("peak_bytes", {}).items())
+        return "\n".join([*lines, f"ABORTED: {r['aborted']}", f"reached: {reached}", peaks])
+    upload, milestones = r["upload"], r["milestones"]
+    rows, customers, orders = upload["rows_read"], upload["customers"], upload["order_events"]
+    e2e = milestones["scored"]
+    loads = r.get("milestone_load", {})
+    stage_rows = [
+        (
+            "data",
+            f"{rows:,} rows",
+            f"{upload['accepted']:,} accepted, {orders:,} orders, {customers:,} customers",
+        )
+    ]
+    for name, what in STAGES.items():
+        stage_rows.append(
+            (
+                name,
+                f"{milestones[name]:.1f} s",
+                f"{what}; load {loads.get(name, math.nan):.1f}; stack peak in the stage "
+                f"{mib(r['stage_peaks'].get(name))} MiB",
+            )
+        )
+    run = r.get("run") or {}
+    timings = run.get("timings") or {}
+    if timings:
+        stages = ", ".join(f"{n} {s:.1f}" for n, s in timings.items())
+        stage_rows.append(("trainer run", f"{sum(timings.values()):.1f} s", stages))
+    stage_rows += [
+        (
+            "rows/s",
+            f"{rows / e2e:,.0f}",
+            f"end to end; ingest alone {rows / milestones['ingested']:,.0f}",
+        ),
+        (
+            "customers/s",
+            f"{customers / e2e:,.0f}",
+            f"end to end; orders/s {orders / e2e:,.0f}",
+        ),
+        (
+            "stack peak",
+            f"{mib(r['peak_total_bytes'])} MiB",
+            f"sum of the processes at one moment ({r['peak_total_at']:.0f} s in); "
+            f"services without the broker {mib(r['peak_services_bytes'])} MiB",
+        ),
+        (
+            "stack idle after",
+            f"{mib(sum(r['idle_bytes'].values()))} MiB",
+            f"floors (empty stack) {mib(sum(r['floor_bytes'].values()))} MiB",
+        ),
+    ]
+    offline = r.get("offline")
+    if offline:
+        stage_rows.append(
+            (
+                "offline backtest",
+                f"{offline['seconds']:.1f} s",
+                f"retention backtest on the k-file, peak {mib(offline['peak_bytes'])} MiB, "
+                f"{offline['cpu_seconds']:.0f} CPU s, churn AUC {offline['churn_auc']}; "
+                f"end to end / offline {e2e / offline['seconds']:.2f}x",
+            )
+        )
+    counts = r["counts"]
+    stage_rows.append(
+        (
+            "checks",
+            "ok" if counts["scoring_segments_customers"] == customers else "MISMATCH",
+            f"scoring's segments count {counts['scoring_segments_customers']:,.0f} of "
+            f"{customers:,} customers; {counts['scores_published']:,.0f} first scores; "
+            f"features gauge {counts['features_customers_gauge']:,.0f}; "
+            f"{counts['features_vectors_published']:,.0f} vectors published",
+        )
+    )
+    lines.append(table(stage_rows))
+    header = (
+        f"{'process':<9} {'floor':>6} {'peak':>6} {'VmHWM':>6} {'idle':>6} {'idle-floor':>10}"
+        f" {'CPU s':>7} {'CPU ms/order':>12} {'CPU ms/cust':>11} {'B/customer':>10}"
+    )
+    lines += ["", "memory in MiB; B/customer = (idle - floor) / customers", header]
+    for name in r["floor_bytes"]:
+        floor, idle = r["floor_bytes"][name], r["idle_bytes"][name]
+        cpu = r["cpu_seconds"][name]
+        lines.append(
+            f"{name:<9} {mib(floor):>6} {mib(r['peak_bytes'][name]):>6} "
+            f"{mib(r['hwm_bytes'][name]):>6} {mib(idle):>6} {mib(idle - floor):>10} "
+            f"{cpu:>7.1f} {cpu / orders * 1e3:>12.3f} {cpu / customers * 1e3:>11.2f} "
+            f"{(idle - floor) / customers:>10,.0f}"
+        )
+    stage_cpu = r.get("stage_cpu_seconds") or {}
+    if stage_cpu:
+        spans = list(stage_cpu)
+        lines += ["", "CPU seconds by stage (each column: since the milestone before it)"]
+        lines.append(f"{'process':<9}" + "".join(f"{span:>13}" for span in spans))
+        for name in r["floor_bytes"]:
+            lines.append(
+                f"{name:<9}" + "".join(f"{stage_cpu[span][name]:>13.1f}" for span in spans)
+            )
+    disk = r["disk_bytes"]
+    lines.append(
+        f"disk: features state {mib(disk['features_state'])} MiB "
+        f"({disk['features_state'] / customers:,.0f} B/customer, "
+        f"{disk['features_state'] / orders:,.0f} B/order); trainer lake "
+        f"{mib(disk['trainer_lake'])} MiB ({disk['trainer_lake'] / orders:,.0f} B/order); "
+        f"models {mib(disk['bentoml'])} MiB"
+    )
+    return "\n".join(lines)
+
+
+def _quantities(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    """name → (value, unit) of the quantities the growth table follows."""
+    if r.get("aborted"):
+        return {}
+    found: dict[str, tuple[float, str]] = {}
+    for name in STAGES:
+        found[f"time: {name}"] = (r["milestones"][name], "s")
+    timings = (r.get("run") or {}).get("timings") or {}
+    if timings:
+        found["time: trainer run"] = (sum(timings.values()), "s")
+    found["memory: stack peak"] = (r["peak_total_bytes"] / MIB, "MiB")
+    found["memory: services peak"] = (r["peak_services_bytes"] / MIB, "MiB")
+    found["memory: stack idle after"] = (sum(r["idle_bytes"].values()) / MIB, "MiB")
+    for name, value in r["peak_bytes"].items():
+        found[f"peak RSS: {name}"] = (value / MIB, "MiB")
+    for name, value in r["idle_bytes"].items():
+        found[f"idle - floor: {name}"] = ((value - r["floor_bytes"][name]) / MIB, "MiB")
+    for name, value in r["cpu_seconds"].items():
+        found[f"CPU: {name}"] = (value, "s")
+    offline = r.get("offline")
+    if offline and offline["ok"]:
+        found["offline backtest: time"] = (offline["seconds"], "s")
+        found["offline backtest: peak"] = (offline["peak_bytes"] / MIB, "MiB")
+    return found
+
+
+def growth_table(results: list[dict[str, Any]]) -> str:
+    done = [r for r in results if not r.get("aborted")]
+    if not done:
+        return "\nno k finished: no growth table"
+    ks = [r["k"] for r in done]
+    values = [_quantities(r) for r in done]
+    names = list(values[0])
+    pairs = list(itertools.pairwise(ks))
+    head = f"{'quantity':<30}" + "".join(f"{'k=' + str(k):>10}" for k in ks)
+    head += "".join(f"{f'exp {a}→{b}':>11}" for a, b in pairs)
+    lines = ["\ngrowth with k (exponent = slope of log value against log k; 1 = linear)", head]
+    for name in names:
+        cells = [v.get(name, (math.nan, ""))[0] for v in values]
+        unit = values[0][name][1]
+        line = f"{name + ' (' + unit + ')':<30}" + "".join(f"{c:>10,.1f}" for c in cells)
+        for (a, b), (ca, cb) in zip(pairs, itertools.pairwise(cells), strict=True):
+            line += f"{exponent(a, ca, b, cb):>11.2f}"
+        lines.append(line)
+    lines.append(_verdicts(done))
+    return "\n".join(lines)
+
+
+def _verdicts(done: list[dict[str, Any]]) -> str:
+    by_k = {r["k"]: r for r in done}
+    lines = ["", "issue 18 targets:"]
+    if 1 in by_k:
+        r = by_k[1]
+        idle = sum(r["idle_bytes"].values()) / 1024**3
+        peak = r["peak_total_bytes"] / 1024**3
+        lines.append(
+            f"  1x idle {idle:.2f} GiB (< {IDLE_1X_GIB}: {'meets' if idle < IDLE_1X_GIB else 'MISSES'})"
+            f", 1x peak {peak:.2f} GiB (< {PEAK_1X_GIB}: "
+            f"{'meets' if peak < PEAK_1X_GIB else 'MISSES'})"
+        )
+    if 4 in by_k and 16 in by_k:
+        a, b = by_k[4], by_k[16]
+        e2e = exponent(4, a["milestones"]["scored"], 16, b["milestones"]["scored"])
+        memory = exponent(4, a["peak_total_bytes"], 16, b["peak_total_bytes"])
+        lines.append(
+            f"  4→16 exponent: end to end {e2e:.2f}, peak memory {memory:.2f} (≤ {E2E_EXPONENT}: "
+            f"{'meets' if e2e <= E2E_EXPONENT and memory <= MEMORY_EXPONENT else 'MISSES'})"
+        )
+    if 16 in by_k:
+        r = by_k[16]
+        e2e, peak = r["milestones"]["scored"], r["peak_total_bytes"] / 1024**3
+        ok = e2e < E2E_16X_SECONDS and peak < PEAK_16X_GIB
+        lines.append(
+            f"  16x end to end {e2e:.0f} s (< {E2E_16X_SECONDS:.0f}), peak {peak:.2f} GiB "
+            f"(< {PEAK_16X_GIB}): {'meets' if ok else 'MISSES'}"
+        )
+    return "\n".join(lines)
