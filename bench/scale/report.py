@@ -82,7 +82,7 @@ def k_table(r: dict[str, Any]) -> str:
                 name,
                 f"{milestones[name]:.1f} s",
                 f"{what}; load {loads.get(name, math.nan):.1f}; stack peak in the stage "
-                f"{mib(r['stage_peaks'].get(name))} MiB",
+                f"{mib(r['stage_peaks'].get(name) or math.nan)} MiB",
             )
         )
     run = r.get("run") or {}
@@ -139,8 +139,14 @@ def k_table(r: dict[str, Any]) -> str:
     header = (
         f"{'process':<9} {'floor':>6} {'peak':>6} {'VmHWM':>6} {'idle':>6} {'idle-floor':>10}"
         f" {'CPU s':>7} {'CPU ms/order':>12} {'CPU ms/cust':>11} {'B/customer':>10}"
+        f" {'idle CPU %':>10}"
     )
-    lines += ["", "memory in MiB; B/customer = (idle - floor) / customers", header]
+    lines += [
+        "",
+        "memory in MiB; B/customer = (idle - floor) / customers; idle CPU % = of one core, empty",
+        header,
+    ]
+    idle_cpu = r.get("floor_cpu_per_second") or {}
     for name in r["floor_bytes"]:
         floor, idle = r["floor_bytes"][name], r["idle_bytes"][name]
         cpu = r["cpu_seconds"][name]
@@ -148,7 +154,7 @@ def k_table(r: dict[str, Any]) -> str:
             f"{name:<9} {mib(floor):>6} {mib(r['peak_bytes'][name]):>6} "
             f"{mib(r['hwm_bytes'][name]):>6} {mib(idle):>6} {mib(idle - floor):>10} "
             f"{cpu:>7.1f} {cpu / orders * 1e3:>12.3f} {cpu / customers * 1e3:>11.2f} "
-            f"{(idle - floor) / customers:>10,.0f}"
+            f"{(idle - floor) / customers:>10,.0f} {idle_cpu.get(name, math.nan) * 100:>10.1f}"
         )
     stage_cpu = r.get("stage_cpu_seconds") or {}
     if stage_cpu:
@@ -159,6 +165,19 @@ def k_table(r: dict[str, Any]) -> str:
             lines.append(
                 f"{name:<9}" + "".join(f"{stage_cpu[span][name]:>13.1f}" for span in spans)
             )
+    stream = r.get("stream")
+    if stream:
+        lines += [
+            "",
+            f"steady stream: {stream['accepted']:,} orders at {stream['rate']:g}/s, sent in "
+            f"{stream['seconds']:.1f} s ({stream['late_ticks']} late ticks), settled after "
+            f"{stream['settled_seconds']:.1f} s; load {stream['load']}",
+            "  CPU ms per streamed order: "
+            + ", ".join(
+                f"{name} {cpu / max(stream['accepted'], 1) * 1e3:.2f}"
+                for name, cpu in stream["cpu_seconds"].items()
+            ),
+        ]
     disk = r["disk_bytes"]
     lines.append(
         f"disk: features state {mib(disk['features_state'])} MiB "
@@ -167,6 +186,9 @@ def k_table(r: dict[str, Any]) -> str:
         f"{mib(disk['trainer_lake'])} MiB ({disk['trainer_lake'] / orders:,.0f} B/order); "
         f"models {mib(disk['bentoml'])} MiB"
     )
+    for name, hot in (r.get("hot_functions") or {}).items():
+        lines += ["", f"py-spy, {name}: share of samples on the stack (self)"]
+        lines += [f"  {share:6.1%} ({own:6.1%})  {frame[:150]}" for frame, share, own in hot]
     return "\n".join(lines)
 
 
@@ -189,6 +211,11 @@ def _quantities(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
         found[f"idle - floor: {name}"] = ((value - r["floor_bytes"][name]) / MIB, "MiB")
     for name, value in r["cpu_seconds"].items():
         found[f"CPU: {name}"] = (value, "s")
+    stream = r.get("stream")
+    if stream and stream["accepted"]:
+        found["stream: settled"] = (stream["settled_seconds"], "s")
+        for name, cpu in stream["cpu_seconds"].items():
+            found[f"stream CPU/order: {name}"] = (cpu / stream["accepted"] * 1e3, "ms")
     offline = r.get("offline")
     if offline and offline["ok"]:
         found["offline backtest: time"] = (offline["seconds"], "s")

@@ -55,8 +55,10 @@ from bench.harness import data_file, load, parser, work_dir  # noqa: E402
 from bench.scale import report  # noqa: E402
 from bench.scale.copies import write_copies  # noqa: E402
 from bench.scale.offline import backtest  # noqa: E402
+from bench.scale.profiles import hot_functions, recording  # noqa: E402
 from bench.scale.sampler import Sampler, cpu_seconds, directory_bytes  # noqa: E402
 from bench.scale.stages import MILESTONES, Pipeline, StageFailed  # noqa: E402
+from bench.scale.stream import run_stream, stream_orders  # noqa: E402
 from retention_cli.stack import WITH_CONSOLE, Stack, stack_environment  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import free_port  # noqa: E402
@@ -79,7 +81,19 @@ def parse_args() -> argparse.Namespace:
         "--max-stack-gb", type=float, default=10.0, help="abort a k whose stack passes this RSS"
     )
     cli.add_argument("--no-offline", action="store_true", help="skip `retention backtest`")
-    return cli.parse_args()
+    cli.add_argument(
+        "--stream-rate", type=float, default=200.0, help="orders/s of the steady stream (0: none)"
+    )
+    cli.add_argument("--stream-seconds", type=float, default=20.0, help="length of the stream")
+    cli.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        help="py-spy binary: record every Python service from upload to scored (implies --keep)",
+    )
+    args = cli.parse_args()
+    args.keep = args.keep or args.py_spy is not None
+    return args
 
 
 def load_1m() -> float:
@@ -155,6 +169,10 @@ def run_pipeline(
     try:
         ready = time.monotonic()
         time.sleep(args.floor_seconds)
+        result["floor_cpu_per_second"] = {
+            name: sampler.cpu_between(name, ready, time.monotonic()) / args.floor_seconds
+            for name in names
+        }
         floors = {
             name: sampler.mean(name, ready + args.floor_seconds / 2, math.inf) for name in names
         }
@@ -179,10 +197,12 @@ def run_pipeline(
                 raise StageFailed(f"the stack holds {held / GIB:.1f} GiB > {args.max_stack_gb} GiB")
 
         print(f"  uploading {k}x through ingest (load {load()}) …", flush=True)
+        python = {name: pid for name, pid in pids.items() if name not in (BROKER, "console")}
         try:
             with httpx.Client(timeout=60) as client:
-                pipeline.send(client, Path(result["file"]["path"]))
-                pipeline.follow(client, args.timeout, on_tick=on_tick)
+                with recording(args.py_spy, python, stack_dir):
+                    pipeline.send(client, Path(result["file"]["path"]))
+                    pipeline.follow(client, args.timeout, on_tick=on_tick)
                 on_tick()
                 scored = time.monotonic()
                 cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -193,6 +213,8 @@ def run_pipeline(
                 }
                 served = pipeline.served_customers(client)
                 features_customers = pipeline.features_customers(client)
+                if args.stream_rate > 0:
+                    result["stream"] = measure_stream(pipeline, client, sampler, args, k)
         except StageFailed as failure:
             result["aborted"] = str(failure)
             print(f"  ABORTED: {failure}", flush=True)
@@ -237,17 +259,50 @@ def run_pipeline(
     }
     result["disk_bytes"] = {
         "features_state": directory_bytes(stack_dir / "data" / "features"),
-        "trainer_lake": directory_bytes(stack_dir / "data" / "trainer"),
+        "trainer_lake": directory_bytes(stack_dir / "data" / "lake"),
+        "trainer_state": directory_bytes(stack_dir / "data" / "trainer"),
         "ingest": directory_bytes(stack_dir / "data" / "ingest"),
         "bentoml": directory_bytes(stack_dir / "bentoml"),
     }
     result["series"] = report.downsample(sampler, start, names)
+    if args.py_spy is not None:
+        result["hot_functions"] = {
+            name: hot_functions(stack_dir / f"py-spy-{name}.txt")
+            for name in python
+            if (stack_dir / f"py-spy-{name}.txt").exists()
+        }
+
+
+def measure_stream(
+    pipeline: Pipeline, client: httpx.Client, sampler: Sampler, args: argparse.Namespace, k: int
+) -> dict[str, Any]:
+    """The steady stream (stream.py): CPU per order and peak RSS of every process meanwhile."""
+    orders = stream_orders(args.source, k, round(args.stream_rate * args.stream_seconds))
+    print(
+        f"  streaming {len(orders):,} orders at {args.stream_rate:g}/s (load {load()}) …",
+        flush=True,
+    )
+    began = time.monotonic()
+    before = {name: cpu_seconds(pid) for name, pid in sampler.pids.items()}
+    found = run_stream(pipeline, client, orders, args.stream_rate)
+    after = {name: cpu_seconds(pid) for name, pid in sampler.pids.items()}
+    print(
+        f"    sent in {found.seconds:.1f} s ({found.late_ticks} late ticks), settled after "
+        f"{found.settled_seconds:.1f} s",
+        flush=True,
+    )
+    return asdict(found) | {
+        "rate": args.stream_rate,
+        "load": load(),
+        "cpu_seconds": {name: after[name] - before[name] for name in before},
+        "peak_bytes": {name: sampler.peak(name, began) for name in sampler.pids},
+    }
 
 
 def main() -> int:
     args = parse_args()
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
-    source = data_file(args.data)
+    source = args.source = data_file(args.data)
     print(f"data: {source}; ks: {ks}")
     print(f"load average at start: {load()} on {os.cpu_count()} CPUs (other work skews these)")
     began = time.monotonic()
