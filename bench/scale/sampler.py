@@ -96,13 +96,13 @@ class Sampler:
         row = {}
         for name, pids in self._trees.items():
             row[name] = sum((status_kib(pid, "VmRSS") or 0) for pid in pids) * 1024
-        self.times.append(now)
         for name, value in row.items():
             self.series[name].append(value)
-        if (len(self.times) - 1) % self.cpu_every == 0:
-            self.cpu_times.append(now)
+        self.times.append(now)  # last: a reader never sees a time without its values
+        if len(self.times) % self.cpu_every == 0:
             for name, pid in self.pids.items():
                 self.cpu_series[name].append(cpu_seconds(pid))
+            self.cpu_times.append(now)  # last: a reader never sees a time without its values
         return row
 
     # --- reading the samples ------------------------------------------------------------------
@@ -137,10 +137,11 @@ class Sampler:
     def cpu_between(self, name: str, start: float, end: float) -> float:
         """CPU seconds `name` used between the CPU samples nearest `start` and `end`."""
         times, values = self.cpu_times, self.cpu_series[name]
-        if not times:
+        known = len(times)  # the sampler thread may be appending meanwhile
+        if not known:
             return math.nan
-        first = min(range(len(times)), key=lambda i: abs(times[i] - start))
-        last = min(range(len(times)), key=lambda i: abs(times[i] - end))
+        first = min(range(known), key=lambda i: abs(times[i] - start))
+        last = min(range(known), key=lambda i: abs(times[i] - end))
         return values[last] - values[first]
 
     def high_water(self) -> dict[str, int]:
