@@ -4,7 +4,9 @@ functions each spent its samples in.
 The profiles are py-spy's raw collapsed stacks (`<frame>;<frame>;… <count>` per line, root
 first), one file per service in the kept work dir. `hot_functions` reads one back: for each
 function (`name (file:line)` without the line), the share of samples it is on the stack
-(inclusive) and at the top (self), over the samples of the whole file.
+(inclusive) and at the top (self), over the busy samples: those not waiting in the event
+loop's `select` or an idle worker thread's queue (py-spy counts a thread blocked in a system
+call as active, so without this the shares would be of wall time, not of work).
 """
 
 from __future__ import annotations
@@ -66,9 +68,13 @@ def _function(frame: str) -> str:
     return _LINE.sub(")", frame)
 
 
+IDLE = ("select (selectors.py)", "wait (threading.py)", "get (queue.py)", "sleep")
+
+
 def hot_functions(path: Path, top: int = 15) -> list[tuple[str, float, float]]:
-    """(function, inclusive share, self share) of the `top` functions by inclusive share,
-    leaving out the event loop's and the thread pool's own frames (on every stack)."""
+    """(function, inclusive share, self share) of the `top` functions by inclusive share of the
+    busy samples, leaving out the event loop's and the thread pool's own frames (on every
+    stack)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     samples = 0
@@ -76,15 +82,18 @@ def hot_functions(path: Path, top: int = 15) -> list[tuple[str, float, float]]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        frames = [_function(frame) for frame in stack.split(";")]
+        if any(idle in frames[-1] for idle in IDLE):
+            continue
         n = int(count)
         samples += n
-        frames = [_function(frame) for frame in stack.split(";")]
         for frame in set(frames):
             inclusive[frame] += n
         own[frames[-1]] += n
     if not samples:
         return []
     boring = ("asyncio", "threading.py", "concurrent/futures", "<module>", "uvicorn", "runpy")
+    boring += ("run_service",)
     ranked = [
         (frame, count / samples, own[frame] / samples)
         for frame, count in inclusive.most_common()

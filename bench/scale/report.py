@@ -48,6 +48,30 @@ def downsample(sampler: Sampler, start: float, names: list[str]) -> dict[str, li
     }
 
 
+def work_cpu(r: dict[str, Any], name: str) -> float:
+    """A process' CPU seconds from upload to scored less what it spends doing nothing (its idle
+    CPU rate on the empty stack: consumers polling the broker), taken stage by stage and
+    floored at 0 per stage, so a stage it sat out costs nothing: the work."""
+    idle = (r.get("floor_cpu_per_second") or {}).get(name, 0.0)
+    stage_cpu = r.get("stage_cpu_seconds") or {}
+    if not stage_cpu:
+        return r["cpu_seconds"][name]
+    ends = sorted(r["milestones"].items(), key=lambda item: item[1])
+    work, previous = 0.0, 0.0
+    for milestone, end in ends:
+        spent = stage_cpu.get(milestone, {}).get(name, 0.0)
+        work += max(0.0, spent - idle * (end - previous))
+        previous = end
+    return work
+
+
+def stream_work(r: dict[str, Any], name: str) -> float:
+    """The stream's CPU seconds of a process less its idle rate over the settling time."""
+    stream = r["stream"]
+    idle = (r.get("floor_cpu_per_second") or {}).get(name, 0.0)
+    return max(0.0, stream["cpu_seconds"][name] - idle * stream["settled_seconds"])
+
+
 def mib(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value / MIB:,.0f}"
 
@@ -138,23 +162,27 @@ def k_table(r: dict[str, Any]) -> str:
     lines.append(table(stage_rows))
     header = (
         f"{'process':<9} {'floor':>6} {'peak':>6} {'VmHWM':>6} {'idle':>6} {'idle-floor':>10}"
-        f" {'CPU s':>7} {'CPU ms/order':>12} {'CPU ms/cust':>11} {'B/customer':>10}"
-        f" {'idle CPU %':>10}"
+        f" {'CPU s':>7} {'idle CPU %':>10} {'work CPU s':>10} {'ms/order':>8} {'ms/cust':>8}"
+        f" {'B/customer':>10}"
     )
     lines += [
         "",
-        "memory in MiB; B/customer = (idle - floor) / customers; idle CPU % = of one core, empty",
+        "memory in MiB; B/customer = (idle - floor) / customers; idle CPU % = of one core on the",
+        "empty stack; work CPU s = CPU s less idle CPU x each stage's time (floored at 0 per",
+        "stage); per order and per customer: of the work",
         header,
     ]
     idle_cpu = r.get("floor_cpu_per_second") or {}
     for name in r["floor_bytes"]:
         floor, idle = r["floor_bytes"][name], r["idle_bytes"][name]
         cpu = r["cpu_seconds"][name]
+        work = work_cpu(r, name)
         lines.append(
             f"{name:<9} {mib(floor):>6} {mib(r['peak_bytes'][name]):>6} "
             f"{mib(r['hwm_bytes'][name]):>6} {mib(idle):>6} {mib(idle - floor):>10} "
-            f"{cpu:>7.1f} {cpu / orders * 1e3:>12.3f} {cpu / customers * 1e3:>11.2f} "
-            f"{(idle - floor) / customers:>10,.0f} {idle_cpu.get(name, math.nan) * 100:>10.1f}"
+            f"{cpu:>7.1f} {idle_cpu.get(name, math.nan) * 100:>10.1f} {work:>10.1f} "
+            f"{work / orders * 1e3:>8.3f} {work / customers * 1e3:>8.2f} "
+            f"{(idle - floor) / customers:>10,.0f}"
         )
     stage_cpu = r.get("stage_cpu_seconds") or {}
     if stage_cpu:
@@ -169,13 +197,14 @@ def k_table(r: dict[str, Any]) -> str:
     if stream:
         lines += [
             "",
-            f"steady stream: {stream['accepted']:,} orders at {stream['rate']:g}/s, sent in "
+            f"steady stream: {stream['accepted']:,} orders at {stream['rate']:g}/s, "
+            f"{stream.get('batch', 20)} a request, sent in "
             f"{stream['seconds']:.1f} s ({stream['late_ticks']} late ticks), settled after "
             f"{stream['settled_seconds']:.1f} s; load {stream['load']}",
-            "  CPU ms per streamed order: "
+            "  CPU ms per streamed order (less idle CPU over the settling time): "
             + ", ".join(
-                f"{name} {cpu / max(stream['accepted'], 1) * 1e3:.2f}"
-                for name, cpu in stream["cpu_seconds"].items()
+                f"{name} {stream_work(r, name) / max(stream['accepted'], 1) * 1e3:.2f}"
+                for name in stream["cpu_seconds"]
             ),
         ]
     disk = r["disk_bytes"]
@@ -211,11 +240,15 @@ def _quantities(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
         found[f"idle - floor: {name}"] = ((value - r["floor_bytes"][name]) / MIB, "MiB")
     for name, value in r["cpu_seconds"].items():
         found[f"CPU: {name}"] = (value, "s")
+        found[f"work CPU: {name}"] = (work_cpu(r, name), "s")
     stream = r.get("stream")
     if stream and stream["accepted"]:
         found["stream: settled"] = (stream["settled_seconds"], "s")
-        for name, cpu in stream["cpu_seconds"].items():
-            found[f"stream CPU/order: {name}"] = (cpu / stream["accepted"] * 1e3, "ms")
+        for name in stream["cpu_seconds"]:
+            found[f"stream CPU/order: {name}"] = (
+                stream_work(r, name) / stream["accepted"] * 1e3,
+                "ms",
+            )
     offline = r.get("offline")
     if offline and offline["ok"]:
         found["offline backtest: time"] = (offline["seconds"], "s")

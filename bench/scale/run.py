@@ -85,6 +85,10 @@ def parse_args() -> argparse.Namespace:
         "--stream-rate", type=float, default=200.0, help="orders/s of the steady stream (0: none)"
     )
     cli.add_argument("--stream-seconds", type=float, default=20.0, help="length of the stream")
+    cli.add_argument("--stream-batch", type=int, default=20, help="orders per request")
+    cli.add_argument(
+        "--from-json", type=Path, default=None, help="print the tables of an earlier --json run"
+    )
     cli.add_argument(
         "--py-spy",
         type=Path,
@@ -284,7 +288,7 @@ def measure_stream(
     )
     began = time.monotonic()
     before = {name: cpu_seconds(pid) for name, pid in sampler.pids.items()}
-    found = run_stream(pipeline, client, orders, args.stream_rate)
+    found = run_stream(pipeline, client, orders, args.stream_rate, args.stream_batch)
     after = {name: cpu_seconds(pid) for name, pid in sampler.pids.items()}
     print(
         f"    sent in {found.seconds:.1f} s ({found.late_ticks} late ticks), settled after "
@@ -293,6 +297,7 @@ def measure_stream(
     )
     return asdict(found) | {
         "rate": args.stream_rate,
+        "batch": args.stream_batch,
         "load": load(),
         "cpu_seconds": {name: after[name] - before[name] for name in before},
         "peak_bytes": {name: sampler.peak(name, began) for name in sampler.pids},
@@ -301,6 +306,12 @@ def measure_stream(
 
 def main() -> int:
     args = parse_args()
+    if args.from_json is not None:
+        results = json.loads(args.from_json.read_text())
+        for result in results:
+            print(report.k_table(result))
+        print(report.growth_table(results))
+        return 0
     ks = [int(k) for k in args.ks.split(",") if k.strip()]
     source = args.source = data_file(args.data)
     print(f"data: {source}; ks: {ks}")

@@ -1,8 +1,8 @@
 """A steady stream of new orders on the loaded stack: the cost of one more order at k.
 
 After the upload is scored, `rate` orders a second go to ingest's `POST /v1/orders` for
-`seconds` seconds (one request every `TICK` seconds, as an upstream system batching its
-orders would send them), then the stream settles: features and scoring have applied every
+`seconds` seconds, `batch` orders a request (as an upstream system batching its orders would
+send them; a request every batch / rate seconds), then the stream settles: features and scoring have applied every
 order (both lags 0, every order consumed) and scoring has published no score change for
 `QUIET` seconds. Each order is a real invoice of the file (its lines, quantities and prices,
 cancellations left out) placed by one of the tenant's customers drawn at random (seeded), with
@@ -26,7 +26,6 @@ import polars as pl
 from bench.scale.copies import CUSTOMER_STRIDE, customer_column, invoice_column
 from bench.scale.stages import Pipeline, metric_values, total
 
-TICK = 0.1
 QUIET = 2.0
 # Orders of the stream start the day after online_retail_II's last one (2011-12-09).
 START = datetime(2011, 12, 10, 8, 0, 0)
@@ -38,7 +37,7 @@ class StreamResult:
     accepted: int
     seconds: float  # first request to last answer
     settled_seconds: float  # first request to settled
-    late_ticks: int  # ticks sent after their time (the stack or this client fell behind)
+    late_ticks: int  # requests sent over a tick late (the stack or this client fell behind)
 
 
 def stream_orders(source: Path, k: int, count: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -81,24 +80,25 @@ def run_stream(
     client: httpx.Client,
     orders: list[dict[str, Any]],
     rate: float,
+    batch: int,
     timeout: float = 600.0,
 ) -> StreamResult:
-    per_tick = max(1, round(rate * TICK))
+    tick = batch / rate
     url = f"{pipeline.url('ingest')}/v1/orders"
     before = _consumed(pipeline, client)
     started = time.monotonic()
     accepted, late, sent = 0, 0, 0
-    for tick, at in enumerate(range(0, len(orders), per_tick)):
-        due = started + tick * TICK
+    for number, at in enumerate(range(0, len(orders), batch)):
+        due = started + number * tick
         if (wait := due - time.monotonic()) > 0:
             time.sleep(wait)
-        elif wait < -TICK:
+        elif wait < -tick:
             late += 1
-        batch = orders[at : at + per_tick]
-        answer = client.post(url, json={"orders": batch}, headers=pipeline.headers, timeout=60)
+        sending = orders[at : at + batch]
+        answer = client.post(url, json={"orders": sending}, headers=pipeline.headers, timeout=60)
         answer.raise_for_status()
         accepted += answer.json()["accepted"]
-        sent += len(batch)
+        sent += len(sending)
     answered = time.monotonic()
     deadline = answered + timeout
     last_scores, changed_at, applied_at = -1.0, answered, None
