@@ -14,8 +14,9 @@ from polars.testing import assert_frame_equal
 from retention_ingest.file_ingest import ingest_file
 from retention_ingest.order_events import order_event_payloads
 from retention_shared.config import Settings
-from retention_shared.event_columns import order_event_frame
+from retention_shared.event_columns import EventColumns, order_event_frame
 from retention_shared.events import OrderEvent, decode_events
+from retention_shared.order_decoder import read_order_event
 from retention_trainer.gate import GateMetrics, decide
 from retention_trainer.runs.history import history_shortfall
 from retention_trainer.schedule import due_tenants
@@ -115,8 +116,18 @@ def test_decoded_events_become_the_lake_columns_ingest_made(tmp_path: Path) -> N
         TEST_DATA / "online_retail_slice.parquet", tenant_id="acme", source="t", work_dir=tmp_path
     )
     events = result.events().collect()
-    decoded = decode_events(OrderEvent, order_event_payloads(events))
+    payloads = order_event_payloads(events)
+    decoded = decode_events(OrderEvent, payloads)
     assert_frame_equal(order_event_frame(decoded), events)
+    # The compiled reader's structs (the lake consumer's fast path) give the very same columns.
+    columns = EventColumns()
+    for payload in payloads:
+        read = read_order_event(payload)
+        assert read is not None
+        columns.add(*read)
+    assert len(columns) == events.height and columns.tenants == {"acme"}
+    assert_frame_equal(columns.frame(), events)
+    assert_frame_equal(EventColumns().frame(), events.clear())
 
 
 def test_run_pages_go_newest_first_and_later_runs_do_not_shift_them(tmp_path: Path) -> None:

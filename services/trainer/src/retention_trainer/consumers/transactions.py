@@ -26,16 +26,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from retention_shared.erasure import ErasureList, to_microseconds
-from retention_shared.event_columns import order_event_frame
+from retention_shared.event_columns import EventColumns
 from retention_shared.event_time import US_PER_SECOND, latest_event_time_us
-from retention_shared.events import EventDecodeError, OrderEvent, decode_events
+from retention_shared.events import EventDecodeError, OrderEvent, decode_event
 from retention_shared.kafka.dead_letters import DeadLetters, RecordFault, Reject
 from retention_shared.kafka.group_consumer import Batches, GroupConsumer
+from retention_shared.order_decoder import OrderEventStruct, read_order_event
 from retention_shared.service import ServiceContext
 from retention_trainer import telemetry
 from retention_trainer.lake import TransactionLake
@@ -88,9 +90,10 @@ class LakeConsumer(GroupConsumer):
         False (rewound, after a pause) if the storage or the broker failed."""
         records = [record for batch in batches.values() for record in batch]
         try:
-            events, rejects = _decode(records, self.ctx.settings.max_future_skew_hours)
-            events = [event for event in events if not self._erased(event)]
-            parts = await asyncio.to_thread(self.lake.parts, order_event_frame(events))
+            events, rejects = _decode(
+                records, self.ctx.settings.max_future_skew_hours, self._erased
+            )
+            parts = await asyncio.to_thread(self.lake.parts, events.frame())
         except Exception as error:
             raise RecordFault from error
         try:
@@ -101,15 +104,15 @@ class LakeConsumer(GroupConsumer):
             return False
         await self.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
         self.counts.consumed(self.topics[0], ok=len(events), rejected=len(rejects))
-        self._uncompacted |= {e.tenant_id for e in events}
-        self._unsized |= {e.tenant_id for e in events}
+        self._uncompacted |= events.tenants
+        self._unsized |= events.tenants
         return True
 
-    def _erased(self, event: OrderEvent) -> bool:
+    def _erased(self, tenant_id: str, customer_id: str, occurred_at: datetime) -> bool:
         """An order of an erased customer dated up to the erasure (sent again, or re-read)."""
         erasures = self.erasures
         return erasures is not None and erasures.covers(
-            event.tenant_id, event.customer_id, to_microseconds(event.occurred_at)
+            tenant_id, customer_id, to_microseconds(occurred_at)
         )
 
     async def after_poll(self) -> None:
@@ -145,23 +148,36 @@ class LakeConsumer(GroupConsumer):
 
 
 def _decode(
-    records: list[ConsumerRecord], skew_hours: float
-) -> tuple[list[OrderEvent], list[Reject]]:
-    events: list[OrderEvent] = []
+    records: list[ConsumerRecord],
+    skew_hours: float,
+    erased: Callable[[str, str, datetime], bool],
+) -> tuple[EventColumns, list[Reject]]:
+    """The batch's accepted events as lake columns (erased customers' left out), and its rejects.
+
+    Each payload is read by the compiled reader (`read_order_event`, the features service's too);
+    what it does not take goes to the `OrderEvent` model, which decides every reject."""
+    events = EventColumns()
     rejects: list[Reject] = []
-    decoded = decode_events(OrderEvent, [record.value for record in records])
-    for record, event in zip(records, decoded, strict=True):
-        latest = latest_event_time_us(record.timestamp, skew_hours)
-        if not isinstance(event, EventDecodeError) and (
-            event.occurred_at.timestamp() * US_PER_SECOND > latest
+    for record in records:
+        read = read_order_event(record.value)
+        if read is None:
+            try:
+                event: OrderEvent | OrderEventStruct = decode_event(OrderEvent, record.value)
+            except EventDecodeError as error:
+                rejects.append(DeadLetters.undecodable(record, error))
+                continue
+            occurred_at = event.occurred_at
+        else:
+            event, occurred_at = read
+        if occurred_at.timestamp() * US_PER_SECOND > latest_event_time_us(
+            record.timestamp, skew_hours
         ):
-            event = EventDecodeError(
+            future = EventDecodeError(
                 "future_order_datetime",
                 f"occurred_at is more than {skew_hours:g} hours after the record arrived",
                 field="occurred_at",
             )
-        if isinstance(event, EventDecodeError):
-            rejects.append(DeadLetters.undecodable(record, event))
-        else:
-            events.append(event)
+            rejects.append(DeadLetters.undecodable(record, future))
+        elif not erased(event.tenant_id, event.customer_id, occurred_at):
+            events.add(event, occurred_at)
     return events, rejects
