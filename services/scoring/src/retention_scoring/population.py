@@ -66,13 +66,18 @@ class Population:
         return found
 
     def explanations(self, positions: np.ndarray) -> list[Explanation]:
-        """Reasons for many customers in one vectorized pass (cached ones reused)."""
-        ids = self.scores["customer_id"].to_list()
-        missing = [int(p) for p in positions if ids[p] not in self._explanations]
+        """Reasons for many customers in one vectorized pass. Cached ones are reused; the others
+        are not kept: a score pass explains every customer whose score changed (all of them the
+        first time), and keeping those held ~1.5 KB per customer for as long as the population
+        lived (bench/scale/holdings.py)."""
+        ids = self.scores["customer_id"].gather(positions).to_list()
+        found = [self._explanations.get(customer_id) for customer_id in ids]
+        missing = [i for i, explanation in enumerate(found) if explanation is None]
         if missing:
-            batch = explain(self.champion.bundle, self.features[missing])
-            self._explanations.update(zip((ids[p] for p in missing), batch, strict=True))
-        return [self._explanations[ids[p]] for p in positions]
+            batch = explain(self.champion.bundle, self.features[positions[missing].tolist()])
+            for i, explanation in zip(missing, batch, strict=True):
+                found[i] = explanation
+        return found  # type: ignore[return-value]  # every None was filled
 
 
 @dataclass(frozen=True)

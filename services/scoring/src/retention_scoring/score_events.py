@@ -176,14 +176,12 @@ class ScoreEvents:
             found = (population.position(c) for c in customers)
             positions = np.fromiter((p for p in found if p is not None), dtype=np.int64)
         positions = positions[[self.owns(int(p)) for p in population.partitions[positions]]]
-        ids = scores["customer_id"].to_list()
-        bands = scores["risk_band"].to_list()
-        tiers = scores["value_tier"].to_list()
-        segments = scores["segment"].to_list()
+        # Only the rows asked about: a pass for a few customers does not convert the whole
+        # tenant's columns to Python lists.
+        asked = scores.select("customer_id", "risk_band", "value_tier", "segment")[positions]
         changes: list[tuple[int, list[str]]] = []
-        for p in positions.tolist():
-            current = (bands[p], tiers[p], segments[p])
-            changed = changed_fields(known.get(ids[p]), current)
+        for p, (customer_id, *current) in zip(positions.tolist(), asked.iter_rows(), strict=True):
+            changed = changed_fields(known.get(customer_id), tuple(current))
             if changed:
                 changes.append((p, changed))
         if not changes:
