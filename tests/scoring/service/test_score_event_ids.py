@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -104,6 +105,14 @@ async def test_a_republished_score_change_keeps_its_event_id(
         first.mark("acme")  # the drain fails once, waits a second and publishes again
         records = await read_until(settings, topic, lambda r: len(r) >= 2 * CUSTOMERS, timeout=60)
         await first.stop()
+        # The pass explained every customer and kept none of it; a request's reasons are kept.
+        ids = population.scores["customer_id"].to_list()
+        assert all(population.cached_explanation(c) is None for c in ids)
+        positions = np.arange(len(population))
+        passed = population.explanations(positions, keep=False)
+        kept = population.explanations(positions)
+        assert kept == passed
+        assert [population.cached_explanation(c) for c in ids] == kept
 
         published = _by_customer(records)
         assert len(published) == CUSTOMERS

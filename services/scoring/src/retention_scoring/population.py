@@ -30,6 +30,9 @@ from retention_scoring.store import TenantTable
 
 __all__ = ["Population", "PopulationKey", "Populations", "compute_population"]
 
+# Reasons kept per population, at most (a population is replaced on any change anyway).
+EXPLANATIONS_KEPT = 100_000
+
 PopulationKey = tuple[str, int, int]  # (model version, features generation, clock in µs)
 
 
@@ -61,15 +64,16 @@ class Population:
         if found is None:
             row = self.index[customer_id]
             found = explain(self.champion.bundle, self.features.slice(row, 1))[0]
-            if len(self._explanations) < 100_000:  # bounded: a population is replaced anyway
+            if len(self._explanations) < EXPLANATIONS_KEPT:
                 self._explanations[customer_id] = found
         return found
 
-    def explanations(self, positions: np.ndarray) -> list[Explanation]:
-        """Reasons for many customers in one vectorized pass. Cached ones are reused; the others
-        are not kept: a score pass explains every customer whose score changed (all of them the
-        first time), and keeping those held ~1.5 KB per customer for as long as the population
-        lived (bench/scale/holdings.py)."""
+    def explanations(self, positions: np.ndarray, *, keep: bool = True) -> list[Explanation]:
+        """Reasons for many customers in one vectorized pass (cached ones reused). `keep`: cache
+        the computed ones too (up to the bound `explanation` keeps). A score pass does not: it
+        explains every customer whose score changed (all of them the first time), and keeping
+        those held ~1.5 KB per customer for as long as the population lived
+        (bench/scale/holdings.py)."""
         ids = self.scores["customer_id"].gather(positions).to_list()
         found = [self._explanations.get(customer_id) for customer_id in ids]
         missing = [i for i, explanation in enumerate(found) if explanation is None]
@@ -77,6 +81,8 @@ class Population:
             batch = explain(self.champion.bundle, self.features[positions[missing].tolist()])
             for i, explanation in zip(missing, batch, strict=True):
                 found[i] = explanation
+                if keep and len(self._explanations) < EXPLANATIONS_KEPT:
+                    self._explanations[ids[i]] = explanation
         return found  # type: ignore[return-value]  # every None was filled
 
 

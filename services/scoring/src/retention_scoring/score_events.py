@@ -187,7 +187,7 @@ class ScoreEvents:
         if not changes:
             return 0
         at = np.asarray([p for p, _ in changes], dtype=np.int64)
-        explanations = await asyncio.to_thread(population.explanations, at)
+        explanations = await asyncio.to_thread(population.explanations, at, keep=False)
         rows = scores[at.tolist()].to_dicts()
         now = datetime.now(UTC)
         champion = population.champion
