@@ -30,6 +30,7 @@ from retention_shared.kafka.clients import broker_answers, make_broker
 from retention_shared.kafka.message_counts import MessageCounts
 from retention_shared.limits import BodySizeLimit
 from retention_shared.logs import configure_logging
+from retention_shared.memory import limit_arenas, release_memory
 from retention_shared.metrics import HttpMetricsMiddleware, metrics_response, use_tenant_labels
 from retention_shared.problems import (
     FieldProblem,
@@ -105,10 +106,11 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connecting = asyncio.create_task(_connect(ctx, on_connected))
+        releasing = asyncio.create_task(release_memory())
         try:
             yield
         finally:
-            await cancel([connecting])
+            await cancel([connecting, releasing])
             for hook in on_stopping:
                 await hook()
             await ctx.broker.stop()
@@ -210,6 +212,7 @@ async def _broker_check(ctx: ServiceContext) -> CheckResult:
 
 def run_service(name: str, create_app: Callable[[Settings], FastAPI]) -> None:
     """Entry point of `python -m retention_<name>`: settings from the environment, then uvicorn."""
+    limit_arenas()  # before any thread allocates (uvicorn, aiokafka, worker threads)
     settings = load_settings()
     configure_logging(name, settings.log_level, settings.log_json)
     try:
