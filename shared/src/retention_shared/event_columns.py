@@ -96,7 +96,7 @@ class EventColumns:
                 orient="col",
             )
             .select(
-                event=pl.int_range(len(self), dtype=pl.Int64).repeat_by(counts).explode(),
+                event=pl.int_range(len(self), dtype=pl.Int64).repeat_by(pl.lit(counts)).explode(),
                 lines=pl.struct(list(ORDER_LINE_STRUCT.to_schema())),
             )
             .group_by("event", maintain_order=True)
