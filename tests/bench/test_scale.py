@@ -10,7 +10,7 @@ import pytest
 
 from bench.scale.copies import CUSTOMER_STRIDE, check, copy_of, write_copies
 from bench.scale.report import exponent, windows
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 SLICE = REPO / "tests" / "data" / "online_retail_II_slice.parquet"
 
