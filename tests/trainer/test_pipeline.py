@@ -78,6 +78,12 @@ def test_test_period_orders_never_reach_the_models(orders: pl.DataFrame, run: Tr
     np.testing.assert_array_equal(
         other.churn_predictions["churn_probability"], run.churn_predictions["churn_probability"]
     )
+    np.testing.assert_array_equal(
+        other.churn_predictions["expected_orders"], run.churn_predictions["expected_orders"]
+    )
+    assert other.churn_predictions["next_order_days"].equals(
+        run.churn_predictions["next_order_days"]
+    )
     # The test labels did change, so the reported metrics may; the LTV model, whose test
     # cutoff is earlier still, is untouched as well.
     np.testing.assert_array_equal(other.ltv_predictions["ltv"], run.ltv_predictions["ltv"])
@@ -151,3 +157,52 @@ def test_contributions_add_up_to_the_calibrated_log_odds(
     total = contributions.drop("tenant_id", "customer_id").to_numpy().sum(axis=1)
     p = score(run.bundle, features)["churn_probability"].to_numpy()
     np.testing.assert_allclose(total, np.log(p / (1 - p)), atol=1e-4)
+
+
+def test_the_orders_backtest_compares_with_bgnbd_and_chose_on_validation(
+    run: TrainingRun, orders: pl.DataFrame
+) -> None:
+    section = run.report.orders
+    assert section is not None and section.horizon_days == 90
+    validation = section.validation_mae_by_method
+    assert set(validation) == {"bgnbd", "bgnbd_xgboost"}
+    assert section.method == min(validation, key=validation.__getitem__)
+    assert (run.bundle.orders.booster is not None) == (section.method == "bgnbd_xgboost")
+    assert set(section.baselines) == {"bgnbd", "bgnbd_occasions"}
+    test = run.churn_test
+    actual = test["future_orders"].to_numpy()
+    expected = run.churn_predictions["expected_orders"].to_numpy()
+    assert section.model.mae == pytest.approx(np.mean(np.abs(expected - actual)))
+    assert section.test_customers == test.height
+    assert section.mean_orders == pytest.approx(actual.mean())
+    # Who ordered within the horizon is who did not churn.
+    assert section.ordered_customers == int((test["churned"] == 0).sum())
+    assert section.model.next_order_median_abs_days is not None
+    assert 0 < section.model.next_order_median_abs_days < 90
+    assert 0 < section.model.next_order_dated_share <= 1
+
+
+def test_calibration_and_importance_are_measured_on_the_test_customers(run: TrainingRun) -> None:
+    churn = run.report.churn
+    assert len(churn.reliability) == 10
+    assert sum(b.count for b in churn.reliability) == churn.test_customers
+    y = run.churn_test["churned"].to_numpy()
+    p = run.churn_predictions["churn_probability"].to_numpy()
+    gaps = [
+        ((p >= b.lower) & ((p < b.upper) | (b.upper == 1.0)), b)
+        for b in churn.reliability
+        if b.count
+    ]
+    ece = sum(m.sum() * abs(p[m].mean() - y[m].mean()) for m, _ in gaps) / len(p)
+    assert churn.expected_calibration_error == pytest.approx(ece)
+    importance = run.report.importance
+    assert importance is not None
+    assert set(importance.churn) == set(importance.ltv) == set(run.bundle.feature_names)
+    values = list(importance.churn.values())
+    assert values == sorted(values, reverse=True) and values[0] > 0
+    contributions = churn_contributions(run.bundle, run.churn_test)
+    top = next(iter(importance.churn))
+    assert importance.churn[top] == pytest.approx(contributions[top].abs().mean())
+    report = run.report.as_json()
+    assert "importance" in report and "reliability" in report["churn"]
+    assert "expected_calibration_error" in report["churn"] and "orders" in report

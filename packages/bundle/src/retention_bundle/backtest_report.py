@@ -9,7 +9,10 @@ it. Its JSON is the report's JSON as bundles have always held it:
   rolling interval with no finite resample) is computed as NaN and held as None, ``null`` in
   JSON; older bundles wrote it as the ``NaN`` literal, which reads back as None too;
 - ``rolling`` is absent from bundles written before the rolling evaluation, ``notes`` when there
-  is nothing to note; both read back as their defaults and are left out again when written.
+  is nothing to note; both read back as their defaults and are left out again when written. So
+  are ``orders`` (expected orders and the next-order date), ``importance`` (global feature
+  importance) and the churn section's ``expected_calibration_error`` and ``reliability``, which
+  bundles before them lack.
 
 Baselines are keyed by name (``recency``, ``rfm_logistic``, ``bgnbd``; ``past_spend_scaled``,
 ``bgnbd_gamma_gamma``, ``recent_spend``) because which baselines run is the trainer's choice;
@@ -32,10 +35,14 @@ __all__ = [
     "ChurnCalibration",
     "ChurnComponents",
     "ChurnMetrics",
+    "FeatureImportance",
     "LTVBacktest",
     "LTVMetrics",
     "LTVStack",
+    "OrdersBacktest",
+    "OrdersMetrics",
     "OriginResult",
+    "ReliabilityBin",
     "RollingEvaluation",
     "RollingMetric",
     "RollingOrigins",
@@ -112,6 +119,16 @@ class ChurnCalibration(_Part):
     c: float
 
 
+class ReliabilityBin(_Part):
+    """One of the ten equal-width probability bins of the churn model on the test customers."""
+
+    lower: float
+    upper: float = Field(description="Bins are [lower, upper); the last one includes 1.")
+    count: int
+    mean_predicted: Undefined = Field(description="Mean churn probability; null when empty.")
+    observed_rate: Undefined = Field(description="Share who churned; null when empty.")
+
+
 class ChurnBacktest(_Part):
     model: ChurnMetrics
     baselines: dict[str, ChurnMetrics]
@@ -123,6 +140,14 @@ class ChurnBacktest(_Part):
     test_customers: int
     training_rows: int
     churn_rate: float = Field(description="Share of the test customers who churned.")
+    expected_calibration_error: Undefined = Field(
+        None,
+        description="Σ over the 10 bins of (count / customers) × |mean predicted − observed "
+        "rate|; absent from reports before it.",
+    )
+    reliability: list[ReliabilityBin] = Field(
+        default_factory=list, description="The 10 bins behind the calibration error."
+    )
 
 
 class LTVStack(_Part):
@@ -144,6 +169,44 @@ class LTVBacktest(_Part):
     stack: LTVStack
     test_customers: int
     training_rows: int
+
+
+class OrdersMetrics(_Part):
+    """One expected-orders scorer on the churn test customers (orders over the churn horizon)."""
+
+    mae: float = Field(description="Mean absolute error of expected orders. Lower is better.")
+    next_order_median_abs_days: Undefined = Field(
+        description="Median |next-order date − actual first order| in days, over the customers "
+        "who ordered within the horizon and were given a date. Lower is better."
+    )
+    next_order_dated_share: Undefined = Field(
+        description="Share of the customers who ordered within the horizon that had a date."
+    )
+    next_order_hit_rate: Undefined = Field(
+        description="Of the customers whose date fell within the horizon, the share who had "
+        "ordered by it: 0.5 when the dates mean what they say."
+    )
+
+
+class OrdersBacktest(_Part):
+    """Expected orders and the next-order date at the churn test cutoff."""
+
+    horizon_days: int
+    method: str = Field(description="`bgnbd` or `bgnbd_xgboost`: the one kept on validation.")
+    validation_mae_by_method: dict[str, float]
+    model: OrdersMetrics
+    baselines: dict[str, OrdersMetrics]
+    test_customers: int
+    ordered_customers: int = Field(description="Test customers who ordered within the horizon.")
+    mean_orders: float = Field(description="Mean orders per test customer within the horizon.")
+
+
+class FeatureImportance(_Part):
+    """Mean absolute contribution of each feature on the test customers, largest first: churn in
+    log-odds of the calibrated probability, LTV in ``log1p(LTV)`` of the tree part of the stack."""
+
+    churn: dict[str, float]
+    ltv: dict[str, float]
 
 
 class SegmentSummary(_Part):
@@ -217,6 +280,12 @@ class BacktestReport(_Part):
     rolling: RollingEvaluation | None = Field(
         None, description="Absent from bundles written before the rolling evaluation."
     )
+    orders: OrdersBacktest | None = Field(
+        None, description="Absent from bundles written before expected orders."
+    )
+    importance: FeatureImportance | None = Field(
+        None, description="Absent from bundles written before global importance."
+    )
     windows: BacktestWindows
     notes: list[str] = Field(
         default_factory=list, description="What the run changed to fit the data it had."
@@ -225,6 +294,7 @@ class BacktestReport(_Part):
 
     def as_json(self) -> dict[str, Any]:
         """The report as bundles hold it: JSON values, NaN as null, and the keys older reports
-        lack (``rolling``, ``notes``) left out when they have nothing."""
+        lack (``rolling``, ``notes``, ``orders``, ``importance``, the calibration error and
+        reliability table) left out when they have nothing."""
         stored: dict[str, Any] = json.loads(self.model_dump_json(exclude_defaults=True))
         return stored

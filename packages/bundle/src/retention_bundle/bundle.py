@@ -5,11 +5,12 @@ of the model ``retention-<tenant>:<version>``, in ``model.path``):
 
 | file | content |
 | --- | --- |
-| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, training windows, backtest report (:mod:`retention_bundle.backtest_report`), reference distributions |
+| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, the order model (``orders``: BG/NBD parameters, horizon, booster file or null; absent before it), training windows, backtest report (:mod:`retention_bundle.backtest_report`), reference distributions |
 | ``segmenter.json`` | scaler means/scales, centroids, persona names, actions |
 | ``churn_xgb.ubj`` | churn XGBoost booster |
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
 | ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs) |
+| ``orders_xgb.ubj`` | the expected-orders booster, when the trainer kept one (``orders.booster`` in ``bundle.json``) |
 | ``report.md`` | the backtest report, for people |
 | ``run_report.md``, ``.html``, ``.json`` | the run report for managers, and its numbers (bundles written before it have none) |
 
@@ -29,8 +30,10 @@ import xgboost as xgb
 
 from retention_bundle.backtest_report import BacktestReport, BacktestWindows
 from retention_bundle.json_numbers import finite
+from retention_bundle.models.bgnbd import BGNBDParams
 from retention_bundle.models.churn import ChurnModel, LinearChurnModel
 from retention_bundle.models.ltv import LTVModel
+from retention_bundle.models.orders import OrderModel
 from retention_bundle.models.purchase import PurchaseModel
 from retention_bundle.models.segmenter import Segmenter
 from retention_bundle.report_html import markdown_page
@@ -38,6 +41,7 @@ from retention_bundle.report_html import markdown_page
 __all__ = ["BUNDLE_FORMAT", "ModelBundle", "read_bundle", "read_segmenter", "write_bundle"]
 
 BUNDLE_FORMAT = 1
+ORDERS_BOOSTER = "orders_xgb.ubj"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,17 @@ class ModelBundle:
     # The trainer's run report: Markdown and its numbers; empty when absent.
     run_report: str = ""
     run_report_facts: dict[str, object] = field(default_factory=dict)
+    # Expected orders and the next-order date; None in bundles written before them, which
+    # `order_model` then derives from the LTV part's BG/NBD parameters.
+    orders: OrderModel | None = None
+
+    @property
+    def order_model(self) -> OrderModel:
+        """The bundle's order model, or for an older bundle BG/NBD alone with the parameters of
+        its purchase model, over the churn horizon."""
+        if self.orders is not None:
+            return self.orders
+        return OrderModel(self.ltv.purchase_model.bgnbd, self.windows.churn.horizon_days)
 
     @property
     def windows(self) -> BacktestWindows:
@@ -99,6 +114,7 @@ def _document(bundle: ModelBundle) -> dict[str, object]:
             },
             "purchase_model": bundle.ltv.purchase_model.as_dict(),
         },
+        **({"orders": bundle.orders.as_dict(ORDERS_BOOSTER)} if bundle.orders is not None else {}),
         "windows": bundle.windows.model_dump(mode="json"),
         "report": bundle.report.as_json(),
         "reference_distributions": bundle.reference,
@@ -114,6 +130,8 @@ def write_bundle(bundle: ModelBundle, directory: Path) -> None:
     bundle.churn.booster.save_model(directory / "churn_xgb.ubj")
     bundle.ltv.point.save_model(directory / "ltv_point.ubj")
     bundle.ltv.interval.save_model(directory / "ltv_interval.ubj")
+    if bundle.orders is not None and bundle.orders.booster is not None:
+        bundle.orders.booster.save_model(directory / ORDERS_BOOSTER)
     (directory / "report.md").write_text(bundle.markdown)
     if bundle.run_report:
         (directory / "run_report.md").write_text(bundle.run_report)
@@ -151,6 +169,7 @@ def read_bundle(directory: Path) -> ModelBundle:
         purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
         horizon_days=int(ltv_doc["horizon_days"]),
     )
+    orders = _order_model(document.get("orders"), directory)
     markdown = directory / "report.md"
     run_report, run_report_facts = directory / "run_report.md", directory / "run_report.json"
     return ModelBundle(
@@ -167,6 +186,20 @@ def read_bundle(directory: Path) -> ModelBundle:
         run_report_facts=json.loads(run_report_facts.read_text())
         if run_report_facts.exists()
         else {},
+        orders=orders,
+    )
+
+
+def _order_model(doc: dict | None, directory: Path) -> OrderModel | None:
+    """The ``orders`` block of ``bundle.json``; None when absent (bundles before it)."""
+    if doc is None:
+        return None
+    booster = doc.get("booster")
+    return OrderModel(
+        bgnbd=BGNBDParams(**doc["bgnbd"]),
+        horizon_days=int(doc["horizon_days"]),
+        booster=_booster(directory / booster) if booster else None,
+        scaled_dates=bool(doc.get("scaled_dates", False)),
     )
 
 

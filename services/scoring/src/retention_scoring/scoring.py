@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import xgboost as xgb
 
 from retention_bundle.bundle import ModelBundle
-from retention_bundle.predict import churn_contributions, score
+from retention_bundle.predict import churn_contributions, ltv_contributions, score
 from retention_scoring.reasons import Reason, top_reasons
 from retention_shared.events import ScoreReason, ScoreReasons, ValueTier
 from retention_shared.features import recompute_clock_features
@@ -153,23 +152,13 @@ def churn_horizon_days(bundle: ModelBundle) -> int:
     return bundle.windows.churn.horizon_days
 
 
-def _ltv_contributions(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
-    ltv = bundle.ltv
-    shap = ltv.point.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), pred_contribs=True)
-    per_feature = shap[:, :-1] * ltv.stack[0]
-    if ltv.objective != "log1p_squared_error":  # log link: u = log1p(exp(margin))
-        mu = np.exp(shap.sum(axis=1))
-        per_feature = per_feature * (mu / (1.0 + mu))[:, None]
-    return per_feature
-
-
 def explain(bundle: ModelBundle, features: pl.DataFrame, count: int = 3) -> list[Explanation]:
     """The top `count` churn and LTV drivers per row, in words (see the module docstring)."""
     if features.is_empty():
         return []
     names = bundle.feature_names
     churn = churn_contributions(bundle, features).select(names).to_numpy()
-    ltv = _ltv_contributions(bundle, bundle.matrix(features))
+    ltv = ltv_contributions(bundle, bundle.matrix(features))
     rows = features.to_dicts()
     return [
         Explanation(

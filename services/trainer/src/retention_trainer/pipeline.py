@@ -17,8 +17,12 @@ Stages (wall time of each is in the report's ``timings``):
 5. ``bootstrap``: per metric, the model's and each baseline's mean over the origins and a paired
    bootstrap 90% interval of (model − best baseline)
    (:mod:`retention_trainer.evaluation.rolling`): the report's ``rolling`` block.
-6. ``segments``: the segmenter, fitted on the churn test cutoff's customers.
-7. ``bundle``: reference distributions and the report.
+6. ``orders``: the order model (expected orders over the churn horizon and the next-order date,
+   :mod:`retention_trainer.fitting.orders`) on the churn windows, backtested at the churn test
+   cutoff against BG/NBD (:mod:`retention_trainer.evaluation.orders`).
+7. ``segments``: the segmenter, fitted on the churn test cutoff's customers.
+8. ``bundle``: reference distributions, global feature importance
+   (:mod:`retention_trainer.evaluation.importance`) and the report.
 
 Nothing after a task's test cutoff reaches its model: training and validation label windows end
 at or before it (see :mod:`retention_trainer.training_set`).
@@ -42,9 +46,12 @@ from retention_bundle.backtest_report import (
     ChurnBacktest,
     ChurnCalibration,
     ChurnComponents,
+    FeatureImportance,
     LTVBacktest,
     LTVStack,
+    OrdersBacktest,
     OriginResult,
+    ReliabilityBin,
     RollingEvaluation,
     SegmentSummary,
 )
@@ -52,24 +59,32 @@ from retention_bundle.bundle import ModelBundle
 from retention_bundle.drift_reference import reference_distributions
 from retention_bundle.models.churn import ChurnModel
 from retention_bundle.models.ltv import LTVModel
+from retention_bundle.models.orders import OrderModel
 from retention_bundle.models.segmenter import Segmenter
 from retention_bundle.predict import score
 from retention_shared.features import FEATURE_NAMES
 from retention_trainer.evaluation.backtest import churn_report, render_markdown
 from retention_trainer.evaluation.baselines import (
     bgnbd_churn_scores,
+    bgnbd_orders,
     bgnbd_spend,
     past_spend_scaled,
     recency_scores,
     recent_spend,
     rfm_logistic_scores,
 )
+from retention_trainer.evaluation.calibration import (
+    expected_calibration_error,
+    reliability_table,
+)
+from retention_trainer.evaluation.importance import churn_importance, ltv_importance
 from retention_trainer.evaluation.metrics import (
     ltv_metrics,
     roc_auc,
     select_threshold,
     spearman,
 )
+from retention_trainer.evaluation.orders import days_to_next_order, orders_metrics
 from retention_trainer.evaluation.rolling import (
     BOOTSTRAP_RESAMPLES,
     OriginScores,
@@ -77,6 +92,7 @@ from retention_trainer.evaluation.rolling import (
 )
 from retention_trainer.fitting.churn import fit_churn_model
 from retention_trainer.fitting.ltv import fit_ltv_model
+from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.fitting.segmenter import fit_segmenter
 from retention_trainer.training_set import (
@@ -184,6 +200,44 @@ def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.Data
     # Scoring uses the parameters fitted on everything known at the test cutoff.
     model = dataclasses.replace(model, purchase_model=fit_purchase_model(test))
     return model, test, candidates
+
+
+def _orders_task(
+    orders: pl.DataFrame, examples: pl.DataFrame, w: TaskWindows
+) -> tuple[OrderModel, OrdersBacktest]:
+    """The order model on the churn windows, and its backtest at the churn test cutoff."""
+    test, valid = _at(examples, w.test_cutoff), _at(examples, w.validation_cutoff)
+    model, validation_mae = fit_order_model(
+        _at(examples, w.training_cutoffs),
+        valid,
+        tuple(FEATURES),
+        w.horizon_days,
+        served=fit_order_bgnbd(test),
+        valid_days=days_to_next_order(orders, w.validation_cutoff, valid, w.horizon_days),
+    )
+    actual = test["future_orders"].to_numpy().astype(float)
+    days = days_to_next_order(orders, w.test_cutoff, test, w.horizon_days)
+    forecast = model.forecast(test, _X(test))
+    alone = dataclasses.replace(model, booster=None).forecast(test, _X(test))
+    classical = bgnbd_orders(orders, w.test_cutoff, test, w.horizon_days)
+
+    def metrics(expected: np.ndarray, predicted_days: np.ndarray) -> dict[str, float]:
+        return orders_metrics(actual, expected, days, predicted_days, w.horizon_days)
+
+    section = OrdersBacktest(
+        horizon_days=w.horizon_days,
+        method=model.method,
+        validation_mae_by_method=validation_mae,
+        model=metrics(forecast.expected_orders, forecast.next_order_days),
+        baselines={
+            "bgnbd": metrics(*classical),
+            "bgnbd_occasions": metrics(alone.expected_orders, alone.next_order_days),
+        },
+        test_customers=test.height,
+        ordered_customers=int(np.isfinite(days).sum()),
+        mean_orders=float(actual.mean()),
+    )
+    return model, section
 
 
 def _ltv_predict(model: LTVModel, frame: pl.DataFrame) -> tuple[np.ndarray, ...]:
@@ -342,6 +396,7 @@ def train_and_backtest(
         )
         if i == 0:
             train = _at(examples, w.training_cutoffs)
+            reliability = reliability_table(y, probability)
             churn_section = ChurnBacktest(
                 model=churn_report(y, probability, churn.threshold, active),
                 baselines={
@@ -357,6 +412,8 @@ def train_and_backtest(
                 test_customers=len(y),
                 training_rows=train.height,
                 churn_rate=float(y.mean()),
+                expected_calibration_error=expected_calibration_error(reliability),
+                reliability=[ReliabilityBin(**row) for row in reliability],
             )
             churn_model, churn_test = churn, test
         rolling.append(
@@ -423,6 +480,9 @@ def train_and_backtest(
             }
         )
 
+    with clock.stage("orders"):
+        order_model, orders_section = _orders_task(orders, examples, churn_plans[0])
+
     with clock.stage("segments"):
         segmenter = fit_segmenter(churn_test, previous=previous_segmenter)
         segments = _segment_table(segmenter, churn_test)
@@ -435,6 +495,7 @@ def train_and_backtest(
             segments=segments,
             rolling_origin=rolling,
             rolling=rolling_block,
+            orders=orders_section,
             windows=BacktestWindows(churn=churn_plans[0].as_dict(), ltv=ltv_plans[0].as_dict()),
             notes=notes,
             timings={},  # this stage is still running: filled in below
@@ -448,11 +509,15 @@ def train_and_backtest(
             ltv=ltv_model,
             report=report,
             reference=reference,
+            orders=order_model,
+        )
+        importance = FeatureImportance(
+            churn=churn_importance(bundle, churn_test), ltv=ltv_importance(bundle, ltv_test)
         )
         churn_predictions = score(bundle, churn_test)
         ltv_predictions = score(bundle, ltv_test)
     timings = {**clock.timings, "total": sum(clock.timings.values())}
-    report = report.model_copy(update={"timings": timings})
+    report = report.model_copy(update={"importance": importance, "timings": timings})
     markdown = render_markdown(report)
     bundle = dataclasses.replace(bundle, report=report, markdown=markdown)
     return TrainingRun(

@@ -10,7 +10,9 @@ LTV 2011-06-12 for a last order on 2011-12-09).
 **Labels** of one customer at cutoff ``c``:
 
 - ``churned`` = 1 when the customer places no purchase order in ``(c, c + churn horizon]``;
-- ``future_spend`` = net spend (purchases plus negative cancellations) in ``(c, c + LTV horizon]``.
+- ``future_spend`` = net spend (purchases plus negative cancellations) in ``(c, c + LTV horizon]``;
+- ``future_orders`` = purchase orders in ``(c, c + churn horizon]`` (``churned`` is
+  ``future_orders == 0``): the label of the expected-orders model.
 
 Only customers with at least one purchase at or before ``c`` are examples.
 
@@ -171,7 +173,7 @@ def training_examples(
     """Features (shared definition) and labels of every purchasing customer at every cutoff.
 
     Returns ``tenant_id, customer_id, cutoff`` (the cutoff *date*), the ``FEATURE_NAMES``
-    columns, ``churned`` and ``future_spend``, sorted by cutoff and customer. Labels of a cutoff
+    columns, ``churned``, ``future_spend`` and ``future_orders``, sorted by cutoff and customer. Labels of a cutoff
     whose windows run past the data are incomplete: callers use them only as
     :func:`plan_windows` allows.
     """
@@ -195,6 +197,7 @@ def training_examples(
             *FEATURE_NAMES,
             churned=(pl.col(f"orders_next_{churn_horizon_days}d") == 0).cast(pl.Int8),
             future_spend=pl.col(f"spend_next_{ltv_horizon_days}d"),
+            future_orders=pl.col(f"orders_next_{churn_horizon_days}d"),
         )
         # Rows come in customer order within each cutoff: a stable sort by cutoff suffices.
         .sort("cutoff", maintain_order=True)

@@ -17,6 +17,11 @@ LTV:
 - ``recent_spend``: a retailer's first guess, "the next ``horizon`` days bring what the last
   ``horizon`` days brought": net spend (purchases plus negative cancellations) in
   ``(cutoff − horizon, cutoff]``, 0 for a customer without orders there.
+
+Expected orders (over the churn horizon) and the next-order date:
+
+- ``bgnbd``: BG/NBD conditional expected purchases (FHL 2005 eq. 10) and the 50% point of its
+  time to the next purchase, fitted at the cutoff on the ``rfm_summary`` (purchase days).
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from numpy.typing import NDArray
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 
+from retention_bundle.models.bgnbd import conditional_expected_purchases
 from retention_bundle.models.gamma_gamma import expected_spend
+from retention_bundle.models.orders import median_days_to_order
 from retention_trainer.classical.bgnbd import fit_bgnbd, probability_no_purchase
 from retention_trainer.classical.gamma_gamma import fit_gamma_gamma
 from retention_trainer.classical.rfm import rfm_summary
@@ -37,6 +44,7 @@ from retention_trainer.training_set import cutoff_instant
 
 __all__ = [
     "bgnbd_churn_scores",
+    "bgnbd_orders",
     "bgnbd_spend",
     "past_spend_scaled",
     "recency_scores",
@@ -106,6 +114,23 @@ def bgnbd_spend(
     spend = expected_spend(bgnbd, gamma_gamma, s.x, s.t_x, s.T, s.mean_spend, horizon_days)
     scores = summary_frame.select("customer_id", e=pl.Series(np.nan_to_num(spend)))
     return _aligned(frame, scores, "e", 0.0)
+
+
+def bgnbd_orders(
+    orders: pl.DataFrame, cutoff: date, frame: pl.DataFrame, horizon_days: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """BG/NBD expected purchases in the horizon and days to the 50% point of the next purchase
+    (NaN: none within a year) for ``frame``'s customers, fitted at ``cutoff``."""
+    summary_frame, s = _summary_frame(orders, cutoff)
+    params = fit_bgnbd(s.x, s.t_x, s.T).params
+    scores = summary_frame.select(
+        "customer_id",
+        e=pl.Series(conditional_expected_purchases(params, s.x, s.t_x, s.T, horizon_days)),
+        d=pl.Series(median_days_to_order(params, s.x, s.t_x, s.T), nan_to_null=True),
+    )
+    expected = _aligned(frame, scores, "e", 0.0)
+    joined = frame.select("customer_id").join(scores, on="customer_id", how="left")
+    return expected, joined["d"].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
 def past_spend_scaled(frame: pl.DataFrame, horizon_days: int) -> NDArray[np.float64]:
