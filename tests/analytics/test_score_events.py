@@ -33,6 +33,8 @@ COMMON = (
     "segment",
     "action",
     "revenue_at_risk",
+    "expected_orders",
+    "next_order_by",
     "features_as_of",
     "model_version",
 )

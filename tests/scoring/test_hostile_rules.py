@@ -65,6 +65,8 @@ def test_a_customer_list_csv_keeps_every_formula_start_as_text() -> None:
             "segment": list(reversed(FORMULA_STARTS)),
             "action": ['=HYPERLINK("http://x","y")'] * n,
             "revenue_at_risk": [-1.5] * n,
+            "expected_orders": [0.5] * n,
+            "next_order_by": [date(2012, 1, 2)] + [None] * (n - 1),
             "features_as_of": [datetime(2011, 12, 9, tzinfo=UTC)] * n,
         }
     )
@@ -74,6 +76,7 @@ def test_a_customer_list_csv_keeps_every_formula_start_as_text() -> None:
     assert all(row["action"].startswith("'=HYPERLINK") for row in rows)
     assert rows[0]["revenue_at_risk"] == "-1.5" and rows[0]["predicted_ltv"] == "-0.0"
     assert rows[0]["features_as_of"] == "2011-12-09T00:00:00+00:00"
+    assert rows[0]["next_order_by"] == "2012-01-02" and rows[1]["next_order_by"] == ""
 
 
 def test_a_list_csv_file_name_keeps_only_safe_characters_of_the_tenant() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import date, timedelta
+
 import numpy as np
 import polars as pl
 import pytest
@@ -79,6 +83,14 @@ def _scores(n: int) -> pl.DataFrame:
             "segment": ["A", "B"] * (n // 2),
             "action": ["a", "b"] * (n // 2),
             "revenue_at_risk": p * ltv,
+            "expected_orders": np.round(rng.random(n) * 3, 1),
+            "next_order_by": pl.Series(
+                [
+                    None if i % 4 == 0 else date(2012, 1, 1) + timedelta(days=i % 30)
+                    for i in range(n)
+                ],
+                dtype=pl.Date,
+            ),
         }
     )
 
@@ -145,6 +157,48 @@ def test_ranges_bound_ltv_and_churn_with_both_ends_included() -> None:
     # A single point is a range too.
     exact = list_page(scores, ListQuery(Filters(min_churn=0.5, max_churn=0.5), limit=1000))
     assert set(exact.rows["churn_probability"].to_list()) == {0.5}
+
+
+def test_expected_orders_and_next_order_dates_bound_the_list_with_both_ends_included() -> None:
+    scores = _scores(100)
+    start, end = date(2012, 1, 5), date(2012, 1, 12)
+    filters = Filters(min_orders=1.0, max_orders=2.0, next_order_from=start, next_order_to=end)
+    got = list_page(scores, ListQuery(filters, sort=SortKey.EXPECTED_ORDERS, limit=1000))
+    want = scores.filter(
+        pl.col("expected_orders").is_between(1.0, 2.0, closed="both")
+        & pl.col("next_order_by").is_between(start, end, closed="both")
+    ).sort(["expected_orders", "customer_id"], descending=[True, False])
+    assert got.rows["customer_id"].to_list() == want["customer_id"].to_list()
+    assert got.total == want.height > 0
+    assert {start, end} <= set(got.rows["next_order_by"].to_list())
+    # A customer without a date (below 50% within a year) matches no date bound.
+    assert got.rows["next_order_by"].null_count() == 0
+    undated = scores["next_order_by"].null_count()
+    assert undated > 0
+    assert list_page(scores, ListQuery(Filters(), limit=1000)).total == scores.height
+    assert (
+        list_page(scores, ListQuery(Filters(next_order_to=date(2100, 1, 1)), limit=1000)).total
+        == scores.height - undated
+    )
+    assert [f for f, _ in range_problems(Filters(min_orders=3, max_orders=1))] == ["max_orders"]
+    assert [f for f, _ in range_problems(Filters(next_order_from=end, next_order_to=start))] == [
+        "next_order_to"
+    ]
+
+
+def test_a_cursor_issued_before_the_order_filters_still_continues_its_list() -> None:
+    """Lists without the new bounds keep their fingerprint, so cursors out in CRM tools work."""
+    filters = Filters(segments=("B", "A"), max_churn=0.5)
+    before = json.dumps(
+        [["A", "B"], None, None, None, None, None, 0.5, SortKey.PREDICTED_LTV.value]
+    )
+    assert (
+        filters.fingerprint(SortKey.PREDICTED_LTV)
+        == hashlib.sha256(before.encode()).hexdigest()[:12]
+    )
+    assert Filters(min_orders=1).fingerprint(SortKey.PREDICTED_LTV) != Filters().fingerprint(
+        SortKey.PREDICTED_LTV
+    )
 
 
 def test_a_range_with_min_above_max_names_its_max() -> None:

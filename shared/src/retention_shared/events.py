@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -215,6 +215,11 @@ class CustomerScore(Event):
     Schema 1.1 (additive, so `schema_version` stays 1): `event_id`, `drivers`, `revenue_at_risk`,
     `churn_horizon_days` and `ltv_horizon_days`. They are None only on events published before
     1.1, which the compacted topic keeps for customers whose scores have not changed since.
+
+    Schema 1.2 (additive): `expected_orders` (purchase orders expected over
+    `churn_horizon_days`) and `next_order_by` (the UTC date by which the customer has a 50%
+    chance of having ordered again; None when that chance stays below 50% within a year). Both
+    are None on events published before 1.2.
     """
 
     event_type: Literal["CustomerScore"] = "CustomerScore"
@@ -237,6 +242,10 @@ class CustomerScore(Event):
     action: str
     # churn_probability x predicted_ltv, as the HTTP score gives it.
     revenue_at_risk: float | None = None
+    # Expected purchase orders over `churn_horizon_days`, and the date by which the chance of a
+    # next order reaches 50% (None below 50% within a year).
+    expected_orders: float | None = Field(None, ge=0, allow_inf_nan=False)
+    next_order_by: date | None = None
     # The drivers as sentences that say which score they move (kept for 1.0 consumers)...
     reasons: list[str] = Field(default_factory=list)
     # ...and structured, the same model as the HTTP score's `reasons`.

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 import polars as pl
@@ -39,6 +40,7 @@ class SortKey(StrEnum):
     REVENUE_AT_RISK = "revenue_at_risk"
     CHURN_PROBABILITY = "churn_probability"
     PREDICTED_LTV = "predicted_ltv"
+    EXPECTED_ORDERS = "expected_orders"
     CUSTOMER_ID = "customer_id"
 
 
@@ -57,6 +59,12 @@ class Filters:
     max_ltv: float | None = None
     min_churn: float | None = None
     max_churn: float | None = None
+    min_orders: float | None = None
+    max_orders: float | None = None
+    # Customers whose next-order date is on or after / on or before these days (one without a
+    # date matches neither bound).
+    next_order_from: date | None = None
+    next_order_to: date | None = None
 
     def fingerprint(self, sort: SortKey) -> str:
         """What a cursor carries of its query: `segment=A,B` and `B,A` are one list, so sets
@@ -71,9 +79,21 @@ class Filters:
                 self.min_churn,
                 self.max_churn,
                 sort.value,
+                *self._order_bounds(),
             ]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def _order_bounds(self) -> list[float | str | None]:
+        """The expected-orders bounds, only when one is set: cursors of lists without them keep
+        the fingerprint they had before these filters."""
+        bounds = [
+            self.min_orders,
+            self.max_orders,
+            None if self.next_order_from is None else self.next_order_from.isoformat(),
+            None if self.next_order_to is None else self.next_order_to.isoformat(),
+        ]
+        return bounds if any(b is not None for b in bounds) else []
 
 
 def _sorted(values: tuple[str, ...] | None) -> list[str] | None:
@@ -87,9 +107,13 @@ def range_problems(filters: Filters) -> list[tuple[str, str]]:
     for name, low, high in (
         ("ltv", filters.min_ltv, filters.max_ltv),
         ("churn", filters.min_churn, filters.max_churn),
+        ("orders", filters.min_orders, filters.max_orders),
     ):
         if low is not None and high is not None and low > high:
             problems.append((f"max_{name}", f"{high:g} is below min_{name} {low:g}"))
+    start, end = filters.next_order_from, filters.next_order_to
+    if start is not None and end is not None and start > end:
+        problems.append(("next_order_to", f"{end} is before next_order_from {start}"))
     return problems
 
 
@@ -124,6 +148,14 @@ def filter_scores(scores: pl.DataFrame, filters: Filters) -> pl.DataFrame:
         conditions.append(pl.col("churn_probability") >= filters.min_churn)
     if filters.max_churn is not None:
         conditions.append(pl.col("churn_probability") <= filters.max_churn)
+    if filters.min_orders is not None:
+        conditions.append(pl.col("expected_orders") >= filters.min_orders)
+    if filters.max_orders is not None:
+        conditions.append(pl.col("expected_orders") <= filters.max_orders)
+    if filters.next_order_from is not None:
+        conditions.append(pl.col("next_order_by") >= filters.next_order_from)
+    if filters.next_order_to is not None:
+        conditions.append(pl.col("next_order_by") <= filters.next_order_to)
     return scores.filter(*conditions) if conditions else scores
 
 

@@ -218,6 +218,8 @@ class ScoreEvents:
                 segment=row["segment"],
                 action=row["action"],
                 revenue_at_risk=row["revenue_at_risk"],
+                expected_orders=row.get("expected_orders"),
+                next_order_by=row.get("next_order_by"),
                 reasons=event_reasons(explanation),
                 drivers=explanation.structured(),
                 changed=changed,

@@ -7,6 +7,11 @@
 the median, `Medium` from the median to the 80th percentile, `High` from the 80th to the 95th,
 `VIP` the top 5% (at or above the 95th percentile).
 
+**Expected orders and next order** (`retention_bundle.models.orders`): `expected_orders` over the
+churn horizon, and `next_order_by`, the date (UTC) by which the customer has a 50% chance of
+having ordered again, counted from the features' clock; null when that chance stays below 50%
+within a year, and for a raw feature vector, which has no clock.
+
 **Reasons**: the churn model's per-feature contributions to the calibrated log-odds
 (`churn_contributions`: XGBoost `pred_contribs` plus the logistic part), and the LTV point
 booster's `pred_contribs` scaled into the `log1p(LTV)` space of the stack (× `w_xgb`, and for a
@@ -54,6 +59,8 @@ SCORE_COLUMNS = (
     "segment",
     "action",
     "revenue_at_risk",
+    "expected_orders",
+    "next_order_by",
 )
 
 
@@ -124,7 +131,17 @@ def score_customers(
         segment=pl.col("segment"),
         action=pl.col("action"),
         revenue_at_risk=pl.Series(probability * ltv, dtype=pl.Float64),
+        expected_orders=pl.col("expected_orders"),
+        next_order_by=_next_order_by(scored),
     )
+
+
+def _next_order_by(scored: pl.DataFrame) -> pl.Expr:
+    """The clock plus `next_order_days`, as a UTC date (null without a clock or a date)."""
+    if "as_of" not in scored.columns:
+        return pl.lit(None, dtype=pl.Date)
+    days = (pl.col("next_order_days") * 86_400_000_000).round().cast(pl.Int64)
+    return (pl.col("as_of") + pl.duration(microseconds=days)).dt.convert_time_zone("UTC").dt.date()
 
 
 @dataclass(frozen=True)

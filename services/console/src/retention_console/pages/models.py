@@ -144,6 +144,7 @@ async def models_page(request: Request, session: CurrentSession, api: Api) -> Re
         facts=model_facts(card) if card else None,
         backtest=backtest(card) if card else None,
         drift=drift_view(card) if card else None,
+        quality=quality_view(card) if card else None,
         runs=[run_view(r) for r in runs],
         runs_problem=runs_problem,
         older_runs=older is not None,
@@ -374,6 +375,36 @@ def _metric_label(title: str, columns: list[tuple[str, dict]], rows: list[dict[s
         for row in rows
     ]
     return f"Bar chart, {title}. " + "; ".join(parts) + ". The same figures are in the table."
+
+
+# --- calibration, importance, orders -----------------------------------------------------------
+
+IMPORTANCE_SHOWN = 8
+
+
+def quality_view(card: dict[str, Any]) -> dict[str, Any] | None:
+    """What the card says beyond the backtest table: how well churn probabilities are calibrated
+    (the reliability bins), which features move the scores most (mean absolute contribution),
+    and how expected orders and next-order dates did against BG/NBD. None for a model trained
+    before these were measured."""
+    churn, ltv = card.get("churn") or {}, card.get("ltv") or {}
+    orders = card.get("orders")
+    importance = {
+        task: [
+            {"name": name, "label": _feature_label(name), "value": value}
+            for name, value in list((section.get("importance") or {}).items())[:IMPORTANCE_SHOWN]
+        ]
+        for task, section in (("churn", churn), ("ltv", ltv))
+    }
+    bins = [b for b in churn.get("reliability") or [] if b.get("count")]
+    if not (bins or importance["churn"] or importance["ltv"] or orders):
+        return None
+    return {
+        "ece": churn.get("expected_calibration_error"),
+        "bins": bins,
+        "importance": importance,
+        "orders": orders,
+    }
 
 
 # --- drift -------------------------------------------------------------------------------------

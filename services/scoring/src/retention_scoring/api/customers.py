@@ -116,6 +116,8 @@ SCORE_EXAMPLE = {
     **SCORED_CUSTOMER,
     "ltv_horizon_days": 365,
     "revenue_at_risk": 1761.16,
+    "expected_orders": 2.4,
+    "next_order_by": "2012-01-02",
     "reasons": {
         "churn": [
             {
@@ -176,12 +178,22 @@ class ListedCustomer(BaseModel):
     segment: str
     action: str = Field(description="The segment's recommended action.")
     revenue_at_risk: float = Field(description="churn_probability × predicted_ltv.")
+    expected_orders: float | None = Field(
+        None, description="Expected purchase orders over the churn horizon."
+    )
+    next_order_by: date | None = Field(
+        None,
+        description="Date by which the customer has a 50% chance of having ordered again; null "
+        "when that chance stays below 50% within a year.",
+    )
     features_as_of: datetime = Field(description="The tenant clock the features were moved to.")
 
 
 _LISTED_EXAMPLE = {
     **SCORED_CUSTOMER,
     "revenue_at_risk": 1761.16,
+    "expected_orders": 2.4,
+    "next_order_by": "2012-01-02",
     "features_as_of": "2011-12-09T12:50:00+00:00",
 }
 
@@ -217,7 +229,8 @@ class ListFormat(StrEnum):
 _CSV_EXAMPLE = (
     ",".join(LIST_COLUMNS)
     + "\n14646,0.71,high,2480.5,1210.0,3975.2,VIP,At risk,"
-    + "Reach out personally with a tailored win-back offer now.,1761.16,2011-12-09T12:50:00+00:00\n"
+    + "Reach out personally with a tailored win-back offer now.,1761.16,2.4,2012-01-02,"
+    + "2011-12-09T12:50:00+00:00\n"
 )
 _LIST_CSV = text_response(
     "A page of the list: JSON, or CSV (`format=csv` or `Accept: text/csv`) with the same columns "
@@ -245,14 +258,16 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _filters(
-    risk_band: list[str] | None, value_tier: list[str] | None, ranges: dict[str, float | None]
+    risk_band: list[str] | None,
+    value_tier: list[str] | None,
+    ranges: dict[str, float | date | None],
 ) -> Filters:
     bands = choices(risk_band, RiskBand, "query.risk_band")
     tiers = choices(value_tier, ValueTier, "query.value_tier")
     filters = Filters(
         risk_bands=tuple(b.value for b in bands) if bands else None,
         value_tiers=tuple(t.value for t in tiers) if tiers else None,
-        **ranges,
+        **ranges,  # type: ignore[arg-type]
     )
     for field, problem in range_problems(filters):
         raise unprocessable(f"query.{field}", problem)
@@ -305,6 +320,16 @@ async def customer_list(
     max_ltv: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     min_churn: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
     max_churn: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False)] = None,
+    min_orders: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    max_orders: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    next_order_from: Annotated[
+        date | None,
+        Query(description="Only customers whose `next_order_by` is on or after this date."),
+    ] = None,
+    next_order_to: Annotated[
+        date | None,
+        Query(description="Only customers whose `next_order_by` is on or before this date."),
+    ] = None,
     sort: SortKey = SortKey.REVENUE_AT_RISK,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
     cursor: Annotated[
@@ -323,7 +348,9 @@ async def customer_list(
 
     `segment`, `risk_band` and `value_tier` take one value, a comma list or repeated
     parameters (any of them matches). `min_ltv`/`max_ltv` and `min_churn`/`max_churn` bound the
-    predicted LTV and the churn probability, both ends included. The next page: the same query
+    predicted LTV and the churn probability, `min_orders`/`max_orders` the expected orders and
+    `next_order_from`/`next_order_to` the next-order date, both ends included (a customer
+    without a next-order date matches neither date bound). The next page: the same query
     with `cursor` = the previous answer's `next_cursor` (in CSV, the `X-Next-Cursor` header); a
     cursor belongs to its filters and sort, and is refused with any other.
     """
@@ -332,6 +359,10 @@ async def customer_list(
         "max_ltv": max_ltv,
         "min_churn": min_churn,
         "max_churn": max_churn,
+        "min_orders": min_orders,
+        "max_orders": max_orders,
+        "next_order_from": next_order_from,
+        "next_order_to": next_order_to,
     }
     filters = _filters(risk_band, value_tier, ranges)
     champion = champion_of(state, caller.tenant_id)
@@ -371,7 +402,10 @@ def list_csv(frame: pl.DataFrame | None) -> str:
     if frame is None:
         return ",".join(LIST_COLUMNS) + "\n"
     buffer = io.StringIO()
-    text = frame.with_columns(pl.col("features_as_of").dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z"))
+    text = frame.with_columns(
+        pl.col("features_as_of").dt.to_string("%Y-%m-%dT%H:%M:%S%.f%:z"),
+        pl.col("next_order_by").dt.to_string("%Y-%m-%d"),
+    )
     # Customer ids come from upstream systems: `=cmd|...` must stay text in a spreadsheet.
     spreadsheet_safe_frame(text).write_csv(buffer)
     return buffer.getvalue()

@@ -11,6 +11,8 @@ from retention_bundle.backtest_report import (
     BacktestWindows,
     ChurnMetrics,
     LTVMetrics,
+    OrdersBacktest,
+    ReliabilityBin,
     SegmentSummary,
 )
 from retention_scoring.api.deps import State, champion_of
@@ -40,6 +42,17 @@ class ChurnCard(BaseModel):
     baselines: dict[str, ChurnMetrics]
     threshold: float = Field(description="The churn flag's probability threshold.")
     test_customers: int
+    expected_calibration_error: float | None = Field(
+        None, description="ECE over 10 probability bins (null for models trained before it)."
+    )
+    reliability: list[ReliabilityBin] = Field(
+        default_factory=list, description="Per bin: mean predicted, observed rate, count."
+    )
+    importance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Mean absolute contribution of each feature to the churn log-odds, largest "
+        "first (empty for models trained before it).",
+    )
 
 
 class LTVCard(BaseModel):
@@ -50,6 +63,11 @@ class LTVCard(BaseModel):
     objective: str
     interval_coverage_10_90: float = Field(
         description="Share of test customers whose actual spend fell in [ltv_low, ltv_high]."
+    )
+    importance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Mean absolute contribution of each feature to log1p(LTV), largest first "
+        "(empty for models trained before it).",
     )
 
 
@@ -67,6 +85,11 @@ class ModelCard(BaseModel):
     feature_schema: list[str]
     churn: ChurnCard
     ltv: LTVCard
+    orders: OrdersBacktest | None = Field(
+        None,
+        description="Expected orders and the next-order date against BG/NBD on the churn test "
+        "customers (null for models trained before them).",
+    )
     segments: list[SegmentSummary] = Field(description="The segments of the churn test customers.")
     drift: DriftView
 
@@ -118,6 +141,17 @@ _EXAMPLE = {
         },
         "threshold": 0.529,
         "test_customers": 4339,
+        "expected_calibration_error": 0.031,
+        "reliability": [
+            {
+                "lower": 0.9,
+                "upper": 1.0,
+                "count": 1165,
+                "mean_predicted": 0.943,
+                "observed_rate": 0.912,
+            }
+        ],
+        "importance": {"recency_gap_ratio": 0.36, "spend_180d": 0.31},
     },
     "ltv": {
         "model": {
@@ -138,6 +172,29 @@ _EXAMPLE = {
         },
         "objective": "tweedie",
         "interval_coverage_10_90": 0.81,
+        "importance": {"monetary": 0.59, "spend_90d": 0.2},
+    },
+    "orders": {
+        "horizon_days": 90,
+        "method": "bgnbd",
+        "validation_mae_by_method": {"bgnbd": 0.633, "bgnbd_xgboost": 0.641},
+        "model": {
+            "mae": 0.78,
+            "next_order_median_abs_days": 38.9,
+            "next_order_dated_share": 0.79,
+            "next_order_hit_rate": 0.55,
+        },
+        "baselines": {
+            "bgnbd": {
+                "mae": 0.806,
+                "next_order_median_abs_days": 43.8,
+                "next_order_dated_share": 0.81,
+                "next_order_hit_rate": 0.59,
+            }
+        },
+        "test_customers": 5281,
+        "ordered_customers": 2292,
+        "mean_orders": 1.05,
     },
     "segments": [
         {
@@ -198,13 +255,18 @@ async def model_card(caller: ReadCaller, state: State) -> ModelCard:
             baselines=churn.baselines,
             threshold=churn.threshold,
             test_customers=churn.test_customers,
+            expected_calibration_error=churn.expected_calibration_error,
+            reliability=churn.reliability,
+            importance=report.importance.churn if report.importance else {},
         ),
         ltv=LTVCard(
             model=ltv.model,
             baselines=ltv.baselines,
             objective=ltv.objective,
             interval_coverage_10_90=ltv.interval_coverage_10_90,
+            importance=report.importance.ltv if report.importance else {},
         ),
+        orders=report.orders,
         segments=report.segments,
         drift=drift_view,
     )

@@ -23,7 +23,14 @@ from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 
-SCORE_NUMBERS = ("churn_probability", "predicted_ltv", "ltv_low", "ltv_high", "revenue_at_risk")
+SCORE_NUMBERS = (
+    "churn_probability",
+    "predicted_ltv",
+    "ltv_low",
+    "ltv_high",
+    "revenue_at_risk",
+    "expected_orders",
+)
 
 
 class FeatureVector(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel
 
@@ -27,6 +27,11 @@ class ScoreView(BaseModel):
     segment: str
     action: str
     revenue_at_risk: float
+    # Expected purchase orders over `churn_horizon_days` (None for a model that does not say).
+    expected_orders: float | None = None
+    # The date (UTC) by which the customer has a 50% chance of having ordered again; None when
+    # that chance stays below 50% within a year (or for a raw feature vector, which has no clock).
+    next_order_by: date | None = None
     # The same model as the `CustomerScore` event's `drivers` (shared), so the two cannot drift.
     reasons: ScoreReasons | None = None
     features_as_of: datetime | None
@@ -47,6 +52,8 @@ def score_view(row: dict, explanation: Explanation | None, champion: LoadedChamp
         segment=row["segment"],
         action=row["action"],
         revenue_at_risk=row["revenue_at_risk"],
+        expected_orders=row.get("expected_orders"),
+        next_order_by=row.get("next_order_by"),
         reasons=explanation.structured() if explanation is not None else None,
         features_as_of=row.get("as_of"),
         model_version=champion.version,
