@@ -1,6 +1,15 @@
+import re
+from datetime import UTC, datetime
+
+import polars as pl
 import pytest
 
+from retention_bundle.bundle import read_bundle
+from retention_bundle.predict import churn_contributions
 from retention_scoring.reasons import describe, top_reasons
+from retention_scoring.scoring import explain
+from retention_shared.features import compute_features
+from tests.uci_orders import TEST_DATA, load_orders
 
 # A real-looking lapsed customer: 5 orders ~48 days apart, silent for 143 days.
 LAPSED = {
@@ -48,13 +57,18 @@ def test_recency_is_put_against_the_usual_gap() -> None:
     early = LAPSED | {"recency_days": 10.0}
     one_timer = LAPSED | {"recency_days": 1.0, "gap_mean_days": 0.0}
     assert (
-        describe("recency_days", regular) == "no order for 50 days, about as usual (every 48 days)"
+        describe("recency_days", regular)
+        == "last order 50 days ago, about as usual (every 48 days)"
     )
     assert (
-        describe("recency_days", early) == "no order for 10 days, sooner than usual (every 48 days)"
+        describe("recency_days", early)
+        == "last order 10 days ago, sooner than usual (every 48 days)"
     )
-    assert describe("recency_days", one_timer) == "no order for 1 day"
+    # A day's silence is not "no order for 1 day".
+    assert describe("recency_days", one_timer) == "last order 1 day ago"
+    assert describe("recency_days", one_timer | {"recency_days": 45.0}) == "no order for 45 days"
     assert describe("days_past_expected_order", one_timer) == "one purchase so far, 1 day ago"
+    assert describe("recency_gap_ratio", one_timer) == "one purchase so far, 1 day ago"
     assert (
         describe("recency_days", LAPSED | {"recency_days": 100.0})
         == "no order for 100 days, 2.1x longer than usual"
@@ -83,10 +97,70 @@ def test_top_three_by_absolute_contribution_with_direction_and_no_repeats() -> N
         "tenure_days": 0.0,
     }
     reasons = top_reasons(contributions, LAPSED)
-    assert [r.feature for r in reasons] == ["recency_days", "frequency", "spend_trend"]
-    assert [r.direction for r in reasons] == ["raises", "lowers", "raises"]
+    # Together they raise the score: frequency, which lowers it, is not a reason for it.
+    assert [r.feature for r in reasons] == ["recency_days", "spend_trend", "monetary"]
+    assert [r.direction for r in reasons] == ["raises", "raises", "raises"]
     assert reasons[0].text == "no order for 143 days, 3x longer than usual"
+
+
+def test_a_low_score_is_explained_by_what_lowers_it() -> None:
+    recent = LAPSED | {"recency_days": 1.0, "recency_gap_ratio": 1 / 47.7}
+    contributions = {"recency_days": -1.2, "frequency": -0.4, "spend_trend": 0.3, "monetary": 0.2}
+    reasons = top_reasons(contributions, recent)
+    assert [r.feature for r in reasons] == ["recency_days", "frequency"]
+    assert [r.direction for r in reasons] == ["lowers", "lowers"]
+    assert reasons[0].text == "last order 1 day ago, sooner than usual (every 48 days)"
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "text"),
+    [
+        ("monetary", -1591.4, "net returns of 1,591 in total"),
+        ("spend_90d", -1591.4, "net returns of 1,591 in the last 90 days"),
+        ("spend_30d", -12.5, "net returns of 12.50 in the last 30 days"),
+        ("spend_365d", 0.0, "nothing spent in the last 365 days"),
+        ("avg_order_value", -35.0, "net refunds of 35.00 per order on average"),
+        ("avg_order_value", 366.9, "average order 367"),
+    ],
+)
+def test_net_returns_read_as_returns_not_negative_spend(
+    feature: str, value: float, text: str
+) -> None:
+    assert describe(feature, LAPSED | {feature: value}) == text
 
 
 def test_a_feature_without_wording_still_reads() -> None:
     assert describe("bgnbd_p_alive", {"bgnbd_p_alive": 0.25}) == "bgnbd p alive = 0.25"
+
+
+def test_real_customers_are_explained_only_by_drivers_on_their_score_s_side() -> None:
+    """A stored bundle on the real slice: every churn and LTV reason pushes the way the
+    customer's score sits from the model's base, and no net spend reads as negative spending."""
+    bundle = read_bundle(TEST_DATA / "bundles" / "with-rolling")
+    orders = load_orders(TEST_DATA / "online_retail_II_slice.parquet")
+    features = compute_features(orders, datetime(2011, 9, 11, tzinfo=UTC))
+    features = features.filter(pl.col("frequency") >= 1)
+    net = (
+        churn_contributions(bundle, features)
+        .select(bundle.feature_names)
+        .sum_horizontal()
+        .to_numpy()
+    )
+    explanations = explain(bundle, features)
+    sides = {"raises": 0, "lowers": 0}
+    for side, explanation in zip(net, explanations, strict=True):
+        expected = "raises" if side > 0 else "lowers"
+        assert explanation.churn, "every real customer has a churn reason"
+        assert {r.direction for r in explanation.churn} == {expected}
+        sides[expected] += 1
+        ltv_sides = {r.direction for r in explanation.ltv}
+        assert len(ltv_sides) <= 1
+        for reason in explanation.churn + explanation.ltv:
+            assert not re.search(r"spent -|average order -", reason.text), reason.text
+            if reason.direction == "raises" and reason in explanation.churn:
+                assert "sooner than usual" not in reason.text, reason.text
+                assert not re.fullmatch(r"last order \d+ days? ago", reason.text), reason.text
+    assert min(sides.values()) > 0  # both kinds of customer are in the slice
+    # The slice has customers whose returns exceed their purchases in a window.
+    returns = features.filter(pl.col("spend_90d") < 0).row(0, named=True)
+    assert describe("spend_90d", returns).startswith("net returns of ")

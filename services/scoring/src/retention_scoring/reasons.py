@@ -3,6 +3,18 @@
 The contributions are XGBoost's own per-feature contributions (`pred_contribs`, SHAP values in
 margin units) for one customer; the strongest three by absolute size become sentences such as
 "no order for 143 days, 3x longer than usual", each marked as raising or lowering the score.
+
+**Only drivers that push the way the score went.** The contributions of one customer add up to
+how far their score sits from the model's base (the average customer's log-odds, or log1p(LTV)):
+above it, the customer is explained by what raised the score; below it, by what lowered it. A
+driver pushing the other way is left out, so an ordering-yesterday customer with a high churn
+score is not told "last order 1 day ago" as a churn reason.
+
+**Wording that reads naturally.** A net spend below zero (returns and refunds exceeding
+purchases) reads "net returns of 1,591 in the last 90 days", not "spent −1,591"; nothing spent
+reads "nothing spent in ..."; a recent last order reads "last order 3 days ago", and "no order
+for N days" is kept for a silence that is long: at least 1.5 usual gaps, or 30 days for a
+customer without a usual gap yet.
 """
 
 from __future__ import annotations
@@ -44,17 +56,46 @@ def _times(ratio: float) -> str:
     return f"{ratio:.0f}x" if ratio >= 2.95 else f"{ratio:.1f}x"
 
 
+# Without a usual gap, a silence this long reads as "no order for N days".
+LONG_SILENCE_DAYS = 30
+
+
 def _recency(f: Features) -> str:
-    text = f"no order for {_days(f['recency_days'])}"
+    days = f["recency_days"]
+    silent, recent = f"no order for {_days(days)}", f"last order {_days(days)} ago"
     gap = f.get("gap_mean_days", 0.0)
-    if gap >= 1 and f["recency_days"] > 0:
-        ratio = f["recency_days"] / gap
+    if gap >= 1 and days > 0:
+        ratio = days / gap
         if ratio >= 1.5:
-            return f"{text}, {_times(ratio)} longer than usual"
+            return f"{silent}, {_times(ratio)} longer than usual"
         if ratio <= 0.67:
-            return f"{text}, sooner than usual (every {_days(gap)})"
-        return f"{text}, about as usual (every {_days(gap)})"
-    return text
+            return f"{recent}, sooner than usual (every {_days(gap)})"
+        return f"{recent}, about as usual (every {_days(gap)})"
+    return silent if days >= LONG_SILENCE_DAYS else recent
+
+
+def _gap_ratio(f: Features) -> str:
+    """Gap-normalized recency: against the usual gap, or for a customer without one (a single
+    purchase occasion, whose ratio divides by one day) the single purchase it stands for."""
+    if f.get("gap_mean_days", 0.0) < 1:
+        return f"one purchase so far, {_days(f['recency_days'])} ago"
+    return _recency(f)
+
+
+def _spent(value: float, when: str) -> str:
+    """Net spend in words: returns beyond purchases read as net returns, not negative spend."""
+    if value < 0:
+        return f"net returns of {_money(-value)} {when}"
+    if round(value, 2) == 0:
+        return f"nothing spent {when}"
+    return f"spent {_money(value)} {when}"
+
+
+def _average_order(f: Features) -> str:
+    value = f["avg_order_value"]
+    if value < 0:
+        return f"net refunds of {_money(-value)} per order on average"
+    return f"average order {_money(value)}"
 
 
 def _expected(f: Features) -> str:
@@ -82,18 +123,18 @@ def _window(kind: str, days: int) -> Callable[[Features], str]:
         value = f[f"{kind}_{days}d"]
         if kind == "orders":
             return f"{_count(value, 'order')} in the last {days} days"
-        return f"spent {_money(value)} in the last {days} days"
+        return _spent(value, f"in the last {days} days")
 
     return text
 
 
 _TEXTS: dict[str, Callable[[Features], str]] = {
     "recency_days": _recency,
-    "recency_gap_ratio": _recency,
+    "recency_gap_ratio": _gap_ratio,
     "days_past_expected_order": _expected,
     "frequency": lambda f: f"{_count(f['frequency'], 'order')} so far",
-    "monetary": lambda f: f"spent {_money(f['monetary'])} in total",
-    "avg_order_value": lambda f: f"average order {_money(f['avg_order_value'])}",
+    "monetary": lambda f: _spent(f["monetary"], "in total"),
+    "avg_order_value": _average_order,
     "avg_items_per_order": lambda f: f"{f['avg_items_per_order']:.0f} items per order on average",
     "tenure_days": lambda f: f"customer for {_days(f['tenure_days'])}",
     "spend_trend": _trend,
@@ -119,15 +160,20 @@ def describe(feature: str, features: Features) -> str:
 def top_reasons(
     contributions: Mapping[str, float], features: Features, count: int = 3
 ) -> list[Reason]:
-    """The `count` features with the largest absolute contribution, strongest first.
+    """The `count` features with the largest absolute contribution, strongest first, among those
+    that push the way all of them together do (the score's side of the model's base; see the
+    module docstring).
 
     Features that share a sentence (recency_days and recency_gap_ratio) are told once.
     """
+    net = sum(contributions.values())
     reasons: list[Reason] = []
     told: set[str] = set()
     for feature, contribution in sorted(contributions.items(), key=lambda kv: -abs(kv[1])):
         if len(reasons) == count or contribution == 0:
             break
+        if contribution * net < 0:
+            continue  # pushes against the score: not a reason for it
         text = describe(feature, features)
         if text in told:
             continue
