@@ -322,3 +322,47 @@ def test_a_cursor_the_trainer_refuses_says_the_page_is_gone() -> None:
     )
     assert page.status_code == 200
     assert "That page of older runs is gone" in page.text and "Version" in page.text
+
+
+def test_calibration_importance_and_orders_show_when_the_card_has_them() -> None:
+    card = json.loads(json.dumps(CARD))
+    card["churn"] |= {
+        "expected_calibration_error": 0.0412,
+        "reliability": [
+            {"lower": 0.0, "upper": 0.1, "count": 0, "mean_predicted": None, "observed_rate": None},
+            {
+                "lower": 0.9,
+                "upper": 1.0,
+                "count": 140,
+                "mean_predicted": 0.94,
+                "observed_rate": 0.9,
+            },
+        ],
+        "importance": {"recency_days": 0.42, "frequency": 0.11},
+    }
+    card["ltv"] |= {"importance": {"monetary": 0.59}}
+    card["orders"] = {
+        "horizon_days": 90,
+        "method": "bgnbd",
+        "validation_mae_by_method": {"bgnbd": 0.63, "bgnbd_xgboost": 0.66},
+        "model": {"mae": 0.78, "next_order_median_abs_days": 38.93},
+        "baselines": {"bgnbd": {"mae": 0.806, "next_order_median_abs_days": 43.83}},
+        "test_customers": 312,
+        "ordered_customers": 140,
+        "mean_orders": 1.05,
+    }
+    page = signed_in(models_fake(**{"scoring GET /v1/model": card})).get("/models").text
+    assert "<strong data-ece>0.041</strong>" in page
+    reliability = re.search(r'data-table="reliability">(.*?)</table>', page, re.S).group(1)
+    assert "90–100%" in reliability and "0–10%" not in reliability  # empty bins left out
+    churn = re.search(r'data-table="importance-churn">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r'data-feature="([^"]+)"', churn) == ["recency_days", "frequency"]
+    assert 'data-feature="monetary"' in page
+    orders = re.search(r'data-table="orders">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r'data-orders="([^"]+)"', orders) == ["Model", "BG/NBD"]
+    assert "38.9" in orders and "43.8" in orders
+
+
+def test_a_card_from_before_them_has_no_quality_section() -> None:
+    page = signed_in(models_fake()).get("/models").text
+    assert 'id="quality-heading"' not in page

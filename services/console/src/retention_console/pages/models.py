@@ -58,6 +58,7 @@ BASELINES = {
     "past_spend_scaled": "Past spend, scaled",
     "bgnbd_gamma_gamma": "BG/NBD + Gamma-Gamma",
     "recent_spend": "Spend in the last horizon",
+    "bgnbd_occasions": "BG/NBD on the features",
 }
 # Where a metric the console does not know yet is shown (on the 0–1 scale of its task).
 _TAKES_OTHERS = {"churn": CHURN_METRICS, "ltv": LTV_RANKING}
@@ -399,11 +400,25 @@ def quality_view(card: dict[str, Any]) -> dict[str, Any] | None:
     bins = [b for b in churn.get("reliability") or [] if b.get("count")]
     if not (bins or importance["churn"] or importance["ltv"] or orders):
         return None
+    rows = []
+    if orders:
+        rows = [("Model", orders.get("model") or {})] + [
+            (BASELINES.get(name, name), values)
+            for name, values in (orders.get("baselines") or {}).items()
+        ]
     return {
         "ece": churn.get("expected_calibration_error"),
         "bins": bins,
         "importance": importance,
         "orders": orders,
+        "order_rows": [
+            {
+                "name": name,
+                "mae": values.get("mae"),
+                "days": values.get("next_order_median_abs_days"),
+            }
+            for name, values in rows
+        ],
     }
 
 

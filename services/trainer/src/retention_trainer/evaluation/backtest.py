@@ -21,6 +21,7 @@ from retention_trainer.evaluation.metrics import (
     churn_metrics,
     roc_auc,
 )
+from retention_trainer.evaluation.quality_markdown import quality_sections
 
 __all__ = ["churn_report", "render_markdown", "rolling_table"]
 
@@ -127,8 +128,8 @@ def render_markdown(report: BacktestReport) -> str:
         )
     if report.rolling is not None:
         lines += ["", "## Rolling evaluation", "", *rolling_table(report.rolling)]
+    lines += ["", *quality_sections(report)]
     lines += [
-        "",
         "## Segments",
         "",
         "| segment | customers | revenue share | churn rate | action |",
