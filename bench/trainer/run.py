@@ -63,6 +63,7 @@ TRAINING_STAGES = (
     "baselines",
     "rolling_origin",
     "bootstrap",
+    "orders",
     "segments",
     "bundle",
 )
