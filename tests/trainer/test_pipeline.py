@@ -206,3 +206,23 @@ def test_calibration_and_importance_are_measured_on_the_test_customers(run: Trai
     report = run.report.as_json()
     assert "importance" in report and "reliability" in report["churn"]
     assert "expected_calibration_error" in report["churn"] and "orders" in report
+
+
+def test_a_cutoff_where_nobody_ordered_twice_borrows_its_neighbours_bgnbd(
+    run: TrainingRun,
+) -> None:
+    """The earliest training cutoffs of a young shop may have no repeat customer to fit BG/NBD
+    on; the booster's inputs there use the nearest cutoff's parameters instead of failing."""
+    from retention_trainer.fitting.orders import _bgnbd_by_cutoff
+
+    test = run.churn_test
+    one_timers = test.with_columns(
+        cutoff=pl.lit(date(2011, 1, 1)),
+        gap_mean_days=pl.lit(0.0),
+    )
+    frame = pl.concat([one_timers, test]).sort("cutoff", maintain_order=True)
+    expected = _bgnbd_by_cutoff(frame, 90)
+    borrowed = expected[: test.height]
+    assert np.all(np.isfinite(expected)) and np.all(borrowed > 0)
+    with pytest.raises(ValueError, match="ordered twice"):
+        _bgnbd_by_cutoff(one_timers, 90)

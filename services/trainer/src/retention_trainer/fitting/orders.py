@@ -58,14 +58,26 @@ def fit_order_bgnbd(features: pl.DataFrame, initial: BGNBDParams | None = None) 
 
 
 def _bgnbd_by_cutoff(frame: pl.DataFrame, horizon_days: int) -> NDArray[np.float64]:
-    """BG/NBD expected orders per row, with parameters fitted on the row's own cutoff."""
+    """BG/NBD expected orders per row, with parameters fitted on the row's own cutoff. A cutoff
+    BG/NBD cannot be fitted at (an early one where nobody has ordered twice yet) borrows the
+    parameters of the nearest cutoff before it, or after it for the first ones."""
     expected = np.zeros(frame.height)
+    cutoffs = frame["cutoff"].unique().sort().to_list()
+    fitted: dict[object, BGNBDParams] = {}
     params: BGNBDParams | None = None
-    for cutoff in frame["cutoff"].unique().sort():
+    for cutoff in cutoffs:
+        try:
+            params = fit_order_bgnbd(frame.filter(pl.col("cutoff") == cutoff), initial=params)
+        except ValueError:
+            continue
+        fitted[cutoff] = params
+    if not fitted:
+        raise ValueError("BG/NBD could not be fitted at any cutoff: nobody ordered twice")
+    for i, cutoff in enumerate(cutoffs):
+        before = [fitted[c] for c in cutoffs[: i + 1] if c in fitted]
+        chosen = before[-1] if before else next(fitted[c] for c in cutoffs if c in fitted)
         at = (frame["cutoff"] == cutoff).to_numpy()
-        rows = frame.filter(at)
-        params = fit_order_bgnbd(rows, initial=params)
-        expected[at] = OrderModel(params, horizon_days).bgnbd_expected(rows)
+        expected[at] = OrderModel(chosen, horizon_days).bgnbd_expected(frame.filter(at))
     return expected
 
 
