@@ -11,6 +11,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import httpx
 import numpy as np
@@ -132,7 +133,13 @@ def test_a_score_equals_the_offline_score(service: Service, client: httpx.Client
             row["action"],
         )
         assert body["model_version"] == service.version
-        assert len(body["reasons"]["churn"]) == 3 and len(body["reasons"]["ltv"]) >= 1
+        assert body["expected_orders"] == pytest.approx(row["expected_orders"], rel=1e-9)
+        expected_date = row["next_order_by"]
+        assert body["next_order_by"] == (expected_date and expected_date.isoformat())
+        # Up to three drivers, all pushing the way the score went.
+        churn = body["reasons"]["churn"]
+        assert 1 <= len(churn) <= 3 and len({r["direction"] for r in churn}) == 1
+        assert len(body["reasons"]["ltv"]) >= 1
 
 
 def test_lists_filter_order_and_page_with_a_stable_cursor(
@@ -177,6 +184,23 @@ def test_lists_filter_order_and_page_with_a_stable_cursor(
     assert [c["customer_id"] for c in by_segment] == sorted(
         service.expected.filter(pl.col("segment") == segment)["customer_id"].to_list()
     )
+    dated = service.expected.filter(pl.col("next_order_by").is_not_null())
+    soon = dated["next_order_by"].sort()[dated.height // 2]  # a date, not a datetime
+    busy = client.get(
+        f"{service.base}/v1/customers",
+        params={
+            "min_orders": 0.5,
+            "next_order_to": soon.isoformat(),
+            "sort": "expected_orders",
+            "limit": 10000,
+        },
+        headers=auth(),
+    ).json()["customers"]
+    want = service.expected.filter(
+        (pl.col("expected_orders") >= 0.5) & (pl.col("next_order_by") <= soon)
+    ).sort(["expected_orders", "customer_id"], descending=[True, False])
+    assert [c["customer_id"] for c in busy] == want["customer_id"].to_list() != []
+    assert all(date.fromisoformat(c["next_order_by"]) <= soon for c in busy)
 
 
 def test_lists_export_as_csv(service: Service, client: httpx.Client) -> None:
@@ -354,8 +378,31 @@ def test_model_card(service: Service, client: httpx.Client, bundle: ModelBundle)
         "normalized_gini",
         "top10_capture",
     }
-    assert set(card["churn"]) == {"model", "baselines", "threshold", "test_customers"}
-    assert set(card["ltv"]) == {"model", "baselines", "objective", "interval_coverage_10_90"}
+    assert set(card["churn"]) == {
+        "model",
+        "baselines",
+        "threshold",
+        "test_customers",
+        "expected_calibration_error",
+        "reliability",
+        "importance",
+    }
+    assert set(card["ltv"]) == {
+        "model",
+        "baselines",
+        "objective",
+        "interval_coverage_10_90",
+        "importance",
+    }
+    report = bundle.report
+    assert card["churn"]["expected_calibration_error"] == pytest.approx(
+        report.churn.expected_calibration_error
+    )
+    assert len(card["churn"]["reliability"]) == 10
+    assert list(card["churn"]["importance"]) == list(report.importance.churn)
+    assert set(card["ltv"]["importance"]) == set(bundle.feature_names)
+    assert card["orders"]["method"] == report.orders.method
+    assert set(card["orders"]["baselines"]) == {"bgnbd", "bgnbd_occasions"}
     assert card["windows"]["churn"]["test_cutoff"] == "2011-09-10"
     assert card["windows"]["ltv"]["horizon_days"] == 180
     assert [s["segment"] for s in card["segments"]] == list(bundle.segmenter.names)
