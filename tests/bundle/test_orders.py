@@ -18,7 +18,7 @@ from retention_bundle.predict import score
 from retention_shared.features import compute_features
 from retention_trainer.classical.bgnbd import probability_no_purchase
 from retention_trainer.fitting.orders import fit_order_bgnbd
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 STORED = TEST_DATA / "bundles"
 

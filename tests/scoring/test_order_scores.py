@@ -16,7 +16,7 @@ from retention_scoring.lists import LIST_COLUMNS
 from retention_scoring.scoring import SCORE_COLUMNS, score_customers
 from retention_shared.events import CustomerScore, decode_event
 from retention_shared.features import compute_features
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 CLOCK = datetime(2011, 9, 11, tzinfo=UTC)
 

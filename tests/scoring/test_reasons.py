@@ -9,7 +9,7 @@ from retention_bundle.predict import churn_contributions
 from retention_scoring.reasons import describe, top_reasons
 from retention_scoring.scoring import explain
 from retention_shared.features import compute_features
-from tests.uci_orders import TEST_DATA, load_orders
+from tests.support.uci_orders import TEST_DATA, load_orders
 
 # A real-looking lapsed customer: 5 orders ~48 days apart, silent for 143 days.
 LAPSED = {

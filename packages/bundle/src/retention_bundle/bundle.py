@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -190,7 +191,7 @@ def read_bundle(directory: Path) -> ModelBundle:
     )
 
 
-def _order_model(doc: dict | None, directory: Path) -> OrderModel | None:
+def _order_model(doc: dict[str, Any] | None, directory: Path) -> OrderModel | None:
     """The ``orders`` block of ``bundle.json``; None when absent (bundles before it)."""
     if doc is None:
         return None

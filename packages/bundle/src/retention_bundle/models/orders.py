@@ -58,10 +58,10 @@ _MIN_EXPECTED = 1e-3
 
 def median_days_to_order(
     params: BGNBDParams,
-    x: NDArray,
-    t_x: NDArray,
-    T: NDArray,
-    rate_scale: NDArray | float = 1.0,
+    x: NDArray[np.float64],
+    t_x: NDArray[np.float64],
+    T: NDArray[np.float64],
+    rate_scale: NDArray[np.float64] | float = 1.0,
 ) -> NDArray[np.float64]:
     """Days ``t`` with ``F(t) = 0.5`` for BG/NBD summaries ``(x, t_x, T)`` in days (the module
     docstring's ``t_50``, ``rate_scale`` its ``k``); NaN where ``F(NEXT_ORDER_MAX_DAYS) < 0.5``."""
@@ -104,7 +104,7 @@ class OrderModel:
         expected = conditional_expected_purchases(self.bgnbd, x, t_x, T, self.horizon_days)
         return np.clip(np.nan_to_num(expected, nan=0.0, posinf=0.0), 0.0, None)
 
-    def forecast(self, features: pl.DataFrame, X: NDArray) -> OrderForecast:
+    def forecast(self, features: pl.DataFrame, X: NDArray[np.float64]) -> OrderForecast:
         """Expected orders and next-order days per row; ``X`` is the same rows as the bundle's
         feature matrix (read only with a booster)."""
         base = self.bgnbd_expected(features)
@@ -116,13 +116,13 @@ class OrderModel:
                 base_margin=np.log(np.maximum(base, _MIN_EXPECTED)).astype(np.float32),
             )
             expected = np.exp(np.asarray(margin, dtype=float))
-        scale = 1.0
+        scale: NDArray[np.float64] | float = 1.0
         if self.scaled_dates:
             scale = np.where(base > 0, expected / np.maximum(base, _MIN_EXPECTED), 1.0)
         return OrderForecast(expected, self.next_order_days(features, scale))
 
     def next_order_days(
-        self, features: pl.DataFrame, rate_scale: NDArray | float = 1.0
+        self, features: pl.DataFrame, rate_scale: NDArray[np.float64] | float = 1.0
     ) -> NDArray[np.float64]:
         """Days until ``F(t) = 0.5`` per row (see the module docstring); NaN without a date."""
         x, t_x, T, _ = purchase_summary(features)
