@@ -5,7 +5,7 @@ of the model ``retention-<tenant>:<version>``, in ``model.path``):
 
 | file | content |
 | --- | --- |
-| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, the order model (``orders``: BG/NBD parameters, horizon, booster file or null; absent before it), training windows, backtest report (:mod:`retention_bundle.backtest_report`), reference distributions |
+| ``bundle.json`` | format version, tenant, feature schema (ordered names), churn stack + linear model + threshold, LTV objective + stack + horizon + BG/NBD/Gamma-Gamma parameters, the order model (``orders``: BG/NBD parameters, horizon, booster file or null; absent before it), training windows, backtest report (:mod:`retention_bundle.backtest_report`), production fit (:mod:`retention_bundle.production`; absent from older bundles), reference distributions |
 | ``segmenter.json`` | scaler means/scales, centroids, persona names, actions |
 | ``churn_xgb.ubj`` | churn XGBoost booster |
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
@@ -37,6 +37,7 @@ from retention_bundle.models.ltv import LTVModel
 from retention_bundle.models.orders import OrderModel
 from retention_bundle.models.purchase import PurchaseModel
 from retention_bundle.models.segmenter import Segmenter
+from retention_bundle.production import ProductionFit
 from retention_bundle.report_html import markdown_page
 
 __all__ = ["BUNDLE_FORMAT", "ModelBundle", "read_bundle", "read_segmenter", "write_bundle"]
@@ -59,6 +60,9 @@ class ModelBundle:
     # The trainer's run report: Markdown and its numbers; empty when absent.
     run_report: str = ""
     run_report_facts: dict[str, object] = field(default_factory=dict)
+    # Which cutoffs the served models were trained on (refit after promotion, or the evidence
+    # model); None in bundles written before the refit, which serve the evidence model.
+    production: ProductionFit | None = None
     # Expected orders and the next-order date; None in bundles written before them, which
     # `order_model` then derives from the LTV part's BG/NBD parameters.
     orders: OrderModel | None = None
@@ -73,7 +77,7 @@ class ModelBundle:
 
     @property
     def windows(self) -> BacktestWindows:
-        """The training, validation and test cutoffs of each task (the report's)."""
+        """The evidence: training, validation and test cutoffs of each task (the report's)."""
         return self.report.windows
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
@@ -120,7 +124,7 @@ def _document(bundle: ModelBundle) -> dict[str, object]:
         "report": bundle.report.as_json(),
         "reference_distributions": bundle.reference,
         "extra": bundle.extra,
-    }
+    } | ({"production": bundle.production.model_dump(mode="json")} if bundle.production else {})
 
 
 def write_bundle(bundle: ModelBundle, directory: Path) -> None:
@@ -188,6 +192,9 @@ def read_bundle(directory: Path) -> ModelBundle:
         if run_report_facts.exists()
         else {},
         orders=orders,
+        production=ProductionFit.model_validate(document["production"])
+        if document.get("production")
+        else None,
     )
 
 
