@@ -51,6 +51,7 @@ __all__ = [
     "cutoff_instant",
     "last_event_date",
     "plan_windows",
+    "production_cutoffs",
     "training_examples",
 ]
 
@@ -161,6 +162,24 @@ def plan_windows(
         validation_cutoff=validation,
         training_cutoffs=tuple(sorted(training)),
     )
+
+
+def production_cutoffs(
+    orders: pl.DataFrame | pl.LazyFrame, *, horizon_days: int, every_days: int = CUTOFF_EVERY_DAYS
+) -> tuple[date, ...]:
+    """The latest cutoffs whose labels are complete, for the production refit: the same spacing
+    rule as :func:`plan_windows`'s training cutoffs, anchored at *last event date − horizon*
+    (``L − H − k·step``, back to the earliest usable cutoff). Oldest first; empty when the history
+    is shorter than one horizon plus one step."""
+    if horizon_days <= 0 or every_days <= 0:
+        raise ValueError("horizon_days and every_days must be positive")
+    latest = last_event_date(orders) - timedelta(days=horizon_days)
+    earliest = _first_event_date(orders) + timedelta(days=every_days)
+    cutoffs = []
+    while latest >= earliest:
+        cutoffs.append(latest)
+        latest -= timedelta(days=every_days)
+    return tuple(reversed(cutoffs))
 
 
 def training_examples(

@@ -5,6 +5,8 @@ the method)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
@@ -13,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from retention_bundle.models.churn import ChurnModel, LinearChurnModel, signed_log1p
 from retention_trainer.evaluation.metrics import select_threshold
 
-__all__ = ["CHURN_XGB_PARAMS", "fit_churn_model"]
+__all__ = ["CHURN_XGB_PARAMS", "fit_churn_model", "refit_churn_model"]
 
 CHURN_XGB_PARAMS: dict[str, object] = {
     "objective": "binary:logistic",
@@ -68,3 +70,12 @@ def fit_churn_model(
     calibrated = ChurnModel(booster, linear, stack, 0.5)
     threshold = select_threshold(y_valid, calibrated.probability(X_valid))
     return ChurnModel(booster, linear, stack, threshold)
+
+
+def refit_churn_model(model: ChurnModel, X_train: NDArray, y_train: NDArray) -> ChurnModel:
+    """The same model on other training rows, with no new selection: XGBoost with the same
+    parameters for the number of rounds early stopping chose, the logistic regression refitted,
+    and the stack, calibration and threshold chosen on the validation cutoff kept."""
+    train = xgb.DMatrix(np.asarray(X_train, dtype=np.float32), label=y_train)
+    booster = xgb.train(CHURN_XGB_PARAMS, train, model.booster.num_boosted_rounds())
+    return dataclasses.replace(model, booster=booster, linear=_fit_linear(X_train, y_train))

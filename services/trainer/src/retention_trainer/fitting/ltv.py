@@ -5,6 +5,8 @@ has the method)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import xgboost as xgb
 from numpy.typing import NDArray
@@ -13,7 +15,7 @@ from retention_bundle.models.ltv import INTERVAL, LTVModel
 from retention_bundle.models.purchase import PurchaseModel
 from retention_trainer.evaluation.metrics import spearman
 
-__all__ = ["LTV_OBJECTIVES", "fit_ltv_model"]
+__all__ = ["LTV_OBJECTIVES", "fit_ltv_model", "refit_ltv_model"]
 
 _COMMON = {
     "eta": 0.05,
@@ -101,3 +103,20 @@ def fit_ltv_model(
             best = candidate
     assert best is not None
     return best, scores
+
+
+def refit_ltv_model(
+    model: LTVModel, X_train: NDArray, spend_train: NDArray, purchase_model: PurchaseModel
+) -> LTVModel:
+    """The same model on other training rows, with no new selection: the objective chosen on the
+    validation cutoff, its point and interval boosters with the same parameters for the numbers
+    of rounds early stopping chose, the stack kept, and ``purchase_model`` (fitted on everything
+    known at the latest date) in place of the old one."""
+    y_train = np.clip(np.asarray(spend_train, dtype=float), 0.0, None)
+    X = xgb.DMatrix(np.asarray(X_train, dtype=np.float32))
+    X.set_label(np.log1p(y_train))
+    interval = xgb.train(_QUANTILE_PARAMS, X, model.interval.num_boosted_rounds())
+    if model.objective != "log1p_squared_error":
+        X.set_label(y_train)
+    point = xgb.train(LTV_OBJECTIVES[model.objective], X, model.point.num_boosted_rounds())
+    return dataclasses.replace(model, point=point, interval=interval, purchase_model=purchase_model)

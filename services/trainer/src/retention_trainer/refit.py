@@ -1,0 +1,115 @@
+"""The production refit: the promoted candidate, trained again on the latest complete labels.
+
+The gate decides on held-out evidence: the backtest's training cutoffs end a validation window
+before the test cutoff, so the model it judged has never seen the last quarter or half-year. Once
+a candidate is promoted, :func:`refit_for_production` fits the same model again — same
+parameters, same choices made on the validation cutoff (the boosters' numbers of rounds, the LTV
+objective, the churn stack, calibration and threshold, the LTV stack), no new selection — on the
+training cutoffs shifted so the latest is *data end − horizon* for each task
+(:func:`~retention_trainer.training_set.production_cutoffs`, the same spacing), and the LTV
+stack's BG/NBD × Gamma-Gamma part is fitted on everything known at data end. The held-out report
+stays the bundle's evidence, unchanged; the bundle's ``production``
+(:class:`~retention_bundle.production.ProductionFit`) records what is served and on which cutoffs.
+
+When the shifted cutoffs add none to the evidence ones (a history too short to shift), the
+evidence model is served as it is and the record says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from retention_bundle.backtest_report import TaskWindow
+from retention_bundle.bundle import ModelBundle
+from retention_bundle.production import ProductionFit, ProductionWindow
+from retention_trainer.fitting.churn import refit_churn_model
+from retention_trainer.fitting.ltv import refit_ltv_model
+from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.pipeline import TrainingRun
+from retention_trainer.training_set import last_event_date, production_cutoffs, training_examples
+
+__all__ = ["refit_for_production"]
+
+
+def _window(evidence: TaskWindow, cutoffs: tuple[date, ...], rows: int) -> ProductionWindow:
+    return ProductionWindow(
+        task=evidence.task,
+        horizon_days=evidence.horizon_days,
+        every_days=evidence.every_days,
+        training_cutoffs=list(cutoffs),
+        training_rows=rows,
+    )
+
+
+def _evidence_model(run: TrainingRun, data_end: date, reason: str) -> ModelBundle:
+    windows, report = run.report.windows, run.report
+    production = ProductionFit(
+        refitted=False,
+        reason=reason,
+        data_end=data_end,
+        purchase_model_cutoff=windows.ltv.test_cutoff,
+        churn=_window(
+            windows.churn, tuple(windows.churn.training_cutoffs), report.churn.training_rows
+        ),
+        ltv=_window(windows.ltv, tuple(windows.ltv.training_cutoffs), report.ltv.training_rows),
+    )
+    return dataclasses.replace(run.bundle, production=production)
+
+
+def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
+    """The bundle to store and serve for a promoted run: its models refitted on the latest
+    complete labels of ``orders`` (the run's own orders), or the evidence model when the history
+    leaves nothing to shift (see the module docstring). CPU-bound: call it in a worker thread."""
+    data_end = last_event_date(orders)
+    windows = run.report.windows
+    shifted = {
+        w.task: production_cutoffs(orders, horizon_days=w.horizon_days, every_days=w.every_days)
+        for w in (windows.churn, windows.ltv)
+    }
+    for w in (windows.churn, windows.ltv):
+        if not set(shifted[w.task]) - set(w.training_cutoffs):
+            return _evidence_model(
+                run,
+                data_end,
+                f"not refitted: with data ending {data_end}, the {w.task} cutoffs whose "
+                f"{w.horizon_days}-day labels are complete are the evidence model's own; "
+                "serving the model the gate judged",
+            )
+    examples = training_examples(
+        orders,
+        {*shifted["churn"], *shifted["ltv"], data_end},
+        churn_horizon_days=windows.churn.horizon_days,
+        ltv_horizon_days=windows.ltv.horizon_days,
+    )
+    bundle = run.bundle
+
+    def at(cutoffs: tuple[date, ...]) -> pl.DataFrame:
+        return examples.filter(pl.col("cutoff").is_in(cutoffs))
+
+    churn_train, ltv_train = at(shifted["churn"]), at(shifted["ltv"])
+    churn = refit_churn_model(
+        bundle.churn, bundle.matrix(churn_train), churn_train["churned"].to_numpy()
+    )
+    ltv = refit_ltv_model(
+        bundle.ltv,
+        bundle.matrix(ltv_train),
+        np.asarray(ltv_train["future_spend"].to_numpy(), dtype=float),
+        fit_purchase_model(at((data_end,))),
+    )
+    production = ProductionFit(
+        refitted=True,
+        reason=(
+            f"refitted after promotion on the latest cutoffs with complete labels (data ends "
+            f"{data_end}: churn up to {shifted['churn'][-1]}, LTV up to {shifted['ltv'][-1]}), "
+            "with the settings the gate judged"
+        ),
+        data_end=data_end,
+        purchase_model_cutoff=data_end,
+        churn=_window(windows.churn, shifted["churn"], churn_train.height),
+        ltv=_window(windows.ltv, shifted["ltv"], ltv_train.height),
+    )
+    return dataclasses.replace(bundle, churn=churn, ltv=ltv, production=production)

@@ -1,0 +1,107 @@
+"""The production refit on a real slice: the served models have seen the latest complete labels,
+the held-out evidence is untouched, and a history too short to shift serves the evidence model."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from retention_bundle.bundle import ModelBundle, read_bundle, write_bundle
+from retention_bundle.predict import score
+from retention_trainer.pipeline import TrainingRun, train_and_backtest
+from retention_trainer.refit import refit_for_production
+from retention_trainer.training_set import cutoff_instant, last_event_date
+from tests.support.uci_orders import TEST_DATA, load_orders
+
+
+@pytest.fixture(scope="module")
+def orders() -> pl.DataFrame:
+    return load_orders(TEST_DATA / "online_retail_II_slice.parquet")
+
+
+@pytest.fixture(scope="module")
+def run(orders: pl.DataFrame) -> TrainingRun:
+    # Default test cutoffs (data end − horizon), as the trainer runs.
+    return train_and_backtest(orders, rolling_origins=0)
+
+
+@pytest.fixture(scope="module")
+def served(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
+    return refit_for_production(run, orders)
+
+
+def test_the_served_models_last_training_cutoff_is_data_end_minus_horizon(
+    run: TrainingRun, orders: pl.DataFrame, served: ModelBundle
+) -> None:
+    production = served.production
+    assert production is not None and production.refitted
+    end = last_event_date(orders)
+    assert production.data_end == end == production.purchase_model_cutoff
+    for task, evidence in (("churn", run.report.windows.churn), ("ltv", run.report.windows.ltv)):
+        window = getattr(production, task)
+        horizon = timedelta(days=evidence.horizon_days)
+        assert window.horizon_days == evidence.horizon_days
+        assert window.training_cutoffs[-1] == end - horizon
+        # Every label window ends by the data end; the same spacing as the evidence cutoffs.
+        assert all(c + horizon <= end for c in window.training_cutoffs)
+        gaps = {(b - a).days for a, b in zip(window.training_cutoffs, window.training_cutoffs[1:])}
+        assert gaps == {evidence.every_days}
+        # The evidence model's labels all end before its test cutoff, so the refit sees more.
+        assert window.training_cutoffs[-1] > evidence.training_cutoffs[-1]
+        assert set(evidence.training_cutoffs) <= set(window.training_cutoffs)
+    assert production.churn.training_rows > run.report.churn.training_rows
+    assert production.ltv.training_rows > run.report.ltv.training_rows
+
+
+def test_the_refit_keeps_the_evidence_and_the_settings(
+    run: TrainingRun, served: ModelBundle
+) -> None:
+    evidence = run.bundle
+    # The held-out report is the one the gate decided on, to the byte.
+    assert served.report == run.report
+    assert served.report.as_json() == run.report.as_json()
+    assert served.markdown == run.markdown
+    # Same choices made on validation; new trees fitted on more rows.
+    assert served.churn.stack == evidence.churn.stack
+    assert served.churn.threshold == evidence.churn.threshold
+    assert served.churn.booster.num_boosted_rounds() == evidence.churn.booster.num_boosted_rounds()
+    assert served.ltv.objective == evidence.ltv.objective
+    assert served.ltv.stack == evidence.ltv.stack
+    assert served.ltv.point.num_boosted_rounds() == evidence.ltv.point.num_boosted_rounds()
+    assert served.ltv.interval.num_boosted_rounds() == evidence.ltv.interval.num_boosted_rounds()
+    assert served.segmenter is evidence.segmenter
+    refitted = score(served, run.churn_test)["churn_probability"].to_numpy()
+    before = run.churn_predictions["churn_probability"].to_numpy()
+    assert not np.allclose(refitted, before)
+    assert ((refitted >= 0) & (refitted <= 1)).all()
+
+
+def test_the_production_record_survives_the_bundle_files(
+    served: ModelBundle, tmp_path: Path
+) -> None:
+    write_bundle(served, tmp_path)
+    again = read_bundle(tmp_path)
+    assert again.production == served.production
+    assert again.report.as_json() == served.report.as_json()
+
+
+def test_a_history_too_short_to_shift_serves_the_evidence_model(
+    run: TrainingRun, orders: pl.DataFrame
+) -> None:
+    # Data ending at the churn validation cutoff: the churn cutoffs whose labels are complete
+    # are exactly the evidence model's training cutoffs, so there is nothing new to learn from.
+    churn = run.report.windows.churn
+    short = orders.filter(pl.col("occurred_at") < cutoff_instant(churn.validation_cutoff))
+    served = refit_for_production(run, short)
+    production = served.production
+    assert production is not None and not production.refitted
+    assert "not refitted" in production.reason and "churn" in production.reason
+    assert production.churn.training_cutoffs == churn.training_cutoffs
+    assert production.ltv.training_cutoffs == run.report.windows.ltv.training_cutoffs
+    assert production.churn.training_rows == run.report.churn.training_rows
+    assert served.churn is run.bundle.churn and served.ltv is run.bundle.ltv
+    assert served.report == run.report
