@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -152,9 +152,16 @@ def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
     assert run["data"]["orders"] == expected_orders.height
     assert run["data"]["customers"] == expected_orders["customer_id"].n_unique()
     assert run["gate"]["champion"] is None and run["gate"]["promote"]
-    assert {"lake_wait", "lake_read", "training_sets", "churn", "ltv", "gate", "publish"} <= set(
-        run["timings"]
-    )
+    assert {
+        "lake_wait",
+        "lake_read",
+        "training_sets",
+        "churn",
+        "ltv",
+        "gate",
+        "refit",
+        "publish",
+    } <= set(run["timings"])
     report = run["report"]
     assert report["churn"]["model"]["roc_auc"] > 0.8
     assert report["windows"]["churn"]["test_cutoff"] == "2011-09-10"
@@ -167,6 +174,16 @@ def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
     bundle = read_bundle(work / "bentoml" / "models" / name / version)
     assert bundle.tenant == "default"
     assert bundle.report.churn.model.roc_auc == pytest.approx(report["churn"]["model"]["roc_auc"])
+    # What is stored and served is the refit on the latest complete labels (data end − horizon),
+    # carrying the held-out report the gate decided on.
+    assert bundle.report.as_json() == report
+    data_end = expected_orders["occurred_at"].max().date()
+    assert bundle.production is not None and bundle.production.refitted
+    assert bundle.production.data_end == data_end
+    for task in ("churn", "ltv"):
+        window = getattr(bundle.production, task)
+        assert window.training_cutoffs[-1] == data_end - timedelta(days=window.horizon_days)
+    assert run["production"] == bundle.production.model_dump(mode="json")
 
     events = model_events(stack, lambda got: any(isinstance(e, ModelPublished) for e in got))
     published = [e for e in events if isinstance(e, ModelPublished)]

@@ -123,6 +123,9 @@ def build_run_report(
         "changes": _changes(run.report, headline, previous) if previous else None,
         "campaign": _campaign(scores, campaign),
         "notes": list(run.report.notes),
+        # What is served: the refit on the latest complete labels (trainer runs that promote),
+        # or None (a rejected run, `retention backtest`).
+        "production": bundle.production.model_dump(mode="json") if bundle.production else None,
     }
     return RunReport(facts=facts, markdown=render_run_report(facts))
 

@@ -202,6 +202,7 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
         f"{count(ltv['test_customers'])} test customers.",
         "",
         *_metrics_table(ltv),
+        *_production(facts.get("production")),
         *_rolling(facts.get("rolling")),
         "### Reliability",
         "",
@@ -209,6 +210,23 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
         "close to its mean prediction in every bin.",
         "",
         *_table(["predicted", "customers", "mean predicted", "observed churn"], reliability),
+    ]
+
+
+def _production(production: dict[str, Any] | None) -> list[str]:
+    """The production window next to the evidence one: what the served model was trained on."""
+    if not production:
+        return []
+    if not production["refitted"]:
+        return [f"Served model: {text(production['reason'])}.", ""]
+    churn, ltv = production["churn"], production["ltv"]
+    return [
+        "These are the held-out numbers the gate decided on. The served model is the same model "
+        f"refitted, with the same settings, on outcomes up to {text(production['data_end'])}: "
+        f"churn training cutoffs up to {text(churn['training_cutoffs'][-1])} "
+        f"({count(churn['training_rows'])} examples), LTV up to "
+        f"{text(ltv['training_cutoffs'][-1])} ({count(ltv['training_rows'])} examples).",
+        "",
     ]
 
 

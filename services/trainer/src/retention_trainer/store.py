@@ -71,6 +71,9 @@ class RunRecord:
     markdown: str | None = None
     # The run report for managers (Markdown; `retention_trainer.run_report`), for trained runs.
     run_report: str | None = None
+    # What a published run serves (`retention_bundle.production.ProductionFit` as JSON): the
+    # refit on the latest complete labels, or the evidence model and why.
+    production: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         """The record without its reports (what a list shows)."""
@@ -88,6 +91,7 @@ class RunRecord:
             "timings": self.timings,
             "data": self.data,
             "gate": self.gate,
+            "production": self.production,
             "has_run_report": self.run_report is not None,
         }
 
@@ -125,7 +129,8 @@ CREATE TABLE IF NOT EXISTS runs (
     gate TEXT,
     report TEXT,
     markdown TEXT,
-    run_report TEXT
+    run_report TEXT,
+    production TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant_id, seq);
 CREATE TABLE IF NOT EXISTS champions (
@@ -138,10 +143,10 @@ CREATE TABLE IF NOT EXISTS champions (
 """
 _COLUMNS = (
     "run_id, tenant_id, status, triggers, options, created_at, started_at, finished_at, "
-    "message, model_tag, timings, data, gate, report, markdown, run_report"
+    "message, model_tag, timings, data, gate, report, markdown, run_report, production"
 )
 # Columns added after the first release, added to an older file when it is opened.
-_ADDED_COLUMNS = {"run_report": "TEXT"}
+_ADDED_COLUMNS = {"run_report": "TEXT", "production": "TEXT"}
 
 
 def _time(value: str | None) -> datetime | None:
@@ -175,7 +180,7 @@ class RunStore:
     def add(self, run: RunRecord) -> None:
         with self._lock:
             self._db.execute(
-                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", self._row(run)
+                f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * 17)})", self._row(run)
             )
 
     def save(self, run: RunRecord, champion: ChampionRecord | None = None) -> None:
@@ -185,7 +190,7 @@ class RunStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE run_id = ?",
+                    f"UPDATE runs SET ({_COLUMNS}) = ({', '.join('?' * 17)}) WHERE run_id = ?",
                     (*row, run.run_id),
                 )
                 if champion is not None:
@@ -289,6 +294,7 @@ class RunStore:
             _json(run.report),
             run.markdown,
             run.run_report,
+            _json(run.production),
         )
 
     @staticmethod
@@ -310,6 +316,7 @@ class RunStore:
             report,
             markdown,
             run_report,
+            production,
         ) = row
         return RunRecord(
             run_id=run_id,
@@ -328,4 +335,5 @@ class RunStore:
             report=json.loads(report) if report else None,
             markdown=markdown,
             run_report=run_report,
+            production=json.loads(production) if production else None,
         )

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
+from retention_bundle.production import ProductionFit
 from retention_bundle.report_html import PAGE_CSP, markdown_page
 from retention_shared.auth import AdminCaller, ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
@@ -112,6 +113,12 @@ class RunSummary(BaseModel):
     timings: dict[str, float] = Field(description="Seconds per stage.")
     data: dict[str, Any] | None = Field(description="What the run read from the lake.")
     gate: dict[str, Any] | None = Field(description="The gate's numbers and decision.")
+    production: ProductionFit | None = Field(
+        None,
+        description="Published runs: what is served — the promoted model refitted on the latest "
+        "complete labels (its training cutoffs end at data end − horizon), or the evidence "
+        "model and why.",
+    )
     has_run_report: bool = Field(description="Whether `/v1/runs/{run_id}/report` has one.")
 
 

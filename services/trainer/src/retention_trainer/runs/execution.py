@@ -25,6 +25,7 @@ from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.gate import GateDecision
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.publishers.model_events import ModelEventsPublisher
+from retention_trainer.refit import refit_for_production
 from retention_trainer.run_report import PreviousChampion, build_run_report
 from retention_trainer.runs import promotion
 from retention_trainer.runs.history import history_shortfall, orders_summary
@@ -182,6 +183,14 @@ class RunExecutor:
             **decision.as_dict(),
             "champion_tag": champion.model_tag if champion else None,
         }
+        if decision.promote:
+            # Decided on the held-out evidence; what is stored and served is the same model
+            # refitted on the latest complete labels, carrying that evidence unchanged.
+            with stages.stage("refit"):
+                refitted = await asyncio.to_thread(refit_for_production, run, orders)
+            run = dataclasses.replace(run, bundle=refitted)
+            assert refitted.production is not None
+            record.production = refitted.production.model_dump(mode="json")
         with stages.stage("report"):
             previous = None
             if champion is not None:  # an unreadable champion bundle leaves nothing to compare
