@@ -405,6 +405,12 @@ def test_model_card(service: Service, client: httpx.Client, bundle: ModelBundle)
     assert set(card["orders"]["baselines"]) == {"bgnbd", "bgnbd_occasions"}
     assert card["windows"]["churn"]["test_cutoff"] == "2011-09-10"
     assert card["windows"]["ltv"]["horizon_days"] == 180
+    # Both windows: the evidence above, and the cutoffs the served models were refitted on.
+    production = card["production"]
+    assert production["refitted"] and production["data_end"] == "2011-12-09"
+    assert production["churn"]["training_cutoffs"][-1] == "2011-09-10"
+    assert production["ltv"]["training_cutoffs"][-1] == "2011-06-12"
+    assert production == bundle.production.model_dump(mode="json")
     assert [s["segment"] for s in card["segments"]] == list(bundle.segmenter.names)
     assert card["drift"]["status"] in {"not checked yet", "stable", "drift"}
 

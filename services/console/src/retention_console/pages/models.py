@@ -275,8 +275,26 @@ def model_facts(card: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{churn_window.get('horizon_days', '–')} days",
             )
         )
+    served = served_window(card.get("production"))
+    if served:
+        facts.append(("Served model", served))
     facts.append(("Features", number(len(card.get("feature_schema") or []))))
     return facts
+
+
+def served_window(production: dict[str, Any] | None) -> str | None:
+    """The production window in a sentence: what the served models were trained on (None for a
+    model published before the refit, which serves the backtested one)."""
+    if not production:
+        return None
+    if not production.get("refitted"):
+        return str(production.get("reason") or "the backtested model, not refitted")
+    churn = (production.get("churn") or {}).get("training_cutoffs") or ["–"]
+    ltv = (production.get("ltv") or {}).get("training_cutoffs") or ["–"]
+    return (
+        f"refitted after the backtest on outcomes up to {production.get('data_end', '–')} "
+        f"(churn cutoffs to {churn[-1]}, lifetime value to {ltv[-1]})"
+    )
 
 
 def _day(value: str | None) -> str:

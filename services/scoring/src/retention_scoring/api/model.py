@@ -15,6 +15,7 @@ from retention_bundle.backtest_report import (
     ReliabilityBin,
     SegmentSummary,
 )
+from retention_bundle.production import ProductionFit
 from retention_scoring.api.deps import State, champion_of
 from retention_scoring.api.examples import SEGMENT_ROW
 from retention_shared.auth import ReadCaller
@@ -80,7 +81,14 @@ class ModelCard(BaseModel):
     trained_at: datetime
     training_window: TimeWindow
     windows: BacktestWindows = Field(
-        description="Each task's training, validation and test cutoffs."
+        description="The evidence window: each task's training, validation and test cutoffs, "
+        "on which the backtest numbers below were measured."
+    )
+    production: ProductionFit | None = Field(
+        None,
+        description="The production window: the cutoffs the served models were trained on "
+        "(refitted after promotion up to data end − horizon) and the data end; null for models "
+        "published before the refit, which serve the evidence model.",
     )
     feature_schema: list[str]
     churn: ChurnCard
@@ -119,6 +127,28 @@ _EXAMPLE = {
     "trained_at": "2024-05-01T09:00:30Z",
     "training_window": {"start": "2009-12-01T07:45:00Z", "end": "2011-12-09T12:50:00Z"},
     "windows": {"churn": _CHURN_WINDOW, "ltv": _LTV_WINDOW},
+    "production": {
+        "refitted": True,
+        "reason": "refitted after promotion on the latest cutoffs with complete labels (data "
+        "ends 2011-12-09: churn up to 2011-09-10, LTV up to 2011-06-12), with the settings the "
+        "gate judged",
+        "data_end": "2011-12-09",
+        "purchase_model_cutoff": "2011-12-09",
+        "churn": {
+            "task": "churn",
+            "horizon_days": 90,
+            "every_days": 30,
+            "training_cutoffs": ["2010-01-18", "2011-08-11", "2011-09-10"],
+            "training_rows": 61234,
+        },
+        "ltv": {
+            "task": "ltv",
+            "horizon_days": 180,
+            "every_days": 30,
+            "training_cutoffs": ["2010-01-18", "2011-05-13", "2011-06-12"],
+            "training_rows": 40417,
+        },
+    },
     "feature_schema": ["recency_days", "frequency", "monetary"],
     "churn": {
         "model": {
@@ -249,6 +279,7 @@ async def model_card(caller: ReadCaller, state: State) -> ModelCard:
         trained_at=champion.trained_at,
         training_window=published.training_window,
         windows=bundle.windows,
+        production=bundle.production,
         feature_schema=list(bundle.feature_names),
         churn=ChurnCard(
             model=churn.model,
