@@ -20,6 +20,12 @@ CARD = {
     "trained_at": "2026-12-05T01:54:59Z",
     "training_window": {"start": "2010-12-01T08:45:00Z", "end": "2011-12-09T12:50:00Z"},
     "windows": {"churn": {"horizon_days": 90, "test_cutoff": "2011-09-10"}},
+    "production": {
+        "refitted": True,
+        "data_end": "2011-12-09",
+        "churn": {"training_cutoffs": ["2011-08-11", "2011-09-10"]},
+        "ltv": {"training_cutoffs": ["2011-05-13", "2011-06-12"]},
+    },
     "feature_schema": ["recency_days", "frequency", "monetary"],
     "churn": {
         "model": {"roc_auc": 0.8258, "brier": 0.1455, "lift_top_decile": 1.3239},
@@ -107,7 +113,22 @@ def test_the_card_shows_scorings_model() -> None:
     assert "2026-12-05 01:55 UTC" in page.text  # champion since
     assert "2010-12-01 to 2011-12-09" in page.text
     assert "predictions at 2011-09-10 checked against the next 90 days" in page.text
+    # The production window next to the evidence one.
+    assert (
+        "refitted after the backtest on outcomes up to 2011-12-09 "
+        "(churn cutoffs to 2011-09-10, lifetime value to 2011-06-12)"
+    ) in page.text
     assert 'data-drift="drift"' in page.text
+
+
+def test_a_model_that_was_not_refitted_says_why() -> None:
+    card = {**CARD, "production": {"refitted": False, "reason": "not refitted: too short"}}
+    page = signed_in(models_fake(**{"scoring GET /v1/model": card})).get("/models").text
+    assert "not refitted: too short" in page
+    # A model published before the refit has no production window: no line about it.
+    older = {**CARD, "production": None}
+    page = signed_in(models_fake(**{"scoring GET /v1/model": older})).get("/models").text
+    assert "Served model" not in page
 
 
 def test_the_backtest_is_every_baselines_numbers_as_a_chart_and_a_table() -> None:
