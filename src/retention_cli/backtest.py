@@ -2,8 +2,10 @@
 
 The file goes through ingest's own reading, mapping and cleaning, then through the trainer's
 point-in-time training and backtest, with the rolling evaluation over up to four test origins and
-its paired bootstrap intervals against the best baseline; the report is printed as Markdown
-(a compact table of the rolling block included), or as JSON only.
+its paired bootstrap intervals against the best baseline, then the production refit a promoted
+trainer run gets (the same model on the latest complete labels); the report is printed as
+Markdown (a compact table of the rolling block included, then both windows), or as JSON only
+(the report's keys, plus `production`: the refit's windows).
 `--report FILE` also writes the run report a trained run gets (no previous champion to compare
 with), as Markdown or as an HTML page by the file's extension.
 """
@@ -11,6 +13,7 @@ with), as Markdown or as an HTML page by the file's extension.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from retention_trainer.pipeline import (
     SHORT_LTV_HORIZON_DAYS,
     train_and_backtest,
 )
+from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
@@ -112,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for note in training.report.notes:
         print(f"retention backtest: {note}", file=sys.stderr)
+    # The model a trainer run would serve once promoted: refitted on the latest complete labels.
+    served = refit_for_production(training, orders)
+    assert served.production is not None
+    training = dataclasses.replace(training, bundle=served)
     if args.report:
         markdown = build_run_report(training, orders).markdown
         page = args.report.suffix.lower() == ".html"
@@ -123,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"retention backtest: cannot write {args.report}: {error}", file=sys.stderr)
             return 2
     if args.json:
-        print(json.dumps(training.report.as_json()))
+        production = served.production.model_dump(mode="json")
+        print(json.dumps(training.report.as_json() | {"production": production}))
     else:
         print(training.markdown)
+        print(render_windows(training.report.windows, served.production))
     return 0

@@ -129,6 +129,20 @@ def test_the_json_keeps_its_keys_and_adds_the_rolling_block(slice_report: dict[s
     assert "recent_spend" in rolling["metrics"]["ltv"]["spearman"]["baselines"]
 
 
+def test_the_json_adds_the_production_refit_windows(slice_report: dict[str, Any]) -> None:
+    # The model a promoted trainer run would serve: last training cutoff = data end − horizon.
+    production = slice_report["production"]
+    assert production["refitted"]
+    end = date.fromisoformat(production["data_end"])
+    for task in ("churn", "ltv"):
+        window = production[task]
+        assert window["horizon_days"] == slice_report["windows"][task]["horizon_days"]
+        last = date.fromisoformat(window["training_cutoffs"][-1])
+        assert last == end - timedelta(days=window["horizon_days"])
+        held_out = slice_report["windows"][task]["training_cutoffs"]
+        assert last > date.fromisoformat(held_out[-1])
+
+
 def test_the_human_output_prints_the_rolling_table(slice_report: dict[str, Any]) -> None:
     # Without --json the command prints `render_markdown` of this very report.
     out = render_markdown(BacktestReport.model_validate(slice_report))

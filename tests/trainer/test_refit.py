@@ -3,6 +3,8 @@ the held-out evidence is untouched, and a history too short to shift serves the 
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import pytest
 from retention_bundle.bundle import ModelBundle, read_bundle, write_bundle
 from retention_bundle.predict import score
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
-from retention_trainer.refit import refit_for_production
+from retention_trainer.refit import refit_for_production, render_windows
+from retention_trainer.run_report import build_run_report
 from retention_trainer.training_set import cutoff_instant, last_event_date
 from tests.support.uci_orders import TEST_DATA, load_orders
 
@@ -48,7 +51,8 @@ def test_the_served_models_last_training_cutoff_is_data_end_minus_horizon(
         assert window.training_cutoffs[-1] == end - horizon
         # Every label window ends by the data end; the same spacing as the evidence cutoffs.
         assert all(c + horizon <= end for c in window.training_cutoffs)
-        gaps = {(b - a).days for a, b in zip(window.training_cutoffs, window.training_cutoffs[1:])}
+        cutoffs = window.training_cutoffs
+        gaps = {(b - a).days for a, b in itertools.pairwise(cutoffs)}
         assert gaps == {evidence.every_days}
         # The evidence model's labels all end before its test cutoff, so the refit sees more.
         assert window.training_cutoffs[-1] > evidence.training_cutoffs[-1]
@@ -87,6 +91,31 @@ def test_the_production_record_survives_the_bundle_files(
     again = read_bundle(tmp_path)
     assert again.production == served.production
     assert again.report.as_json() == served.report.as_json()
+
+
+def test_the_run_report_states_both_windows(
+    run: TrainingRun, orders: pl.DataFrame, served: ModelBundle
+) -> None:
+    assert served.production is not None
+    report = build_run_report(dataclasses.replace(run, bundle=served), orders)
+    assert report.facts["production"] == served.production.model_dump(mode="json")
+    churn_test = run.report.windows.churn.test_cutoff.isoformat()
+    assert f"Churn in the 90 days after {churn_test}" in report.markdown
+    assert f"on outcomes up to {served.production.data_end}" in report.markdown
+    last = served.production.churn.training_cutoffs[-1]
+    assert f"churn training cutoffs up to {last}" in report.markdown
+    # A run that serves nothing new (`retention backtest`, a rejection) says nothing of it.
+    assert "outcomes up to" not in build_run_report(run, orders).markdown
+
+
+def test_the_backtest_command_prints_both_windows(run: TrainingRun, served: ModelBundle) -> None:
+    assert served.production is not None
+    table = render_windows(run.report.windows, served.production)
+    for task in ("churn", "ltv"):
+        held_out, refit = getattr(run.report.windows, task), getattr(served.production, task)
+        row = next(line for line in table.splitlines() if line.startswith(f"| {task} |"))
+        assert f"to {held_out.training_cutoffs[-1]} | {held_out.test_cutoff} |" in row
+        assert f"to {refit.training_cutoffs[-1]} | {refit.training_rows:,} |" in row
 
 
 def test_a_history_too_short_to_shift_serves_the_evidence_model(

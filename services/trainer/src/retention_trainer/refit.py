@@ -23,7 +23,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from retention_bundle.backtest_report import TaskWindow
+from retention_bundle.backtest_report import BacktestWindows, TaskWindow
 from retention_bundle.bundle import ModelBundle
 from retention_bundle.production import ProductionFit, ProductionWindow
 from retention_trainer.fitting.churn import refit_churn_model
@@ -32,7 +32,7 @@ from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.pipeline import TrainingRun
 from retention_trainer.training_set import last_event_date, production_cutoffs, training_examples
 
-__all__ = ["refit_for_production"]
+__all__ = ["refit_for_production", "render_windows"]
 
 
 def _window(evidence: TaskWindow, cutoffs: tuple[date, ...], rows: int) -> ProductionWindow:
@@ -113,3 +113,24 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
         ltv=_window(windows.ltv, shifted["ltv"], ltv_train.height),
     )
     return dataclasses.replace(bundle, churn=churn, ltv=ltv, production=production)
+
+
+def render_windows(evidence: BacktestWindows, production: ProductionFit) -> str:
+    """Both windows as Markdown: what the held-out numbers were measured on, and what the served
+    models were trained on."""
+    lines = [
+        "## Production refit",
+        "",
+        f"{production.reason[0].upper()}{production.reason[1:]}.",
+        "",
+        "| task | evidence: training cutoffs | test cutoff | served: training cutoffs | "
+        "training rows | data end |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for held_out, served in ((evidence.churn, production.churn), (evidence.ltv, production.ltv)):
+        lines.append(
+            f"| {served.task} | {held_out.training_cutoffs[0]} to {held_out.training_cutoffs[-1]} "
+            f"| {held_out.test_cutoff} | {served.training_cutoffs[0]} to "
+            f"{served.training_cutoffs[-1]} | {served.training_rows:,} | {production.data_end} |"
+        )
+    return "\n".join(lines) + "\n"
