@@ -17,6 +17,7 @@ from retention_bundle.predict import score
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
+from retention_trainer.runs.promotion import gate
 from retention_trainer.training_set import cutoff_instant, last_event_date
 from tests.support.uci_orders import TEST_DATA, load_orders
 
@@ -85,12 +86,29 @@ def test_the_refit_keeps_the_evidence_and_the_settings(
 
 
 def test_the_production_record_survives_the_bundle_files(
-    served: ModelBundle, tmp_path: Path
+    run: TrainingRun, served: ModelBundle, tmp_path: Path
 ) -> None:
     write_bundle(served, tmp_path)
     again = read_bundle(tmp_path)
     assert again.production == served.production
     assert again.report.as_json() == served.report.as_json()
+    # The evidence models travel beside the refit and score as they did for the gate.
+    held_out = score(again.held_out(), run.churn_test)["churn_probability"].to_numpy()
+    np.testing.assert_allclose(held_out, run.churn_predictions["churn_probability"], rtol=1e-6)
+    assert again.held_out().production == served.production
+    assert not np.allclose(score(again, run.churn_test)["churn_probability"].to_numpy(), held_out)
+
+
+def test_a_later_gate_judges_the_champion_by_its_evidence_models(
+    run: TrainingRun, served: ModelBundle
+) -> None:
+    # The refit saw the test labels; its evidence models did not. Against itself as champion the
+    # candidate ties on its own held-out numbers, so the champion stays.
+    decision = gate(run, served)
+    assert decision.champion is not None
+    assert decision.champion.as_dict() == decision.candidate.as_dict()
+    assert decision.candidate.roc_auc == pytest.approx(run.report.churn.model.roc_auc)
+    assert not decision.promote
 
 
 def test_the_run_report_states_both_windows(

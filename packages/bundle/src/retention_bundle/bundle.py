@@ -10,6 +10,7 @@ of the model ``retention-<tenant>:<version>``, in ``model.path``):
 | ``churn_xgb.ubj`` | churn XGBoost booster |
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
 | ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs) |
+| ``*_evidence.ubj`` | a refitted bundle's evidence boosters: the models the gate judged (``evidence_models`` in ``bundle.json``; :meth:`ModelBundle.held_out`) |
 | ``orders_xgb.ubj`` | the expected-orders booster, when the trainer kept one (``orders.booster`` in ``bundle.json``) |
 | ``report.md`` | the backtest report, for people |
 | ``run_report.md``, ``.html``, ``.json`` | the run report for managers, and its numbers (bundles written before it have none) |
@@ -21,7 +22,7 @@ imported from the artifact (docs/architecture.md, principle 7).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,23 @@ class ModelBundle:
     # Expected orders and the next-order date; None in bundles written before them, which
     # `order_model` then derives from the LTV part's BG/NBD parameters.
     orders: OrderModel | None = None
+    # The models the gate judged, kept beside a refit so a later gate compares with them: the
+    # refit has seen labels inside the next run's test window. None when not refitted.
+    evidence_churn: ChurnModel | None = None
+    evidence_ltv: LTVModel | None = None
+
+    def held_out(self) -> ModelBundle:
+        """The bundle as the gate judged it: the evidence models in place of a refit's (itself
+        when it was not refitted). A gate scores a champion through this, never the refit."""
+        if self.evidence_churn is None or self.evidence_ltv is None:
+            return self
+        return replace(
+            self,
+            churn=self.evidence_churn,
+            ltv=self.evidence_ltv,
+            evidence_churn=None,
+            evidence_ltv=None,
+        )
 
     @property
     def order_model(self) -> OrderModel:
@@ -87,44 +105,65 @@ class ModelBundle:
         return features.select(self.feature_names).to_numpy().astype(np.float64)
 
 
-def _document(bundle: ModelBundle) -> dict[str, object]:
+def _churn_document(churn: ChurnModel, booster: str) -> dict[str, object]:
     return {
+        "model": "xgboost + logistic regression, stacked Platt calibration",
+        "booster": booster,
+        "linear": churn.linear.as_dict(),
+        "calibration": {
+            "method": "platt_stacked",
+            "formula": "p = 1 / (1 + exp(-(a*m_xgb + b*m_linear + c)))",
+            "a": churn.stack[0],
+            "b": churn.stack[1],
+            "c": churn.stack[2],
+        },
+        "threshold": churn.threshold,
+    }
+
+
+def _ltv_document(ltv: LTVModel, point: str, interval: str) -> dict[str, object]:
+    return {
+        "objective": ltv.objective,
+        "point_booster": point,
+        "interval_booster": interval,
+        "interval_quantiles": [0.1, 0.9],
+        "horizon_days": ltv.horizon_days,
+        "stack": {
+            "formula": "log1p(ltv) = w_xgb*u + w_bgnbd*log1p(E_bgnbd) + intercept",
+            "w_xgb": ltv.stack[0],
+            "w_bgnbd": ltv.stack[1],
+            "intercept": ltv.stack[2],
+        },
+        "purchase_model": ltv.purchase_model.as_dict(),
+    }
+
+
+# The evidence models' boosters, beside a refit's (see `ModelBundle.held_out`).
+_EVIDENCE_FILES = ("churn_xgb_evidence.ubj", "ltv_point_evidence.ubj", "ltv_interval_evidence.ubj")
+
+
+def _document(bundle: ModelBundle) -> dict[str, object]:
+    document: dict[str, object] = {
         "format": BUNDLE_FORMAT,
         "tenant": bundle.tenant,
         "feature_schema": list(bundle.feature_names),
-        "churn": {
-            "model": "xgboost + logistic regression, stacked Platt calibration",
-            "booster": "churn_xgb.ubj",
-            "linear": bundle.churn.linear.as_dict(),
-            "calibration": {
-                "method": "platt_stacked",
-                "formula": "p = 1 / (1 + exp(-(a*m_xgb + b*m_linear + c)))",
-                "a": bundle.churn.stack[0],
-                "b": bundle.churn.stack[1],
-                "c": bundle.churn.stack[2],
-            },
-            "threshold": bundle.churn.threshold,
-        },
-        "ltv": {
-            "objective": bundle.ltv.objective,
-            "point_booster": "ltv_point.ubj",
-            "interval_booster": "ltv_interval.ubj",
-            "interval_quantiles": [0.1, 0.9],
-            "horizon_days": bundle.ltv.horizon_days,
-            "stack": {
-                "formula": "log1p(ltv) = w_xgb*u + w_bgnbd*log1p(E_bgnbd) + intercept",
-                "w_xgb": bundle.ltv.stack[0],
-                "w_bgnbd": bundle.ltv.stack[1],
-                "intercept": bundle.ltv.stack[2],
-            },
-            "purchase_model": bundle.ltv.purchase_model.as_dict(),
-        },
+        "churn": _churn_document(bundle.churn, "churn_xgb.ubj"),
+        "ltv": _ltv_document(bundle.ltv, "ltv_point.ubj", "ltv_interval.ubj"),
         **({"orders": bundle.orders.as_dict(ORDERS_BOOSTER)} if bundle.orders is not None else {}),
         "windows": bundle.windows.model_dump(mode="json"),
         "report": bundle.report.as_json(),
         "reference_distributions": bundle.reference,
         "extra": bundle.extra,
-    } | ({"production": bundle.production.model_dump(mode="json")} if bundle.production else {})
+    }
+    if bundle.production:
+        document["production"] = bundle.production.model_dump(mode="json")
+    if bundle.evidence_churn and bundle.evidence_ltv:
+        churn_file, point_file, interval_file = _EVIDENCE_FILES
+        document["evidence_models"] = {
+            "churn": _churn_document(bundle.evidence_churn, churn_file),
+            "ltv": _ltv_document(bundle.evidence_ltv, point_file, interval_file),
+        }
+    return document
 
 
 def write_bundle(bundle: ModelBundle, directory: Path) -> None:
@@ -135,6 +174,11 @@ def write_bundle(bundle: ModelBundle, directory: Path) -> None:
     bundle.churn.booster.save_model(directory / "churn_xgb.ubj")
     bundle.ltv.point.save_model(directory / "ltv_point.ubj")
     bundle.ltv.interval.save_model(directory / "ltv_interval.ubj")
+    if bundle.evidence_churn and bundle.evidence_ltv:
+        churn_file, point_file, interval_file = _EVIDENCE_FILES
+        bundle.evidence_churn.booster.save_model(directory / churn_file)
+        bundle.evidence_ltv.point.save_model(directory / point_file)
+        bundle.evidence_ltv.interval.save_model(directory / interval_file)
     if bundle.orders is not None and bundle.orders.booster is not None:
         bundle.orders.booster.save_model(directory / ORDERS_BOOSTER)
     (directory / "report.md").write_text(bundle.markdown)
@@ -157,23 +201,8 @@ def read_bundle(directory: Path) -> ModelBundle:
     document = json.loads((directory / "bundle.json").read_text())
     if document.get("format") != BUNDLE_FORMAT:
         raise ValueError(f"unknown bundle format {document.get('format')!r}")
-    churn_doc, ltv_doc = document["churn"], document["ltv"]
-    calibration = churn_doc["calibration"]
-    churn = ChurnModel(
-        booster=_booster(directory / churn_doc["booster"]),
-        linear=LinearChurnModel.from_dict(churn_doc["linear"]),
-        stack=(float(calibration["a"]), float(calibration["b"]), float(calibration["c"])),
-        threshold=float(churn_doc["threshold"]),
-    )
-    stack = ltv_doc["stack"]
-    ltv = LTVModel(
-        objective=ltv_doc["objective"],
-        point=_booster(directory / ltv_doc["point_booster"]),
-        interval=_booster(directory / ltv_doc["interval_booster"]),
-        stack=(float(stack["w_xgb"]), float(stack["w_bgnbd"]), float(stack["intercept"])),
-        purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
-        horizon_days=int(ltv_doc["horizon_days"]),
-    )
+    churn, ltv = _read_churn(document["churn"], directory), _read_ltv(document["ltv"], directory)
+    evidence = document.get("evidence_models")
     orders = _order_model(document.get("orders"), directory)
     markdown = directory / "report.md"
     run_report, run_report_facts = directory / "run_report.md", directory / "run_report.json"
@@ -195,6 +224,30 @@ def read_bundle(directory: Path) -> ModelBundle:
         production=ProductionFit.model_validate(document["production"])
         if document.get("production")
         else None,
+        evidence_churn=_read_churn(evidence["churn"], directory) if evidence else None,
+        evidence_ltv=_read_ltv(evidence["ltv"], directory) if evidence else None,
+    )
+
+
+def _read_churn(churn_doc: dict[str, Any], directory: Path) -> ChurnModel:
+    calibration = churn_doc["calibration"]
+    return ChurnModel(
+        booster=_booster(directory / churn_doc["booster"]),
+        linear=LinearChurnModel.from_dict(churn_doc["linear"]),
+        stack=(float(calibration["a"]), float(calibration["b"]), float(calibration["c"])),
+        threshold=float(churn_doc["threshold"]),
+    )
+
+
+def _read_ltv(ltv_doc: dict[str, Any], directory: Path) -> LTVModel:
+    stack = ltv_doc["stack"]
+    return LTVModel(
+        objective=ltv_doc["objective"],
+        point=_booster(directory / ltv_doc["point_booster"]),
+        interval=_booster(directory / ltv_doc["interval_booster"]),
+        stack=(float(stack["w_xgb"]), float(stack["w_bgnbd"]), float(stack["intercept"])),
+        purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
+        horizon_days=int(ltv_doc["horizon_days"]),
     )
 
 

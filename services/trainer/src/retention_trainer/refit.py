@@ -10,6 +10,9 @@ training cutoffs shifted so the latest is *data end − horizon* for each task
 stack's BG/NBD × Gamma-Gamma part is fitted on everything known at data end. The held-out report
 stays the bundle's evidence, unchanged; the bundle's ``production``
 (:class:`~retention_bundle.production.ProductionFit`) records what is served and on which cutoffs.
+The evidence models travel beside the refit, and a later gate scores the champion through them
+(:meth:`~retention_bundle.bundle.ModelBundle.held_out`): the refit was trained on labels that
+reach into the next run's test window, so comparing it there would favour the champion.
 
 When the shifted cutoffs add none to the evidence ones (a history too short to shift), the
 evidence model is served as it is and the record says so.
@@ -112,7 +115,16 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
         churn=_window(windows.churn, shifted["churn"], churn_train.height),
         ltv=_window(windows.ltv, shifted["ltv"], ltv_train.height),
     )
-    return dataclasses.replace(bundle, churn=churn, ltv=ltv, production=production)
+    # The evidence models stay in the bundle: the next run's gate compares with them, since the
+    # refit has seen labels inside that run's test window (`ModelBundle.held_out`).
+    return dataclasses.replace(
+        bundle,
+        churn=churn,
+        ltv=ltv,
+        production=production,
+        evidence_churn=bundle.churn,
+        evidence_ltv=bundle.ltv,
+    )
 
 
 def render_windows(evidence: BacktestWindows, production: ProductionFit) -> str:

@@ -48,7 +48,9 @@ def gate(run: TrainingRun, champion: ModelBundle | None) -> GateDecision:
     incumbent: GateMetrics | None = None
     if champion is not None:
         try:
-            incumbent = gate_metrics(champion, run.churn_test, run.ltv_test)
+            # The champion as its own gate judged it: its refit has seen labels inside this
+            # run's test window, its evidence models have not.
+            incumbent = gate_metrics(champion.held_out(), run.churn_test, run.ltv_test)
         except ValueError:  # a champion of another feature schema cannot score these rows
             log.warning("champion cannot score the new test set; gating without it")
     return decide(candidate, incumbent)
