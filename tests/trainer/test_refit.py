@@ -79,6 +79,14 @@ def test_the_refit_keeps_the_evidence_and_the_settings(
     assert served.ltv.point.num_boosted_rounds() == evidence.ltv.point.num_boosted_rounds()
     assert served.ltv.interval.num_boosted_rounds() == evidence.ltv.interval.num_boosted_rounds()
     assert served.segmenter is evidence.segmenter
+    assert evidence.orders is not None and served.orders is not None
+    assert served.orders.method == evidence.orders.method
+    assert served.orders.scaled_dates == evidence.orders.scaled_dates
+    assert served.orders.bgnbd != evidence.orders.bgnbd  # fitted at data end, not the test cutoff
+    if evidence.orders.booster is not None:
+        assert served.orders.booster is not None
+        rounds = evidence.orders.booster.num_boosted_rounds()
+        assert served.orders.booster.num_boosted_rounds() == rounds
     refitted = score(served, run.churn_test)["churn_probability"].to_numpy()
     before = run.churn_predictions["churn_probability"].to_numpy()
     assert not np.allclose(refitted, before)

@@ -7,7 +7,9 @@ parameters, same choices made on the validation cutoff (the boosters' numbers of
 objective, the churn stack, calibration and threshold, the LTV stack), no new selection — on the
 training cutoffs shifted so the latest is *data end − horizon* for each task
 (:func:`~retention_trainer.training_set.production_cutoffs`, the same spacing), and the LTV
-stack's BG/NBD × Gamma-Gamma part is fitted on everything known at data end. The held-out report
+stack's BG/NBD × Gamma-Gamma part is fitted on everything known at data end. The order model
+(expected orders, next-order date) follows the churn cutoffs: its method and date rule kept, its
+booster (if it has one) refitted, its BG/NBD parameters fitted at data end. The held-out report
 stays the bundle's evidence, unchanged; the bundle's ``production``
 (:class:`~retention_bundle.production.ProductionFit`) records what is served and on which cutoffs.
 The evidence models travel beside the refit, and a later gate scores the champion through them
@@ -31,6 +33,7 @@ from retention_bundle.bundle import ModelBundle
 from retention_bundle.production import ProductionFit, ProductionWindow
 from retention_trainer.fitting.churn import refit_churn_model
 from retention_trainer.fitting.ltv import refit_ltv_model
+from retention_trainer.fitting.orders import fit_order_bgnbd, refit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.pipeline import TrainingRun
 from retention_trainer.training_set import last_event_date, production_cutoffs, training_examples
@@ -97,6 +100,13 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
     churn = refit_churn_model(
         bundle.churn, bundle.matrix(churn_train), churn_train["churned"].to_numpy()
     )
+    orders_model = (
+        refit_order_model(
+            bundle.orders, churn_train, bundle.feature_names, fit_order_bgnbd(at((data_end,)))
+        )
+        if bundle.orders is not None
+        else None
+    )
     ltv = refit_ltv_model(
         bundle.ltv,
         bundle.matrix(ltv_train),
@@ -121,6 +131,7 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
         bundle,
         churn=churn,
         ltv=ltv,
+        orders=orders_model,
         production=production,
         evidence_churn=bundle.churn,
         evidence_ltv=bundle.ltv,

@@ -31,7 +31,7 @@ from retention_bundle.models.orders import OrderModel
 from retention_bundle.models.purchase import purchase_summary
 from retention_trainer.classical.bgnbd import fit_bgnbd
 
-__all__ = ["ORDER_PARAMS", "fit_order_bgnbd", "fit_order_model"]
+__all__ = ["ORDER_PARAMS", "fit_order_bgnbd", "fit_order_model", "refit_order_model"]
 
 ORDER_PARAMS: dict[str, object] = {
     "objective": "count:poisson",
@@ -137,3 +137,22 @@ def fit_order_model(
             errors[option] = float(np.median(gap)) if gap.size else np.inf
         scaled = errors[True] < errors[False]
     return OrderModel(served, horizon_days, booster, scaled), mae
+
+
+def refit_order_model(
+    model: OrderModel, train: pl.DataFrame, feature_names: tuple[str, ...], served: BGNBDParams
+) -> OrderModel:
+    """The same order model on other training rows, with no new selection: the method and the
+    date rule chosen on validation kept, the booster (when there is one) trained with the same
+    parameters for the number of rounds early stopping chose, and ``served`` BG/NBD parameters
+    (fitted on everything known at the latest date)."""
+    if model.booster is None:
+        return dataclasses.replace(model, bgnbd=served)
+    y_train = train["future_orders"].to_numpy().astype(float)
+    base = _bgnbd_by_cutoff(train, model.horizon_days)
+    booster = xgb.train(
+        ORDER_PARAMS,
+        _matrix(train, feature_names, base, y_train),
+        model.booster.num_boosted_rounds(),
+    )
+    return dataclasses.replace(model, bgnbd=served, booster=booster)
