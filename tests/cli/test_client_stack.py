@@ -131,15 +131,18 @@ def test_csv_export_of_every_page_is_the_apis_csv(scored: Stack, tmp_path: Path)
 
 def test_csv_to_stdout_keeps_the_filters(scored: Stack) -> None:
     filters = ["--risk-band", "high,medium", "--value-tier", "High", "--value-tier", "VIP"]
+    filters += ["--min-orders", "0.5", "--next-order-to", "2012-12-31"]
     result = retention(
-        scored, "customers", *filters, "--sort", "predicted_ltv", "--csv", text=False
+        scored, "customers", *filters, "--sort", "expected_orders", "--csv", text=False
     )
     assert result.returncode == 0, result.stderr
     params = [
         ("risk_band", "high,medium"),
         ("value_tier", "High"),
         ("value_tier", "VIP"),
-        ("sort", "predicted_ltv"),
+        ("min_orders", "0.5"),
+        ("next_order_to", "2012-12-31"),
+        ("sort", "expected_orders"),
     ]
     expected = api(scored, "scoring", "/v1/customers", params=params, csv=True)
     assert result.stdout == expected.content

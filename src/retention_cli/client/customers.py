@@ -25,7 +25,13 @@ from retention_cli.client.output import cell, money, print_json, probability, st
 
 # scoring's SortKey (retention_scoring.lists); a test keeps the two equal. Not imported: the
 # scoring package would cost every invocation a second of start-up.
-SORT_KEYS = ("revenue_at_risk", "churn_probability", "predicted_ltv", "customer_id")
+SORT_KEYS = (
+    "revenue_at_risk",
+    "churn_probability",
+    "predicted_ltv",
+    "expected_orders",
+    "customer_id",
+)
 # Page size of --all when --limit does not say (scoring answers up to 10,000 per page).
 ALL_PAGE_SIZE = 1000
 CSV = "text/csv"
@@ -51,7 +57,8 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
         parents=[parent],
         help="list scored customers by risk, value and segment (table or CSV)",
         description="Scoring's customer list (GET /v1/customers): filter by risk band, value "
-        "tier, segment, churn probability and LTV, best first by --sort; a table, or CSV "
+        "tier, segment, churn probability, LTV, expected orders and next-order date, best first "
+        "by --sort; a table, or CSV "
         "exactly as the API sends it. Band, tier and segment options repeat, or take a comma "
         "list (any of them matches).",
         epilog=CUSTOMERS_EPILOG,
@@ -65,9 +72,19 @@ def add_parsers(commands: Any, parent: argparse.ArgumentParser) -> None:
     filters.add_argument(
         "--segment", action="append", metavar="NAME", help="a segment of the model (`model`)"
     )
-    for name, what in (("churn", "churn probability"), ("ltv", "predicted LTV")):
+    for name, what in (
+        ("churn", "churn probability"),
+        ("ltv", "predicted LTV"),
+        ("orders", "expected orders over the churn horizon"),
+    ):
         filters.add_argument(f"--min-{name}", type=float, metavar="X", help=f"lowest {what}")
         filters.add_argument(f"--max-{name}", type=float, metavar="X", help=f"highest {what}")
+    for end in ("from", "to"):
+        filters.add_argument(
+            f"--next-order-{end}",
+            metavar="DATE",
+            help=f"next-order date {end} DATE (YYYY-MM-DD, included)",
+        )
     customers.add_argument(
         "--sort", choices=SORT_KEYS, help="order, highest first (default revenue_at_risk)"
     )
@@ -113,9 +130,12 @@ def _params(args: argparse.Namespace) -> list[tuple[str, str]]:
     # Repeated parameters: scoring reads each of them (and comma lists within one).
     for name in ("risk_band", "value_tier", "segment"):
         params += [(name, value) for value in getattr(args, name) or []]
-    for name in ("min_churn", "max_churn", "min_ltv", "max_ltv"):
+    for name in ("min_churn", "max_churn", "min_ltv", "max_ltv", "min_orders", "max_orders"):
         if getattr(args, name) is not None:
             params.append((name, repr(getattr(args, name))))
+    for name in ("next_order_from", "next_order_to"):
+        if getattr(args, name) is not None:
+            params.append((name, getattr(args, name)))
     if args.sort:
         params.append(("sort", args.sort))
     limit = args.limit or (ALL_PAGE_SIZE if args.all else None)
