@@ -206,6 +206,62 @@ def test_scorings_422_is_shown_next_to_the_list_in_the_forms_words() -> None:
     assert "Predicted LTV to: 10 is below Predicted LTV from 100" in page.text
 
 
+def test_expected_orders_and_next_order_bounds_reach_scoring_and_stay_in_the_form() -> None:
+    fake = _fake(
+        listing=_listing("c1")
+        | {"customers": [_row("c1", expected_orders=2.44, next_order_by="2012-01-02")]}
+    )
+    page = signed_in(fake).get(
+        "/customers?min_orders=1.5&max_orders=4&next_order_from=2011-12-01"
+        "&next_order_to=2012-01-31&sort=expected_orders"
+    )
+    assert page.status_code == 200, page.text
+    [sent] = fake.requests_to("scoring", "/v1/customers")
+    assert _params(sent) == sorted(
+        [
+            ("min_orders", "1.5"),
+            ("max_orders", "4"),
+            ("next_order_from", "2011-12-01"),
+            ("next_order_to", "2012-01-31"),
+            ("sort", "expected_orders"),
+            ("limit", "50"),
+        ]
+    )
+    html = page.text
+    assert 'id="next_order_to" name="next_order_to" type="date" value="2012-01-31"' in html
+    assert (
+        'id="min_orders" name="min_orders" type="number" min="0" step="any" inputmode="decimal" value="1.5"'
+        in html
+    )
+    assert '<option value="expected_orders" selected>' in html
+    # The CSV link carries the same bounds.
+    assert "min_orders=1.5" in re.search(r'href="/customers.csv\?([^"]*)"', html).group(1)
+    row = re.search(r'<tr data-customer="c1">(.*?)</tr>', html, re.S).group(1)
+    assert '<td class="num">2.4</td>' in row and "<td>2012-01-02</td>" in row
+
+
+def test_a_customer_without_a_next_order_date_shows_a_dash_in_the_list() -> None:
+    fake = _fake(
+        listing=_listing("c1")
+        | {"customers": [_row("c1", expected_orders=0.2, next_order_by=None)]}
+    )
+    row = re.search(
+        r'<tr data-customer="c1">(.*?)</tr>', signed_in(fake).get("/customers").text, re.S
+    ).group(1)
+    assert '<td class="num">0.2</td>' in row and "<td>–</td>" in row
+
+
+def test_scorings_422_on_a_date_bound_is_shown_in_the_forms_words() -> None:
+    fake = _fake(
+        listing=problem_reply(
+            422, "query.next_order_to", "2011-01-01 is before next_order_from 2012-01-01"
+        )
+    )
+    page = signed_in(fake).get("/customers?next_order_from=2012-01-01&next_order_to=2011-01-01")
+    assert page.status_code == 422
+    assert "Next order to: 2011-01-01 is before" in page.text
+
+
 def test_an_empty_tenant_and_a_tenant_without_a_model_see_the_first_upload_step() -> None:
     empty = dict(SEGMENTS, customers=0)
     fake = _fake(listing=_listing(), segments=empty)
@@ -486,6 +542,33 @@ def test_open_a_customer_by_id_goes_to_their_page() -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/customers/a%20b%2Fc"
     assert client.get("/customer?id=", follow_redirects=False).headers["location"] == "/customers"
+
+
+def test_the_customer_page_shows_the_models_expected_orders_and_next_order_date() -> None:
+    fake = _customer_fake()
+    fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
+        "expected_orders": 2.44,
+        "churn_horizon_days": 90,
+        "next_order_by": "2012-01-02",
+    }
+    html = signed_in(fake).get("/customers/c1").text
+    assert "Orders expected, next 90 days</dt><dd>2.4</dd>" in html
+    assert "Likely to order again by</dt>\n      <dd>2012-01-02</dd>" in html
+    assert "The model's forecast" in html and "This model forecasts no date" not in html
+    # Below a 50% chance within a year: no date, said in words.
+    fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
+        "expected_orders": 0.1,
+        "churn_horizon_days": 90,
+        "next_order_by": None,
+    }
+    html = signed_in(fake).get("/customers/c1").text
+    assert "not within a year (below a 50% chance)" in html
+
+
+def test_a_model_without_an_order_forecast_says_the_date_is_the_usual_gap() -> None:
+    html = signed_in(_customer_fake()).get("/customers/c1").text
+    assert "Orders expected" not in html
+    assert "This model forecasts no date" in html
 
 
 def test_a_next_order_due_within_a_day_is_due_now_and_never_minus_zero() -> None:

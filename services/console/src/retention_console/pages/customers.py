@@ -2,7 +2,8 @@
 
 `/customers` is scoring's list (`GET /v1/customers`) with its filters in a GET form: segment,
 risk bands and value tiers (any of the checked ones), a churn-probability range typed in percent
-(the list shows churn in percent) and a predicted-LTV range, the sort and the page size. The URL
+(the list shows churn in percent), a predicted-LTV range, an expected-orders range and a
+next-order date range, the sort and the page size. The URL
 always says the whole state, so a reload, a bookmark or a shared link shows the same list;
 htmx swaps only the results and pushes that URL. Paging is scoring's keyset cursor; "Previous"
 works from the cursors of the pages before, kept in the URL (`prev`).
@@ -12,8 +13,8 @@ page of it (the console follows `X-Next-Cursor` with the largest page scoring se
 file is exactly what `GET /v1/customers?<filter>&limit=10000` with `Accept: text/csv` answers,
 page after page with the header once. It is not the screen's page: a download is the whole list.
 
-`/customers/{id}` is one customer: scores with their reasons, when the next order is due from
-their usual gap between purchases, their orders (chart and paged table), the score changes
+`/customers/{id}` is one customer: scores with their reasons, the model's expected orders and
+next-order date beside the customer's usual gap between purchases, their orders (chart and paged table), the score changes
 scoring announced, and their features beside the median of their segment.
 """
 
@@ -40,6 +41,7 @@ SORTS = (
     ("revenue_at_risk", "Revenue at risk"),
     ("churn_probability", "Churn probability"),
     ("predicted_ltv", "Predicted LTV"),
+    ("expected_orders", "Expected orders"),
     ("customer_id", "Customer id"),
 )
 DEFAULT_SORT = "revenue_at_risk"
@@ -61,9 +63,24 @@ FIELD_LABELS = {
     "query.max_churn": "Churn to",
     "query.min_ltv": "Predicted LTV from",
     "query.max_ltv": "Predicted LTV to",
+    "query.min_orders": "Expected orders from",
+    "query.max_orders": "Expected orders to",
+    "query.next_order_from": "Next order from",
+    "query.next_order_to": "Next order to",
     "query.sort": "Sort by",
     "query.limit": "Rows per page",
 }
+
+
+# Bounds sent to scoring as typed (it validates them and names the field at fault).
+_PASSED_THROUGH = (
+    "min_ltv",
+    "max_ltv",
+    "min_orders",
+    "max_orders",
+    "next_order_from",
+    "next_order_to",
+)
 
 
 class FilterError(ValueError):
@@ -81,6 +98,10 @@ class ListFilter:
     max_churn_pct: str = ""
     min_ltv: str = ""
     max_ltv: str = ""
+    min_orders: str = ""
+    max_orders: str = ""
+    next_order_from: str = ""
+    next_order_to: str = ""
     sort: str = DEFAULT_SORT
     limit: int = DEFAULT_PAGE_SIZE
     cursor: str = ""
@@ -104,8 +125,7 @@ class ListFilter:
             value_tier=listed("value_tier"),
             min_churn_pct=query.get("min_churn_pct", "").strip(),
             max_churn_pct=query.get("max_churn_pct", "").strip(),
-            min_ltv=query.get("min_ltv", "").strip(),
-            max_ltv=query.get("max_ltv", "").strip(),
+            **{name: query.get(name, "").strip() for name in _PASSED_THROUGH},
             sort=query.get("sort", "").strip() or DEFAULT_SORT,
             limit=limit if limit in PAGE_SIZES else DEFAULT_PAGE_SIZE,
             cursor=query.get("cursor", "").strip(),
@@ -131,8 +151,7 @@ class ListFilter:
             "value_tier": ",".join(self.value_tier) or None,
             "min_churn": min_churn,
             "max_churn": max_churn,
-            "min_ltv": self.min_ltv or None,
-            "max_ltv": self.max_ltv or None,
+            **{name: getattr(self, name) or None for name in _PASSED_THROUGH},
             "sort": self.sort,
         }
 
@@ -140,7 +159,12 @@ class ListFilter:
         """This state (with `changes`) as a query string, leaving out what is at its default."""
         state = replace(self, **changes)
         pairs: list[tuple[str, str]] = []
-        for name in ("segment", "min_churn_pct", "max_churn_pct", "min_ltv", "max_ltv"):
+        for name in (
+            "segment",
+            "min_churn_pct",
+            "max_churn_pct",
+            *_PASSED_THROUGH,
+        ):
             if value := getattr(state, name):
                 pairs.append((name, value))
         pairs += [("risk_band", band) for band in state.risk_band]
