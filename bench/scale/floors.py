@@ -23,7 +23,8 @@ if str(REPO) not in sys.path:
 
 from bench.harness import load  # noqa: E402
 
-SHARED = ["pydantic", "fastapi", "aiokafka", "faststream.kafka", "prometheus_client", "polars"]
+SERVICE = ["pydantic", "fastapi", "aiokafka", "faststream.kafka", "prometheus_client"]
+SHARED = [*SERVICE, "polars"]
 STEPS = {
     "ingest": [*SHARED, "pyarrow", "pyarrow.parquet", "fastexcel"],
     "features": SHARED,
@@ -37,19 +38,21 @@ STEPS = {
         "bentoml",
         "boto3",
     ],
-    "scoring": [*SHARED, "numpy", "scipy.optimize", "sklearn.cluster", "xgboost", "bentoml"],
-    "webhooks": [*SHARED, "httpx"],
+    "scoring": [*SHARED, "numpy", "scipy.special", "xgboost", "bentoml"],
+    "webhooks": [*SERVICE, "httpx"],  # the one service without a data frame
     "console": [*SHARED, "httpx", "jinja2"],
 }
 CHILD = """
 import importlib, json, sys
 def rss():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:"))
+service = sys.argv[1]
+if service == "scoring":  # as retention_scoring.__main__ does: no scikit-learn behind XGBoost
+    sys.modules.setdefault("sklearn", None)
 steps = [("python", rss())]
 for name in sys.argv[2:]:
     importlib.import_module(name)
     steps.append((name, rss()))
-service = sys.argv[1]
 app = importlib.import_module(f"retention_{service}.app")
 steps.append((f"retention_{service}.app", rss()))
 from retention_shared.config import Settings

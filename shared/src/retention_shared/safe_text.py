@@ -14,8 +14,12 @@ leading single quote, which spreadsheets show as text and do not evaluate.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
+# polars only where frames are: the events module imports this one, and services that never touch
+# a frame (webhooks, the console) would otherwise carry polars (~25 MiB resident) for nothing.
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = [
     "ID_PATTERN",
@@ -66,11 +70,15 @@ def spreadsheet_safe(value: str) -> str:
 
 def spreadsheet_safe_expr(text: pl.Expr) -> pl.Expr:
     """`spreadsheet_safe` for a polars text column (nulls stay null)."""
+    import polars as pl
+
     return pl.when(text.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + text).otherwise(text)
 
 
 def spreadsheet_safe_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """Every text column of `frame` made safe to open in a spreadsheet; numbers stay numbers."""
+    import polars as pl
+
     return frame.with_columns(
         spreadsheet_safe_expr(pl.col(name)).alias(name)
         for name, dtype in frame.schema.items()

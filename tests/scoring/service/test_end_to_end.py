@@ -109,6 +109,11 @@ async def test_served_scores_equal_offline_scores_and_a_swap_fails_no_request(
                 assert time.monotonic() < deadline, listed.text[:2000]
                 await asyncio.sleep(0.5)
 
+            # Serving a model needs XGBoost, not scikit-learn (retention_scoring.__main__).
+            [scoring] = [s for s in stack.running if s.name == "scoring"]
+            maps = Path(f"/proc/{scoring.process.pid}/maps").read_text()
+            assert "xgboost" in maps and "sklearn" not in maps
+
             ids = expected_1["customer_id"].to_list()
             for row in expected_1.sample(30, seed=5).iter_rows(named=True):
                 got = (
