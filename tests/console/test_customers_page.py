@@ -565,6 +565,18 @@ def test_the_customer_page_shows_the_models_expected_orders_and_next_order_date(
     assert "not within a year (below a 50% chance)" in html
 
 
+def test_reasons_say_which_side_of_the_typical_customer_the_score_is_on() -> None:
+    fake = _customer_fake()
+    html = signed_in(fake).get("/customers/c1").text
+    assert "raised this customer's churn probability above the model's typical" in html
+    lowered = {"feature": "recency_days", "text": "last order 3 days ago", "contribution": -0.9}
+    fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
+        "reasons": SCORE["reasons"] | {"churn": [lowered | {"direction": "lowers"}]}
+    }
+    html = signed_in(fake).get("/customers/c1").text
+    assert "lowered this customer's churn probability below the model's typical" in html
+
+
 def test_a_model_without_an_order_forecast_says_the_date_is_the_usual_gap() -> None:
     html = signed_in(_customer_fake()).get("/customers/c1").text
     assert "Orders expected" not in html
