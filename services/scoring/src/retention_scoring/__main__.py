@@ -9,7 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # which scoring never uses: without them a replica holds ~60 MiB less (bench/scale/floors.py).
 sys.modules.setdefault("sklearn", None)
 
-from retention_scoring.app import create_app
-from retention_shared.service import run_service
+from retention_scoring.app import create_app  # noqa: E402 (after the sklearn block)
+from retention_shared.service import run_service  # noqa: E402
 
 run_service("scoring", create_app)
