@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     # Earlier test origins (30 days apart) a run also evaluates, for the backtest's paired
     # bootstrap intervals against the baselines (docs/trainer.md); 0 = the test cutoff alone.
     trainer_rolling_origins: int = Field(3, ge=0, le=12)
+    # Streamed orders (HTTP, `orders.raw`) retrain a tenant once its lake has grown by this share
+    # of the orders, or this many days of new data, since its latest run read it; 0 = off.
+    retrain_growth_orders_share: float = Field(0.10, ge=0)
+    retrain_growth_days: float = Field(30.0, ge=0)
+    # The outcome monitor: a served churn model whose realized ROC-AUC falls more than this
+    # share below its backtest's publishes DriftDetected(kind=performance).
+    outcome_auc_drop: float = Field(0.10, gt=0, lt=1)
+    # How often the trainer checks lake growth and outcomes of tenants whose lake changed.
+    trainer_watch_seconds: float = Field(60.0, gt=0)
 
     # Scoring.
     drift_check_minutes: float = Field(15.0, gt=0)

@@ -297,16 +297,35 @@ class ModelRejected(Event):
 ModelEvent = Annotated[ModelPublished | ModelRejected, Field(discriminator="event_type")]
 
 
+class DriftKind(StrEnum):
+    """What moved: the live feature distributions (scoring's PSI watch), or the served model's
+    realized accuracy once its scores reached their horizon (the trainer's outcome monitor)."""
+
+    FEATURES = "features"
+    PERFORMANCE = "performance"
+
+
 class DriftDetected(Event):
-    """Live feature distributions moved away from the champion's reference (`drift-events`)."""
+    """The champion no longer fits what is happening (`drift-events`): its live feature
+    distributions moved away from its reference (`kind` features), or its realized churn
+    ROC-AUC fell more than `threshold` (a relative share) below its backtest's (`performance`).
+
+    `kind`, `realized` and `expected` were added in 1.1 (optional: an event without them is a
+    features drift)."""
 
     event_type: Literal["DriftDetected"] = "DriftDetected"
     tenant_id: NonEmptyStr
     model_version: NonEmptyStr
+    kind: DriftKind = DriftKind.FEATURES
     # Population stability index per feature; only features over the threshold trigger.
-    psi: dict[str, float]
+    psi: dict[str, float] = Field(default_factory=dict)
+    # Features: the PSI threshold. Performance: the relative ROC-AUC drop that triggers.
     threshold: float
+    # Features: the live window compared. Performance: the score date and its horizon's end.
     window: TimeWindow
+    # Performance: realized `roc_auc` and `brier` of the scores, and the backtest's (`expected`).
+    realized: dict[str, float] = Field(default_factory=dict)
+    expected: dict[str, float] = Field(default_factory=dict)
     detected_at: UtcDatetime = Field(default_factory=utc_now)
 
 

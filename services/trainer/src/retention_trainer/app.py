@@ -18,6 +18,7 @@ from retention_trainer.runs.promotion import set_champion_gauges
 from retention_trainer.runs.queue import RunManager
 from retention_trainer.schedule import RetrainSchedule
 from retention_trainer.store import RunStore
+from retention_trainer.watch import LakeWatch, set_outcome_gauges
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -27,11 +28,18 @@ def create_app(settings: Settings) -> FastAPI:
     lake = LakeConsumer(ctx, open_lake(settings), erasures=erasures)
     runs = RunManager(ctx, store, lake)
     schedule = RetrainSchedule(runs, lake, settings.retrain_every_hours)
+    watch = LakeWatch(ctx, runs, lake)
     announcer = ChampionAnnouncer(ctx, store, runs.announcing)
     triggers.register(ctx, runs)
     customer_erasures.register(ctx, lake, erasures)
     for champion in store.champions():
         set_champion_gauges(champion)
+        latest = next(
+            (o for o in store.outcomes(champion.tenant_id, 1) if o.model_tag == champion.model_tag),
+            None,
+        )
+        if latest is not None:
+            set_outcome_gauges(latest)
 
     async def resume_runs() -> None:
         runs.resume()
@@ -45,8 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
         ctx,
         description="Point-in-time training, backtests and champion bundles in the BentoML store.",
         routers=ROUTERS,
-        on_connected=[lake.start, announcer.start, resume_runs, schedule.start],
-        on_stopping=[schedule.stop, announcer.stop, runs.stop, lake.stop, close_store],
+        on_connected=[lake.start, announcer.start, resume_runs, schedule.start, watch.start],
+        on_stopping=[watch.stop, schedule.stop, announcer.stop, runs.stop, lake.stop, close_store],
     )
     app.state.lake = lake
     app.state.runs = runs

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote
@@ -242,6 +243,17 @@ class TransactionLake:
         if orders.get_column("products").has_nulls():  # parts from before the derived columns
             return orders_from_event_columns(events)
         return orders
+
+    def extent(self, tenant_id: str) -> tuple[int, datetime | None]:
+        """How many orders the tenant's lake holds and when the latest one occurred: the same
+        rows `orders` returns, counted without reading their lines or products."""
+        found = (
+            self._scan_events(tenant_id)
+            .filter(_within_contract())
+            .select(pl.len().alias("orders"), pl.col("occurred_at").max().alias("last"))
+            .collect()
+        )
+        return int(found["orders"][0]), found["last"][0]
 
     def _scan_events(self, tenant_id: str) -> pl.LazyFrame:
         # Keys sort as months in order, then parts in write order.

@@ -12,14 +12,14 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from retention_bundle.json_numbers import finite
 
-__all__ = ["ChampionRecord", "RunRecord", "RunStatus", "RunStore", "Trigger"]
+__all__ = ["ChampionRecord", "OutcomeRecord", "RunRecord", "RunStatus", "RunStore", "Trigger"]
 
 
 class RunStatus(StrEnum):
@@ -37,7 +37,9 @@ class RunStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Trigger:
-    """Why a run was asked for: `schedule`, `request`, `upload`, `drift`, or `restart`."""
+    """Why a run was asked for: `schedule`, `request`, `upload`, `drift` (features moved),
+    `performance` (realized accuracy fell, `outcomes.py`), `growth` (streamed orders grew the
+    lake, `growth.py`), or `restart`."""
 
     kind: str
     detail: str | None = None
@@ -111,6 +113,44 @@ class ChampionRecord:
     promoted_at: datetime
 
 
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A champion's realized churn metrics for one score date (`outcomes.py`), against its
+    backtest's; `drift` when the ROC-AUC drop exceeded the setting, `announced` once its
+    `DriftDetected` was acknowledged by the broker."""
+
+    tenant_id: str
+    model_tag: str
+    score_date: date
+    horizon_days: int
+    customers: int
+    churners: int
+    roc_auc: float | None
+    brier: float
+    backtest_roc_auc: float | None
+    backtest_brier: float | None
+    auc_drop: float | None
+    drift: bool
+    evaluated_at: datetime
+    announced: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_tag": self.model_tag,
+            "score_date": self.score_date.isoformat(),
+            "horizon_days": self.horizon_days,
+            "customers": self.customers,
+            "churners": self.churners,
+            "roc_auc": self.roc_auc,
+            "brier": self.brier,
+            "backtest_roc_auc": self.backtest_roc_auc,
+            "backtest_brier": self.backtest_brier,
+            "auc_drop": self.auc_drop,
+            "drift": self.drift,
+            "evaluated_at": self.evaluated_at.isoformat(),
+        }
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,7 +180,29 @@ CREATE TABLE IF NOT EXISTS champions (
     metrics TEXT NOT NULL,
     promoted_at TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    model_tag TEXT NOT NULL,
+    score_date TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    horizon_days INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    churners INTEGER NOT NULL,
+    roc_auc REAL,
+    brier REAL NOT NULL,
+    backtest_roc_auc REAL,
+    backtest_brier REAL,
+    auc_drop REAL,
+    drift INTEGER NOT NULL,
+    evaluated_at TEXT NOT NULL,
+    announced INTEGER NOT NULL,
+    PRIMARY KEY (model_tag, score_date)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outcomes_by_tenant ON outcomes (tenant_id, evaluated_at);
 """
+_OUTCOME_COLUMNS = (
+    "tenant_id, model_tag, score_date, horizon_days, customers, churners, roc_auc, brier, "
+    "backtest_roc_auc, backtest_brier, auc_drop, drift, evaluated_at, announced"
+)
 _COLUMNS = (
     "run_id, tenant_id, status, triggers, options, created_at, started_at, finished_at, "
     "message, model_tag, timings, data, gate, report, markdown, run_report, production"
@@ -267,6 +329,86 @@ class RunStore:
                 "SELECT tenant_id, model_tag, run_id, metrics, promoted_at FROM champions"
             ).fetchall()
         return [self._champion(row) for row in rows]
+
+    def add_outcome(self, outcome: OutcomeRecord) -> bool:
+        """Keep an outcome; False (and nothing changed) if that model's date was evaluated."""
+        row = (
+            outcome.tenant_id,
+            outcome.model_tag,
+            outcome.score_date.isoformat(),
+            outcome.horizon_days,
+            outcome.customers,
+            outcome.churners,
+            outcome.roc_auc,
+            outcome.brier,
+            outcome.backtest_roc_auc,
+            outcome.backtest_brier,
+            outcome.auc_drop,
+            int(outcome.drift),
+            outcome.evaluated_at.isoformat(),
+            int(outcome.announced),
+        )
+        with self._lock:
+            done = self._db.execute(
+                f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) "
+                f"VALUES ({', '.join('?' * 14)})",
+                row,
+            )
+        return done.rowcount == 1
+
+    def outcome(self, model_tag: str, score_date: date) -> OutcomeRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE model_tag = ? AND score_date = ?",
+                (model_tag, score_date.isoformat()),
+            ).fetchone()
+        return self._outcome(row) if row else None
+
+    def outcomes(self, tenant_id: str, limit: int = 50) -> list[OutcomeRecord]:
+        """The tenant's evaluated outcomes, newest evaluation first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE tenant_id = ? "
+                "ORDER BY evaluated_at DESC, score_date DESC LIMIT ?",
+                (tenant_id, limit),
+            ).fetchall()
+        return [self._outcome(row) for row in rows]
+
+    def unannounced_drifts(self) -> list[OutcomeRecord]:
+        """Outcomes over the drop whose `DriftDetected` the broker has not acknowledged yet."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE drift = 1 AND announced = 0"
+            ).fetchall()
+        return [self._outcome(row) for row in rows]
+
+    def mark_announced(self, model_tag: str, score_date: date) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE outcomes SET announced = 1 WHERE model_tag = ? AND score_date = ?",
+                (model_tag, score_date.isoformat()),
+            )
+
+    @staticmethod
+    def _outcome(row: tuple) -> OutcomeRecord:
+        tenant, tag, score_date, horizon, customers, churners, *rest = row
+        auc, brier_score, backtest_auc, backtest_brier, drop, drift, evaluated, announced = rest
+        return OutcomeRecord(
+            tenant_id=tenant,
+            model_tag=tag,
+            score_date=date.fromisoformat(score_date),
+            horizon_days=horizon,
+            customers=customers,
+            churners=churners,
+            roc_auc=auc,
+            brier=brier_score,
+            backtest_roc_auc=backtest_auc,
+            backtest_brier=backtest_brier,
+            auc_drop=drop,
+            drift=bool(drift),
+            evaluated_at=datetime.fromisoformat(evaluated),
+            announced=bool(announced),
+        )
 
     @staticmethod
     def _champion(row: tuple) -> ChampionRecord:

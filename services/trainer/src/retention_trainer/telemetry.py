@@ -29,3 +29,13 @@ CHAMPION_METRIC = TenantGauge(
 LAKE_BYTES = TenantGauge(
     "retention_trainer_lake_bytes", "Size of the tenant's transaction lake.", ["tenant"]
 )
+REALIZED_ROC_AUC = TenantGauge(
+    "retention_trainer_realized_churn_roc_auc",
+    "Realized churn ROC-AUC of the champion's scores at their latest settled score date.",
+    ["tenant"],
+)
+REALIZED_BRIER = TenantGauge(
+    "retention_trainer_realized_churn_brier",
+    "Realized churn Brier score of the champion's scores at their latest settled score date.",
+    ["tenant"],
+)

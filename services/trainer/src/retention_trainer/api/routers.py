@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from retention_trainer.api import cohorts, lake, runs, segments
+from retention_trainer.api import cohorts, lake, outcomes, runs, segments
 
-ROUTERS: list[APIRouter] = [lake.router, runs.router, cohorts.router, segments.router]
+ROUTERS: list[APIRouter] = [
+    lake.router,
+    runs.router,
+    outcomes.router,
+    cohorts.router,
+    segments.router,
+]

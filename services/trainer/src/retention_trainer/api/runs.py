@@ -72,7 +72,10 @@ class RetrainAccepted(BaseModel):
 
 
 class TriggerView(BaseModel):
-    kind: str = Field(description="`schedule`, `request`, `upload`, `drift` or `restart`.")
+    kind: str = Field(
+        description="`schedule`, `request`, `upload`, `drift`, `performance`, `growth` or "
+        "`restart`."
+    )
     detail: str | None
     at: IsoTime
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+import polars as pl
 from aiokafka import ConsumerRecord
 
 from retention_shared.erasure import ErasureList, to_microseconds
@@ -71,6 +72,10 @@ class LakeConsumer(GroupConsumer):
         self._unsized: set[str] = set()
         self._compacted_at = time.monotonic()
         self._sized_at = 0.0
+        # Tenants whose lake changed, and those that received streamed orders, since the lake
+        # watch last took them (`watch.py`: growth retrains and the outcome monitor).
+        self._changed: set[str] = set()
+        self._streamed: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[TransactionLake]:
@@ -93,7 +98,8 @@ class LakeConsumer(GroupConsumer):
             events, rejects = _decode(
                 records, self.ctx.settings.max_future_skew_hours, self._erased
             )
-            parts = await asyncio.to_thread(self.lake.parts, events.frame())
+            frame = events.frame()
+            parts = await asyncio.to_thread(self.lake.parts, frame)
         except Exception as error:
             raise RecordFault from error
         try:
@@ -105,8 +111,17 @@ class LakeConsumer(GroupConsumer):
         await self.commit({tp: batch[-1].offset + 1 for tp, batch in batches.items()})
         self.counts.consumed(self.topics[0], ok=len(events), rejected=len(rejects))
         self._uncompacted |= events.tenants
+        self._changed |= events.tenants
+        self._streamed |= _streamed_tenants(frame)
         self._unsized |= events.tenants
         return True
+
+    def take_changed(self) -> tuple[set[str], set[str]]:
+        """The tenants whose lake changed and those that received streamed orders since the
+        last call (both emptied)."""
+        changed, streamed = self._changed, self._streamed
+        self._changed, self._streamed = set(), set()
+        return changed, streamed
 
     def _erased(self, tenant_id: str, customer_id: str, occurred_at: datetime) -> bool:
         """An order of an erased customer dated up to the erasure (sent again, or re-read)."""
@@ -145,6 +160,17 @@ class LakeConsumer(GroupConsumer):
     def _observe_all_tenants(self) -> None:
         for tenant in self.lake.tenants():
             telemetry.LAKE_BYTES.labels(tenant).set(self.lake.size_bytes(tenant))
+
+
+def _streamed_tenants(frame: pl.DataFrame) -> set[str]:
+    """Tenants with orders streamed one by one: `OrderEvent.source` "http" (`POST /v1/orders`)
+    or "<topic>:<partition>:<offset>" of `orders.raw`. An upload's ("upload:<id>") ask for
+    their run themselves (ingest's `RetrainRequested`)."""
+    if frame.is_empty():
+        return set()
+    source = pl.col("source")
+    streamed = frame.filter((source == "http") | source.str.contains("orders.raw:", literal=True))
+    return set(streamed["tenant_id"].unique().to_list())
 
 
 def _decode(

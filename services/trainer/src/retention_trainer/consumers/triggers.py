@@ -8,7 +8,13 @@ from typing import Annotated
 from faststream.kafka import KafkaMessage
 from pydantic import Field
 
-from retention_shared.events import DriftDetected, EventDecodeError, RetrainRequested, decode_event
+from retention_shared.events import (
+    DriftDetected,
+    DriftKind,
+    EventDecodeError,
+    RetrainRequested,
+    decode_event,
+)
 from retention_shared.kafka.dead_letters import DeadLetters
 from retention_shared.kafka.subscribers import record_of, subscriber
 from retention_shared.service import ServiceContext
@@ -22,6 +28,15 @@ TrainingTrigger = Annotated[RetrainRequested | DriftDetected, Field(discriminato
 
 
 def as_trigger(event: RetrainRequested | DriftDetected) -> Trigger:
+    if isinstance(event, DriftDetected) and event.kind is DriftKind.PERFORMANCE:
+        realized, expected = event.realized.get("roc_auc"), event.expected.get("roc_auc")
+        detail = (
+            f"model {event.model_version}: realized churn ROC-AUC {realized:.3f} against the "
+            f"backtest's {expected:.3f} for scores of {event.window.start.date()}"
+            if realized is not None and expected is not None
+            else f"model {event.model_version}: realized churn accuracy fell"
+        )
+        return Trigger("performance", detail, event.detected_at)
     if isinstance(event, DriftDetected):
         drifted = ", ".join(
             f"{name} {psi:.2f}" for name, psi in sorted(event.psi.items()) if psi > event.threshold
