@@ -32,7 +32,7 @@ def as_trigger(event: RetrainRequested | DriftDetected) -> Trigger:
         realized, expected = event.realized.get("roc_auc"), event.expected.get("roc_auc")
         detail = (
             f"model {event.model_version}: realized churn ROC-AUC {realized:.3f} against the "
-            f"backtest's {expected:.3f} for scores of {event.window.start.date()}"
+            f"backtest's {expected:.3f} for its scores as of {event.window.start:%Y-%m-%d %H:%M}Z"
             if realized is not None and expected is not None
             else f"model {event.model_version}: realized churn accuracy fell"
         )
