@@ -187,9 +187,11 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         "drift-events",
         TENANT_KEY,
         (DriftDetected,),
-        producers=("scoring",),
+        producers=("scoring", "trainer"),
         consumers=("trainer", "webhooks"),
-        description="Live features moved away from the champion's training distributions.",
+        description="The champion no longer fits: live features moved away from its training "
+        "distributions (scoring), or its realized churn ROC-AUC fell below its backtest's "
+        "(trainer).",
         retention_ms=30 * DAY_MS,
     ),
     TopicDeclaration(

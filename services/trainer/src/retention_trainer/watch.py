@@ -32,6 +32,7 @@ from retention_trainer.consumers.transactions import LakeConsumer
 from retention_trainer.growth import growth_reason, growth_since
 from retention_trainer.outcomes import auc_drop, latest_score_date, realized_churn_outcome
 from retention_trainer.publishers.drift_events import DriftEventsPublisher
+from retention_trainer.runs.execution import LAKE_WAIT_SECONDS
 from retention_trainer.runs.queue import RunManager
 from retention_trainer.store import ChampionRecord, OutcomeRecord, RunStore, Trigger
 from retention_trainer.training_set import cutoff_instant
@@ -124,8 +125,17 @@ class LakeWatch:
         )
         if score_date is None or self.store.outcome(champion.model_tag, score_date):
             return
+        # Settled in one partition is not settled in all (tenants' orders spread over them):
+        # as a run does, read the lake once it holds everything on `transactions` now.
+        await self.lake.wait_caught_up(LAKE_WAIT_SECONDS)
         async with self.lake.reading() as lake:
             orders = await asyncio.to_thread(lake.orders, tenant)
+        last_order = orders["occurred_at"].max() if not orders.is_empty() else None
+        score_date = latest_score_date(
+            bundle.production.data_end, last_order, churn.horizon_days, churn.every_days
+        )
+        if score_date is None or self.store.outcome(champion.model_tag, score_date):
+            return
         realized = await asyncio.to_thread(realized_churn_outcome, bundle, orders, score_date)
         expected_auc = bundle.report.churn.model.roc_auc
         drop = auc_drop(realized.roc_auc, expected_auc)
