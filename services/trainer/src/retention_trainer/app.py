@@ -18,7 +18,7 @@ from retention_trainer.runs.promotion import set_champion_gauges
 from retention_trainer.runs.queue import RunManager
 from retention_trainer.schedule import RetrainSchedule
 from retention_trainer.store import RunStore
-from retention_trainer.watch import LakeWatch, set_outcome_gauges
+from retention_trainer.watch import LakeWatch
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -34,12 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     customer_erasures.register(ctx, lake, erasures)
     for champion in store.champions():
         set_champion_gauges(champion)
-        latest = next(
-            (o for o in store.outcomes(champion.tenant_id, 1) if o.model_tag == champion.model_tag),
-            None,
-        )
-        if latest is not None:
-            set_outcome_gauges(latest)
+    watch.restore_gauges()
 
     async def resume_runs() -> None:
         runs.resume()

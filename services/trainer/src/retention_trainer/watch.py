@@ -52,6 +52,13 @@ class LakeWatch:
         self._bundles: dict[str, tuple[str, ModelBundle]] = {}
         self._task: asyncio.Task[None] | None = None
 
+    def restore_gauges(self) -> None:
+        """The realized gauges of each champion's latest outcome, as before a restart."""
+        for champion in self.store.champions():
+            latest = self.store.outcomes(champion.tenant_id, 1)
+            if latest and latest[0].model_tag == champion.model_tag:
+                set_outcome_gauges(latest[0])
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
