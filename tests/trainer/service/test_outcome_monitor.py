@@ -32,7 +32,7 @@ from retention_shared.events import DriftDetected, DriftKind, OrderEvent, decode
 from retention_shared.topics import Topics
 from tests.support.features_service import read_to_end
 from tests.support.real_orders import order_stream, publish
-from tests.support.stack import API_KEY, auth, stack_of_its_own, url
+from tests.support.stack import API_KEY, auth, running_stack, stack_of_its_own, url
 from tests.support.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,8 @@ def test_streamed_orders_retrain_once_the_lake_has_grown_past_the_setting(
 
     # The rest of February: past 10% → one run, whatever number of watch ticks see the growth
     # before that run has read the lake.
-    stream(stack, invoices("2011-02-08", "2011-03-01"))
+    big = stream(stack, invoices("2011-02-08", "2011-03-01"))
+    lake_reaches(stack, read + small + big)
     assert lake_orders(stack) - read >= 0.10 * read
     newest, older = finished_runs(stack, 2)
     assert older["run_id"] == first["run_id"]
@@ -185,21 +186,24 @@ SLICE = TEST_DATA / "online_retail_II_slice.parquet"
 SPLIT = datetime(2011, 9, 10, tzinfo=UTC)  # history ends 2011-09-09; data through 2011-12-09
 
 
+MONITOR_ENV = {
+    "RETENTION_TRAINER_WATCH_SECONDS": str(WATCH_SECONDS),
+    # Orders here are published as a replay, not streamed; growth stays out of the counts.
+    "RETENTION_RETRAIN_GROWTH_ORDERS_SHARE": "0",
+    "RETENTION_RETRAIN_GROWTH_DAYS": "0",
+    "RETENTION_TRAINER_ROLLING_ORIGINS": "0",
+}
+
+
 @pytest.fixture(scope="module")
-def monitor_stack(
-    kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("outcomes")
+def monitor_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outcomes")
+
+
+@pytest.fixture(scope="module")
+def monitor_stack(kafka: EmbeddedBroker, monitor_work: Path) -> Iterator[Stack]:
     with stack_of_its_own(
-        kafka,
-        work,
-        "outcomes",
-        services=("trainer",),
-        RETENTION_TRAINER_WATCH_SECONDS=str(WATCH_SECONDS),
-        # Orders here are published as a replay, not streamed; growth stays out of the counts.
-        RETENTION_RETRAIN_GROWTH_ORDERS_SHARE="0",
-        RETENTION_RETRAIN_GROWTH_DAYS="0",
-        RETENTION_TRAINER_ROLLING_ORIGINS="0",
+        kafka, monitor_work, "outcomes", services=("trainer",), **MONITOR_ENV
     ) as running:
         yield running
 
@@ -249,7 +253,7 @@ def metric(stack: Stack, name: str, tenant: str) -> float | None:
 
 
 def test_a_model_whose_realized_auc_is_poor_triggers_exactly_one_retrain(
-    monitor_stack: Stack, tmp_path: Path
+    monitor_stack: Stack, monitor_work: Path, tmp_path: Path
 ) -> None:
     stack = monitor_stack
     topic = Topics.with_prefix(stack.settings.topic_prefix).transactions
@@ -295,3 +299,30 @@ def test_a_model_whose_realized_auc_is_poor_triggers_exactly_one_retrain(
     assert drift.realized["roc_auc"] == poor["roc_auc"] and drift.threshold == 0.10
     assert len(runs(stack, OTHER_KEY)) == 2 and len(runs(stack, API_KEY)) == 1
     assert len(outcomes(stack, OTHER_KEY)) == 1
+
+    # A restart evaluates nothing again and announces nothing again; the gauges come back.
+    trainer = next(service for service in stack.running if service.name == "trainer")
+    trainer.process.terminate()
+    trainer.process.wait(30)
+    with running_stack(
+        stack.settings,
+        monitor_work / "restarted.log",
+        services=("trainer",),
+        BENTOML_HOME=str(monitor_work / "bentoml"),
+        RETENTION_RETRAIN_EVERY_HOURS="0",
+        **MONITOR_ENV,
+    ) as restarted:
+        wait_for(
+            lambda: metric(restarted, "retention_trainer_realized_churn_roc_auc", "default"),
+            "the realized gauge restored",
+            timeout=60,
+        )
+        assert (
+            metric(restarted, "retention_trainer_realized_churn_roc_auc", "default")
+            == (good["roc_auc"])
+        )
+        time.sleep(QUIET)
+        assert outcomes(restarted, API_KEY) == [good]
+        assert outcomes(restarted, OTHER_KEY) == [poor]
+        assert len([e for e in drift_events(restarted) if e.kind is DriftKind.PERFORMANCE]) == 1
+        assert len(runs(restarted, OTHER_KEY)) == 2 and len(runs(restarted, API_KEY)) == 1

@@ -48,6 +48,10 @@ SLICE = TEST_DATA / "online_retail_II_slice.parquet"
 SMALL_SLICE = TEST_DATA / "online_retail_slice.parquet"
 OTHER = "e2e-other"
 FINISHED = {"published", "rejected", "skipped", "failed"}
+OUTCOME_GAUGES = {
+    "retention_trainer_realized_churn_roc_auc",
+    "retention_trainer_realized_churn_brier",
+}
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +377,9 @@ def test_the_metrics_are_the_documented_ones(stack: Stack) -> None:
     )
     assert exported == documented
     for name, metric in documented_metrics().items():
-        if metric.service == "trainer" and metric.labels:
+        # The realized gauges have a sample only once a champion's horizon has passed; their
+        # labels are checked in test_outcome_monitor.py.
+        if metric.service == "trainer" and metric.labels and name not in OUTCOME_GAUGES:
             line = next(
                 line
                 for line in metric_samples(stack).splitlines()
