@@ -121,6 +121,36 @@ def test_the_card_shows_scorings_model() -> None:
     assert 'data-drift="drift"' in page.text
 
 
+def test_the_card_shows_the_realized_accuracy_of_the_served_model() -> None:
+    outcome = {
+        "model_tag": CARD["model_tag"],
+        "score_date": "2011-09-09",
+        "horizon_days": 90,
+        "customers": 406,
+        "churners": 288,
+        "roc_auc": 0.4798,
+        "brier": 0.2918,
+        "backtest_roc_auc": 0.9048,
+        "backtest_brier": 0.0962,
+        "auc_drop": 0.4697,
+        "drift": True,
+        "evaluated_at": "2026-12-05T14:40:07+00:00",
+    }
+    answer = {"tenant_id": "default", "outcomes": [outcome]}
+    page = signed_in(models_fake(**{"trainer GET /v1/outcomes": answer})).get("/models").text
+    assert (
+        "ROC AUC 0.480 against 0.905 in the backtest for its predictions of 2011-09-09, checked "
+        "against the next 90 days; Brier score 0.292 — more than the allowed drop"
+    ) in page
+    # An earlier champion's outcome is not this model's.
+    other = {**outcome, "model_tag": "retention-default:older"}
+    answer = {"tenant_id": "default", "outcomes": [other]}
+    page = signed_in(models_fake(**{"trainer GET /v1/outcomes": answer})).get("/models").text
+    assert "Realized" not in page
+    # None yet (or a trainer without the route): no line.
+    assert "Realized" not in signed_in(models_fake()).get("/models").text
+
+
 def test_a_model_that_was_not_refitted_says_why() -> None:
     card = {**CARD, "production": {"refitted": False, "reason": "not refitted: too short"}}
     page = signed_in(models_fake(**{"scoring GET /v1/model": card})).get("/models").text

@@ -116,6 +116,8 @@ TRIGGERS = {
     "upload": "Upload",
     "schedule": "Schedule",
     "drift": "Drift",
+    "performance": "Realized accuracy fell",
+    "growth": "New orders",
     "restart": "Restart",
 }
 
@@ -124,8 +126,8 @@ TRIGGERS = {
 async def models_page(request: Request, session: CurrentSession, api: Api) -> Response:
     older = request.query_params.get("runs_cursor")
     older = older if older and RUNS_CURSOR.fullmatch(older) else None
-    (card, card_problem), (runs, next_cursor, runs_problem) = await asyncio.gather(
-        _model_card(api), _runs(api, older)
+    (card, card_problem), (runs, next_cursor, runs_problem), outcome = await asyncio.gather(
+        _model_card(api), _runs(api, older), _latest_outcome(api)
     )
     asked = request.query_params.get("run")
     progress = next(
@@ -142,7 +144,7 @@ async def models_page(request: Request, session: CurrentSession, api: Api) -> Re
         page="models",
         card=card,
         card_problem=card_problem,
-        facts=model_facts(card) if card else None,
+        facts=model_facts(card, outcome) if card else None,
         backtest=backtest(card) if card else None,
         drift=drift_view(card) if card else None,
         quality=quality_view(card) if card else None,
@@ -223,6 +225,17 @@ async def _model_card(api: UserApi) -> tuple[dict[str, Any] | None, str | None]:
         )
 
 
+async def _latest_outcome(api: UserApi) -> dict[str, Any] | None:
+    """The trainer's latest realized outcome (its outcome monitor), or None: none yet, or the
+    trainer not answering (the runs' part says so)."""
+    try:
+        answer = await api.get("trainer", "/v1/outcomes", limit=1)
+    except (ServiceUnavailable, ApiError):
+        return None
+    found = answer.get("outcomes") or []
+    return found[0] if found else None
+
+
 async def _runs(
     api: UserApi, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None, str | None]:
@@ -258,7 +271,9 @@ def when(value: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def model_facts(card: dict[str, Any]) -> list[tuple[str, str]]:
+def model_facts(
+    card: dict[str, Any], outcome: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
     window = card.get("training_window") or {}
     churn_window = (card.get("windows") or {}).get("churn") or {}
     facts = [
@@ -278,8 +293,28 @@ def model_facts(card: dict[str, Any]) -> list[tuple[str, str]]:
     served = served_window(card.get("production"))
     if served:
         facts.append(("Served model", served))
+    realized = realized_view(card, outcome)
+    if realized:
+        facts.append(("Realized", realized))
     facts.append(("Features", number(len(card.get("feature_schema") or []))))
     return facts
+
+
+def realized_view(card: dict[str, Any], outcome: dict[str, Any] | None) -> str | None:
+    """The served model's realized churn ROC AUC against its backtest's, in a sentence (None
+    until the trainer has measured this model's scores once their horizon passed)."""
+    if not outcome or outcome.get("model_tag") != card.get("model_tag"):
+        return None
+    auc, promised = outcome.get("roc_auc"), outcome.get("backtest_roc_auc")
+    measured = f"ROC AUC {auc:.3f}" if auc is not None else "ROC AUC undefined (one class)"
+    against = f" against {promised:.3f} in the backtest" if promised is not None else ""
+    sentence = (
+        f"{measured}{against} for its predictions of {outcome['score_date']}, checked against "
+        f"the next {outcome['horizon_days']} days; Brier score {outcome['brier']:.3f}"
+    )
+    if outcome.get("drift"):
+        sentence += " — more than the allowed drop, so a retrain was asked for"
+    return sentence
 
 
 def served_window(production: dict[str, Any] | None) -> str | None:
