@@ -66,30 +66,45 @@ class LakeWatch:
         await cancel([self._task])
 
     async def _run(self) -> None:
-        async with self.lake.reading() as lake:
-            everyone = set(await asyncio.to_thread(lake.tenants))
-        changed, streamed = everyone, everyone
+        changed, streamed = await self._every_tenant(), set()
+        streamed |= changed
         while True:
-            await self.check(changed, streamed)
+            failed = await self.check(changed, streamed)
             await asyncio.sleep(self.settings.trainer_watch_seconds)
             changed, streamed = self.lake.take_changed()
+            changed |= failed[0]  # a failed check is tried again at the next tick
+            streamed |= failed[1]
 
-    async def check(self, changed: set[str], streamed: set[str]) -> None:
-        """One tick: growth for `streamed`, outcomes for `changed`, then pending announcements."""
+    async def _every_tenant(self) -> set[str]:
+        while True:
+            try:
+                async with self.lake.reading() as lake:
+                    return set(await asyncio.to_thread(lake.tenants))
+            except Exception:  # the storage is down: the lake consumer says so on /readyz
+                log.exception("lake watch could not list the tenants")
+                await asyncio.sleep(self.settings.trainer_watch_seconds)
+
+    async def check(self, changed: set[str], streamed: set[str]) -> tuple[set[str], set[str]]:
+        """One tick: growth for `streamed`, outcomes for `changed`, then pending announcements;
+        returns the tenants whose outcome and growth checks failed."""
+        failed: tuple[set[str], set[str]] = (set(), set())
         for tenant in sorted(streamed):
             try:
                 await self.check_growth(tenant)
-            except Exception:  # the next streamed order checks again
+            except Exception:
                 log.exception("lake growth check failed", extra={"tenant_id": tenant})
+                failed[1].add(tenant)
         for tenant in sorted(changed):
             try:
                 await self.check_outcome(tenant)
             except Exception:
                 log.exception("outcome check failed", extra={"tenant_id": tenant})
+                failed[0].add(tenant)
         try:
             await self.announce_drifts()
-        except Exception:  # retried at the next tick
+        except Exception:  # the store keeps them unannounced: tried again at the next tick
             log.exception("could not announce a performance drift")
+        return failed
 
     async def check_growth(self, tenant: str) -> None:
         baseline = None
@@ -143,7 +158,14 @@ class LakeWatch:
         )
         if score_date is None or self.store.outcome(champion.model_tag, score_date):
             return
-        realized = await asyncio.to_thread(realized_churn_outcome, bundle, orders, score_date)
+        try:
+            realized = await asyncio.to_thread(realized_churn_outcome, bundle, orders, score_date)
+        except ValueError as error:  # the data says no (no customers, another feature schema)
+            log.warning(
+                "outcome not measurable",
+                extra={"tenant_id": tenant, "model_tag": champion.model_tag, "detail": str(error)},
+            )
+            return
         expected_auc = bundle.report.churn.model.roc_auc
         drop = auc_drop(realized.roc_auc, expected_auc)
         drifted = drop > self.settings.outcome_auc_drop  # False when either is NaN
