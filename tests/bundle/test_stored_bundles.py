@@ -106,3 +106,28 @@ def test_an_undefined_metric_written_as_nan_reads_as_none_and_is_written_as_null
     assert again.report.churn.model.roc_auc_active_365d is None
     assert again.report.rolling is not None
     assert again.report.rolling.metrics["churn"]["f1"].diff_interval_90 == (None, None)
+
+
+@pytest.mark.parametrize("name", ["before-rolling", "with-rolling"])
+def test_a_stored_bundle_keeps_its_ltv_method(name: str, tmp_path: Path) -> None:
+    """Bundles before the Poisson stack and the conformal interval predict as they always did:
+    a log1p least-squares stack and the raw quantile booster; written again, they say so and
+    score the same."""
+    bundle = read_bundle(STORED / name)
+    assert bundle.ltv.link == "log1p"
+    assert (bundle.ltv.interval_base, bundle.ltv.interval_offsets) == ("quantiles", (0.0, 0.0))
+    write_bundle(bundle, tmp_path)
+    ltv = json.loads((tmp_path / "bundle.json").read_text())["ltv"]
+    assert ltv["stack"]["link"] == "log1p"
+    assert ltv["interval_calibration"]["base"] == "quantiles"
+    again = read_bundle(tmp_path)
+    assert (again.ltv.link, again.ltv.interval_offsets) == ("log1p", (0.0, 0.0))
+
+
+def test_a_bundle_with_an_unknown_ltv_link_is_refused(tmp_path: Path) -> None:
+    shutil.copytree(STORED / "with-rolling", tmp_path / "odd")
+    document = json.loads((tmp_path / "odd" / "bundle.json").read_text())
+    document["ltv"]["stack"]["link"] = "sqrt"
+    (tmp_path / "odd" / "bundle.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="unknown LTV stack link 'sqrt'"):
+        read_bundle(tmp_path / "odd")

@@ -55,6 +55,19 @@ def test_report_has_the_agreed_shape(run: TrainingRun) -> None:
     }
     assert report["segments"] and report["windows"]["churn"]["test_cutoff"] == "2011-09-10"
     assert "| **model** |" in run.markdown
+    # The 80% interval: coverage (kept under its old key too) and width at the test cutoff and
+    # at every rolling origin, computed from the test predictions.
+    ltv, predictions = report["ltv"], run.ltv_predictions
+    actual = run.ltv_test["future_spend"].to_numpy()
+    low, high = predictions["ltv_low"].to_numpy(), predictions["ltv_high"].to_numpy()
+    coverage = float(np.mean((actual >= low) & (actual <= high)))
+    assert ltv["interval_coverage_80"] == ltv["interval_coverage_10_90"] == pytest.approx(coverage)
+    assert ltv["interval_median_width"] == pytest.approx(float(np.median(high - low)))
+    assert ltv["interval"]["base"] in {"quantiles", "point"}
+    assert report["rolling"]["ltv_interval"]["coverage_80_by_origin"] == [
+        ltv["interval_coverage_80"]
+    ]
+    assert "LTV 80% interval" in run.markdown
 
 
 def test_test_period_orders_never_reach_the_models(orders: pl.DataFrame, run: TrainingRun) -> None:
@@ -121,6 +134,10 @@ def test_bundle_round_trip_through_the_store_scores_the_same(
     features = compute_features(orders, cutoff_instant(CHURN_TEST))
     features = features.filter(pl.col("frequency") >= 1)
     assert score(loaded, features).equals(score(run.bundle, features))
+    # The LTV stack's link and the interval's conformal numbers travel as JSON numbers.
+    assert loaded.ltv.link == run.bundle.ltv.link == "log"
+    assert loaded.ltv.interval_base == run.bundle.ltv.interval_base
+    assert loaded.ltv.interval_offsets == run.bundle.ltv.interval_offsets != (0.0, 0.0)
     files = [p for p in Path(model.path).rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {
         "bundle.json",

@@ -36,7 +36,9 @@ __all__ = [
     "ChurnComponents",
     "ChurnMetrics",
     "FeatureImportance",
+    "IntervalByOrigin",
     "LTVBacktest",
+    "LTVInterval",
     "LTVMetrics",
     "LTVStack",
     "OrdersBacktest",
@@ -151,11 +153,29 @@ class ChurnBacktest(_Part):
 
 
 class LTVStack(_Part):
-    """``log1p(LTV) = w_xgb·u + w_bgnbd·log1p(E_bgnbd) + intercept``."""
+    """``log(LTV) = w_xgb·u + w_bgnbd·log1p(E_bgnbd) + intercept`` (``link="log"``, a Poisson fit
+    of the mean), or ``log1p(LTV) = …`` by least squares in reports before it (``"log1p"``)."""
 
     w_xgb: float
     w_bgnbd: float
     intercept: float
+    link: Literal["log", "log1p"] = "log1p"
+
+
+class LTVInterval(_Part):
+    """The 80% interval at the test cutoff: how it was built and whether it meant what it says
+    (about 80% of customers' actual spend inside). Absent from reports before it."""
+
+    base: Literal["quantiles", "point"] = Field(
+        description="`quantiles` (quantile booster, CQR) or `point` (conformal residuals)."
+    )
+    offsets: tuple[float, float] = Field(
+        description="Conformal offsets (low, high) in log1p space, fitted on validation."
+    )
+    validation_coverage: float = Field(description="Coverage on validation after calibration.")
+    validation_median_width_by_base: dict[str, float] = Field(
+        description="Each base's median width on validation; the narrower was kept."
+    )
 
 
 class LTVBacktest(_Part):
@@ -169,6 +189,18 @@ class LTVBacktest(_Part):
     stack: LTVStack
     test_customers: int
     training_rows: int
+    validation_by_objective: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per point candidate: validation spearman, top10_capture, mae and the "
+        "`score` that chose it (gains over BG/NBD × Gamma-Gamma). Absent before it.",
+    )
+    interval_coverage_80: Undefined = Field(
+        None, description="Same as `interval_coverage_10_90`: the 80% interval's coverage."
+    )
+    interval_median_width: Undefined = Field(
+        None, description="Median of ltv_high − ltv_low over the test customers."
+    )
+    interval: LTVInterval | None = None
 
 
 class OrdersMetrics(_Part):
@@ -255,6 +287,15 @@ class RollingWindows(_Part):
     ltv: list[TaskWindow]
 
 
+class IntervalByOrigin(_Part):
+    """The LTV 80% interval at every rolling origin (latest, the test cutoff, first)."""
+
+    coverage_80_by_origin: list[Undefined]
+    median_width_by_origin: list[Undefined]
+    coverage_80_mean: Undefined
+    median_width_mean: Undefined
+
+
 class RollingEvaluation(_Part):
     """The model and every baseline at several test origins, compared per metric."""
 
@@ -267,6 +308,9 @@ class RollingEvaluation(_Part):
         description="Per task (`churn`, `ltv`), per metric."
     )
     windows: RollingWindows
+    ltv_interval: IntervalByOrigin | None = Field(
+        None, description="Absent from reports before the calibrated interval."
+    )
 
 
 class BacktestReport(_Part):

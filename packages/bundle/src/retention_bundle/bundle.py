@@ -9,7 +9,7 @@ of the model ``retention-<tenant>:<version>``, in ``model.path``):
 | ``segmenter.json`` | scaler means/scales, centroids, persona names, actions |
 | ``churn_xgb.ubj`` | churn XGBoost booster |
 | ``ltv_point.ubj`` | LTV point booster (objective in ``bundle.json``) |
-| ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs) |
+| ``ltv_interval.ubj`` | LTV 10%/90% quantile booster (two outputs); the 80% interval's conformal offsets are in ``bundle.json`` (``interval_calibration``) |
 | ``*_evidence.ubj`` | a refitted bundle's evidence boosters: the models the gate judged (``evidence_models`` in ``bundle.json``; :meth:`ModelBundle.held_out`) |
 | ``orders_xgb.ubj`` | the expected-orders booster, when the trainer kept one (``orders.booster`` in ``bundle.json``) |
 | ``report.md`` | the backtest report, for people |
@@ -34,7 +34,7 @@ from retention_bundle.backtest_report import BacktestReport, BacktestWindows
 from retention_bundle.json_numbers import finite
 from retention_bundle.models.bgnbd import BGNBDParams
 from retention_bundle.models.churn import ChurnModel, LinearChurnModel
-from retention_bundle.models.ltv import LTVModel
+from retention_bundle.models.ltv import IntervalBase, LTVModel, StackLink
 from retention_bundle.models.orders import OrderModel
 from retention_bundle.models.purchase import PurchaseModel
 from retention_bundle.models.segmenter import Segmenter
@@ -127,9 +127,19 @@ def _ltv_document(ltv: LTVModel, point: str, interval: str) -> dict[str, object]
         "point_booster": point,
         "interval_booster": interval,
         "interval_quantiles": [0.1, 0.9],
+        # Absent before the conformal interval: the quantile booster, uncalibrated.
+        "interval_calibration": {
+            "method": "split_conformal",
+            "formula": "low = expm1(base_low + offset_low), high = expm1(base_high + offset_high)",
+            "base": ltv.interval_base,
+            "offset_low": ltv.interval_offsets[0],
+            "offset_high": ltv.interval_offsets[1],
+        },
         "horizon_days": ltv.horizon_days,
         "stack": {
-            "formula": "log1p(ltv) = w_xgb*u + w_bgnbd*log1p(E_bgnbd) + intercept",
+            "formula": f"{ltv.link}(ltv) = w_xgb*u + w_bgnbd*log1p(E_bgnbd) + intercept",
+            # Absent before the Poisson stack, whose bundles are "log1p".
+            "link": ltv.link,
             "w_xgb": ltv.stack[0],
             "w_bgnbd": ltv.stack[1],
             "intercept": ltv.stack[2],
@@ -241,6 +251,12 @@ def _read_churn(churn_doc: dict[str, Any], directory: Path) -> ChurnModel:
 
 def _read_ltv(ltv_doc: dict[str, Any], directory: Path) -> LTVModel:
     stack = ltv_doc["stack"]
+    calibration = ltv_doc.get("interval_calibration")
+    raw_link, raw_base = stack.get("link", "log1p"), (calibration or {}).get("base", "quantiles")
+    if raw_link not in ("log", "log1p") or raw_base not in ("quantiles", "point"):
+        raise ValueError(f"unknown LTV stack link {raw_link!r} or interval base {raw_base!r}")
+    link: StackLink = "log" if raw_link == "log" else "log1p"
+    base: IntervalBase = "point" if raw_base == "point" else "quantiles"
     return LTVModel(
         objective=ltv_doc["objective"],
         point=_booster(directory / ltv_doc["point_booster"]),
@@ -248,6 +264,13 @@ def _read_ltv(ltv_doc: dict[str, Any], directory: Path) -> LTVModel:
         stack=(float(stack["w_xgb"]), float(stack["w_bgnbd"]), float(stack["intercept"])),
         purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
         horizon_days=int(ltv_doc["horizon_days"]),
+        link=link,
+        interval_base=base,
+        interval_offsets=(
+            (float(calibration["offset_low"]), float(calibration["offset_high"]))
+            if calibration
+            else (0.0, 0.0)
+        ),
     )
 
 

@@ -47,7 +47,9 @@ from retention_bundle.backtest_report import (
     ChurnCalibration,
     ChurnComponents,
     FeatureImportance,
+    IntervalByOrigin,
     LTVBacktest,
+    LTVInterval,
     LTVStack,
     OrdersBacktest,
     OriginResult,
@@ -91,7 +93,7 @@ from retention_trainer.evaluation.rolling import (
     rolling_summary,
 )
 from retention_trainer.fitting.churn import fit_churn_model
-from retention_trainer.fitting.ltv import fit_ltv_model
+from retention_trainer.fitting.ltv import LTVFit, fit_ltv_model
 from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.fitting.segmenter import fit_segmenter
@@ -183,12 +185,12 @@ def _churn_baselines(
     }
 
 
-def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.DataFrame, dict]:
+def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.DataFrame, LTVFit]:
     train = _at(examples, w.training_cutoffs)
     valid = _at(examples, w.validation_cutoff)
     test = _at(examples, w.test_cutoff)
     at_valid = fit_purchase_model(valid)
-    model, candidates = fit_ltv_model(
+    fit = fit_ltv_model(
         _X(train),
         train["future_spend"].to_numpy(),
         _X(valid),
@@ -198,8 +200,13 @@ def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.Data
         w.horizon_days,
     )
     # Scoring uses the parameters fitted on everything known at the test cutoff.
-    model = dataclasses.replace(model, purchase_model=fit_purchase_model(test))
-    return model, test, candidates
+    model = dataclasses.replace(fit.model, purchase_model=fit_purchase_model(test))
+    return model, test, fit
+
+
+def _interval_reading(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
+    """(coverage, median width) of an interval on the customers' actual spend."""
+    return float(np.mean((actual >= low) & (actual <= high))), float(np.median(high - low))
 
 
 def _orders_task(
@@ -372,6 +379,7 @@ def train_and_backtest(
 
     rolling: list[OriginResult] = []
     scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
+    intervals: list[tuple[float, float]] = []
     for i, w in enumerate(churn_plans):
         with clock.stage("churn" if i == 0 else "rolling_origin"):
             churn, test = _churn_task(examples, w)
@@ -428,9 +436,10 @@ def train_and_backtest(
 
     for i, w in enumerate(ltv_plans):
         with clock.stage("ltv" if i == 0 else "rolling_origin"):
-            ltv, test, candidates = _ltv_task(examples, w)
+            ltv, test, fit = _ltv_task(examples, w)
             point, low, high = _ltv_predict(ltv, test)
             actual = test["future_spend"].to_numpy()
+            intervals.append(_interval_reading(actual, low, high))
         with clock.stage("baselines" if i == 0 else "rolling_origin"):
             baselines_ltv = {
                 "past_spend_scaled": past_spend_scaled(test, w.horizon_days),
@@ -445,16 +454,34 @@ def train_and_backtest(
             )
         )
         if i == 0:
-            inside = float(np.mean((actual >= low) & (actual <= high)))
+            inside, width = intervals[0]
             ltv_section = LTVBacktest(
                 model=ltv_metrics(actual, point),
                 baselines={n: ltv_metrics(actual, s) for n, s in baselines_ltv.items()},
                 objective=ltv.objective,
-                validation_spearman_by_objective=candidates,
+                validation_spearman_by_objective={
+                    name: m["spearman"] for name, m in fit.validation_by_objective.items()
+                },
                 interval_coverage_10_90=inside,
-                stack=LTVStack(w_xgb=ltv.stack[0], w_bgnbd=ltv.stack[1], intercept=ltv.stack[2]),
+                stack=LTVStack(
+                    w_xgb=ltv.stack[0],
+                    w_bgnbd=ltv.stack[1],
+                    intercept=ltv.stack[2],
+                    link=ltv.link,
+                ),
                 test_customers=len(actual),
                 training_rows=_at(examples, w.training_cutoffs).height,
+                validation_by_objective=fit.validation_by_objective,
+                interval_coverage_80=inside,
+                interval_median_width=width,
+                interval=LTVInterval(
+                    base=ltv.interval_base,
+                    offsets=ltv.interval_offsets,
+                    validation_coverage=fit.validation_by_interval[ltv.interval_base]["coverage"],
+                    validation_median_width_by_base={
+                        base: v["median_width"] for base, v in fit.validation_by_interval.items()
+                    },
+                ),
             )
             ltv_model, ltv_test = ltv, test
         rolling.append(
@@ -476,7 +503,13 @@ def train_and_backtest(
                 "windows": {
                     "churn": [w.as_dict() for w in churn_plans],
                     "ltv": [w.as_dict() for w in ltv_plans],
-                }
+                },
+                "ltv_interval": IntervalByOrigin(
+                    coverage_80_by_origin=[c for c, _ in intervals],
+                    median_width_by_origin=[w for _, w in intervals],
+                    coverage_80_mean=float(np.mean([c for c, _ in intervals])),
+                    median_width_mean=float(np.mean([w for _, w in intervals])),
+                ),
             }
         )
 

@@ -23,7 +23,7 @@ from retention_trainer.evaluation.metrics import (
 )
 from retention_trainer.evaluation.quality_markdown import quality_sections
 
-__all__ = ["churn_report", "render_markdown", "rolling_table"]
+__all__ = ["churn_report", "interval_lines", "render_markdown", "rolling_table"]
 
 
 def churn_report(
@@ -93,6 +93,31 @@ def rolling_table(rolling: RollingEvaluation) -> list[str]:
     return lines
 
 
+def interval_lines(report: BacktestReport) -> list[str]:
+    """The LTV 80% interval: coverage (about 80% of customers' actual spend should fall inside)
+    and median width, at the test cutoff and at each rolling origin; nothing for reports before
+    it."""
+    ltv = report.ltv
+    if ltv.interval is None or ltv.interval_coverage_80 is None:
+        return []
+    line = (
+        f"LTV 80% interval ({ltv.interval.base} base, split-conformal offsets "
+        f"{ltv.interval.offsets[0]:+.3f} / {ltv.interval.offsets[1]:+.3f} in log1p space from "
+        f"the validation cutoff): {ltv.interval_coverage_80:.1%} of test customers' actual spend "
+        f"inside, median width {_fmt(ltv.interval_median_width)}"
+    )
+    by_origin = report.rolling.ltv_interval if report.rolling is not None else None
+    if by_origin is not None:
+        cells = ", ".join(
+            f"{_fmt(c)} (width {_fmt(w)})"
+            for c, w in zip(
+                by_origin.coverage_80_by_origin, by_origin.median_width_by_origin, strict=True
+            )
+        )
+        line += f"; coverage at the rolling origins, latest first: {cells}"
+    return [line + ".", ""]
+
+
 def render_markdown(report: BacktestReport) -> str:
     churn_keys = (*CHURN_METRIC_KEYS, "roc_auc_active_365d")
     windows = report.windows
@@ -114,6 +139,7 @@ def render_markdown(report: BacktestReport) -> str:
         "",
         *_table(report.ltv, LTV_METRIC_KEYS),
         "",
+        *interval_lines(report),
         "## Rolling origin",
         "",
         "| task | metric | test cutoff | model | " + " | ".join(names) + " |",
