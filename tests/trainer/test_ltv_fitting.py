@@ -20,6 +20,7 @@ from retention_trainer.fitting.ltv import (
     validation_score,
 )
 from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.pipeline import FEATURES
 from retention_trainer.training_set import training_examples
 from tests.support.uci_orders import REPO_DATA, load_orders
@@ -73,7 +74,7 @@ def fitted(examples: pl.DataFrame, halves: tuple[pl.DataFrame, pl.DataFrame]) ->
 
 def _coverage(fit: LTVFit, frame: pl.DataFrame) -> tuple[float, np.ndarray, np.ndarray]:
     model = fit.model
-    point, low, high = model.predict(
+    _point, low, high = model.predict(
         _X(frame), model.purchase_model.expected_spend(frame, HORIZON)
     )
     actual = frame["future_spend"].to_numpy()
@@ -83,14 +84,16 @@ def _coverage(fit: LTVFit, frame: pl.DataFrame) -> tuple[float, np.ndarray, np.n
 def test_the_calibrated_interval_holds_80_percent_of_held_out_customers(
     fitted: LTVFit, halves: tuple[pl.DataFrame, pl.DataFrame]
 ) -> None:
-    valid, held_out = halves
+    _valid, held_out = halves
     assert held_out.height > 1000
     coverage, low, high = _coverage(fitted, held_out)
     # ~1,650 held-out customers: one binomial standard error is about 0.01.
     assert 0.76 <= coverage <= 0.84
     assert fitted.validation_by_interval[fitted.model.interval_base]["coverage"] >= COVERAGE
     # Without the offsets the same base says something else: the calibration did the work.
-    raw = dataclasses.replace(fitted, model=dataclasses.replace(fitted.model, interval_offsets=(0, 0)))
+    raw = dataclasses.replace(
+        fitted, model=dataclasses.replace(fitted.model, interval_offsets=(0, 0))
+    )
     raw_coverage, _, _ = _coverage(raw, held_out)
     assert abs(raw_coverage - coverage) > 0.05
     assert np.all(low <= high)
@@ -173,3 +176,31 @@ def test_validation_score_rewards_gains_over_the_baseline() -> None:
     baseline = np.full(spend.size, spend.mean())
     assert validation_score(spend, spend, baseline)["score"] > 0
     assert validation_score(spend, baseline, baseline)["score"] == pytest.approx(0.0)
+
+
+def test_the_seasonal_cutoff_is_a_year_back_on_the_grid_or_none() -> None:
+    grid = tuple(date(2011, 6, 12) - timedelta(days=30 * k) for k in range(6, 16))
+    assert seasonal_cutoff(date(2011, 6, 12), grid, 15) == date(2010, 6, 17)  # 360 days back
+    # One year of history: no cutoff near a year back, so no level.
+    assert seasonal_cutoff(date(2011, 9, 10), TRAINING_CUTOFFS, 15) is None
+    assert seasonal_cutoff(date(2011, 9, 10), (), 15) is None
+
+
+def test_the_seasonal_level_scales_the_point_and_shifts_the_interval(
+    fitted: LTVFit, examples: pl.DataFrame
+) -> None:
+    at_season = examples.filter(pl.col("cutoff") == TRAINING_CUTOFFS[-1])
+    leveled, level = with_seasonal_level(fitted.model, at_season, _X(at_season))
+    assert leveled.level == level != 1.0
+    expected = fit_purchase_model(at_season).expected_spend(at_season, HORIZON)
+    # At the cutoff it was measured on, the leveled model's total is the actual total.
+    total = leveled.point_spend(_X(at_season), expected).sum()
+    assert total == pytest.approx(at_season["future_spend"].clip(lower_bound=0).sum())
+    base = fitted.model.point_spend(_X(at_season), expected)
+    np.testing.assert_allclose(leveled.point_spend(_X(at_season), expected), level * base)
+    quantiles = dataclasses.replace(leveled, interval_base="quantiles")
+    low, _ = quantiles.interval_base_log1p(_X(at_season), base)
+    raw, _ = dataclasses.replace(quantiles, level=1.0).interval_base_log1p(_X(at_season), base)
+    np.testing.assert_allclose(low - raw, np.log(level))
+    # No seasonal cutoff: level 1, the model unchanged.
+    assert with_seasonal_level(fitted.model, None, None)[0].level == 1.0

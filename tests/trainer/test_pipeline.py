@@ -68,6 +68,12 @@ def test_report_has_the_agreed_shape(run: TrainingRun) -> None:
         ltv["interval_coverage_80"]
     ]
     assert "LTV 80% interval" in run.markdown
+    # Two years of history: the seasonal level is measured about a year before the test cutoff.
+    stack = report["ltv"]["stack"]
+    assert stack["link"] == "log" and stack["level"] == run.bundle.ltv.level
+    assert (
+        abs((LTV_TEST - timedelta(days=365) - date.fromisoformat(stack["level_cutoff"])).days) <= 15
+    )
 
 
 def test_test_period_orders_never_reach_the_models(orders: pl.DataFrame, run: TrainingRun) -> None:

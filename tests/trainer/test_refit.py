@@ -14,11 +14,13 @@ import pytest
 
 from retention_bundle.bundle import ModelBundle, read_bundle, write_bundle
 from retention_bundle.predict import score
+from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.fitting.seasonal import seasonal_cutoff
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
 from retention_trainer.runs.promotion import gate
-from retention_trainer.training_set import cutoff_instant, last_event_date
+from retention_trainer.training_set import cutoff_instant, last_event_date, training_examples
 from tests.support.uci_orders import TEST_DATA, load_orders
 
 
@@ -78,6 +80,9 @@ def test_the_refit_keeps_the_evidence_and_the_settings(
     assert served.ltv.stack == evidence.ltv.stack
     assert served.ltv.point.num_boosted_rounds() == evidence.ltv.point.num_boosted_rounds()
     assert served.ltv.interval.num_boosted_rounds() == evidence.ltv.interval.num_boosted_rounds()
+    # The conformal calibration is the validation cutoff's: the refit has no held-out rows.
+    assert served.ltv.interval_offsets == evidence.ltv.interval_offsets
+    assert served.ltv.interval_base == evidence.ltv.interval_base
     assert served.segmenter is evidence.segmenter
     assert evidence.orders is not None and served.orders is not None
     assert served.orders.method == evidence.orders.method
@@ -160,3 +165,26 @@ def test_a_history_too_short_to_shift_serves_the_evidence_model(
     assert production.churn.training_rows == run.report.churn.training_rows
     assert served.churn is run.bundle.churn and served.ltv is run.bundle.ltv
     assert served.report == run.report
+
+
+def test_the_served_ltv_level_is_measured_a_year_before_data_end(
+    run: TrainingRun, orders: pl.DataFrame, served: ModelBundle
+) -> None:
+    """The served model scores from data end, so its seasonal level is that season's, seen a
+    year earlier on the refit's own cutoffs: recomputed, not the test cutoff's."""
+    end = last_event_date(orders)
+    production = served.production
+    assert production is not None
+    season = seasonal_cutoff(end, production.ltv.training_cutoffs, 15)
+    assert season is not None and abs((end - timedelta(days=365) - season).days) <= 15
+    at_season = training_examples(
+        orders, {season}, churn_horizon_days=90, ltv_horizon_days=production.ltv.horizon_days
+    )
+    unleveled = dataclasses.replace(served.ltv, level=1.0)
+    point = unleveled.point_spend(
+        served.matrix(at_season),
+        fit_purchase_model(at_season).expected_spend(at_season, served.ltv.horizon_days),
+    )
+    actual = at_season["future_spend"].clip(lower_bound=0).sum()
+    assert served.ltv.level == pytest.approx(actual / point.sum(), rel=1e-6)
+    assert served.ltv.level != run.bundle.ltv.level

@@ -160,6 +160,10 @@ class LTVStack(_Part):
     w_bgnbd: float
     intercept: float
     link: Literal["log", "log1p"] = "log1p"
+    level: float = Field(1.0, description="Seasonal level: a factor on the stacked point.")
+    level_cutoff: date | None = Field(
+        None, description="Where the level was measured: about a year before the test cutoff."
+    )
 
 
 class LTVInterval(_Part):

@@ -143,6 +143,8 @@ def _ltv_document(ltv: LTVModel, point: str, interval: str) -> dict[str, object]
             "w_xgb": ltv.stack[0],
             "w_bgnbd": ltv.stack[1],
             "intercept": ltv.stack[2],
+            # Absent before the seasonal level, i.e. 1: ltv = level * link^-1(...).
+            "level": ltv.level,
         },
         "purchase_model": ltv.purchase_model.as_dict(),
     }
@@ -265,6 +267,7 @@ def _read_ltv(ltv_doc: dict[str, Any], directory: Path) -> LTVModel:
         purchase_model=PurchaseModel.from_dict(ltv_doc["purchase_model"]),
         horizon_days=int(ltv_doc["horizon_days"]),
         link=link,
+        level=float(stack.get("level", 1.0)),
         interval_base=base,
         interval_offsets=(
             (float(calibration["offset_low"]), float(calibration["offset_high"]))

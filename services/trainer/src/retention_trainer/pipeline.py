@@ -96,6 +96,7 @@ from retention_trainer.fitting.churn import fit_churn_model
 from retention_trainer.fitting.ltv import LTVFit, fit_ltv_model
 from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.fitting.segmenter import fit_segmenter
 from retention_trainer.training_set import (
     CHURN_HORIZON_DAYS,
@@ -199,9 +200,15 @@ def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.Data
         at_valid,
         w.horizon_days,
     )
+    # The season of the test horizon, seen one year earlier (level 1 without such a cutoff).
+    season = seasonal_cutoff(w.test_cutoff, w.training_cutoffs, w.every_days // 2)
+    at_season = _at(examples, season) if season is not None else None
+    model, _ = with_seasonal_level(
+        fit.model, at_season, _X(at_season) if at_season is not None else None
+    )
     # Scoring uses the parameters fitted on everything known at the test cutoff.
-    model = dataclasses.replace(fit.model, purchase_model=fit_purchase_model(test))
-    return model, test, fit
+    model = dataclasses.replace(model, purchase_model=fit_purchase_model(test))
+    return model, test, dataclasses.replace(fit, level_cutoff=season)
 
 
 def _interval_reading(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float]:
@@ -468,6 +475,8 @@ def train_and_backtest(
                     w_bgnbd=ltv.stack[1],
                     intercept=ltv.stack[2],
                     link=ltv.link,
+                    level=ltv.level,
+                    level_cutoff=fit.level_cutoff,
                 ),
                 test_customers=len(actual),
                 training_rows=_at(examples, w.training_cutoffs).height,

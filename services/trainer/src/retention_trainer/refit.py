@@ -35,6 +35,7 @@ from retention_trainer.fitting.churn import refit_churn_model
 from retention_trainer.fitting.ltv import refit_ltv_model
 from retention_trainer.fitting.orders import fit_order_bgnbd, refit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
+from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.pipeline import TrainingRun
 from retention_trainer.training_set import last_event_date, production_cutoffs, training_examples
 
@@ -112,6 +113,12 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
         bundle.matrix(ltv_train),
         np.asarray(ltv_train["future_spend"].to_numpy(), dtype=float),
         fit_purchase_model(at((data_end,))),
+    )
+    # The served model scores from data end: its season's level, measured a year before it.
+    season = seasonal_cutoff(data_end, shifted["ltv"], windows.ltv.every_days // 2)
+    at_season = at((season,)) if season is not None else None
+    ltv, _ = with_seasonal_level(
+        ltv, at_season, bundle.matrix(at_season) if at_season is not None else None
     )
     production = ProductionFit(
         refitted=True,

@@ -14,6 +14,10 @@ interval calibrated by split conformal on the validation cutoff.
   customers). The trainer keeps the candidate whose stack scores best on validation (Spearman,
   top-10% capture and MAE, each against BG/NBD × Gamma-Gamma). The BG/NBD part is refitted at
   every cutoff and carries the shift between training and scoring cutoffs that trees miss.
+- **Seasonal level** (``level``, 1 when unknown): a factor on the point for the season of the
+  scoring cutoff's horizon, which the validation cutoff (one horizon earlier) does not share;
+  the trainer measures it one year before the scoring cutoff
+  (`retention_trainer.fitting.seasonal`).
 - **Interval** (``low``, ``high``): a base in ``log1p`` space plus two offsets fitted on the
   validation cutoff by split conformal, so that 10% of validation customers fall below and 10%
   above: ``low = expm1(base_low + offset_low)``, ``high = expm1(base_high + offset_high)``. The
@@ -62,6 +66,9 @@ class LTVModel:
     # The interval's base and its conformal offsets in log1p space (zero: uncalibrated).
     interval_base: IntervalBase = "quantiles"
     interval_offsets: tuple[float, float] = (0.0, 0.0)
+    # Seasonal level: a factor on the point (and a log shift of the interval) for the season of
+    # the scoring cutoff's horizon; 1 when unknown and in bundles before it.
+    level: float = 1.0
 
     def tree_log1p(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """The point booster's prediction in ``log1p`` space (``u`` of the stack)."""
@@ -76,8 +83,8 @@ class LTVModel:
         w_xgb, w_bgnbd, intercept = self.stack
         linear = w_xgb * self.tree_log1p(X) + w_bgnbd * np.log1p(expected_spend) + intercept
         if self.link == "log":
-            return np.exp(np.clip(linear, None, 50.0))
-        return np.clip(np.expm1(linear), 0.0, None)
+            return self.level * np.exp(np.clip(linear, None, 50.0))
+        return self.level * np.clip(np.expm1(linear), 0.0, None)
 
     def interval_base_log1p(
         self, X: NDArray[np.float64], point: NDArray[np.float64]
@@ -89,7 +96,8 @@ class LTVModel:
         bounds = np.asarray(
             self.interval.inplace_predict(np.asarray(X, dtype=np.float32)), dtype=float
         ).reshape(len(point), -1)
-        return bounds[:, 0], bounds[:, -1]
+        shift = np.log(self.level)
+        return bounds[:, 0] + shift, bounds[:, -1] + shift
 
     def predict(
         self, X: NDArray[np.float64], expected_spend: NDArray[np.float64]

@@ -9,6 +9,7 @@ fitted or chosen on the test cutoff."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 
 import numpy as np
 import xgboost as xgb
@@ -66,6 +67,8 @@ class LTVFit:
     validation_by_objective: dict[str, dict[str, float]]
     # Per interval base: coverage and median width on validation after calibration.
     validation_by_interval: dict[str, dict[str, float]]
+    # The cutoff the seasonal level was measured at (`retention_trainer.fitting.seasonal`).
+    level_cutoff: date | None = None
 
 
 def _train(params: dict, X: NDArray, y: NDArray, X_valid: NDArray, y_valid: NDArray) -> xgb.Booster:
