@@ -57,6 +57,19 @@ def test_online_retail_beats_every_churn_baseline_through_the_cli(tmp_path: Path
     assert rolling["origins"]["churn"] == ["2011-09-10", "2011-08-11", "2011-07-12"]
     assert set(rolling["metrics"]["churn"]["roc_auc"]["baselines"]) == set(churn["baselines"])
     assert "recent_spend" in ltv["baselines"]
+    # LTV (measured: rolling Spearman 0.526 against BG/NBD + Gamma-Gamma's 0.503, interval
+    # [+0.018, +0.028]; test MAE 542 against 568): it ranks better than every baseline over the
+    # origins and sizes no worse than BG/NBD + Gamma-Gamma at the test cutoff.
+    spearman = rolling["metrics"]["ltv"]["spearman"]
+    assert spearman["verdict"] == "better" and spearman["diff_interval_90"][0] > 0
+    assert ltv["model"]["mae"] <= ltv["baselines"]["bgnbd_gamma_gamma"]["mae"]
+    # The 80% interval's coverage and width, at the test cutoff and at every origin. One year of
+    # history has no season to learn from: 0.72 at the test cutoff, under the 0.77 the issue asks.
+    intervals = rolling["ltv_interval"]
+    assert intervals["coverage_80_by_origin"][0] == ltv["interval_coverage_80"]
+    assert len(intervals["median_width_by_origin"]) == 3
+    # No cutoff a year before the test cutoff: no seasonal level (1, the default, left out).
+    assert ltv["stack"].get("level", 1.0) == 1.0 and "level_cutoff" not in ltv["stack"]
     # The same run's report for managers, as a page: its backtest is this report's.
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "<script" not in html

@@ -29,8 +29,11 @@ def test_online_retail_ii_churn_and_ltv() -> None:
     assert churn.model.roc_auc >= 0.80
     for name, metrics in churn.baselines.items():
         assert churn.model.roc_auc > metrics.roc_auc, name
+    # Measured: Spearman 0.634, top-10% capture 0.635 (the 0.65 and 0.66 are not met),
+    # MAE 508 against BG/NBD + Gamma-Gamma's 554, 80% interval coverage 0.798.
     assert ltv.model.spearman >= 0.62
     assert ltv.model.top10_capture >= 0.62
-    past = ltv.baselines["past_spend_scaled"]
-    assert ltv.model.mae < past.mae
-    assert ltv.model.spearman > past.spearman
+    for name, metrics in ltv.baselines.items():
+        assert ltv.model.spearman > metrics.spearman, name
+    assert ltv.model.mae <= ltv.baselines["bgnbd_gamma_gamma"].mae
+    assert ltv.interval_coverage_80 is not None and 0.77 <= ltv.interval_coverage_80 <= 0.83

@@ -239,7 +239,8 @@ class OrdersBacktest(_Part):
 
 class FeatureImportance(_Part):
     """Mean absolute contribution of each feature on the test customers, largest first: churn in
-    log-odds of the calibrated probability, LTV in ``log1p(LTV)`` of the tree part of the stack."""
+    log-odds of the calibrated probability, LTV in ``log(LTV)`` of the tree part of the stack
+    (``log1p`` before the Poisson stack)."""
 
     churn: dict[str, float]
     ltv: dict[str, float]
