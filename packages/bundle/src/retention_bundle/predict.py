@@ -57,8 +57,8 @@ def churn_contributions(bundle: ModelBundle, features: pl.DataFrame) -> pl.DataF
 
 def ltv_contributions(bundle: ModelBundle, X: np.ndarray) -> np.ndarray:
     """Per-feature contributions of the LTV point booster in the stack's own space, ``log(LTV)``
-    (``log1p(LTV)`` for bundles before the Poisson stack; rows of ``X``, columns in schema order): ``pred_contribs`` × ``w_xgb``, and for a
-    Tweedie booster × μ/(1+μ), the slope of ``log1p(e^m)`` at the prediction. The BG/NBD part of
+    (``log1p(LTV)`` for bundles before the Poisson stack; rows of ``X``, columns in schema order):
+    ``pred_contribs`` × ``w_xgb``, and for a Tweedie booster × μ/(1+μ), the slope of ``log1p(e^m)`` at the prediction. The BG/NBD part of
     the stack depends on several features at once and is not itemized."""
     ltv = bundle.ltv
     shap = ltv.point.predict(xgb.DMatrix(np.asarray(X, dtype=np.float32)), pred_contribs=True)

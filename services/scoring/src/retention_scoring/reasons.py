@@ -5,7 +5,7 @@ margin units) for one customer; the strongest three by absolute size become sent
 "no order for 143 days, 3x longer than usual", each marked as raising or lowering the score.
 
 **Only drivers that push the way the score went.** The contributions of one customer add up to
-how far their score sits from the model's base (the average customer's log-odds, or log1p(LTV)):
+how far their score sits from the model's base (the average customer's log-odds, or log(LTV)):
 above it, the customer is explained by what raised the score; below it, by what lowered it. A
 driver pushing the other way is left out, so an ordering-yesterday customer with a high churn
 score is not told "last order 1 day ago" as a churn reason.

@@ -14,7 +14,8 @@ within a year, and for a raw feature vector, which has no clock.
 
 **Reasons**: the churn model's per-feature contributions to the calibrated log-odds
 (`churn_contributions`: XGBoost `pred_contribs` plus the logistic part), and the LTV point
-booster's `pred_contribs` scaled into the `log1p(LTV)` space of the stack (× `w_xgb`, and for a
+booster's `pred_contribs` scaled into the `log(LTV)` space of the stack (`log1p(LTV)` for bundles
+written before the Poisson stack; × `w_xgb`, and for a
 Tweedie booster × μ/(1+μ), the slope of log1p(e^m) at the prediction). The BG/NBD part of the LTV
 stack is a function of several features at once and is not itemized.
 """

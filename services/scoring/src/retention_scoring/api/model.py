@@ -67,7 +67,7 @@ class LTVCard(BaseModel):
     )
     importance: dict[str, float] = Field(
         default_factory=dict,
-        description="Mean absolute contribution of each feature to log1p(LTV), largest first "
+        description="Mean absolute contribution of each feature to log(LTV), largest first "
         "(empty for models trained before it).",
     )
 
