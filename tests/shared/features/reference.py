@@ -7,7 +7,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DAY = timedelta(days=1)
@@ -69,4 +69,8 @@ def reference_features(orders: Iterable[dict[str, Any]], as_of: datetime) -> dic
     features["active_months"] = len(
         {(o["occurred_at"].year, o["occurred_at"].month) for o in purchases}
     )
+    q4 = math.fsum(o["total"] for o in purchases if o["occurred_at"].month >= 10)
+    features["q4_spend_share"] = min(max(q4 / gross, 0.0), 1.0) if gross > 0 else 0.0
+    angle = 2 * math.pi * (as_of.astimezone(UTC).month - 0.5) / 12
+    features["season_sin"], features["season_cos"] = math.sin(angle), math.cos(angle)
     return {k: float(v) for k, v in features.items()}

@@ -204,6 +204,8 @@ def test_registry_is_the_output_schema() -> None:
         "spend_trend",
         "days_past_expected_order",
         "recency_gap_ratio",
+        "season_sin",
+        "season_cos",
         *(f"{k}_{n}d" for k in ("orders", "spend") for n in (30, 90, 180, 365)),
     }
     table = feature_table_markdown()

@@ -32,6 +32,8 @@ from retention_shared.features.registry import (
     DAY_SECONDS,
     FEATURE_NAMES,
     MIN_GAP_DAYS,
+    Q4_MONTHS,
+    SEASON_BY_MONTH,
     TREND_WINDOW_DAYS,
     WINDOWS_DAYS,
 )
@@ -313,6 +315,8 @@ def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
     prev_t = np.where(has_prev, t[np.maximum(prev_at, 0)], 0)
     new_occasion = purchase & (~has_prev | (t > prev_t))
     new_month = purchase & (~has_prev | (month != month[np.maximum(prev_at, 0)]))
+    # `month` is year·12 + month, so month % 12 is the calendar month with December as 0.
+    in_q4 = purchase & np.isin(month % 12, [m % 12 for m in Q4_MONTHS])
     is_gap = purchase & has_prev & (t > prev_t)
     gap = np.where(is_gap, t - prev_t, 0)
     # Gaps are summed shifted by the customer's first gap (a sample of the same spread), so the
@@ -327,6 +331,7 @@ def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
         c_net=pl.Series(segments.running_sum(money)),
         c_gross=pl.Series(segments.running_sum(np.where(purchase, money, 0))),
         c_cancelled=pl.Series(segments.running_sum(np.where(purchase, 0, -money))),
+        c_q4_gross=pl.Series(segments.running_sum(np.where(in_q4, money, 0))),
         c_products=pl.Series(segments.running_sum(column("new_products").to_numpy())),
         c_months=pl.Series(segments.running_sum(new_month)),
         c_occasions=pl.Series(segments.running_sum(new_occasion)),
@@ -385,6 +390,7 @@ _TOTALS = (
     "c_net",
     "c_gross",
     "c_cancelled",
+    "c_q4_gross",
     "c_items",
     "c_products",
     "c_months",
@@ -527,6 +533,9 @@ def _history_exprs() -> dict[str, pl.Expr]:
         .then(1.0)
         .otherwise(0.0),
         "active_months": pl.col("c_months"),
+        "q4_spend_share": pl.when(gross > 0)
+        .then((pl.col("c_q4_gross") / gross).clip(0.0, 1.0))
+        .otherwise(0.0),
     }
 
 
@@ -550,6 +559,10 @@ def _clock_exprs() -> dict[str, pl.Expr]:
     gap_mean = pl.col("gap_mean_days")
     exprs["days_past_expected_order"] = recency - gap_mean
     exprs["recency_gap_ratio"] = recency / pl.max_horizontal(gap_mean, pl.lit(MIN_GAP_DAYS))
+    month = pl.from_epoch(clock, "us").dt.month()
+    for i, name in enumerate(("season_sin", "season_cos")):
+        table = {m: point[i] for m, point in SEASON_BY_MONTH.items()}
+        exprs[name] = month.replace_strict(table, return_dtype=pl.Float64)
     return exprs
 
 

@@ -7,6 +7,7 @@ Order matters: it is the column order of every feature frame and of the model's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 DAY_SECONDS = 86_400
@@ -17,6 +18,14 @@ TREND_WINDOW_DAYS = 90
 # A mean gap shorter than this is treated as this long in `recency_gap_ratio`, so two orders minutes
 # apart do not blow the ratio up to thousands.
 MIN_GAP_DAYS = 1.0
+# The calendar months (UTC) of the fourth quarter, the Christmas season of most retailers.
+Q4_MONTHS: tuple[int, ...] = (10, 11, 12)
+# The clock's calendar month (1-12) as a point on the unit circle, at the middle of the month:
+# (sin, cos) of 2π·(month − 0.5)/12. A table, so batch and streaming code read the same bits.
+SEASON_BY_MONTH: dict[int, tuple[float, float]] = {
+    month: (math.sin(2 * math.pi * (month - 0.5) / 12), math.cos(2 * math.pi * (month - 0.5) / 12))
+    for month in range(1, 13)
+}
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,31 @@ FEATURES: tuple[Feature, ...] = (
         "Distinct calendar months (UTC) with at least one purchase up to as_of.",
         "months",
         label="Months with a purchase",
+    ),
+    Feature(
+        "q4_spend_share",
+        "Gross purchase value in October-December (UTC months of occurred_at) / gross purchase "
+        "value, up to as_of, in [0, 1]; 0 without purchase value. How much of the customer's "
+        "buying is Christmas-season buying.",
+        "ratio",
+        label="Share of spend in October-December",
+    ),
+    Feature(
+        "season_sin",
+        "sin(2π·(m − 0.5)/12), m the calendar month (UTC, 1-12) of as_of: with season_cos, the "
+        "time of year of the clock as a point on a circle (December next to January). The same "
+        "for every customer at one clock: it lets a model trained on cutoffs across the year "
+        "learn how the churn base rate moves with the season.",
+        "ratio",
+        depends_on_clock=True,
+        label="Time of year (sine)",
+    ),
+    Feature(
+        "season_cos",
+        "cos(2π·(m − 0.5)/12), m the calendar month (UTC, 1-12) of as_of; see season_sin.",
+        "ratio",
+        depends_on_clock=True,
+        label="Time of year (cosine)",
     ),
 )
 

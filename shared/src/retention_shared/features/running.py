@@ -34,6 +34,8 @@ from retention_shared.features.compute import DAY_US, HISTORY_DAYS, MONEY_SCALE
 from retention_shared.features.registry import (
     FEATURE_NAMES,
     MIN_GAP_DAYS,
+    Q4_MONTHS,
+    SEASON_BY_MONTH,
     TREND_WINDOW_DAYS,
     WINDOWS_DAYS,
 )
@@ -107,6 +109,11 @@ def _month(moment_us: int) -> int:
 def _month_of_day(day: int) -> int:
     moment = _EPOCH + timedelta(days=day)
     return moment.year * 12 + moment.month
+
+
+def _calendar_month(moment_us: int) -> int:
+    """1-12, UTC."""
+    return (_month(moment_us) - 1) % 12 + 1
 
 
 def _integral(value: float) -> bool:
@@ -200,6 +207,7 @@ class RunningCustomer:
         "net",
         "products",
         "purchases",
+        "q4_gross",
     )
 
     def __init__(self) -> None:
@@ -211,6 +219,7 @@ class RunningCustomer:
         self.net = 0
         self.gross = 0
         self.cancelled = 0
+        self.q4_gross = 0
         self.items = 0.0
         self.products: set[str] = set()
         self.months: set[int] = set()
@@ -278,6 +287,8 @@ class RunningCustomer:
             self.months.add(_month(t))
             self.purchases += 1
             self.gross += money
+            if _calendar_month(t) in Q4_MONTHS:
+                self.q4_gross += money
             # In canonical order this is the vectorized running sum, bit for bit; out of order
             # it is the same only for whole numbers (see can_add).
             self.items += items
@@ -414,4 +425,6 @@ class RunningCustomer:
         values["unique_products"] = float(len(self.products))
         values["cancellation_rate"] = float(cancellation_rate)
         values["active_months"] = float(len(self.months))
+        values["q4_spend_share"] = min(max(self.q4_gross / gross, 0.0), 1.0) if gross > 0 else 0.0
+        values["season_sin"], values["season_cos"] = SEASON_BY_MONTH[_calendar_month(as_of_us)]
         return {name: values[name] for name in FEATURE_NAMES}
