@@ -1,3 +1,4 @@
+import calendar
 import re
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ from retention_bundle.predict import churn_contributions
 from retention_scoring.reasons import describe, top_reasons
 from retention_scoring.scoring import explain
 from retention_shared.features import compute_features
+from retention_shared.features.registry import SEASON_BY_MONTH
 from tests.support.uci_orders import TEST_DATA, load_orders
 
 # A real-looking lapsed customer: 5 orders ~48 days apart, silent for 143 days.
@@ -29,6 +31,10 @@ LAPSED = {
     "unique_products": 41,
     "active_months": 5,
     "avg_items_per_order": 212.0,
+    "q4_spend_share": 0.6,
+    # September (month 9: the angle 2π·8.5/12).
+    "season_sin": -0.9659258262890683,
+    "season_cos": -0.25881904510252063,
 }
 
 
@@ -46,6 +52,9 @@ LAPSED = {
         ("tenure_days", "customer for 335 days"),
         ("unique_products", "bought 41 different products"),
         ("gap_mean_days", "usually orders every 48 days"),
+        ("q4_spend_share", "60% of spend in October-December"),
+        ("season_sin", "the time of year (September)"),
+        ("season_cos", "the time of year (September)"),
     ],
 )
 def test_wording_of_a_lapsed_customer(feature: str, text: str) -> None:
@@ -164,3 +173,15 @@ def test_real_customers_are_explained_only_by_drivers_on_their_score_s_side() ->
     # The slice has customers whose returns exceed their purchases in a window.
     returns = features.filter(pl.col("spend_90d") < 0).row(0, named=True)
     assert describe("spend_90d", returns).startswith("net returns of ")
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_the_time_of_year_names_the_clocks_month(month: int) -> None:
+    sin, cos = SEASON_BY_MONTH[month]
+    text = describe("season_cos", LAPSED | {"season_sin": sin, "season_cos": cos})
+    assert text == f"the time of year ({calendar.month_name[month]})"
+
+
+def test_the_time_of_year_is_told_once() -> None:
+    reasons = top_reasons({"season_sin": 0.3, "season_cos": 0.2, "frequency": 0.1}, LAPSED)
+    assert [r.feature for r in reasons] == ["season_sin", "frequency"]

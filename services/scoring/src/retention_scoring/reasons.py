@@ -19,6 +19,8 @@ customer without a usual gap yet.
 
 from __future__ import annotations
 
+import calendar
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -118,6 +120,13 @@ def _trend(f: Features) -> str:
     return f"spending {word} {abs(change):.0%} on the previous 90 days"
 
 
+def _season(f: Features) -> str:
+    # season_sin/cos put the clock's month m at the angle 2π·(m − 0.5)/12: read m back.
+    angle = math.atan2(f["season_sin"], f["season_cos"]) % (2 * math.pi)
+    month = round(angle * 12 / (2 * math.pi) + 0.5 - 1) % 12 + 1
+    return f"the time of year ({calendar.month_name[month]})"
+
+
 def _window(kind: str, days: int) -> Callable[[Features], str]:
     def text(f: Features) -> str:
         value = f[f"{kind}_{days}d"]
@@ -143,6 +152,10 @@ _TEXTS: dict[str, Callable[[Features], str]] = {
     "unique_products": lambda f: f"bought {_count(f['unique_products'], 'different product')}",
     "cancellation_rate": lambda f: f"{f['cancellation_rate']:.0%} of order value cancelled",
     "active_months": lambda f: f"bought in {_count(f['active_months'], 'different month')}",
+    "q4_spend_share": lambda f: f"{f['q4_spend_share']:.0%} of spend in October-December",
+    # Both halves of one point on the circle: told once.
+    "season_sin": _season,
+    "season_cos": _season,
     **{
         f"{kind}_{days}d": _window(kind, days)
         for kind in ("orders", "spend")

@@ -474,7 +474,7 @@ def feature_value(value: float | None, unit: str, name: str) -> str:
         return "–"
     if unit == "currency":
         return money(value)
-    if name == "cancellation_rate":
+    if name in ("cancellation_rate", "q4_spend_share"):
         return percent(value)
     if name == "recency_gap_ratio":
         return f"{number(value, 1)}×"
