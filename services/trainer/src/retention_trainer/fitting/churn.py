@@ -37,7 +37,10 @@ def _fit_linear(X: NDArray, y: NDArray) -> LinearChurnModel:
     transformed = signed_log1p(X)
     means = transformed.mean(axis=0)
     scales = transformed.std(axis=0)
-    scales = np.where(scales > 0, scales, 1.0)
+    # A feature constant over the training rows (the clock's season when every training cutoff
+    # falls in one month) has a spread of float noise; dividing by it would blow the validation
+    # rows up to huge margins. It carries no information here: standardize it by 1.
+    scales = np.where(scales > 1e-9 * np.maximum(np.abs(means), 1.0), scales, 1.0)
     fitted = LogisticRegression(max_iter=3000).fit((transformed - means) / scales, y)
     return LinearChurnModel(
         means, scales, fitted.coef_[0].astype(float), float(fitted.intercept_[0])
