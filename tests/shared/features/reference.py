@@ -69,6 +69,7 @@ def reference_features(orders: Iterable[dict[str, Any]], as_of: datetime) -> dic
     features["active_months"] = len(
         {(o["occurred_at"].year, o["occurred_at"].month) for o in purchases}
     )
+    features["orders_season_last_year"] = sum(1 for o in purchases if in_window(o, 365, 275))
     q4 = math.fsum(o["total"] for o in purchases if o["occurred_at"].month >= 10)
     features["q4_spend_share"] = min(max(q4 / gross, 0.0), 1.0) if gross > 0 else 0.0
     angle = 2 * math.pi * (as_of.astimezone(UTC).month - 0.5) / 12

@@ -206,6 +206,7 @@ def test_registry_is_the_output_schema() -> None:
         "recency_gap_ratio",
         "season_sin",
         "season_cos",
+        "orders_season_last_year",
         *(f"{k}_{n}d" for k in ("orders", "spend") for n in (30, 90, 180, 365)),
     }
     table = feature_table_markdown()

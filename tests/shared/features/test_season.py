@@ -1,6 +1,7 @@
-"""The seasonality features: the clock's time of year (`season_sin`, `season_cos`) and the
-customer's share of spend in October-December (`q4_spend_share`), point in time, and the same in
-the batch definition and the features service's running totals."""
+"""The seasonality features: the clock's time of year (`season_sin`, `season_cos`), the
+customer's share of spend in October-December (`q4_spend_share`) and their orders in the coming
+season one year earlier (`orders_season_last_year`), point in time, and the same in the batch
+definition and the features service's running totals."""
 
 from __future__ import annotations
 
@@ -97,6 +98,43 @@ def test_running_totals_give_the_batch_values_at_every_clock() -> None:
             row = batch.filter(pl.col("customer_id") == "c").row(0, named=True)
             assert customer.serves(clock_us)
             vector = customer.vector(clock_us).features
-            for name in ("q4_spend_share", "season_sin", "season_cos"):
+            for name in ("q4_spend_share", "season_sin", "season_cos", "orders_season_last_year"):
                 assert vector[name] == row[name], (tenant, clock, name)
             assert vector == pytest.approx({name: row[name] for name in FEATURE_NAMES})
+
+
+def test_last_years_season_is_the_90_days_after_the_clock_a_year_earlier() -> None:
+    clock = datetime(2011, 9, 10, 12, tzinfo=UTC)
+    start, end = clock - timedelta(days=365), clock - timedelta(days=275)
+    rows = [
+        ("e", "at-start", start, "purchase", 1.0, ["a"]),  # excluded: the window is (start, end]
+        ("e", "after-start", start + US, "purchase", 1.0, ["a"]),
+        ("e", "cancelled", start + timedelta(days=9), "cancellation", -1.0, ["a"]),
+        ("e", "at-end", end, "purchase", 1.0, ["a"]),
+        ("e", "after-end", end + US, "purchase", 1.0, ["a"]),
+        ("e", "recent", clock - timedelta(days=3), "purchase", 1.0, ["a"]),
+    ]
+    features = compute_features(frame(rows), clock).row(0, named=True)
+    assert features["orders_season_last_year"] == 2.0
+    # A day later the window moves: the order just after its start falls out, the one just
+    # after its end comes in.
+    later = compute_features(frame(rows), clock + timedelta(days=1)).row(0, named=True)
+    assert later["orders_season_last_year"] == 2.0
+    assert (
+        compute_features(frame(rows), clock + timedelta(days=100)).row(0, named=True)[
+            "orders_season_last_year"
+        ]
+        == 0.0
+    )
+
+
+def test_last_years_season_at_a_cutoff_never_sees_a_later_order() -> None:
+    cutoffs = [datetime(2011, 3, 1, tzinfo=UTC), datetime(2012, 1, 2, tzinfo=UTC)]
+    before = compute_features_at_cutoffs(ORDERS, cutoffs)
+    later = frame([("c", "o9", datetime(2012, 1, 3, tzinfo=UTC), "purchase", 5.0, ["z"])])
+    after = compute_features_at_cutoffs(pl.concat([ORDERS, later]), cutoffs)
+    assert after.equals(before)
+    # 2012-01-02: (2011-01-02, 2011-04-02] holds the order of 2011-02-01.
+    assert before.filter(pl.col("customer_id") == "c").get_column(
+        "orders_season_last_year"
+    ).to_list() == [0.0, 1.0]

@@ -34,15 +34,27 @@ from retention_shared.features.registry import (
     MIN_GAP_DAYS,
     Q4_MONTHS,
     SEASON_BY_MONTH,
+    SEASON_DAYS,
     TREND_WINDOW_DAYS,
     WINDOWS_DAYS,
+    YEAR_DAYS,
 )
 
 KEY = ["tenant_id", "customer_id"]
 DAY_US = DAY_SECONDS * 1_000_000
 MONEY_SCALE = 1_000_000
 # Edges (days before the clock) at which running totals are looked up for window features.
-_EDGES_DAYS = tuple(sorted({*WINDOWS_DAYS, TREND_WINDOW_DAYS, 2 * TREND_WINDOW_DAYS}))
+_EDGES_DAYS = tuple(
+    sorted(
+        {
+            *WINDOWS_DAYS,
+            TREND_WINDOW_DAYS,
+            2 * TREND_WINDOW_DAYS,
+            YEAR_DAYS,
+            YEAR_DAYS - SEASON_DAYS,
+        }
+    )
+)
 _EDGE_TOTALS = ("c_purchases", "c_net", "c_gross")
 HISTORY_DAYS = max(_EDGES_DAYS)
 
@@ -559,6 +571,9 @@ def _clock_exprs() -> dict[str, pl.Expr]:
     gap_mean = pl.col("gap_mean_days")
     exprs["days_past_expected_order"] = recency - gap_mean
     exprs["recency_gap_ratio"] = recency / pl.max_horizontal(gap_mean, pl.lit(MIN_GAP_DAYS))
+    exprs["orders_season_last_year"] = pl.col(f"c_purchases_{YEAR_DAYS - SEASON_DAYS}d") - pl.col(
+        f"c_purchases_{YEAR_DAYS}d"
+    )
     month = pl.from_epoch(clock, "us").dt.month()
     for i, name in enumerate(("season_sin", "season_cos")):
         table = {m: point[i] for m, point in SEASON_BY_MONTH.items()}

@@ -18,6 +18,10 @@ TREND_WINDOW_DAYS = 90
 # A mean gap shorter than this is treated as this long in `recency_gap_ratio`, so two orders minutes
 # apart do not blow the ratio up to thousands.
 MIN_GAP_DAYS = 1.0
+# `orders_season_last_year` counts the orders of the SEASON_DAYS after the clock, one year
+# earlier: (as_of − 365d, as_of − 365d + SEASON_DAYS]. 90 days: the churn horizon's length.
+YEAR_DAYS = 365
+SEASON_DAYS = 90
 # The calendar months (UTC) of the fourth quarter, the Christmas season of most retailers.
 Q4_MONTHS: tuple[int, ...] = (10, 11, 12)
 # The clock's calendar month (1-12) as a point on the unit circle, at the middle of the month:
@@ -165,6 +169,15 @@ FEATURES: tuple[Feature, ...] = (
         "buying is Christmas-season buying.",
         "ratio",
         label="Share of spend in October-December",
+    ),
+    Feature(
+        "orders_season_last_year",
+        "Purchase orders in (as_of - 365d, as_of - 275d]: the 90 days after the clock, one year "
+        "earlier. Whether the customer bought in the coming season last year (0 with less than a "
+        "year of history before as_of).",
+        "orders",
+        depends_on_clock=True,
+        label="Orders in the coming 90 days, one year earlier",
     ),
     Feature(
         "season_sin",

@@ -36,8 +36,10 @@ from retention_shared.features.registry import (
     MIN_GAP_DAYS,
     Q4_MONTHS,
     SEASON_BY_MONTH,
+    SEASON_DAYS,
     TREND_WINDOW_DAYS,
     WINDOWS_DAYS,
+    YEAR_DAYS,
 )
 
 PURCHASE = "purchase"
@@ -45,6 +47,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HISTORY_US = HISTORY_DAYS * DAY_US
 _TREND_US = TREND_WINDOW_DAYS * DAY_US
 _WINDOWS_US = tuple(days * DAY_US for days in WINDOWS_DAYS)
+_YEAR_US, _SEASON_END_US = YEAR_DAYS * DAY_US, (YEAR_DAYS - SEASON_DAYS) * DAY_US
 # polars divides by a literal as a product with its reciprocal: the same here, for the same bits.
 _PER_DAY = 1 / DAY_US
 _PER_UNIT = 1 / MONEY_SCALE
@@ -360,12 +363,18 @@ class RunningCustomer:
         before_at = kept.first_after(as_of_us - 2 * _TREND_US)
         recent_gross = kept.gross[end] - kept.gross[recent_at]
         before_gross = kept.gross[recent_at] - kept.gross[before_at]
+        season_last_year = (
+            kept.orders[kept.first_after(as_of_us - _SEASON_END_US)]
+            - kept.orders[kept.first_after(as_of_us - _YEAR_US)]
+        )
         history = kept.history(horizon, self._anchor)
         if kept.prune(horizon, self._anchor):
             self._horizon_us = horizon
         return RunningVector(
             as_of_us=as_of_us,
-            features=self._features(as_of_us, orders_in, money_in, recent_gross, before_gross),
+            features=self._features(
+                as_of_us, orders_in, money_in, recent_gross, before_gross, season_last_year
+            ),
             first_purchase_us=self.first_purchase,
             last_purchase_us=self.last_purchase,
             last_event_us=self.last_event,
@@ -381,6 +390,7 @@ class RunningCustomer:
         money_in: list[int],
         recent: int,
         before: int,
+        season_last_year: int,
     ) -> dict[str, float]:
         # The arithmetic of compute._history_exprs / _clock_exprs, operand for operand.
         purchases = self.purchases
@@ -426,5 +436,6 @@ class RunningCustomer:
         values["cancellation_rate"] = float(cancellation_rate)
         values["active_months"] = float(len(self.months))
         values["q4_spend_share"] = min(max(self.q4_gross / gross, 0.0), 1.0) if gross > 0 else 0.0
+        values["orders_season_last_year"] = float(season_last_year)
         values["season_sin"], values["season_cos"] = SEASON_BY_MONTH[_calendar_month(as_of_us)]
         return {name: values[name] for name in FEATURE_NAMES}
