@@ -32,6 +32,7 @@ LAPSED = {
     "active_months": 5,
     "avg_items_per_order": 212.0,
     "q4_spend_share": 0.6,
+    "orders_season_last_year": 2,
     # September (month 9: the angle 2π·8.5/12).
     "season_sin": -0.9659258262890683,
     "season_cos": -0.25881904510252063,
@@ -53,6 +54,7 @@ LAPSED = {
         ("unique_products", "bought 41 different products"),
         ("gap_mean_days", "usually orders every 48 days"),
         ("q4_spend_share", "60% of spend in October-December"),
+        ("orders_season_last_year", "2 orders in the same 90 days last year"),
         ("season_sin", "the time of year (September)"),
         ("season_cos", "the time of year (September)"),
     ],

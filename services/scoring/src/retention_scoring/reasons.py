@@ -152,6 +152,9 @@ _TEXTS: dict[str, Callable[[Features], str]] = {
     "unique_products": lambda f: f"bought {_count(f['unique_products'], 'different product')}",
     "cancellation_rate": lambda f: f"{f['cancellation_rate']:.0%} of order value cancelled",
     "active_months": lambda f: f"bought in {_count(f['active_months'], 'different month')}",
+    "orders_season_last_year": lambda f: (
+        f"{_count(f['orders_season_last_year'], 'order')} in the same 90 days last year"
+    ),
     "q4_spend_share": lambda f: f"{f['q4_spend_share']:.0%} of spend in October-December",
     # Both halves of one point on the circle: told once.
     "season_sin": _season,
