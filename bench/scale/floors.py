@@ -39,8 +39,8 @@ STEPS = {
         "boto3",
     ],
     "scoring": [*SHARED, "numpy", "scipy.special", "xgboost", "bentoml"],
-    "webhooks": [*SERVICE, "httpx"],  # the one service without a data frame
-    "console": [*SHARED, "httpx", "jinja2"],
+    "webhooks": [*SERVICE, "httpx"],  # webhooks and the console hold no data frame
+    "console": [*SERVICE, "httpx", "jinja2"],
 }
 CHILD = """
 import importlib, json, sys
