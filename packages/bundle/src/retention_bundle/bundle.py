@@ -112,12 +112,10 @@ def _churn_document(churn: ChurnModel, booster: str) -> dict[str, object]:
         "linear": churn.linear.as_dict(),
         "calibration": {
             "method": "platt_stacked",
-            "formula": "p = 1 / (1 + exp(-(a*m_xgb + b*m_linear + c + shift)))",
+            "formula": "p = 1 / (1 + exp(-(a*m_xgb + b*m_linear + c)))",
             "a": churn.stack[0],
             "b": churn.stack[1],
             "c": churn.stack[2],
-            # Absent before the seasonal shift, i.e. 0.
-            "shift": churn.shift,
         },
         "threshold": churn.threshold,
     }
@@ -250,7 +248,6 @@ def _read_churn(churn_doc: dict[str, Any], directory: Path) -> ChurnModel:
         linear=LinearChurnModel.from_dict(churn_doc["linear"]),
         stack=(float(calibration["a"]), float(calibration["b"]), float(calibration["c"])),
         threshold=float(churn_doc["threshold"]),
-        shift=float(calibration.get("shift", 0.0)),
     )
 
 

@@ -93,7 +93,6 @@ from retention_trainer.evaluation.rolling import (
     rolling_summary,
 )
 from retention_trainer.fitting.churn import fit_churn_model
-from retention_trainer.fitting.churn_season import with_seasonal_shift
 from retention_trainer.fitting.ltv import LTVFit, fit_ltv_model
 from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
@@ -166,14 +165,6 @@ def _churn_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[ChurnModel, pl.
     valid = _at(examples, w.validation_cutoff)
     model = fit_churn_model(
         _X(train), train["churned"].to_numpy(), _X(valid), valid["churned"].to_numpy()
-    )
-    # The churn level of the test horizon's season, seen one year earlier (0 without it).
-    season = seasonal_cutoff(w.test_cutoff, w.training_cutoffs, w.every_days // 2)
-    at_season = _at(examples, season) if season is not None else None
-    model, _ = with_seasonal_shift(
-        model,
-        _X(at_season) if at_season is not None else None,
-        at_season["churned"].to_numpy() if at_season is not None else None,
     )
     return model, _at(examples, w.test_cutoff)
 

@@ -10,13 +10,7 @@
   and lets validation decide how much the linear model adds (much on small histories, little on
   large ones). It is strictly monotone in each margin and exactly additive, so per-feature
   contributions to the calibrated log-odds are ``a·SHAP_xgb + b·coef·z``.
-- **Seasonal shift** ``s`` of the calibrated log-odds: ``P(churn) = σ(… + c + s)``. The stack
-  learns the churn level of the validation cutoff's season; ``s`` moves it to the level of the
-  scoring cutoff's season, measured one year earlier (`retention_trainer.fitting.churn_season`).
-  0 without a year of history and in bundles older than it. A constant: ranking is unchanged
-  and it joins the contributions' base.
-- **Decision threshold**: the F1-maximizing probability on the validation cutoff (with the shift
-  applied, so it flags the same validation customers as without it).
+- **Decision threshold**: the F1-maximizing probability on the validation cutoff.
 
 Everything a scorer needs is numbers (JSON) and one booster (UBJ); no pickle. Fitting is the
 trainer's (`retention_trainer.fitting.churn`).
@@ -78,11 +72,9 @@ class LinearChurnModel:
 class ChurnModel:
     booster: xgb.Booster
     linear: LinearChurnModel
-    # P = σ(a·m_xgb + b·m_linear + c + shift)
+    # P = σ(a·m_xgb + b·m_linear + c)
     stack: tuple[float, float, float]
     threshold: float
-    # Seasonal intercept shift of the calibrated log-odds (0: none).
-    shift: float = 0.0
 
     def margins(self, X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         m_xgb = self.booster.inplace_predict(np.asarray(X, dtype=np.float32), predict_type="margin")
@@ -90,15 +82,10 @@ class ChurnModel:
 
     def probability(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """Calibrated churn probability per row of ``X`` (columns in feature-schema order)."""
-        probability: NDArray[np.float64] = expit(self.logit(X))
-        return probability
-
-    def logit(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Calibrated churn log-odds per row of ``X``, seasonal shift included."""
         a, b, c = self.stack
         m_xgb, m_linear = self.margins(X)
-        logit: NDArray[np.float64] = a * m_xgb + b * m_linear + c + self.shift
-        return logit
+        probability: NDArray[np.float64] = expit(a * m_xgb + b * m_linear + c)
+        return probability
 
     def contributions(
         self, X: NDArray[np.float64]
@@ -113,5 +100,5 @@ class ChurnModel:
         )
         linear = self.linear.standardized(X) * self.linear.coefficients
         per_feature = a * shap[:, :-1] + b * linear
-        base = a * shap[:, -1] + b * self.linear.intercept + c + self.shift
+        base = a * shap[:, -1] + b * self.linear.intercept + c
         return per_feature, base
