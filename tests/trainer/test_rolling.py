@@ -24,6 +24,7 @@ from retention_trainer.evaluation.bootstrap import (
     batch_metric,
     paired_bootstrap,
 )
+from retention_trainer.evaluation.calibration import expected_calibration_error, reliability_table
 from retention_trainer.evaluation.metrics import ltv_metrics
 from retention_trainer.evaluation.rolling import OriginScores, rolling_summary
 from retention_trainer.pipeline import TrainingRun, rolling_plans, train_and_backtest
@@ -34,7 +35,7 @@ from tests.support.uci_orders import TEST_DATA, load_orders
 SLICE = TEST_DATA / "online_retail_II_slice.parquet"
 CUTOFF = date(2011, 6, 12)
 HORIZON = 90
-CHURN_KEYS = ("roc_auc", "pr_auc", "brier", "f1", "lift_top_decile", "roc_auc_active_365d")
+CHURN_KEYS = ("roc_auc", "pr_auc", "brier", "f1", "lift_top_decile", "roc_auc_active_365d", "ece")
 LTV_KEYS = ("mae", "rmse", "spearman", "normalized_gini", "top10_capture")
 
 
@@ -85,6 +86,8 @@ def test_batch_metrics_equal_the_report_metrics_on_the_sample_and_on_resamples(
         for b, r in enumerate(rows):
             assert s.active is not None and s.threshold is not None
             expected = churn_report(s.actual[r], s.scores[r], s.threshold, s.active[r])
+            table = reliability_table(s.actual[r], s.scores[r])
+            expected["ece"] = expected_calibration_error(table)
             for m in CHURN_KEYS:
                 assert got[m][b] == pytest.approx(expected[m], rel=1e-9, abs=1e-12), (name, m, b)
     for name, s in _ltv_samples(orders, at_cutoff).items():
@@ -287,7 +290,8 @@ def test_the_run_reports_recent_spend_and_the_rolling_block(
             assert low <= high
             # The test cutoff's numbers are origin 0's.
             section = report_json[task]
-            assert entry["model_by_origin"][0] == pytest.approx(section["model"][m])
+            at_test = section["expected_calibration_error"] if m == "ece" else section["model"][m]
+            assert entry["model_by_origin"][0] == pytest.approx(at_test)
             assert entry["baselines"].keys() == section["baselines"].keys()
             means = entry["baselines"]
             pick = max if entry["higher_is_better"] else min

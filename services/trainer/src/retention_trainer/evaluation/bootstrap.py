@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from retention_trainer.evaluation.calibration import CALIBRATION_BINS
 from retention_trainer.evaluation.metrics import TOP_FRACTION
 
 __all__ = [
@@ -51,6 +52,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "roc_auc": True,
     "pr_auc": True,
     "brier": False,
+    "ece": False,
     "f1": True,
     "lift_top_decile": True,
     "roc_auc_active_365d": True,
@@ -211,6 +213,15 @@ def _brier(s: ScoredSample, w: Floats) -> Floats:
     return _ratio(_weighted(w, (s.scores - s.actual) ** 2), w.sum(axis=1))
 
 
+def _ece(s: ScoredSample, w: Floats) -> Floats:
+    # evaluation.calibration's ECE with customers counted w times: Σ_b |Σ w·p − Σ w·y| / Σ w over
+    # its ten equal-width bins (n_b/n · |mean p − rate| = |Σ p − Σ y| / n within a bin).
+    bins = np.minimum((s.scores * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    members = np.eye(CALIBRATION_BINS)[bins]
+    gaps = (w * (s.scores - s.actual)) @ members
+    return _ratio(np.abs(gaps).sum(axis=1), w.sum(axis=1))
+
+
 def _f1(s: ScoredSample, w: Floats) -> Floats:
     if s.threshold is None:
         raise ValueError("f1 needs the decision threshold")
@@ -297,6 +308,7 @@ BATCH_METRICS: dict[str, Callable[[ScoredSample, Floats], Floats]] = {
     "roc_auc": _roc_auc,
     "pr_auc": _pr_auc,
     "brier": _brier,
+    "ece": _ece,
     "f1": _f1,
     "lift_top_decile": _lift,
     "roc_auc_active_365d": _roc_auc_active,

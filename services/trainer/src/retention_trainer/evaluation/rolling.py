@@ -52,7 +52,7 @@ __all__ = [
 BOOTSTRAP_RESAMPLES = 1000
 INTERVAL = 0.9
 ROLLING_METRICS: dict[str, tuple[str, ...]] = {
-    "churn": (*CHURN_METRIC_KEYS, "roc_auc_active_365d"),
+    "churn": (*CHURN_METRIC_KEYS, "roc_auc_active_365d", "ece"),
     "ltv": LTV_METRIC_KEYS,
 }
 MODEL = "model"
