@@ -8,7 +8,9 @@ reading its files.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import bentoml
 
@@ -22,7 +24,14 @@ from retention_bundle.bundle import (
 )
 from retention_bundle.models.segmenter import Segmenter
 
-__all__ = ["load_bundle", "load_segmenter", "model_name", "save_bundle"]
+__all__ = [
+    "bundle_metadata",
+    "load_bundle",
+    "load_segmenter",
+    "model_name",
+    "save_bundle",
+    "save_bundle_files",
+]
 
 
 def _headline(report: BacktestReport) -> dict[str, object]:
@@ -37,9 +46,9 @@ def model_name(tenant: str) -> str:
     return f"retention-{tenant}"
 
 
-def save_bundle(bundle: ModelBundle) -> bentoml.Model:
-    """Create ``retention-<tenant>:<new version>`` in the BentoML model store."""
-    metadata = {
+def bundle_metadata(bundle: ModelBundle) -> dict[str, Any]:
+    """The BentoML metadata of a bundle's model (JSON values only)."""
+    return {
         "format": BUNDLE_FORMAT,
         "feature_schema": list(bundle.feature_names),
         "windows": bundle.windows.model_dump(mode="json"),
@@ -48,10 +57,26 @@ def save_bundle(bundle: ModelBundle) -> bentoml.Model:
         "ltv_objective": bundle.ltv.objective,
         "reference_distributions": bundle.reference,
     }
+
+
+def save_bundle(bundle: ModelBundle) -> bentoml.Model:
+    """Create ``retention-<tenant>:<new version>`` in the BentoML model store."""
     with bentoml.models.create(
-        name=model_name(bundle.tenant), labels={"tenant": bundle.tenant}, metadata=metadata
+        name=model_name(bundle.tenant),
+        labels={"tenant": bundle.tenant},
+        metadata=bundle_metadata(bundle),
     ) as model:
         write_bundle(bundle, Path(model.path))
+    return model
+
+
+def save_bundle_files(tenant: str, metadata: dict[str, Any], directory: Path) -> bentoml.Model:
+    """Like `save_bundle`, from a bundle already written to ``directory`` (`write_bundle`) and
+    its `bundle_metadata`: the files are copied, not read, so no model is loaded."""
+    with bentoml.models.create(
+        name=model_name(tenant), labels={"tenant": tenant}, metadata=metadata
+    ) as model:
+        shutil.copytree(directory, model.path, dirs_exist_ok=True)
     return model
 
 

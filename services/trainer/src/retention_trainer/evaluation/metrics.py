@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
-from sklearn import metrics as skm
+
+# scikit-learn and SciPy are imported by the functions that need them: the trainer process
+# measures realized ROC-AUC and Brier (outcomes.py) and must not load either (runs/child.py).
 
 __all__ = [
     "CHURN_METRIC_KEYS",
@@ -110,11 +111,27 @@ def _top_fraction_sum(values: NDArray, scores: NDArray, fraction: float) -> floa
 
 
 def roc_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
-    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``): P(score of a random
-    churner > score of a random non-churner), ties counting one half. Needs both classes."""
+    """Area under the ROC curve (as ``sklearn.metrics.roc_auc_score``): P(score of a random
+    churner > score of a random non-churner), ties counting one half. Needs both classes.
+
+    The Mann-Whitney form on average ranks, in NumPy alone."""
     y, score = _labels(y_true, y_score)
     _both_classes(y, "ROC-AUC")
-    return float(skm.roc_auc_score(y, score))
+    positives = y == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    rank_sum = float(_average_ranks(score)[positives].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """1-based ranks, tied values sharing their average rank (``scipy.stats.rankdata``)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(ordered)) + 1))
+    ends = np.append(starts[1:], values.size)
+    ranks = np.empty(values.size, dtype=float)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
 
 
 def pr_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
@@ -122,6 +139,8 @@ def pr_auc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     :math:`\sum_n (R_n - R_{n-1}) P_n` over score thresholds. Needs both classes."""
     y, score = _labels(y_true, y_score)
     _both_classes(y, "PR-AUC")
+    from sklearn import metrics as skm
+
     return float(skm.average_precision_score(y, score))
 
 
@@ -163,6 +182,8 @@ def select_threshold(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """
     y, score = _labels(y_true, y_score)
     _both_classes(y, "F1 threshold selection")
+    from sklearn import metrics as skm
+
     precision, recall, thresholds = skm.precision_recall_curve(y, score)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     total = precision + recall
@@ -224,6 +245,8 @@ def spearman(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         raise ValueError("spearman is undefined when every actual value is the same")
     if np.ptp(predicted) == 0:
         return 0.0
+    from scipy import stats
+
     return float(stats.spearmanr(actual, predicted).statistic)
 
 
@@ -236,7 +259,7 @@ def _gini(actual: NDArray, ordering: NDArray) -> float:
     in the ranks, average ranks give its expectation over random orders of ties.
     """
     n = actual.size
-    ranks = stats.rankdata(ordering, method="average")
+    ranks = _average_ranks(np.asarray(ordering, dtype=float))
     return float(np.sum(actual * ranks) / (n * np.sum(actual)) - (n + 1) / (2 * n))
 
 

@@ -1,35 +1,29 @@
 """One training run, from the lake to a published or rejected model, every outcome recorded.
 
 The steps and their order are in the package's docstring (`runs/__init__.py`). Each stage's wall
-time goes into the run record and the stage histogram; the CPU-heavy training runs in a worker
-thread, one at a time across tenants.
+time goes into the run record and the stage histogram; the CPU- and memory-heavy training runs in
+a child process started for the run (`child.py`), one at a time across tenants, and the
+promotion and announcements stay here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-import polars as pl
-
-from retention_bundle.bundle import ModelBundle
-from retention_bundle.model_store import load_bundle
 from retention_shared.service import ServiceContext
 from retention_trainer import telemetry
 from retention_trainer.consumers.transactions import LakeConsumer
-from retention_trainer.gate import GateDecision
-from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.publishers.model_events import ModelEventsPublisher
-from retention_trainer.refit import refit_for_production
-from retention_trainer.run_report import PreviousChampion, build_run_report
 from retention_trainer.runs import promotion
-from retention_trainer.runs.history import history_shortfall, orders_summary
-from retention_trainer.runs.options import RunOptions
+from retention_trainer.runs.child import ChildFailed, train_in_child
 from retention_trainer.store import ChampionRecord, RunRecord, RunStatus, RunStore
 
 __all__ = ["LAKE_WAIT_SECONDS", "RunExecutor"]
@@ -93,33 +87,37 @@ class RunExecutor:
     async def execute(self, record: RunRecord) -> None:
         stages = _Stages(record.timings)
         try:
-            with stages.stage("lake_wait"):
-                await self.lake.wait_caught_up(self.lake_wait_seconds)
-            async with self._training:
-                record.status, record.started_at = RunStatus.RUNNING, datetime.now(UTC)
-                self.store.save(record)
-                run, decision, orders = await self._train(record, stages)
-            async with self.announcing:
-                with stages.stage("publish"):
-                    if decision.promote:
-                        champion = await promotion.promote(
-                            record,
-                            run,
-                            orders,
-                            settings=self.ctx.settings,
-                            model_events=self.model_events,
-                        )
-                    else:
-                        champion = None
-                        await promotion.reject(record, decision, model_events=self.model_events)
-                status = RunStatus.PUBLISHED if champion else RunStatus.REJECTED
-                self.finish(record, status, decision.reason, champion)
+            with tempfile.TemporaryDirectory(prefix="retention-run-") as run_dir:
+                with stages.stage("lake_wait"):
+                    await self.lake.wait_caught_up(self.lake_wait_seconds)
+                async with self._training:
+                    record.status, record.started_at = RunStatus.RUNNING, datetime.now(UTC)
+                    self.store.save(record)
+                    candidate = await self._train(record, stages, Path(run_dir))
+                decision = candidate["decision"]
+                async with self.announcing:
+                    with stages.stage("publish"):
+                        if decision["promote"]:
+                            champion = await promotion.promote(
+                                record,
+                                candidate["bundle"],
+                                settings=self.ctx.settings,
+                                model_events=self.model_events,
+                            )
+                        else:
+                            champion = None
+                            await promotion.reject(record, decision, model_events=self.model_events)
+                    status = RunStatus.PUBLISHED if champion else RunStatus.REJECTED
+                    self.finish(record, status, decision["reason"], champion)
             if champion is not None:
                 promotion.set_champion_gauges(champion)
         except asyncio.CancelledError:
             raise  # the record stays queued/running and is resumed after a restart
         except _Finished as finished:
             self.finish(record, finished.status, finished.message)
+        except ChildFailed as failed:
+            log.error("training run failed: %s", failed, extra={"run_id": record.run_id})
+            self.finish(record, RunStatus.FAILED, str(failed))
         except Exception as error:
             log.exception("training run failed", extra={"run_id": record.run_id})
             self.finish(record, RunStatus.FAILED, f"{type(error).__name__}: {error}")
@@ -148,72 +146,60 @@ class RunExecutor:
             },
         )
 
-    async def _train(
-        self, record: RunRecord, stages: _Stages
-    ) -> tuple[TrainingRun, GateDecision, pl.DataFrame]:
-        settings = self.ctx.settings
-        tenant = record.tenant_id
-        with stages.stage("lake_read"):
-            async with self.lake.reading() as lake:
-                orders = await asyncio.to_thread(lake.orders, tenant)
-        record.data = orders_summary(orders)
-        shortfall = history_shortfall(orders, settings)
-        if shortfall:
-            raise _Finished(RunStatus.SKIPPED, shortfall)
-        champion, champion_bundle = await self._champion(tenant)
-        options = RunOptions.from_dict(record.options)
-        try:
-            run = await asyncio.to_thread(
-                train_and_backtest,
-                orders,
-                tenant=tenant,
-                every_days=options.cutoff_every_days or settings.cutoff_every_days,
-                rolling_origins=settings.trainer_rolling_origins,
-                previous_segmenter=champion_bundle.segmenter if champion_bundle else None,
-            )
-        except ValueError as error:  # the pipeline's answer to data that cannot hold a backtest
-            raise _Finished(RunStatus.SKIPPED, f"not enough data for a backtest: {error}") from None
-        for name, seconds in run.timings.items():
-            if name != "total":
-                stages.add(name, seconds)
-        record.report, record.markdown = run.report.as_json(), run.markdown
-        with stages.stage("gate"):
-            decision = await asyncio.to_thread(promotion.gate, run, champion_bundle)
-        record.gate = {
-            **decision.as_dict(),
+    async def _train(self, record: RunRecord, stages: _Stages, run_dir: Path) -> dict[str, Any]:
+        """The run's training in a child process: the record's fields filled in as it reports;
+        the candidate (`candidate.train_candidate`), or `_Finished` when it was skipped."""
+        champion = self.store.champion(record.tenant_id)
+        request = {
+            "run_id": record.run_id,
+            "tenant": record.tenant_id,
+            "options": record.options,
             "champion_tag": champion.model_tag if champion else None,
         }
-        if decision.promote:
-            # Decided on the held-out evidence; what is stored and served is the same model
-            # refitted on the latest complete labels, carrying that evidence unchanged.
-            with stages.stage("refit"):
-                refitted = await asyncio.to_thread(refit_for_production, run, orders)
-            run = dataclasses.replace(run, bundle=refitted)
-            assert refitted.production is not None
-            record.production = refitted.production.model_dump(mode="json")
-        with stages.stage("report"):
-            previous = None
-            if champion is not None:  # an unreadable champion bundle leaves nothing to compare
-                previous = (
-                    PreviousChampion.of(champion.model_tag, champion_bundle)
-                    if champion_bundle
-                    else PreviousChampion(champion.model_tag, None, {})
-                )
-            report = await asyncio.to_thread(
-                build_run_report, run, orders, previous=previous, gate=decision.as_dict()
-            )
-        record.run_report = report.markdown
-        bundle = dataclasses.replace(
-            run.bundle, run_report=report.markdown, run_report_facts=report.facts
-        )
-        return dataclasses.replace(run, bundle=bundle), decision, orders
+        lake_read = asyncio.Event()
+        spawned = time.perf_counter()
 
-    async def _champion(self, tenant: str) -> tuple[ChampionRecord | None, ModelBundle | None]:
-        champion = self.store.champion(tenant)
-        if champion is None:
-            return None, None
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event["event"]
+            if kind == "started":
+                stages.add("child_start", time.perf_counter() - spawned)
+            elif kind == "stage":
+                stages.add(event["name"], event["seconds"])
+                if event["name"] == "lake_read":
+                    lake_read.set()
+            elif kind == "data":
+                record.data = event["data"]
+
+        async with self._reading_lake(lake_read):
+            final = await train_in_child(run_dir, request, on_event)
+        if final["event"] == "skipped":
+            raise _Finished(RunStatus.SKIPPED, final["message"])
+        record.report, record.markdown = final["report"], final["markdown"]
+        record.gate = {**final["decision"], "champion_tag": request["champion_tag"]}
+        if final["production"] is not None:
+            record.production = final["production"]
+        record.run_report = final["run_report"]
+        return final
+
+    @contextlib.asynccontextmanager
+    async def _reading_lake(self, done: asyncio.Event) -> AsyncIterator[None]:
+        """Compaction held off from now until `done` is set (the child has read the tenant's
+        orders) or the block ends."""
+        held = asyncio.Event()
+
+        async def hold() -> None:
+            async with self.lake.reading():
+                held.set()
+                await done.wait()
+
+        holder = asyncio.create_task(hold(), name="lake-reading")
+        waiting = asyncio.create_task(held.wait())
         try:
-            return champion, await asyncio.to_thread(load_bundle, champion.model_tag)
-        except Exception:  # the store lost it: the gate has nothing to compare with
-            log.exception("champion bundle unreadable", extra={"model_tag": champion.model_tag})
-            return champion, None
+            await asyncio.wait((holder, waiting), return_when=asyncio.FIRST_COMPLETED)
+            if holder.done():
+                holder.result()  # the lake failed before it was held: its error ends the run
+            yield
+        finally:
+            done.set()
+            waiting.cancel()
+            await holder

@@ -12,73 +12,49 @@ import asyncio
 import contextlib
 import logging
 import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import bentoml
-import polars as pl
 
-from retention_bundle.backtest_report import BacktestReport
-from retention_bundle.bundle import ModelBundle
 from retention_bundle.export import export_model
-from retention_bundle.model_store import save_bundle
+from retention_bundle.model_store import save_bundle_files
 from retention_shared.config import Settings
 from retention_shared.events import ModelPublished, ModelRejected, TimeWindow
 from retention_trainer import telemetry
-from retention_trainer.gate import GateDecision, GateMetrics, decide, gate_metrics
-from retention_trainer.pipeline import TrainingRun
 from retention_trainer.publishers.model_events import ModelEventsPublisher
 from retention_trainer.store import ChampionRecord, RunRecord
 
-__all__ = ["gate", "headline_metrics", "promote", "reject", "set_champion_gauges"]
+__all__ = ["promote", "reject", "set_champion_gauges"]
 
 log = logging.getLogger(__name__)
 
 
-def headline_metrics(report: BacktestReport) -> dict[str, float]:
-    """The model's backtest metrics (churn and LTV keys do not collide), finite ones only."""
-    found = {**report.churn.model.model_dump(), **report.ltv.model.model_dump()}
-    return {
-        k: float(v) for k, v in found.items() if isinstance(v, int | float) and math.isfinite(v)
-    }
-
-
-def gate(run: TrainingRun, champion: ModelBundle | None) -> GateDecision:
-    """The gate's decision on the candidate against the champion's bundle (None: no champion,
-    or an unreadable one). CPU-bound: call it in a worker thread."""
-    candidate = gate_metrics(run.bundle, run.churn_test, run.ltv_test)
-    incumbent: GateMetrics | None = None
-    if champion is not None:
-        try:
-            # The champion as its own gate judged it: its refit has seen labels inside this
-            # run's test window, its evidence models have not.
-            incumbent = gate_metrics(champion.held_out(), run.churn_test, run.ltv_test)
-        except ValueError:  # a champion of another feature schema cannot score these rows
-            log.warning("champion cannot score the new test set; gating without it")
-    return decide(candidate, incumbent)
-
-
 async def promote(
     record: RunRecord,
-    run: TrainingRun,
-    orders: pl.DataFrame,
+    bundle: dict[str, Any],
     *,
     settings: Settings,
     model_events: ModelEventsPublisher,
 ) -> ChampionRecord:
-    """Store the bundle (and export it), then announce it; returns the new champion."""
-    model = await asyncio.to_thread(save_bundle, run.bundle)
+    """Store the bundle the training child wrote (and export it), then announce it; returns the
+    new champion. `bundle` is the candidate's ``bundle`` entry (`candidate.train_candidate`)."""
+    model = await asyncio.to_thread(
+        save_bundle_files, record.tenant_id, bundle["metadata"], Path(bundle["directory"])
+    )
     tag = str(model.tag)
     try:
         if settings.model_export_url:
             await asyncio.to_thread(export_model, tag, settings)
-        headline = headline_metrics(run.report)
+        headline = {k: float(v) for k, v in bundle["headline"].items()}
+        start, end = (datetime.fromisoformat(t) for t in bundle["training_window"])
         event = ModelPublished(
             tenant_id=record.tenant_id,
             model_tag=tag,
             model_version=str(model.tag.version),
             run_id=record.run_id,
-            training_window=TimeWindow(
-                start=orders["occurred_at"].min(), end=orders["occurred_at"].max()
-            ),
+            training_window=TimeWindow(start=start, end=end),
             metrics=headline,
         )
         await model_events.publish(event)
@@ -93,10 +69,11 @@ async def promote(
 
 
 async def reject(
-    record: RunRecord, decision: GateDecision, *, model_events: ModelEventsPublisher
+    record: RunRecord, decision: dict[str, Any], *, model_events: ModelEventsPublisher
 ) -> None:
-    """Announce that the candidate stays a candidate, with both sets of numbers."""
-    assert decision.champion is not None
+    """Announce that the candidate stays a candidate, with both sets of numbers (`decision` as
+    :meth:`~retention_trainer.gate.GateDecision.as_dict` gives it)."""
+    assert decision["champion"] is not None
     champion_tag = (record.gate or {}).get("champion_tag")
     event = ModelRejected(
         tenant_id=record.tenant_id,
@@ -104,9 +81,9 @@ async def reject(
         # Rejected bundles are not stored; the run id names the candidate.
         candidate_version=record.run_id,
         champion_version=champion_tag.split(":", 1)[-1] if champion_tag else None,
-        reason=decision.reason,
-        candidate_metrics=_finite(decision.candidate.as_dict()),
-        champion_metrics=_finite(decision.champion.as_dict()),
+        reason=decision["reason"],
+        candidate_metrics=_finite(decision["candidate"]),
+        champion_metrics=_finite(decision["champion"]),
     )
     await model_events.publish(event)
 
