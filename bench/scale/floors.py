@@ -28,16 +28,8 @@ SHARED = [*SERVICE, "polars"]
 STEPS = {
     "ingest": [*SHARED, "pyarrow", "pyarrow.parquet", "fastexcel"],
     "features": SHARED,
-    "trainer": [
-        *SHARED,
-        "numpy",
-        "pyarrow",
-        "scipy.optimize",
-        "sklearn.cluster",
-        "xgboost",
-        "bentoml",
-        "boto3",
-    ],
+    # Training (scipy.optimize, scikit-learn) runs in a child process per run (runs/child.py).
+    "trainer": [*SHARED, "numpy", "pyarrow", "scipy.special", "xgboost", "bentoml", "boto3"],
     "scoring": [*SHARED, "numpy", "scipy.special", "xgboost", "bentoml"],
     "webhooks": [*SERVICE, "httpx"],  # webhooks and the console hold no data frame
     "console": [*SERVICE, "httpx", "jinja2"],
@@ -47,7 +39,7 @@ import importlib, json, sys
 def rss():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:"))
 service = sys.argv[1]
-if service == "scoring":  # as retention_scoring.__main__ does: no scikit-learn behind XGBoost
+if service in ("scoring", "trainer"):  # as their __main__ does: no scikit-learn behind XGBoost
     sys.modules.setdefault("sklearn", None)
 steps = [("python", rss())]
 for name in sys.argv[2:]:
