@@ -80,7 +80,9 @@ def retrain(stack: Stack) -> str:
 def test_a_killed_training_child_fails_its_run_and_the_trainer_carries_on(
     kafka: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    with stack_of_its_own(kafka, tmp_path, "trainer-child", services=("ingest", "trainer")) as stack:
+    with stack_of_its_own(
+        kafka, tmp_path, "trainer-child", services=("ingest", "trainer")
+    ) as stack:
         trainer = next(s for s in stack.running if s.name == "trainer").process
         upload_file(stack, SLICE, API_KEY, timeout=60)  # its RetrainRequested starts a run
         [child] = eventually(lambda: training_children(trainer.pid), "no training child")
@@ -115,4 +117,6 @@ def test_a_killed_training_child_fails_its_run_and_the_trainer_carries_on(
         assert next(r for r in runs(stack) if r["run_id"] == third)["status"] == "running"
         trainer.terminate()
         trainer.wait(60)
-        eventually(lambda: not Path(f"/proc/{child}").exists(), "the child outlived the trainer", 30)
+        eventually(
+            lambda: not Path(f"/proc/{child}").exists(), "the child outlived the trainer", 30
+        )
