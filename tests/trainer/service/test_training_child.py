@@ -32,7 +32,7 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 180) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
-        if found is not None and found is not False:
+        if found:  # None, False or an empty list: not yet
             return found
         time.sleep(0.2)
     raise TimeoutError(what)
