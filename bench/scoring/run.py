@@ -74,7 +74,7 @@ from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.events import ModelPublished, TimeWindow  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from retention_trainer.pipeline import train_and_backtest  # noqa: E402
-from retention_trainer.runs.promotion import headline_metrics  # noqa: E402
+from retention_trainer.runs.candidate import headline_metrics  # noqa: E402
 from tests.support.real_orders import order_stream, publish  # noqa: E402
 from tests.support.scoring_service import store_bundle  # noqa: E402
 from tests.support.stack import running_stack, url  # noqa: E402

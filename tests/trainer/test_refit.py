@@ -19,7 +19,7 @@ from retention_trainer.fitting.seasonal import seasonal_cutoff
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
-from retention_trainer.runs.promotion import gate
+from retention_trainer.runs.candidate import gate
 from retention_trainer.training_set import cutoff_instant, last_event_date, training_examples
 from tests.support.uci_orders import TEST_DATA, load_orders
 
