@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -77,6 +78,11 @@ class RunExecutor:
         self.lake = lake
         self.lake_wait_seconds = lake_wait_seconds
         self.model_events = ModelEventsPublisher(ctx)
+        # Each run's request and bundle files, on disk (not a tmpfs /tmp, which would be RAM);
+        # what a killed trainer left here belongs to no run any more.
+        self.run_dirs = Path(ctx.settings.data_dir) / "trainer" / "run-dirs"
+        shutil.rmtree(self.run_dirs, ignore_errors=True)
+        self.run_dirs.mkdir(parents=True, exist_ok=True)
         # One CPU-heavy training at a time across tenants: on a few cores, parallel runs only
         # slow each other down and starve the event loop.
         self._training = asyncio.Semaphore(1)
@@ -87,7 +93,7 @@ class RunExecutor:
     async def execute(self, record: RunRecord) -> None:
         stages = _Stages(record.timings)
         try:
-            with tempfile.TemporaryDirectory(prefix="retention-run-") as run_dir:
+            with tempfile.TemporaryDirectory(prefix="run-", dir=self.run_dirs) as run_dir:
                 with stages.stage("lake_wait"):
                     await self.lake.wait_caught_up(self.lake_wait_seconds)
                 async with self._training:
