@@ -136,6 +136,19 @@ class Settings(BaseSettings):
     drift_check_minutes: float = Field(15.0, gt=0)
     drift_psi_threshold: float = Field(0.2, gt=0)
     max_scores_per_request: int = Field(1000, ge=1)
+    # Sharded scoring (docs/scoring.md, "Sharding"): each replica holds only the customer-features
+    # partitions it owns in its consumer group and routes other customers' requests to their owner.
+    scoring_sharded: bool = Field(
+        False, description="Scoring replicas each hold a share of the customers (partitions)."
+    )
+    scoring_replica_url: str | None = Field(
+        None,
+        description="How other scoring replicas reach this one (sharded); default "
+        "http://<bind_host>:<scoring_port>.",
+    )
+    scoring_forward_timeout_seconds: float = Field(
+        5.0, gt=0, description="Time limit of a request forwarded to another scoring replica."
+    )
 
     # Console: where it finds the services (default: this host's ports above), and its sessions.
     console_ingest_url: str | None = None

@@ -362,6 +362,25 @@ class UploadCompleted(Event):
     completed_at: UtcDatetime = Field(default_factory=utc_now)
 
 
+# --- scoring replicas -----------------------------------------------------------------------
+
+
+class ScoringReplica(Event):
+    """A sharded scoring replica says what it serves (`scoring-replicas`, keyed by replica id).
+
+    `partitions` maps each `customer-features` partition the replica has materialized to the
+    consumer-group generation it was assigned in: for a partition two replicas announce (during
+    a rebalance), the higher generation owns it. `clocks` is each tenant's latest vector time
+    the replica holds (µs since the epoch): the tenant clock is the maximum over replicas."""
+
+    event_type: Literal["ScoringReplica"] = "ScoringReplica"
+    replica_id: NonEmptyStr
+    url: NonEmptyStr
+    partitions: dict[int, int] = Field(default_factory=dict)
+    clocks: dict[str, int] = Field(default_factory=dict)
+    announced_at: UtcDatetime = Field(default_factory=utc_now)
+
+
 # --- erasure ------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from retention_shared.events import (
     OrderEvent,
     RejectedRecord,
     RetrainRequested,
+    ScoringReplica,
     UploadCompleted,
 )
 
@@ -65,6 +66,10 @@ ANY_KEY = MessageKey(
     "any",
     "Whatever the producer chooses; ingest does not read it. `<tenant_id>:<customer_id>` keeps a "
     "customer's orders in order.",
+)
+
+REPLICA_KEY = MessageKey(
+    "replica", "`<replica_id>`: the latest announcement of one scoring replica stays."
 )
 
 # orders.raw carries no event model: each upstream sends its own JSON.
@@ -233,6 +238,19 @@ TOPICS: tuple[TopicDeclaration, ...] = (
         description="An uploaded file was read to its end and its orders published.",
         retention_ms=30 * DAY_MS,
     ),
+    TopicDeclaration(
+        "scoring-replicas",
+        REPLICA_KEY,
+        (ScoringReplica,),
+        producers=("scoring",),
+        consumers=("scoring",),
+        description=(
+            "Sharded scoring replicas (RETENTION_SCORING_SHARDED): which customer-features "
+            "partitions each one serves, and where; a replica routes a request to the owner."
+        ),
+        compacted=True,
+        tombstone="when the replica stops",
+    ),
 )
 
 
@@ -268,6 +286,7 @@ class Topics:
     customer_erasures: str
     erasure_audit: str
     upload_events: str
+    scoring_replicas: str
 
     @classmethod
     def with_prefix(cls, prefix: str = "") -> Topics:

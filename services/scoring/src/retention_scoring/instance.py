@@ -7,30 +7,41 @@ fetches splits the duty of announcing score changes and drift between instances
 (`consumers/duty.py`). What goes out is in `publishers/`. A tenant's scores are marked for
 rescoring when its features change, its champion is swapped, or the last of the three readers
 catches up (one full pass over every tenant).
+
+Sharded (`RETENTION_SCORING_SHARDED=true`, `sharding.py`): `customer-features` is read only for
+the partitions the group assigns this instance, and `scoring-replicas` tells who serves what.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
 
 from retention_scoring import erasure, telemetry
 from retention_scoring.champions import Champions, LoadedChampion, fetch_bundle
 from retention_scoring.consumers.customer_features import FeaturesConsumer, Touched
 from retention_scoring.consumers.duty import PublishingDuty
 from retention_scoring.consumers.model_events import ModelEventsConsumer
+from retention_scoring.consumers.scoring_replicas import ReplicasConsumer
 from retention_scoring.drift_watch import DriftWatch
 from retention_scoring.erasure_ledger import ErasureLedger
 from retention_scoring.population import Populations
 from retention_scoring.publishers.customer_erasures import CustomerErasuresPublisher
 from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.publishers.drift_events import DriftEventsPublisher
+from retention_scoring.publishers.scoring_replicas import ScoringReplicasPublisher
 from retention_scoring.score_events import ScoreEvents
-from retention_scoring.state import ScoringState, tenant_clock
+from retention_scoring.sharding import Shard
+from retention_scoring.shards import Membership
+from retention_scoring.state import ScoringState, Sharding, tenant_clock
 from retention_scoring.store import FeatureStore
 from retention_shared.erasure import subscribe_erasures
+from retention_shared.health import CheckResult
 from retention_shared.kafka.bulk_producer import BulkProducer
 from retention_shared.kafka.dead_letters import DeadLetters
-from retention_shared.kafka.topic_reader import TopicReader
+from retention_shared.kafka.topic_reader import BatchHandler, TopicReader
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 
@@ -46,11 +57,15 @@ class ScoringInstance:
         settings = ctx.settings
         self.producer = BulkProducer(settings)
         self.champions = Champions(load=lambda tag: asyncio.to_thread(fetch_bundle, tag, settings))
+        self.membership = Membership()
+        sharded = settings.scoring_sharded
         self.state = ScoringState(
             settings=settings,
             store=FeatureStore(),
             champions=self.champions,
-            populations=Populations(tenant_clock(settings)),
+            populations=Populations(
+                tenant_clock(settings, self.membership.clock if sharded else None)
+            ),
         )
         self.duty = PublishingDuty(ctx, on_change=self._rescore_all)
         self.score_events = ScoreEvents(
@@ -75,13 +90,18 @@ class ScoringInstance:
             erasure.ScoringErasure(self.state.store, self.score_events).erase,
         )
         self.models = ModelEventsConsumer(self.champions, ctx.counts)
-        self.features_reader = TopicReader(
-            ctx,
-            "customer-features",
-            features.handle,
-            lag=telemetry.CONSUMER_LAG,
-            on_caught_up=self._reader_caught_up,
-        )
+        self.features_reader: TopicReader | Shard
+        self._replicas_readers: list[TopicReader] = []
+        if sharded:
+            self.features_reader = self._shard(ctx, features.handle)
+        else:
+            self.features_reader = TopicReader(
+                ctx,
+                "customer-features",
+                features.handle,
+                lag=telemetry.CONSUMER_LAG,
+                on_caught_up=self._reader_caught_up,
+            )
         self.scores_reader = TopicReader(
             ctx,
             "customer-scores",
@@ -108,12 +128,40 @@ class ScoringInstance:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
+    def _shard(self, ctx: ServiceContext, handle: BatchHandler) -> Shard:
+        settings = ctx.settings
+        replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        url = settings.scoring_replica_url or f"http://{settings.bind_host}:{settings.scoring_port}"
+        shard = Shard(
+            ctx,
+            self.state.store,
+            handle,
+            self.membership,
+            ScoringReplicasPublisher(ctx, self.producer),
+            replica_id,
+            url,
+            on_held=self._reader_caught_up,
+        )
+        self.duty.on_assigned = shard.assigned_partitions
+        replicas = ReplicasConsumer(self.membership, shard.membership_changed)
+        self._replicas_readers = [TopicReader(ctx, "scoring-replicas", replicas.handle)]
+        self.state.sharding = Sharding(
+            replica_id,
+            self.membership,
+            held=lambda: shard.held,
+            partition_count=lambda: self.duty.partition_count() or settings.topic_partitions,
+        )
+        return shard
+
     def caught_up(self) -> bool:
         return all(reader.caught_up.is_set() for reader in self.readers)
 
+    async def features_check(self) -> CheckResult:
+        return self.features_reader.status()
+
     async def start(self) -> None:
         await self.producer.start()
-        for reader in [*self.readers, *self._ledger_readers]:
+        for reader in [*self._replicas_readers, *self.readers, *self._ledger_readers]:
             await reader.start()
         await self.duty.start()
         self._tasks.append(asyncio.create_task(self.drift.run(), name="drift checks"))
@@ -124,7 +172,7 @@ class ScoringInstance:
         await self.duty.stop()
         await self.score_events.stop()
         await self.champions.stop()
-        for reader in [*self.readers, *self._ledger_readers]:
+        for reader in [*self.readers, *self._ledger_readers, *self._replicas_readers]:
             await reader.stop()
         await self.producer.stop()
 

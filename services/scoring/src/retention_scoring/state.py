@@ -11,10 +11,11 @@ from retention_scoring.comparison import Comparisons
 from retention_scoring.errors import ScoringUnavailable
 from retention_scoring.population import Population, Populations
 from retention_scoring.score_history import ScoreHistory
+from retention_scoring.shards import Membership, customer_partition
 from retention_scoring.store import FeatureStore, TenantTable, to_microseconds
 from retention_shared.config import ClockMode, Settings
 
-__all__ = ["DriftStatus", "ScoringState", "tenant_clock"]
+__all__ = ["DriftStatus", "ScoringState", "Sharding", "tenant_clock"]
 
 MINUTE_US = 60_000_000
 
@@ -29,19 +30,39 @@ class DriftStatus:
     published_at: datetime | None = None
 
 
-def tenant_clock(settings: Settings) -> Callable[[TenantTable], int]:
+def tenant_clock(
+    settings: Settings, elsewhere: Callable[[str], int] | None = None
+) -> Callable[[TenantTable], int]:
     """ "Now" for a tenant: its latest vector's as_of, or wall time floored to the minute.
 
-    Flooring keeps a wall-clock population valid for a minute (recency moves in days).
+    Flooring keeps a wall-clock population valid for a minute (recency moves in days). A sharded
+    replica holds a share of the tenant's vectors: `elsewhere` is the latest as_of the other
+    replicas announced, so every replica scores at the same clock.
     """
 
     def clock(table: TenantTable) -> int:
+        latest = table.clock_us
+        if elsewhere is not None:
+            latest = max(latest, elsewhere(table.tenant_id))
         if settings.clock is ClockMode.WALL:
             now = to_microseconds(datetime.now(UTC))
-            return max(now - now % MINUTE_US, table.clock_us)
-        return table.clock_us
+            return max(now - now % MINUTE_US, latest)
+        return latest
 
     return clock
+
+
+@dataclass
+class Sharding:
+    """What the routes of a sharded replica need: who it is, who serves what, what it holds."""
+
+    replica_id: str
+    membership: Membership
+    held: Callable[[], dict[int, int]]
+    partition_count: Callable[[], int]
+
+    def partition_of(self, tenant_id: str, customer_id: str) -> int:
+        return customer_partition(tenant_id, customer_id, self.partition_count())
 
 
 @dataclass
@@ -53,6 +74,8 @@ class ScoringState:
     drift: dict[str, DriftStatus] = field(default_factory=dict)
     # Each customer's recent score changes, as read back from `customer-scores`.
     history: ScoreHistory = field(default_factory=ScoreHistory)
+    # Sharded scoring: who serves which partition (None: this replica holds every customer).
+    sharding: Sharding | None = None
     # The population scored by the previous champion (insights).
     comparisons: Comparisons = field(init=False)
 

@@ -274,5 +274,15 @@ class FeatureStore:
         table = self.tenants.get(tenant_id)
         return table is not None and table.remove(customer_id)
 
+    def drop_partitions(self, partitions: set[int]) -> int:
+        """Forget every customer whose vector came from one of `partitions` (a sharded replica
+        letting a partition go to its new owner); returns how many."""
+        dropped = 0
+        for table in self.tenants.values():
+            rows = np.flatnonzero(np.isin(table.partition[: len(table)], list(partitions)))
+            for customer_id in [table.ids[row] for row in rows]:
+                dropped += table.remove(customer_id)
+        return dropped
+
     def customers(self) -> int:
         return sum(len(table) for table in self.tenants.values())

@@ -52,6 +52,8 @@ class TopicReader:
     lag: Gauge | None = None  # per partition
     # Called once, in the reading task, right after the first time the reader is caught up.
     on_caught_up: Callable[[], Awaitable[None]] | None = None
+    # Read only these partitions (None: all): a sharded reader's share of the topic.
+    only: frozenset[int] | None = None
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     # Per partition: the high watermark seen first after start-up (the catch-up target).
     targets: dict[int, int] = field(default_factory=dict)
@@ -66,7 +68,11 @@ class TopicReader:
     async def start(self) -> None:
         self._consumer = make_consumer(self.ctx.settings, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         await self._consumer.start()
-        self.partitions = await topic_partitions(self._consumer, self.name)
+        self.partitions = [
+            tp
+            for tp in await topic_partitions(self._consumer, self.name)
+            if self.only is None or tp.partition in self.only
+        ]
         self._consumer.assign(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)
         self._task = asyncio.create_task(self._run(), name=f"read {self.name}")

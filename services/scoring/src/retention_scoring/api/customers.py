@@ -9,8 +9,10 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
+import httpx
 import numpy as np
 import polars as pl
 from fastapi import APIRouter, Query, Request, Response
@@ -20,6 +22,7 @@ from retention_scoring import telemetry
 from retention_scoring.api.deps import LIST_ERRORS, State, champion_of, population_of, segments_of
 from retention_scoring.api.examples import SCORED_CUSTOMER
 from retention_scoring.api.inputs import choices, wants_csv
+from retention_scoring.api.routing import OwnerServes, gather, share_of
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.errors import ScoringUnavailable, not_found, unprocessable
 from retention_scoring.lists import (
@@ -75,7 +78,9 @@ class FeaturesView(BaseModel):
 
 
 @router.get("/customers/{customer_id}/features", responses=problem_responses(401, 403, 404, 422))
-async def customer_features(customer_id: str, caller: ReadCaller, state: State) -> FeaturesView:
+async def customer_features(
+    customer_id: str, caller: ReadCaller, state: State, _: OwnerServes
+) -> FeaturesView:
     """The customer's features as the model scores them: moved to the tenant clock (`as_of`),
     next to the clock and time the features service computed them at."""
     table = state.store.table(caller.tenant_id)
@@ -145,7 +150,9 @@ SCORE_EXAMPLE = {
     "/customers/{customer_id}/score",
     responses=example_response(SCORE_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
 )
-async def customer_score(customer_id: str, caller: ReadCaller, state: State) -> ScoreView:
+async def customer_score(
+    customer_id: str, caller: ReadCaller, state: State, _: OwnerServes
+) -> ScoreView:
     """The customer's churn probability and risk band, predicted LTV with its 80% interval and
     value tier, segment and recommended action, with the top reasons behind each score (503
     before the first model; 404 for an unknown customer and for another tenant's alike)."""
@@ -370,15 +377,24 @@ async def customer_list(
     segments = segments_of(champion, segment, "query.segment")
     query = _list_query(replace(filters, segments=segments), sort, limit, cursor)
     population = await population_of(state, caller.tenant_id)
+    share, others = share_of(request, state), []
+    if state.sharding is not None and share is None:  # a sharded replica asked by a client
+        share, others = await gather(request, state)
     if population is None:
         page_rows, total, next_cursor = [], 0, None
         frame = None
     else:
-        page = list_page(population.scores, query)
+        scores = population.scores
+        if share is not None:  # only the partitions this replica answers for
+            scores = scores.filter(pl.Series(np.isin(population.partitions, list(share))))
+        page = list_page(scores, query)
         frame = page.rows
         page_rows, total = frame.to_dicts(), page.total
         next_cursor = encode_cursor(page.next_after, query) if page.next_after else None
         champion = population.champion
+    if others:
+        page_rows, total, next_cursor = merge_pages(page_rows, total, next_cursor, others, query)
+        frame = listed_frame(page_rows) if page_rows else None
     csv_asked = list_format is ListFormat.CSV or (list_format is None and wants_csv(request))
     if csv_asked:
         filename = csv_filename(caller.tenant_id, datetime.now(UTC).date())
@@ -394,6 +410,47 @@ async def customer_list(
         total=total,
         next_cursor=next_cursor,
         model_version=champion.version,
+    )
+
+
+def merge_pages(
+    rows: list[dict[str, Any]],
+    total: int,
+    next_cursor: str | None,
+    others: list[httpx.Response],
+    query: ListQuery,
+) -> tuple[list[dict[str, Any]], int, str | None]:
+    """This replica's page and the other replicas' pages of the same query (each over its own
+    partitions) → the page one replica holding everyone would answer: the best `limit` rows of
+    the union in the list's order, the totals summed, a cursor after the last row kept."""
+    merged = [ListedCustomer(**row).model_dump() for row in rows]
+    more = next_cursor is not None
+    for answer in others:
+        body = answer.json()
+        merged.extend(ListedCustomer(**row).model_dump() for row in body["customers"])
+        total += body["total"]
+        more = more or body["next_cursor"] is not None
+    merged.sort(key=partial(_list_order, query.sort))
+    more = more or len(merged) > query.limit
+    page = merged[: query.limit]
+    after = (page[-1][query.sort.value], page[-1]["customer_id"]) if page and more else None
+    return page, total, encode_cursor(after, query) if after else None
+
+
+def _list_order(sort: SortKey, row: dict[str, Any]) -> tuple[Any, ...]:
+    """`list_page`'s order: largest first (polars puts nulls first), ties by customer id."""
+    if sort is SortKey.CUSTOMER_ID:
+        return (row["customer_id"],)
+    value = row[sort.value]
+    return (value is not None, -(value or 0.0), row["customer_id"])
+
+
+def listed_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Merged list rows as `list_page` frames them (for the CSV)."""
+    frame = pl.from_dicts(rows).select(LIST_COLUMNS)
+    return frame.with_columns(
+        pl.col("features_as_of").cast(pl.Datetime("us", "UTC")),
+        pl.col("next_order_by").cast(pl.Date),
     )
 
 

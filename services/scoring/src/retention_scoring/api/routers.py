@@ -11,6 +11,7 @@ from retention_scoring.api import (
     insights,
     model,
     ping,
+    replicas,
     score_history,
     scores,
     segment_profiles,
@@ -28,4 +29,5 @@ ROUTERS: list[APIRouter] = [
     campaigns.router,
     model.router,
     ping.router,
+    replicas.router,
 ]

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from retention_scoring.api.deps import State
 from retention_scoring.api.examples import SCORED_CUSTOMER
+from retention_scoring.api.routing import OwnerServes
 from retention_scoring.errors import not_found
 from retention_scoring.score_history import KEPT_PER_CUSTOMER
 from retention_shared.auth import ReadCaller
@@ -54,6 +55,7 @@ async def score_history(
     customer_id: str,
     caller: ReadCaller,
     state: State,
+    _: OwnerServes,
     limit: Annotated[int, Query(ge=1, le=KEPT_PER_CUSTOMER)] = 20,
 ) -> ScoreHistoryView:
     """The last `limit` changes of the customer's risk band, value tier or segment, as announced

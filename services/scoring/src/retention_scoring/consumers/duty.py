@@ -32,9 +32,16 @@ class PublishingDuty(GroupConsumer):
     publishes = False
     poll_timeout_ms = 1000
 
-    def __init__(self, ctx: ServiceContext, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        on_change: Callable[[], None] = lambda: None,
+        on_assigned: Callable[[frozenset[int], int], None] | None = None,
+    ) -> None:
         super().__init__(ctx, ["customer-features"], GROUP_ID, max_batch=1)
         self.on_change = on_change
+        # Sharded scoring: the partitions assigned and the group generation they came in.
+        self.on_assigned = on_assigned
         self.owned_partitions: frozenset[int] = frozenset()
 
     def owns(self, partition: int) -> bool:
@@ -43,6 +50,21 @@ class PublishingDuty(GroupConsumer):
     def lead(self) -> bool:
         return 0 in self.owned_partitions
 
+    def generation(self) -> int:
+        """The group generation of the current assignment (aiokafka keeps it on its
+        coordinator; each rebalance raises it)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return int(getattr(coordinator, "generation", 0) or 0)
+
+    def partition_count(self) -> int | None:
+        """Partitions of `customer-features` as the group's metadata says (None: not known yet)."""
+        try:
+            topic = self.ctx.topic_to_consume("customer-features")
+            partitions = self.consumer.partitions_for_topic(topic)
+        except Exception:  # not started yet
+            return None
+        return len(partitions) if partitions else None
+
     async def handle(self, batches: Batches) -> None:
         """Never called: the partitions are paused, and no position is kept for them."""
 
@@ -50,6 +72,8 @@ class PublishingDuty(GroupConsumer):
         self.consumer.pause(*tps)
         self.owned_partitions = frozenset(tp.partition for tp in tps)
         log.info("announcing score changes", extra={"partitions": sorted(self.owned_partitions)})
+        if self.on_assigned is not None:
+            self.on_assigned(self.owned_partitions, self.generation())
         self.on_change()
         return {}
 

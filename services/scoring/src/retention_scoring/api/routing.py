@@ -1,0 +1,164 @@
+"""Sharded scoring over HTTP: a customer's request answered by the replica that holds them, and
+tenant-wide lists gathered from every replica (docs/scoring.md, "Sharding").
+
+Any replica takes any request (a k8s Service in front of them): a per-customer route at a
+replica that does not own the customer's partition is forwarded to the owner with the caller's
+own key, once (`X-Retention-Forwarded-By` marks it, and a forwarded request is answered where
+it lands). Every answer of a sharded replica names who answered in `X-Retention-Served-By`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, FastAPI, Request, Response
+
+from retention_scoring.api.deps import State
+from retention_scoring.errors import unavailable
+from retention_scoring.shards import Forward, Local
+from retention_scoring.state import ScoringState, Sharding
+from retention_shared.auth import ReadCaller
+
+__all__ = [
+    "FORWARDED_BY",
+    "PARTITIONS",
+    "SERVED_BY",
+    "Forwarded",
+    "OwnerServes",
+    "add_routing",
+    "gather",
+    "share_of",
+]
+
+log = logging.getLogger(__name__)
+
+SERVED_BY = "X-Retention-Served-By"
+FORWARDED_BY = "X-Retention-Forwarded-By"
+# A gathered request: the partitions the asked replica answers for (the others' are elsewhere).
+PARTITIONS = "X-Retention-Partitions"
+# Request headers a forwarded request carries on (the key and what the caller asked for).
+_PASSED_ON = ("authorization", "accept", "content-type")
+# Response headers that describe the transport, not the answer.
+_DROPPED = {
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "server",
+}
+
+
+class Forwarded(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def forward(
+    request: Request, sharding: Sharding, url: str, json_only: bool = False, **headers: str
+) -> httpx.Response:
+    client: httpx.AsyncClient = request.app.state.replica_client
+    passed = {name: value for name in _PASSED_ON if (value := request.headers.get(name))}
+    params = list(request.query_params.multi_items())
+    if json_only:  # a gathered share: JSON, merged here into what the caller asked for
+        params = [(k, v) for k, v in params if k != "format"] + [("format", "json")]
+        passed["accept"] = "application/json"
+    return await client.request(
+        request.method,
+        f"{url.rstrip('/')}{request.url.path}",
+        params=params,
+        content=await request.body(),
+        headers={**passed, FORWARDED_BY: sharding.replica_id, **headers},
+    )
+
+
+def _response(answer: httpx.Response) -> Response:
+    headers = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
+    return Response(answer.content, status_code=answer.status_code, headers=headers)
+
+
+async def serve_here_or_forward(
+    customer_id: str, caller: ReadCaller, request: Request, state: State
+) -> None:
+    """Answer here (return), or raise `Forwarded` with the owner's answer; 503 while nobody
+    serves the customer's partition yet."""
+    sharding = state.sharding
+    if sharding is None or FORWARDED_BY in request.headers:
+        return
+    partition = sharding.partition_of(caller.tenant_id, customer_id)
+    route = sharding.membership.route(partition, sharding.replica_id)
+    if isinstance(route, Local):
+        return
+    if isinstance(route, Forward):
+        try:
+            raise Forwarded(_response(await forward(request, sharding, route.url)))
+        except httpx.HTTPError as exc:
+            log.warning(
+                "forwarding to the owner failed",
+                extra={"replica": route.replica_id, "detail": repr(exc)},
+            )
+    if partition in sharding.held():  # the owner is unreachable or not known: what is held
+        return
+    raise unavailable(f"no scoring replica serves this customer's partition ({partition}) yet")
+
+
+OwnerServes = Annotated[None, Depends(serve_here_or_forward)]
+
+
+def share_of(request: Request, state: ScoringState) -> frozenset[int] | None:
+    """The partitions a gathered request asks this replica for (None: not a gathered one)."""
+    value = request.headers.get(PARTITIONS)
+    if state.sharding is None or value is None or FORWARDED_BY not in request.headers:
+        return None
+    return frozenset(int(part) for part in value.split(",") if part.strip().isdigit())
+
+
+async def gather(
+    request: Request, state: ScoringState
+) -> tuple[frozenset[int] | None, list[httpx.Response]]:
+    """Ask every other replica for its share of a tenant-wide answer (JSON); returns the
+    partitions this replica answers for itself and the others' answers. 503 while a partition
+    has no replica or a replica does not answer."""
+    sharding = state.sharding
+    assert sharding is not None
+    shares, missing = sharding.membership.plan(range(sharding.partition_count()))
+    if missing:
+        raise unavailable(f"no scoring replica serves partitions {missing} yet")
+    mine = frozenset(shares.pop(sharding.replica_id, []))
+    answers = []
+    for replica_id, partitions in shares.items():
+        url = sharding.membership.url(replica_id)
+        assert url is not None
+        try:
+            answer = await forward(
+                request,
+                sharding,
+                url,
+                json_only=True,
+                **{PARTITIONS: ",".join(map(str, partitions))},
+            )
+        except httpx.HTTPError as exc:
+            raise unavailable(f"scoring replica {replica_id} did not answer: {exc!r}") from None
+        if answer.status_code != 200:
+            raise Forwarded(_response(answer))
+        answers.append(answer)
+    return mine, answers
+
+
+def add_routing(app: FastAPI, replica_id: str, timeout: float) -> None:
+    """The forwarding client, the `Forwarded` answer and the served-by header (sharded only)."""
+    app.state.replica_client = httpx.AsyncClient(timeout=timeout)
+
+    async def forwarded(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Forwarded)
+        return exc.response
+
+    app.add_exception_handler(Forwarded, forwarded)
+
+    @app.middleware("http")
+    async def served_by(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.setdefault(SERVED_BY, replica_id)
+        return response
