@@ -1,0 +1,187 @@
+"""Sharded scoring replicas on the real broker: each holds only its `customer-features`
+partitions, yet any replica answers for any customer — by forwarding to the owner — before,
+during and after a third replica joins and takes partitions over; lists are gathered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retention_bundle.bundle import ModelBundle
+from retention_scoring.api.routing import SERVED_BY
+from retention_scoring.shards import customer_partition
+from retention_shared.embedded_broker import EmbeddedBroker
+from tests.support.broker import isolated_settings
+from tests.support.scoring_service import (
+    announce,
+    feature_events,
+    model_published,
+    publish_features,
+    store_bundle,
+    wait_for,
+)
+from tests.support.stack import auth, running_stack, url
+from tests.support.uci_orders import TEST_DATA, load_orders
+
+pytestmark = pytest.mark.slow
+
+SHARDED = {"RETENTION_SCORING_SHARDED": "true"}
+
+
+def _replicas(base: str) -> dict:
+    return httpx.get(f"{base}/v1/replicas", headers=auth(), timeout=10).json()
+
+
+def _owners(base: str) -> dict[int, str]:
+    """Partition → the replica that owns it, as `base` routes."""
+    view = _replicas(base)
+    return {p: r["replica_id"] for r in view["replicas"] for p in r["owns"]}
+
+
+def _held(bases: list[str]) -> dict[str, set[int]]:
+    """Replica → the partitions it has materialized (its own announcement)."""
+    mine = [_replicas(base) for base in bases]
+    return {
+        view["replica_id"]: {
+            int(p)
+            for r in view["replicas"]
+            if r["replica_id"] == view["replica_id"]
+            for p in r["partitions"]
+        }
+        for view in mine
+    }
+
+
+async def _ask_everyone(
+    bases: list[str], customers: list[str]
+) -> dict[str, tuple[int, str, float | None]]:
+    """Each customer's score from one of `bases` in turn: (status, served by, churn)."""
+    async with httpx.AsyncClient(timeout=20, headers=auth()) as client:
+
+        async def one(i: int, customer: str) -> tuple[str, tuple[int, str, float | None]]:
+            answer = await client.get(f"{bases[i % len(bases)]}/v1/customers/{customer}/score")
+            churn = answer.json()["churn_probability"] if answer.status_code == 200 else None
+            return customer, (answer.status_code, answer.headers.get(SERVED_BY, ""), churn)
+
+        results = []
+        for start in range(0, len(customers), 32):
+            chunk = list(enumerate(customers))[start : start + 32]
+            results += await asyncio.gather(*(one(i, c) for i, c in chunk))
+    return dict(results)
+
+
+def _whole_list(base: str, limit: int) -> list[dict]:
+    rows, cursor = [], None
+    while True:
+        params: dict[str, str | int] = {"limit": limit, "sort": "revenue_at_risk"}
+        if cursor:
+            params["cursor"] = cursor
+        page = httpx.get(f"{base}/v1/customers", params=params, headers=auth(), timeout=30)
+        assert page.status_code == 200, page.text
+        rows += page.json()["customers"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return rows
+
+
+def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
+    kafka: EmbeddedBroker, tmp_path: Path, bundle: ModelBundle
+) -> None:
+    settings = isolated_settings(kafka, tmp_path / "data")
+    home = tmp_path / "bentoml"
+    tag = store_bundle(bundle, home, tmp_path)
+    orders = load_orders(TEST_DATA / "online_retail_slice.parquet", tenant="default")
+    events = feature_events(orders)
+    asyncio.run(publish_features(settings, events))
+    customers = sorted(e.customer_id for e in events)
+    partitions = settings.topic_partitions
+    partition = {c: customer_partition("default", c, partitions) for c in customers}
+    assert len(set(partition.values())) == partitions, "the slice spreads over every partition"
+    env = {**SHARDED, "BENTOML_HOME": str(home)}
+
+    with (
+        running_stack(settings, tmp_path / "a.log", services=("scoring",), **env) as a,
+        running_stack(settings, tmp_path / "b.log", services=("scoring",), **env) as b,
+    ):
+        bases = [url(a, "scoring"), url(b, "scoring")]
+        asyncio.run(announce(settings, model_published("default", tag)))
+        wait_for(
+            lambda: (
+                all(len(_owners(base)) == partitions for base in bases)
+                and all(len(h) < partitions for h in _held(bases).values())
+            ),
+            timeout=90,
+            what="both replicas own a share and every partition has an owner",
+        )
+        wait_for(
+            lambda: all(
+                s == 200 for s, _, _ in asyncio.run(_ask_everyone(bases, customers)).values()
+            ),
+            timeout=90,
+            what="every customer scored",
+        )
+
+        # Each customer answered from either replica, by the owner of their partition.
+        owners = _owners(bases[0])
+        assert owners == _owners(bases[1])
+        held = _held(bases)
+        assert held[owners[0]].isdisjoint(held[next(r for r in held if r != owners[0])])
+        answers = asyncio.run(_ask_everyone(bases, customers))
+        answers_flipped = asyncio.run(_ask_everyone(bases[::-1], customers))
+        for customer in customers:
+            for status, served_by, _ in (answers[customer], answers_flipped[customer]):
+                assert status == 200
+                assert served_by == owners[partition[customer]], customer
+        assert {c: a[2] for c, a in answers.items()} == {
+            c: a[2] for c, a in answers_flipped.items()
+        }
+
+        # Lists are gathered from both: the same whole list from either replica, paged or not,
+        # each customer once, with the score the customer's own route answers.
+        whole = httpx.get(
+            f"{bases[0]}/v1/customers", params={"limit": 10_000}, headers=auth(), timeout=30
+        ).json()
+        assert whole["total"] == len(customers) and whole["next_cursor"] is None
+        assert sorted(r["customer_id"] for r in whole["customers"]) == customers
+        assert _whole_list(bases[1], 37) == whole["customers"]
+        assert _whole_list(bases[0], 100) == whole["customers"]
+        churn = {r["customer_id"]: r["churn_probability"] for r in whole["customers"]}
+        assert churn == {c: a[2] for c, a in answers.items()}
+
+        # A third replica joins: the group moves partitions to it; during the rebalance and
+        # after it every customer keeps an answer, from any replica.
+        with running_stack(settings, tmp_path / "c.log", services=("scoring",), **env) as c:
+            everyone = [*bases, url(c, "scoring")]
+            deadline = time.monotonic() + 120
+            rounds = 0
+            while True:
+                answers = asyncio.run(_ask_everyone(everyone, customers))
+                failed = {c: a for c, a in answers.items() if a[0] != 200}
+                assert not failed, list(failed.items())[:5]
+                rounds += 1
+                held = _held(everyone)
+                settled = all(held.values()) and sum(len(h) for h in held.values()) == partitions
+                if settled and all(len(_owners(base)) == partitions for base in everyone):
+                    break
+                assert time.monotonic() < deadline, held
+            assert rounds >= 1
+            owners = _owners(everyone[2])
+            assert len(set(owners.values())) == 3, owners
+            answers = asyncio.run(_ask_everyone(everyone, customers))
+            for customer, (status, served_by, score) in answers.items():
+                assert status == 200 and served_by == owners[partition[customer]], customer
+                assert score == churn[customer]
+            # Value tiers are cut at each replica's own shard's LTV quantiles (docs/scoring.md,
+            # "Sharding"): the shards changed, so the tiers may; nothing else does.
+            assert [_untiered(r) for r in _whole_list(everyone[2], 100)] == [
+                _untiered(r) for r in whole["customers"]
+            ]
+
+
+def _untiered(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "value_tier"}
