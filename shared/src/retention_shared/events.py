@@ -365,19 +365,35 @@ class UploadCompleted(Event):
 # --- scoring replicas -----------------------------------------------------------------------
 
 
+class LtvSketch(BaseModel):
+    """A replica's share of a tenant's predicted LTVs under one model: every value when few,
+    else its quantiles at `len(values)` evenly spaced ranks. Merged over replicas it gives the
+    tenant-wide value-tier cutoffs."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_version: NonEmptyStr
+    partitions: list[int]
+    count: int = Field(ge=0)
+    values: list[float]
+
+
 class ScoringReplica(Event):
     """A sharded scoring replica says what it serves (`scoring-replicas`, keyed by replica id).
 
     `partitions` maps each `customer-features` partition the replica has materialized to the
     consumer-group generation it was assigned in: for a partition two replicas announce (during
     a rebalance), the higher generation owns it. `clocks` is each tenant's latest vector time
-    the replica holds (µs since the epoch): the tenant clock is the maximum over replicas."""
+    the replica holds (µs since the epoch): the tenant clock is the maximum over replicas; `ltv`
+    its owned customers' predicted LTVs, from which every replica cuts the same value tiers."""
 
     event_type: Literal["ScoringReplica"] = "ScoringReplica"
     replica_id: NonEmptyStr
     url: NonEmptyStr
     partitions: dict[int, int] = Field(default_factory=dict)
     clocks: dict[str, int] = Field(default_factory=dict)
+    # Per tenant: the predicted LTVs of the partitions this replica owns (value tiers).
+    ltv: dict[str, LtvSketch] = Field(default_factory=dict)
     announced_at: UtcDatetime = Field(default_factory=utc_now)
 
 

@@ -104,12 +104,25 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
     assert len(set(partition.values())) == partitions, "the slice spreads over every partition"
     env = {**SHARDED, "BENTOML_HOME": str(home)}
 
+    # What one replica holding everyone answers: the reference (started first: a replica that
+    # joins after two replicas left together waits for the broker long — seen without sharding).
+    with running_stack(
+        settings, tmp_path / "one.log", services=("scoring",), BENTOML_HOME=str(home)
+    ) as one:
+        asyncio.run(announce(settings, model_published("default", tag)))
+        base = url(one, "scoring")
+        wait_for(
+            lambda: _segments(base).get("customers") == len(customers),
+            timeout=90,
+            what="one replica scored everyone",
+        )
+        alone, alone_segments = _whole_list(base, 10_000), _segments(base)
+
     with (
         running_stack(settings, tmp_path / "a.log", services=("scoring",), **env) as a,
         running_stack(settings, tmp_path / "b.log", services=("scoring",), **env) as b,
     ):
         bases = [url(a, "scoring"), url(b, "scoring")]
-        asyncio.run(announce(settings, model_published("default", tag)))
         wait_for(
             lambda: (
                 all(len(_owners(base)) == partitions for base in bases)
@@ -141,6 +154,14 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
             c: a[2] for c, a in answers_flipped.items()
         }
 
+        # The one-replica answer (value tiers cut at the tenant-wide quantiles: merged from
+        # each replica's LTVs), up to the last bit of a float.
+        wait_for(
+            lambda: _same_rows(_whole_list(bases[0], 10_000), alone),
+            timeout=30,
+            what="the one-replica list",
+        )
+        _assert_same_segments(_segments(bases[1]), alone_segments)
         # Lists are gathered from both: the same whole list from either replica, paged or not,
         # each customer once, with the score the customer's own route answers.
         whole = httpx.get(
@@ -152,6 +173,27 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
         assert _whole_list(bases[0], 100) == whole["customers"]
         churn = {r["customer_id"]: r["churn_probability"] for r in whole["customers"]}
         assert churn == {c: a[2] for c, a in answers.items()}
+        segments = [_segments(base) for base in bases]
+        _assert_same_segments(segments[0], segments[1])
+        assert segments[0]["customers"] == len(customers)
+
+        # A batch by id is scattered to the owners and comes back in the order asked.
+        asked = [*customers[::7], "no-such-customer", customers[0]]
+        batch = httpx.post(
+            f"{bases[1]}/v1/score",
+            json={"customer_ids": asked, "include_reasons": False},
+            headers=auth(),
+            timeout=30,
+        )
+        assert batch.status_code == 200, batch.text
+        results = batch.json()["results"]
+        assert [r["customer_id"] for r in results] == asked
+        assert [r["found"] for r in results] == [c != "no-such-customer" for c in asked]
+        assert all(
+            r["score"]["churn_probability"] == churn[r["customer_id"]]
+            for r in results
+            if r["found"]
+        )
 
         # A third replica joins: the group moves partitions to it; during the rebalance and
         # after it every customer keeps an answer, from any replica.
@@ -175,13 +217,46 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
             answers = asyncio.run(_ask_everyone(everyone, customers))
             for customer, (status, served_by, score) in answers.items():
                 assert status == 200 and served_by == owners[partition[customer]], customer
-                assert score == churn[customer]
+                assert score == pytest.approx(churn[customer], rel=1e-12)
             # Value tiers are cut at each replica's own shard's LTV quantiles (docs/scoring.md,
             # "Sharding"): the shards changed, so the tiers may; nothing else does.
-            assert [_untiered(r) for r in _whole_list(everyone[2], 100)] == [
-                _untiered(r) for r in whole["customers"]
-            ]
+            # The new owners' LTVs reach the others with their next announcement: then the
+            # tiers are the same again, and so is the whole list.
+            wait_for(
+                lambda: _same_rows(_whole_list(everyone[2], 100), whole["customers"]),
+                timeout=30,
+                what="the same list after the rebalance",
+            )
+            _assert_same_segments(_segments(everyone[2]), segments[0])
 
 
-def _untiered(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "value_tier"}
+def _same(one: object, other: object) -> bool:
+    """Equal, floats up to their last bits (a vectorized pass over another set of rows may
+    round the last bit differently)."""
+    if isinstance(one, float) and isinstance(other, float):
+        return one == pytest.approx(other, rel=1e-12)
+    return one == other
+
+
+def _same_rows(rows: list[dict], others: list[dict]) -> bool:
+    return len(rows) == len(others) and all(
+        row.keys() == other.keys() and all(_same(row[k], other[k]) for k in row)
+        for row, other in zip(rows, others, strict=True)
+    )
+
+
+def _assert_same_segments(one: dict, other: dict) -> None:
+    """Equal up to the order sums were added in (each replica adds its own share first)."""
+    assert one["customers"] == other["customers"]
+    assert [r["segment"] for r in one["segments"]] == [r["segment"] for r in other["segments"]]
+    for row, same in zip(one["segments"], other["segments"], strict=True):
+        for field, value in row.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(same[field], rel=1e-9), (row, same)
+            else:
+                assert value == same[field], (row, same)
+
+
+def _segments(base: str) -> dict:
+    answer = httpx.get(f"{base}/v1/segments", headers=auth(), timeout=30)
+    return answer.json() if answer.status_code == 200 else {}

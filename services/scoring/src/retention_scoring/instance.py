@@ -19,6 +19,8 @@ import os
 import socket
 import uuid
 
+import numpy as np
+
 from retention_scoring import erasure, telemetry
 from retention_scoring.champions import Champions, LoadedChampion, fetch_bundle
 from retention_scoring.consumers.customer_features import FeaturesConsumer, Touched
@@ -33,11 +35,14 @@ from retention_scoring.publishers.customer_scores import CustomerScoresPublisher
 from retention_scoring.publishers.drift_events import DriftEventsPublisher
 from retention_scoring.publishers.scoring_replicas import ScoringReplicasPublisher
 from retention_scoring.score_events import ScoreEvents
+from retention_scoring.scoring import TierCutoffs
 from retention_scoring.sharding import Shard
 from retention_scoring.shards import Membership
 from retention_scoring.state import ScoringState, Sharding, tenant_clock
 from retention_scoring.store import FeatureStore
+from retention_scoring.tiers import sketch
 from retention_shared.erasure import subscribe_erasures
+from retention_shared.events import LtvSketch
 from retention_shared.health import CheckResult
 from retention_shared.kafka.bulk_producer import BulkProducer
 from retention_shared.kafka.dead_letters import DeadLetters
@@ -64,7 +69,8 @@ class ScoringInstance:
             store=FeatureStore(),
             champions=self.champions,
             populations=Populations(
-                tenant_clock(settings, self.membership.clock if sharded else None)
+                tenant_clock(settings, self.membership.clock if sharded else None),
+                self._shared_cutoffs if sharded else None,
             ),
         )
         self.duty = PublishingDuty(ctx, on_change=self._rescore_all)
@@ -76,6 +82,7 @@ class ScoringInstance:
             history=self.state.history,
         )
         self._forgetting: set[asyncio.Task[int]] = set()
+        self._sketches: dict[str, tuple[tuple[object, frozenset[int]], LtvSketch]] = {}
         self.champions.on_swap.append(self._champion_swapped)
         features = FeaturesConsumer(
             self.state.store,
@@ -90,10 +97,17 @@ class ScoringInstance:
             erasure.ScoringErasure(self.state.store, self.score_events).erase,
         )
         self.models = ModelEventsConsumer(self.champions, ctx.counts)
-        self.features_reader: TopicReader | Shard
+        self.models_reader = TopicReader(
+            ctx, "model-events", self.models.handle, on_caught_up=self._models_caught_up
+        )
         self._replicas_readers: list[TopicReader] = []
+        # The customers' topics: read whole, or (sharded) the assigned partitions of both.
+        self.features_reader: TopicReader | Shard
+        self.scores_reader: TopicReader | Shard
         if sharded:
-            self.features_reader = self._shard(ctx, features.handle)
+            shard = self._shard(ctx, features.handle)
+            self.features_reader = self.scores_reader = shard
+            self.readers: list[TopicReader | Shard] = [shard, self.models_reader]
         else:
             self.features_reader = TopicReader(
                 ctx,
@@ -102,16 +116,13 @@ class ScoringInstance:
                 lag=telemetry.CONSUMER_LAG,
                 on_caught_up=self._reader_caught_up,
             )
-        self.scores_reader = TopicReader(
-            ctx,
-            "customer-scores",
-            self.score_events.read_back,
-            on_caught_up=self._reader_caught_up,
-        )
-        self.models_reader = TopicReader(
-            ctx, "model-events", self.models.handle, on_caught_up=self._models_caught_up
-        )
-        self.readers = [self.features_reader, self.scores_reader, self.models_reader]
+            self.scores_reader = TopicReader(
+                ctx,
+                "customer-scores",
+                self.score_events.read_back,
+                on_caught_up=self._reader_caught_up,
+            )
+            self.readers = [self.features_reader, self.scores_reader, self.models_reader]
         # Not in `readers`: what became of erasures does not hold up scores.
         self.ledger = ErasureLedger()
         self._ledger_readers = [
@@ -135,12 +146,14 @@ class ScoringInstance:
         shard = Shard(
             ctx,
             self.state.store,
-            handle,
+            {"customer-features": handle, "customer-scores": self.score_events.read_back},
             self.membership,
             ScoringReplicasPublisher(ctx, self.producer),
             replica_id,
             url,
             on_held=self._reader_caught_up,
+            ltv_sketches=self._ltv_sketches,
+            on_drop=self._partitions_dropped,
         )
         self.duty.on_assigned = shard.assigned_partitions
         replicas = ReplicasConsumer(self.membership, shard.membership_changed)
@@ -153,11 +166,47 @@ class ScoringInstance:
         )
         return shard
 
+    def _shared_cutoffs(self, tenant_id: str, model_version: str) -> TierCutoffs | None:
+        sharding = self.state.sharding
+        if sharding is None:
+            return None
+        return self.membership.cutoffs(tenant_id, model_version, sharding.partition_count())
+
+    def _ltv_sketches(self, owned: set[int]) -> dict[str, LtvSketch]:
+        """Per tenant, the predicted LTVs of the owned partitions under its champion, from the
+        latest population (kept while neither changed: a sketch sorts the shard's values)."""
+        sketches = {}
+        for tenant_id in list(self.state.store.tenants):
+            population = self.state.populations.latest(tenant_id)
+            champion = self.champions.get(tenant_id)
+            if population is None or champion is None:
+                continue
+            if population.champion.version != champion.version:
+                continue
+            key = (population.key, frozenset(owned))
+            cached = self._sketches.get(tenant_id)
+            if cached is None or cached[0] != key:
+                mask = np.isin(population.partitions, list(owned))
+                ltv = population.scores["predicted_ltv"].to_numpy()[mask]
+                cached = self._sketches[tenant_id] = (key, sketch(champion.version, owned, ltv))
+            sketches[tenant_id] = cached[1]
+        return sketches
+
     def caught_up(self) -> bool:
         return all(reader.caught_up.is_set() for reader in self.readers)
 
     async def features_check(self) -> CheckResult:
         return self.features_reader.status()
+
+    async def scores_check(self) -> CheckResult:
+        return self.scores_reader.status()
+
+    def _partitions_dropped(self, partitions: set[int]) -> None:
+        sharding = self.state.sharding
+        assert sharding is not None
+        self.score_events.let_go(
+            lambda tenant, customer: sharding.partition_of(tenant, customer) in partitions
+        )
 
     async def start(self) -> None:
         await self.producer.start()

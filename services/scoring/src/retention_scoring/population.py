@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -25,6 +25,7 @@ from retention_scoring.scoring import (
     explain,
     score_customers,
     tier_cutoffs,
+    value_tiers,
 )
 from retention_scoring.store import TenantTable
 
@@ -127,14 +128,25 @@ def compute_population(champion: LoadedChampion, snap: Snapshot) -> Population:
     )
 
 
+def retiered(population: Population, cutoffs: TierCutoffs) -> Population:
+    """The same population with value tiers cut at `cutoffs` (a sharded tenant's, merged over
+    every replica); reasons already computed are kept (they do not depend on tiers)."""
+    ltv = population.scores["predicted_ltv"].to_numpy()
+    tiers = pl.Series("value_tier", value_tiers(ltv, cutoffs).tolist(), dtype=pl.String)
+    return replace(population, scores=population.scores.with_columns(tiers), cutoffs=cutoffs)
+
+
 Clock = Callable[[TenantTable], int]
+# A sharded tenant's value-tier cutoffs for a model version (None: cut at the population's own).
+SharedCutoffs = Callable[[str, str], TierCutoffs | None]
 
 
 class Populations:
     """The latest scored population per tenant, recomputed only when its key changed."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, cutoffs: SharedCutoffs | None = None) -> None:
         self.clock = clock
+        self.cutoffs = cutoffs
         self._latest: dict[str, Population] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -148,6 +160,17 @@ class Populations:
 
     async def get(self, table: TenantTable, champion: LoadedChampion) -> Population:
         """The population at the tenant's current clock, scored by `champion`."""
+        population = await self._get(table, champion)
+        if self.cutoffs is not None:
+            wanted = self.cutoffs(table.tenant_id, champion.version)
+            if wanted is not None and wanted != population.cutoffs:
+                population = retiered(population, wanted)
+                latest = self._latest.get(table.tenant_id)
+                if latest is not None and latest.key == population.key:
+                    self._latest[table.tenant_id] = population
+        return population
+
+    async def _get(self, table: TenantTable, champion: LoadedChampion) -> Population:
         if (fresh := self._fresh(table, champion)) is not None:
             return fresh
         lock = self._locks.setdefault(table.tenant_id, asyncio.Lock())

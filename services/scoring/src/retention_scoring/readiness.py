@@ -22,7 +22,7 @@ __all__ = ["add_checks", "champions_check", "models_check"]
 def add_checks(readiness: Readiness, instance: ScoringInstance) -> None:
     """Caught up with the three topics read whole, and the champions' state."""
     readiness.add("customer-features", instance.features_check)
-    readiness.add("customer-scores", instance.scores_reader.check)
+    readiness.add("customer-scores", instance.scores_check)
     readiness.add("model-events", partial(models_check, instance.models_reader, instance.champions))
     readiness.add("champions", partial(champions_check, instance.state))
 

@@ -135,6 +135,20 @@ class ScoreEvents:
             )
             history.record(event.tenant_id, event.customer_id, record.value)
 
+    def let_go(self, held_elsewhere: Callable[[str, str], bool]) -> int:
+        """A sharded replica gave partitions away: forget what was announced to, and the
+        history of, the customers `held_elsewhere(tenant, customer)` (no tombstones: they are
+        not erased, only answered by another replica now). Returns how many."""
+        dropped = 0
+        for tenant_id in set(self.published) | set(self.history.tenants()):
+            known = self.published.get(tenant_id, {})
+            customers = set(known) | set(self.history.customers(tenant_id))
+            for customer_id in [c for c in customers if held_elsewhere(tenant_id, c)]:
+                known.pop(customer_id, None)
+                self.history.erase(tenant_id, customer_id)
+                dropped += 1
+        return dropped
+
     async def forget(self, tenant_id: str, customer_ids: Iterable[str]) -> int:
         """Erased customers: a tombstone on `customer-scores` for each one this instance knows
         was announced (CRM subscribers delete them; compaction drops their scores). Returns how

@@ -39,6 +39,12 @@ class ScoreHistory:
         ring = self._changes.get(tenant_id, {}).pop(customer_id, None)
         return len(ring) if ring is not None else 0
 
+    def customers(self, tenant_id: str) -> list[str]:
+        return list(self._changes.get(tenant_id, {}))
+
+    def tenants(self) -> list[str]:
+        return list(self._changes)
+
     def latest(self, tenant_id: str, customer_id: str, limit: int) -> list[CustomerScore]:
         """The customer's last `limit` changes, newest first."""
         ring = self._changes.get(tenant_id, {}).get(customer_id)

@@ -1,12 +1,16 @@
-"""A sharded replica's share of `customer-features` (RETENTION_SCORING_SHARDED=true).
+"""A sharded replica's share of the customers (RETENTION_SCORING_SHARDED=true).
 
 The replica materializes only the partitions the consumer group (`consumers/duty.py`) assigns
-it, each read from the first offset by a reader of its own; a partition counts as held once its
-reader caught up, and only then is it announced on `scoring-replicas` (with the generation it
-was assigned in). A partition the group moved elsewhere stays held — and answered — until the
-new owner announced it under a newer generation; then its customers are dropped. The replica
+it: for each, `customer-features` (the feature store) and `customer-scores` (what was announced,
+the score history) — both keyed `tenant:customer` with the same partition count, so a partition
+holds the same customers on both — each read from the first offset by readers of its own. A
+partition counts as held once both readers caught up, and only then is it announced on
+`scoring-replicas` (with the generation it was assigned in). A partition the group moved
+elsewhere stays held — and answered — until the new owner announced it under a newer
+generation; then its customers are dropped. The replica
 re-announces every few seconds (a heartbeat, and each tenant's latest clock, so every replica
-moves recency features to the same tenant clock).
+moves recency features to the same tenant clock, and the predicted LTVs of the partitions it
+owns, so every replica cuts the same value tiers: `tiers.py`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from functools import partial
 
 from retention_scoring import telemetry
 from retention_scoring.publishers.scoring_replicas import ScoringReplicasPublisher
-from retention_scoring.shards import Membership
+from retention_scoring.shards import Local, Membership
 from retention_scoring.store import FeatureStore
-from retention_shared.events import ScoringReplica
+from retention_shared.events import LtvSketch, ScoringReplica
 from retention_shared.health import CheckResult
 from retention_shared.kafka.topic_reader import BatchHandler, TopicReader
 from retention_shared.service import ServiceContext
@@ -40,22 +44,26 @@ class Shard:
         self,
         ctx: ServiceContext,
         store: FeatureStore,
-        handle: BatchHandler,
+        handles: dict[str, BatchHandler],
         membership: Membership,
         publisher: ScoringReplicasPublisher,
         replica_id: str,
         url: str,
         on_held: Callable[[], Awaitable[None]] | None = None,
+        ltv_sketches: Callable[[set[int]], dict[str, LtvSketch]] = lambda owned: {},
+        on_drop: Callable[[set[int]], None] = lambda partitions: None,
     ) -> None:
         self.ctx = ctx
         self.store = store
-        self.handle = handle
+        self.handles = handles
+        self.on_drop = on_drop
         self.membership = membership
         self.publisher = publisher
         self.replica_id = replica_id
         self.url = url
         self.on_held = on_held
-        self.readers: dict[int, TopicReader] = {}
+        self.ltv_sketches = ltv_sketches
+        self.readers: dict[int, list[TopicReader]] = {}
         self.assigned: dict[int, int] = {}  # partition → generation, as the group last said
         self.held: dict[int, int] = {}  # partition → generation, caught up and announced
         # Every assigned partition held (readiness, and when score events may start).
@@ -70,8 +78,9 @@ class Shard:
 
     async def stop(self) -> None:
         await cancel([self._task])
-        for reader in self.readers.values():
-            await reader.stop()
+        for readers in self.readers.values():
+            for reader in readers:
+                await reader.stop()
         try:
             await self.publisher.leave(self.replica_id)
         except Exception:  # the others stop routing here once the heartbeat is stale
@@ -122,21 +131,25 @@ class Shard:
             self.caught_up.set()
 
     async def _read(self, partition: int) -> None:
-        reader = TopicReader(
-            self.ctx,
-            "customer-features",
-            self.handle,
-            lag=telemetry.CONSUMER_LAG,
-            only=frozenset({partition}),
-            on_caught_up=partial(self._partition_caught_up, partition),
-        )
-        self.readers[partition] = reader
-        await reader.start()
+        readers = self.readers[partition] = [
+            TopicReader(
+                self.ctx,
+                topic,
+                handle,
+                lag=telemetry.CONSUMER_LAG if topic == "customer-features" else None,
+                only=frozenset({partition}),
+                on_caught_up=partial(self._reader_caught_up, partition),
+            )
+            for topic, handle in self.handles.items()
+        ]
+        for reader in readers:
+            await reader.start()
         log.info("catching up a partition", extra={"partition": partition})
 
-    async def _partition_caught_up(self, partition: int) -> None:
-        if partition not in self.assigned:
-            return  # moved on while catching up: `_reconcile` drops it
+    async def _reader_caught_up(self, partition: int) -> None:
+        readers = self.readers.get(partition, [])
+        if partition not in self.assigned or not all(r.caught_up.is_set() for r in readers):
+            return  # the other topic is still behind, or the partition moved on (dropped)
         self.held[partition] = self.assigned[partition]
         log.info("holding a partition", extra={"partition": partition})
         self._changes.put_nowait(None)
@@ -145,11 +158,11 @@ class Shard:
 
     async def _drop(self, partitions: set[int]) -> None:
         for partition in partitions:
-            reader = self.readers.pop(partition, None)
-            if reader is not None:
+            for reader in self.readers.pop(partition, []):
                 await reader.stop()
             self.held.pop(partition, None)
         dropped = self.store.drop_partitions(partitions)
+        self.on_drop(partitions)
         log.info(
             "let partitions go", extra={"partitions": sorted(partitions), "customers": dropped}
         )
@@ -158,12 +171,15 @@ class Shard:
         """Announce what changed (a new clock at most once a second), and a heartbeat."""
         partitions = dict(self.held)
         clocks = {tenant: table.clock_us for tenant, table in self.store.tenants.items()}
+        owned = {p for p in partitions if self.membership.route(p, self.replica_id) == Local()}
+        ltv = self.ltv_sketches(owned)
         last, since = self._announced, time.monotonic() - self._announced_at
         unchanged = last is not None and last.partitions == partitions
-        if unchanged and since < ANNOUNCE_SECONDS and (last.clocks == clocks or since < 1.0):
+        same = last is not None and last.clocks == clocks and last.ltv == ltv
+        if unchanged and since < ANNOUNCE_SECONDS and (same or since < 1.0):
             return
         event = ScoringReplica(
-            replica_id=self.replica_id, url=self.url, partitions=partitions, clocks=clocks
+            replica_id=self.replica_id, url=self.url, partitions=partitions, clocks=clocks, ltv=ltv
         )
         # Seen by this replica's routing at once, not only once read back.
         self.membership.apply(self.replica_id, event)

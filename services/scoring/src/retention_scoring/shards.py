@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from retention_shared.events import ScoringReplica
+from retention_scoring.scoring import TierCutoffs
+from retention_scoring.tiers import merged_cutoffs
+from retention_shared.events import LtvSketch, ScoringReplica
 from retention_shared.kafka.partitioning import partition_for
 from retention_shared.topics import customer_key
 
@@ -57,6 +59,9 @@ class Membership:
     replicas: dict[str, ScoringReplica] = field(default_factory=dict)
     ttl_seconds: float = 30.0
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _cutoffs: dict[tuple[str, str, int], tuple[list[LtvSketch], TierCutoffs | None]] = field(
+        default_factory=dict
+    )
 
     def apply(self, replica_id: str, announcement: ScoringReplica | None) -> None:
         """An announcement, or None for a replica that stopped (its tombstone)."""
@@ -109,3 +114,22 @@ class Membership:
     def clock(self, tenant_id: str) -> int:
         """The tenant's latest vector time over every replica (0: none announced)."""
         return max((r.clocks.get(tenant_id, 0) for r in self.live()), default=0)
+
+    def cutoffs(self, tenant_id: str, model_version: str, partitions: int) -> TierCutoffs | None:
+        """The tenant's value-tier cutoffs under `model_version`, merged over the live replicas'
+        LTV sketches (None until they cover every partition once)."""
+        sketches = [
+            sketch
+            for r in self.live()
+            if (sketch := r.ltv.get(tenant_id)) is not None
+            and sketch.model_version == model_version
+        ]
+        # Merging costs milliseconds (a re-expanded sample); asked on every request, it is
+        # recomputed only when a sketch changed (equal sketches compare equal when re-announced).
+        key = (tenant_id, model_version, partitions)
+        cached = self._cutoffs.get(key)
+        if cached is not None and cached[0] == sketches:
+            return cached[1]
+        cutoffs = merged_cutoffs(sketches, partitions)
+        self._cutoffs[key] = (sketches, cutoffs)
+        return cutoffs

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from retention_scoring.api.deps import State, champion_of, check_segment, population_of
 from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber, wants_csv
+from retention_scoring.api.routing import ShardOnly
 from retention_scoring.errors import unprocessable
 from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
@@ -193,7 +194,7 @@ _TEXT_COLUMNS = ("customer_id", "risk_band", "value_tier", "segment")
     | problem_responses(401, 403, 413, 422, 503),
 )
 async def plan(
-    body: CampaignBody, caller: ReadCaller, state: State, request: Request
+    body: CampaignBody, caller: ReadCaller, state: State, request: Request, _: ShardOnly
 ) -> CampaignPlanView | Response:
     """The plan for a budget. With `Accept: text/csv`, every contact of the plan as CSV (best
     first; `contacts_limit` bounds only the JSON list), its size in `X-Total-Count`."""

@@ -377,7 +377,7 @@ async def customer_list(
     segments = segments_of(champion, segment, "query.segment")
     query = _list_query(replace(filters, segments=segments), sort, limit, cursor)
     population = await population_of(state, caller.tenant_id)
-    share, others = share_of(request, state), []
+    share, others = share_of(request, state), list[httpx.Response]()
     if state.sharding is not None and share is None:  # a sharded replica asked by a client
         share, others = await gather(request, state)
     if population is None:

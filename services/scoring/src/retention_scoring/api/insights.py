@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.examples import SEGMENT_ROW
+from retention_scoring.api.routing import ShardOnly
 from retention_scoring.api.segments import SegmentRow
 from retention_scoring.comparison import Comparison
 from retention_scoring.insights import ACTIVE_DAYS, KpiName, Unit, kpis, revenue_at_risk_shares
@@ -109,7 +110,7 @@ _EXAMPLE = {
 
 
 @router.get("/insights", responses=example_response(_EXAMPLE) | problem_responses(401, 403, 503))
-async def insights(caller: ReadCaller, state: State) -> Insights:
+async def insights(caller: ReadCaller, state: State, _: ShardOnly) -> Insights:
     """KPIs at the tenant clock with their values under the previous champion, the segment table
     (as `GET /v1/segments`) and a short narrative whose every number is in this answer."""
     champion = champion_of(state, caller.tenant_id)  # 503 without a model, as every score route

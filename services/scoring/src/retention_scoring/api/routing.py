@@ -14,6 +14,7 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retention_scoring.api.deps import State
 from retention_scoring.errors import unavailable
@@ -22,17 +23,23 @@ from retention_scoring.state import ScoringState, Sharding
 from retention_shared.auth import ReadCaller
 
 __all__ = [
+    "COVERS",
     "FORWARDED_BY",
     "PARTITIONS",
     "SERVED_BY",
     "Forwarded",
     "OwnerServes",
+    "ShardOnly",
     "add_routing",
+    "forward",
     "gather",
+    "response_of",
     "share_of",
 ]
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO: one line per forwarded request is noise (and costs).
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 SERVED_BY = "X-Retention-Served-By"
 FORWARDED_BY = "X-Retention-Forwarded-By"
@@ -57,7 +64,12 @@ class Forwarded(Exception):
 
 
 async def forward(
-    request: Request, sharding: Sharding, url: str, json_only: bool = False, **headers: str
+    request: Request,
+    sharding: Sharding,
+    url: str,
+    json_only: bool = False,
+    content: bytes | str | None = None,
+    **headers: str,
 ) -> httpx.Response:
     client: httpx.AsyncClient = request.app.state.replica_client
     passed = {name: value for name in _PASSED_ON if (value := request.headers.get(name))}
@@ -69,12 +81,12 @@ async def forward(
         request.method,
         f"{url.rstrip('/')}{request.url.path}",
         params=params,
-        content=await request.body(),
+        content=await request.body() if content is None else content,
         headers={**passed, FORWARDED_BY: sharding.replica_id, **headers},
     )
 
 
-def _response(answer: httpx.Response) -> Response:
+def response_of(answer: httpx.Response) -> Response:
     headers = {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED}
     return Response(answer.content, status_code=answer.status_code, headers=headers)
 
@@ -93,7 +105,7 @@ async def serve_here_or_forward(
         return
     if isinstance(route, Forward):
         try:
-            raise Forwarded(_response(await forward(request, sharding, route.url)))
+            raise Forwarded(response_of(await forward(request, sharding, route.url)))
         except httpx.HTTPError as exc:
             log.warning(
                 "forwarding to the owner failed",
@@ -105,6 +117,25 @@ async def serve_here_or_forward(
 
 
 OwnerServes = Annotated[None, Depends(serve_here_or_forward)]
+
+# On a tenant-wide answer not gathered yet: the partitions (customers) it covers.
+COVERS = "X-Retention-Covers-Partitions"
+
+
+def shard_only(state: State, response: Response) -> None:
+    """Marks a tenant-wide answer a sharded replica computes over its own customers only
+    (insights, segment points and profiles, campaign plans: docs/scoring.md, "Sharding")."""
+    sharding = state.sharding
+    if sharding is not None:
+        owned = [
+            p
+            for p in sorted(sharding.held())
+            if sharding.membership.route(p, sharding.replica_id) == Local()
+        ]
+        response.headers[COVERS] = ",".join(map(str, owned))
+
+
+ShardOnly = Annotated[None, Depends(shard_only)]
 
 
 def share_of(request: Request, state: ScoringState) -> frozenset[int] | None:
@@ -142,7 +173,7 @@ async def gather(
         except httpx.HTTPError as exc:
             raise unavailable(f"scoring replica {replica_id} did not answer: {exc!r}") from None
         if answer.status_code != 200:
-            raise Forwarded(_response(answer))
+            raise Forwarded(response_of(answer))
         answers.append(answer)
     return mine, answers
 
@@ -157,8 +188,28 @@ def add_routing(app: FastAPI, replica_id: str, timeout: float) -> None:
 
     app.add_exception_handler(Forwarded, forwarded)
 
-    @app.middleware("http")
-    async def served_by(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers.setdefault(SERVED_BY, replica_id)
-        return response
+    app.add_middleware(ServedBy, replica_id=replica_id)
+
+
+class ServedBy:
+    """Names the replica that answered (unless a forwarded answer already names its owner);
+    plain ASGI, so it costs next to nothing per request."""
+
+    def __init__(self, app: ASGIApp, replica_id: str) -> None:
+        self.app = app
+        self.header = (SERVED_BY.lower().encode(), replica_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name == self.header[0] for name, _ in headers):
+                    headers.append(self.header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, named)

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import httpx
 import numpy as np
 import polars as pl
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from retention_scoring import telemetry
 from retention_scoring.api.customers import SCORE_EXAMPLE
 from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.inputs import CustomerId, FeatureValue
+from retention_scoring.api.routing import FORWARDED_BY, Forwarded, forward, response_of
 from retention_scoring.api.views import ScoreView, score_view
-from retention_scoring.errors import unprocessable
+from retention_scoring.champions import LoadedChampion
+from retention_scoring.errors import unavailable, unprocessable
 from retention_scoring.scoring import explain, score_customers
+from retention_scoring.shards import Forward, NoOwner
+from retention_scoring.state import ScoringState
 from retention_shared.auth import ReadCaller
 from retention_shared.openapi_docs import example_response
 from retention_shared.problems import problem_responses
@@ -126,7 +132,9 @@ _EXAMPLE = {
     "/score",
     responses=example_response(_EXAMPLE) | problem_responses(401, 403, 413, 422, 503),
 )
-async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> ScoreResponse:
+async def score_many(
+    body: ScoreRequest, caller: ReadCaller, state: State, request: Request
+) -> ScoreResponse:
     """Many customers at once: by id (their current features at the tenant clock; an unknown
     id is a result with `found: false`) or as raw feature vectors scored as given (a what-if).
     More than `RETENTION_MAX_SCORES_PER_REQUEST` customers is a 413."""
@@ -165,8 +173,58 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
             )
         return ScoreResponse(model_version=champion.version, results=results)
 
-    population = await population_of(state, caller.tenant_id)
     ids = body.customer_ids or []
+    if state.sharding is not None and FORWARDED_BY not in request.headers:
+        return await _scattered(ids, body.include_reasons, caller.tenant_id, state, request)
+    return await _by_id(ids, body.include_reasons, caller.tenant_id, state, champion)
+
+
+async def _scattered(
+    ids: list[str], include_reasons: bool, tenant_id: str, state: ScoringState, request: Request
+) -> ScoreResponse:
+    """A sharded replica's batch: each owner scores its customers (one request per owner),
+    the results come back in the order asked."""
+    sharding = state.sharding
+    assert sharding is not None
+    groups: dict[str | None, list[str]] = {}
+    held = sharding.held()
+    for customer_id in ids:
+        partition = sharding.partition_of(tenant_id, customer_id)
+        route = sharding.membership.route(partition, sharding.replica_id)
+        if isinstance(route, NoOwner) and partition not in held:
+            raise unavailable(f"no scoring replica serves partition {partition} yet")
+        groups.setdefault(route.url if isinstance(route, Forward) else None, []).append(customer_id)
+    answers: dict[str, ScoreResult] = {}
+    version = None
+    for url, group in groups.items():
+        if url is None:  # this replica's own (or nobody's yet: answered as not found here)
+            answer = await _by_id(group, include_reasons, tenant_id, state, None)
+        else:
+            body = {"customer_ids": group, "include_reasons": include_reasons}
+            try:
+                forwarded = await forward(request, sharding, url, content=json.dumps(body))
+            except httpx.HTTPError as exc:
+                raise unavailable(f"a scoring replica did not answer: {exc!r}") from None
+            if forwarded.status_code != 200:
+                raise Forwarded(response_of(forwarded))
+            answer = ScoreResponse.model_validate_json(forwarded.content)
+        version = version or answer.model_version
+        answers.update(zip(group, answer.results, strict=True))  # answered in the order asked
+    return ScoreResponse(
+        model_version=version or champion_of(state, tenant_id).version,
+        results=[answers[customer_id] for customer_id in ids],
+    )
+
+
+async def _by_id(
+    ids: list[str],
+    include_reasons: bool,
+    tenant_id: str,
+    state: ScoringState,
+    champion: LoadedChampion | None,
+) -> ScoreResponse:
+    champion = champion or champion_of(state, tenant_id)
+    population = await population_of(state, tenant_id)
     positions = [population.position(c) if population is not None else None for c in ids]
     found = np.asarray([p for p in positions if p is not None], dtype=np.int64)
     results = []
@@ -180,7 +238,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
     rows = population.scores[found.tolist()].to_dicts()
     explanations = (
         await asyncio.to_thread(population.explanations, found)
-        if body.include_reasons
+        if include_reasons
         else [None] * len(found)
     )
     version = population.champion.version
@@ -195,7 +253,7 @@ async def score_many(body: ScoreRequest, caller: ReadCaller, state: State) -> Sc
             )
             continue
         row, explanation, at = next(scored)
-        telemetry.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
+        telemetry.SCORES.labels(tenant_id, row["risk_band"]).inc()
         telemetry.FEATURE_FRESHNESS.observe(max(0.0, now - population.computed_us[at] / 1e6))
         results.append(
             ScoreResult(

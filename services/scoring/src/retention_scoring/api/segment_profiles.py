@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.routing import ShardOnly
 from retention_scoring.segment_profiles import segment_profile
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
@@ -64,7 +65,7 @@ _EXAMPLE = {
     "/segments/{segment}/profile",
     responses=example_response(_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
 )
-async def profile(segment: str, caller: ReadCaller, state: State) -> SegmentProfile:
+async def profile(segment: str, caller: ReadCaller, state: State, _: ShardOnly) -> SegmentProfile:
     """The quartiles of every feature over the customers the champion puts in `segment`, at
     the tenant clock (the values `GET /v1/customers/{id}/features` answers)."""
     champion = champion_of(state, caller.tenant_id)
