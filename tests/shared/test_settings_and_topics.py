@@ -42,10 +42,11 @@ def test_a_prefix_that_cannot_be_part_of_a_topic_name_is_refused() -> None:
 
 def test_the_per_customer_latest_topics_are_compacted() -> None:
     """customer-features and customer-scores keep the latest record per customer, so an erased
-    customer's tombstone removes every earlier one; the rest keep history."""
+    customer's tombstone removes every earlier one (scoring-replicas: the latest announcement
+    per replica); the rest keep history."""
     specs = {spec.name: spec for spec in Topics.with_prefix("p.").specs()}
-    assert len(specs) == 11
-    compacted = {"p.customer-features", "p.customer-scores"}
+    assert len(specs) == 12
+    compacted = {"p.customer-features", "p.customer-scores", "p.scoring-replicas"}
     assert {name for name, spec in specs.items() if spec.compacted} == compacted
     assert all(specs[name].configs == {"cleanup.policy": "compact"} for name in compacted)
     assert {"p.customer-erasures", "p.erasure-audit"} <= specs.keys()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+import httpx
+from fastapi import Depends, Request
 
 from retention_scoring.champions import LoadedChampion
 from retention_scoring.erasure_ledger import ErasureLedger
@@ -27,6 +28,12 @@ State = Annotated[ScoringState, Depends(app_state("scoring"))]
 Context = Annotated[ServiceContext, Depends(app_state("ctx"))]
 Ledger = Annotated[ErasureLedger, Depends(app_state("erasures"))]
 ErasureRequests = Annotated[CustomerErasuresPublisher, Depends(app_state("erasure_requests"))]
+
+
+def replica_client(request: Request) -> httpx.AsyncClient:
+    """The client a sharded replica forwards and gathers with (`api/routing.py`)."""
+    client: httpx.AsyncClient = request.app.state.replica_client
+    return client
 
 
 def check_segment(champion: LoadedChampion, segment: str | None, field: str) -> None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State
 from retention_shared.auth import ReadCaller
+from retention_shared.openapi_docs import example_response
 from retention_shared.problems import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["ops"])
@@ -27,7 +28,28 @@ class Replicas(BaseModel):
     replicas: list[ReplicaView]
 
 
-@router.get("/replicas", responses=problem_responses(401, 403))
+_EXAMPLE = {
+    "sharded": True,
+    "replica_id": "scoring-7c9f-41-a1b2c3",
+    "partitions": 6,
+    "replicas": [
+        {
+            "replica_id": "scoring-7c9f-41-a1b2c3",
+            "url": "http://10.0.3.17:8000",
+            "partitions": {"0": 4, "1": 4, "2": 4},
+            "owns": [0, 1, 2],
+        },
+        {
+            "replica_id": "scoring-d2e8-43-d4e5f6",
+            "url": "http://10.0.5.9:8000",
+            "partitions": {"3": 4, "4": 4, "5": 4},
+            "owns": [3, 4, 5],
+        },
+    ],
+}
+
+
+@router.get("/replicas", responses=example_response(_EXAMPLE) | problem_responses(401, 403))
 async def replicas(caller: ReadCaller, state: State) -> Replicas:
     """The live replicas (heard of within the heartbeat limit), what each has materialized and
     which partitions it owns: requests for a customer go to the owner of their partition."""

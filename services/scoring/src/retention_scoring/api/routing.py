@@ -16,7 +16,7 @@ import httpx
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retention_scoring.api.deps import State
+from retention_scoring.api.deps import State, replica_client
 from retention_scoring.errors import unavailable
 from retention_scoring.shards import Forward, Local
 from retention_scoring.state import ScoringState, Sharding
@@ -71,7 +71,7 @@ async def forward(
     content: bytes | str | None = None,
     **headers: str,
 ) -> httpx.Response:
-    client: httpx.AsyncClient = request.app.state.replica_client
+    client = replica_client(request)
     passed = {name: value for name in _PASSED_ON if (value := request.headers.get(name))}
     params = list(request.query_params.multi_items())
     if json_only:  # a gathered share: JSON, merged here into what the caller asked for
