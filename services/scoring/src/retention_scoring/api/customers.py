@@ -22,7 +22,7 @@ from retention_scoring import telemetry
 from retention_scoring.api.deps import LIST_ERRORS, State, champion_of, population_of, segments_of
 from retention_scoring.api.examples import SCORED_CUSTOMER
 from retention_scoring.api.inputs import choices, wants_csv
-from retention_scoring.api.routing import OwnerServes, gather, share_of
+from retention_scoring.api.routing import gather, owner_serves, share_of
 from retention_scoring.api.views import ScoreView, score_view
 from retention_scoring.errors import ScoringUnavailable, not_found, unprocessable
 from retention_scoring.lists import (
@@ -79,10 +79,11 @@ class FeaturesView(BaseModel):
 
 @router.get("/customers/{customer_id}/features", responses=problem_responses(401, 403, 404, 422))
 async def customer_features(
-    customer_id: str, caller: ReadCaller, state: State, _: OwnerServes
+    customer_id: str, caller: ReadCaller, state: State, request: Request
 ) -> FeaturesView:
     """The customer's features as the model scores them: moved to the tenant clock (`as_of`),
     next to the clock and time the features service computed them at."""
+    await owner_serves(customer_id, caller.tenant_id, request, state)  # sharded: or its owner
     table = state.store.table(caller.tenant_id)
     row = table.row(customer_id) if table is not None else None
     if table is None or row is None:
@@ -151,11 +152,12 @@ SCORE_EXAMPLE = {
     responses=example_response(SCORE_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
 )
 async def customer_score(
-    customer_id: str, caller: ReadCaller, state: State, _: OwnerServes
+    customer_id: str, caller: ReadCaller, state: State, request: Request
 ) -> ScoreView:
     """The customer's churn probability and risk band, predicted LTV with its 80% interval and
     value tier, segment and recommended action, with the top reasons behind each score (503
     before the first model; 404 for an unknown customer and for another tenant's alike)."""
+    await owner_serves(customer_id, caller.tenant_id, request, state)  # sharded: or its owner
     champion_of(state, caller.tenant_id)  # 503 before 404: without a model nobody is scored
     population = await population_of(state, caller.tenant_id)
     position = population.position(customer_id) if population is not None else None

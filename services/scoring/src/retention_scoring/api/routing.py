@@ -20,7 +20,6 @@ from retention_scoring.api.deps import State, replica_client
 from retention_scoring.errors import unavailable
 from retention_scoring.shards import Forward, Local
 from retention_scoring.state import ScoringState, Sharding
-from retention_shared.auth import ReadCaller
 
 __all__ = [
     "COVERS",
@@ -28,11 +27,11 @@ __all__ = [
     "PARTITIONS",
     "SERVED_BY",
     "Forwarded",
-    "OwnerServes",
     "ShardOnly",
     "add_routing",
     "forward",
     "gather",
+    "owner_serves",
     "response_of",
     "share_of",
 ]
@@ -91,15 +90,15 @@ def response_of(answer: httpx.Response) -> Response:
     return Response(answer.content, status_code=answer.status_code, headers=headers)
 
 
-async def serve_here_or_forward(
-    customer_id: str, caller: ReadCaller, request: Request, state: State
+async def _route_customer(
+    customer_id: str, tenant_id: str, request: Request, state: ScoringState
 ) -> None:
     """Answer here (return), or raise `Forwarded` with the owner's answer; 503 while nobody
     serves the customer's partition yet."""
     sharding = state.sharding
     if sharding is None or FORWARDED_BY in request.headers:
         return
-    partition = sharding.partition_of(caller.tenant_id, customer_id)
+    partition = sharding.partition_of(tenant_id, customer_id)
     route = sharding.membership.route(partition, sharding.replica_id)
     if isinstance(route, Local):
         return
@@ -116,7 +115,14 @@ async def serve_here_or_forward(
     raise unavailable(f"no scoring replica serves this customer's partition ({partition}) yet")
 
 
-OwnerServes = Annotated[None, Depends(serve_here_or_forward)]
+async def owner_serves(
+    customer_id: str, caller_tenant: str, request: Request, state: ScoringState
+) -> None:
+    """`serve_here_or_forward` called from the route body: one attribute test when unsharded,
+    no dependency for FastAPI to resolve on the single-replica hot path."""
+    if state.sharding is not None:
+        await _route_customer(customer_id, caller_tenant, request, state)
+
 
 # On a tenant-wide answer not gathered yet: the partitions (customers) it covers.
 COVERS = "X-Retention-Covers-Partitions"

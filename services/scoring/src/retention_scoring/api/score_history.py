@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from retention_scoring.api.deps import State
 from retention_scoring.api.examples import SCORED_CUSTOMER
-from retention_scoring.api.routing import OwnerServes
+from retention_scoring.api.routing import owner_serves
 from retention_scoring.errors import not_found
 from retention_scoring.score_history import KEPT_PER_CUSTOMER
 from retention_shared.auth import ReadCaller
@@ -55,11 +55,12 @@ async def score_history(
     customer_id: str,
     caller: ReadCaller,
     state: State,
-    _: OwnerServes,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=KEPT_PER_CUSTOMER)] = 20,
 ) -> ScoreHistoryView:
     """The last `limit` changes of the customer's risk band, value tier or segment, as announced
     on `customer-scores`; empty for a customer not announced yet. Works without a champion."""
+    await owner_serves(customer_id, caller.tenant_id, request, state)  # sharded: or its owner
     table = state.store.table(caller.tenant_id)
     if table is None or table.row(customer_id) is None:
         raise not_found(customer_id)
