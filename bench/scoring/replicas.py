@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import random
 import statistics
@@ -43,11 +42,12 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
-from bench.harness import data_file, load, percentile, resident_mib, table, work_dir  # noqa: E402
+from bench.harness import data_file, load, resident_mib, table, work_dir  # noqa: E402
 from bench.scoring.run import (  # noqa: E402
     API_KEY,
     TENANT,
     Load,
+    aiohttp_load,
     feature_records,
     model_published,
     wait_first_score,
@@ -57,7 +57,7 @@ from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from retention_trainer.pipeline import train_and_backtest  # noqa: E402
-from retention_trainer.runs.promotion import headline_metrics  # noqa: E402
+from retention_trainer.runs.candidate import headline_metrics  # noqa: E402
 from tests.support.real_orders import order_stream, publish  # noqa: E402
 from tests.support.scoring_service import store_bundle  # noqa: E402
 from tests.support.stack import running_stack, url  # noqa: E402
@@ -65,61 +65,9 @@ from tests.support.stack import running_stack, url  # noqa: E402
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
-def _client_process(
-    bases: list[str], paths: list[str], connections: int, seconds: float, out: object
-) -> None:
-    """Closed-loop workers, each request to a random replica and a random customer."""
-    import aiohttp
-
-    async def main() -> None:
-        latencies: list[float] = []
-        failures = 0
-        connector = aiohttp.TCPConnector(limit=connections)
-        async with aiohttp.ClientSession(connector=connector, headers=HEADERS) as session:
-            stop = time.perf_counter() + seconds
-
-            async def worker() -> None:
-                nonlocal failures
-                while time.perf_counter() < stop:
-                    address = random.choice(bases) + random.choice(paths)
-                    started = time.perf_counter()
-                    try:
-                        response = await session.get(address)
-                        await response.read()
-                    except aiohttp.ClientError:
-                        failures += 1
-                        continue
-                    latencies.append(time.perf_counter() - started)
-                    failures += response.status >= 400
-
-            began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(connections)))
-            out.put((latencies, time.perf_counter() - began, failures))  # type: ignore[attr-defined]
-
-    asyncio.run(main())
-
-
 def run_load(bases: list[str], paths: list[str], connections: int, seconds: float) -> Load:
-    context = multiprocessing.get_context("spawn")
-    out = context.Queue()
-    children = [
-        context.Process(target=_client_process, args=(bases, paths, connections // 2, seconds, out))
-        for _ in range(2)
-    ]
-    for child in children:
-        child.start()
-    results = [out.get(timeout=seconds + 60) for _ in children]
-    for child in children:
-        child.join()
-    latencies = sorted(value for result in results for value in result[0])
-    return Load(
-        requests=len(latencies),
-        seconds=max(result[1] for result in results),
-        p50_ms=percentile(latencies, 50) * 1e3,
-        p99_ms=percentile(latencies, 99) * 1e3,
-        errors=0,
-        bad_status=sum(result[2] for result in results),
-    )
+    """Closed-loop GETs, each to a random replica and a random customer."""
+    return aiohttp_load(bases, "GET", paths, connections, seconds)
 
 
 def warm(bases: list[str], paths: list[str]) -> None:

@@ -200,9 +200,10 @@ class Wrk(Generator):
 
 
 def _client_process(
-    base: str, method: str, items: list[str], connections: int, seconds: float, out: object
+    bases: list[str], method: str, items: list[str], connections: int, seconds: float, out: object
 ) -> None:
-    """One client process: `connections` closed-loop workers on one aiohttp session."""
+    """One client process: `connections` closed-loop workers on one aiohttp session, each
+    request to a random one of `bases` (the replicas) with a random item."""
     import aiohttp  # in the locked environment (a dependency of a dependency), only needed here
 
     async def main() -> None:
@@ -210,18 +211,18 @@ def _client_process(
         failures = {"errors": 0, "bad_status": 0}
         headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
         connector = aiohttp.TCPConnector(limit=connections)
-        async with aiohttp.ClientSession(base, connector=connector, headers=headers) as session:
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
             stop = time.perf_counter() + seconds
 
             async def worker() -> None:
                 while time.perf_counter() < stop:
-                    item = random.choice(items)
+                    item, base = random.choice(items), random.choice(bases)
                     started = time.perf_counter()
                     try:
                         if method == "GET":
-                            response = await session.get(item)
+                            response = await session.get(base + item)
                         else:
-                            response = await session.post("/v1/score", data=item)
+                            response = await session.post(base + "/v1/score", data=item)
                         await response.read()
                     except aiohttp.ClientError:
                         failures["errors"] += 1
@@ -245,32 +246,42 @@ class AiohttpClients(Generator):
 
     def _run(self, method: str, items_file: Path, seconds: float) -> Load:
         items = items_file.read_text().splitlines()
-        context = multiprocessing.get_context("spawn")
-        out = context.Queue()
-        shares = [self.connections // self.processes] * self.processes
-        shares[0] += self.connections - sum(shares)
-        children = [
-            context.Process(
-                target=_client_process, args=(self.base, method, items, share, seconds, out)
-            )
-            for share in shares
-            if share
-        ]
-        for child in children:
-            child.start()
-        results = [out.get(timeout=seconds + 60) for _ in children]
-        for child in children:
-            child.join()
-        latencies = sorted(value for result in results for value in result[0])
-        elapsed = max(result[1] for result in results)
-        return Load(
-            requests=len(latencies),
-            seconds=elapsed,
-            p50_ms=percentile(latencies, 50) * 1e3,
-            p99_ms=percentile(latencies, 99) * 1e3,
-            errors=sum(result[2]["errors"] for result in results),
-            bad_status=sum(result[2]["bad_status"] for result in results),
-        )
+        return aiohttp_load([self.base], method, items, self.connections, seconds, self.processes)
+
+
+def aiohttp_load(
+    bases: list[str],
+    method: str,
+    items: list[str],
+    connections: int,
+    seconds: float,
+    processes: int = 2,
+) -> Load:
+    """`connections` closed-loop workers over `processes` client processes for `seconds`:
+    `GET base + item`, or `POST base/v1/score` with `item` as the body."""
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    shares = [connections // processes] * processes
+    shares[0] += connections - sum(shares)
+    children = [
+        context.Process(target=_client_process, args=(bases, method, items, share, seconds, out))
+        for share in shares
+        if share
+    ]
+    for child in children:
+        child.start()
+    results = [out.get(timeout=seconds + 60) for _ in children]
+    for child in children:
+        child.join()
+    latencies = sorted(value for result in results for value in result[0])
+    return Load(
+        requests=len(latencies),
+        seconds=max(result[1] for result in results),
+        p50_ms=percentile(latencies, 50) * 1e3,
+        p99_ms=percentile(latencies, 99) * 1e3,
+        errors=sum(result[2]["errors"] for result in results),
+        bad_status=sum(result[2]["bad_status"] for result in results),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
