@@ -131,12 +131,25 @@ def test_a_service_uses_exactly_the_topics_declared_for_it(
     service. Here: nothing declared for the service goes unused either."""
     assert set(APPS) == set(SERVICES)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    settings = Settings(
-        api_keys="k:default:admin", kafka_bootstrap="127.0.0.1:1", data_dir=tmp_path
+    # Scoring wires `scoring-replicas` (and its shard readers) only when sharded: both modes
+    # together use every topic declared for it.
+    modes: list[dict[str, object]] = (
+        [{}, {"scoring_sharded": True}] if service == "scoring" else [{}]
     )
-    ctx: ServiceContext = APPS[service](settings).state.ctx
-    assert ctx.published == {t.name for t in TOPICS if service in t.producers}
-    assert ctx.consumed == {t.name for t in TOPICS if service in t.consumers}
+    published: set[str] = set()
+    consumed: set[str] = set()
+    for mode in modes:
+        settings = Settings(
+            api_keys="k:default:admin",
+            kafka_bootstrap="127.0.0.1:1",
+            data_dir=tmp_path,
+            **mode,  # type: ignore[arg-type]
+        )
+        ctx: ServiceContext = APPS[service](settings).state.ctx
+        published |= ctx.published
+        consumed |= ctx.consumed
+    assert published == {t.name for t in TOPICS if service in t.producers}
+    assert consumed == {t.name for t in TOPICS if service in t.consumers}
 
 
 class _Nothing(GroupConsumer):
