@@ -33,6 +33,7 @@ from retention_trainer.pipeline import (
 )
 from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
+from retention_trainer.sampling import DEFAULT_MAX_CUSTOMERS
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
 TENANT = "backtest"
@@ -66,6 +67,13 @@ def add_parser(commands: Any) -> None:
         type=int,
         metavar="DAYS",
         help=f"default {LTV_HORIZON_DAYS}; {SHORT_LTV_HORIZON_DAYS} when the history is too short",
+    )
+    parser.add_argument(
+        "--max-customers",
+        type=int,
+        default=DEFAULT_MAX_CUSTOMERS,
+        metavar="N",
+        help=f"train on a deterministic sample of N customers above N (default {DEFAULT_MAX_CUSTOMERS:,}; 0: all)",
     )
     parser.add_argument("--churn-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
     parser.add_argument("--ltv-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             # Always the rolling evaluation, whatever a trainer's setting says: the command is
             # where a model change is judged before it ships.
             rolling_origins=ROLLING_ORIGINS,
+            max_customers=args.max_customers,
         )
     except ValueError as error:
         print(f"retention backtest: {error}", file=sys.stderr)

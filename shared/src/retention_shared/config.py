@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     # Earlier test origins (30 days apart) a run also evaluates, for the backtest's paired
     # bootstrap intervals against the baselines (docs/trainer.md); 0 = the test cutoff alone.
     trainer_rolling_origins: int = Field(3, ge=0, le=12)
+    # Above this many customers, a run's training examples use a deterministic sample of this
+    # many (validation and test still use everyone; docs/trainer.md, "Customer sampling"); 0 = no cap.
+    trainer_max_customers: int = Field(50_000, ge=0)
     # Streamed orders (HTTP, `orders.raw`) retrain a tenant once its lake has grown by this share
     # of the orders, or this many days of new data, since its latest run read it; 0 = off.
     retrain_growth_orders_share: float = Field(0.10, ge=0)

@@ -11,8 +11,8 @@ it. Its JSON is the report's JSON as bundles have always held it:
 - ``rolling`` is absent from bundles written before the rolling evaluation, ``notes`` when there
   is nothing to note; both read back as their defaults and are left out again when written. So
   are ``orders`` (expected orders and the next-order date), ``importance`` (global feature
-  importance) and the churn section's ``expected_calibration_error`` and ``reliability``, which
-  bundles before them lack.
+  importance), ``sampling`` (which customers the training examples used) and the churn
+  section's ``expected_calibration_error`` and ``reliability``, which bundles before them lack.
 
 Baselines are keyed by name (``recency``, ``rfm_logistic``, ``bgnbd``; ``past_spend_scaled``,
 ``bgnbd_gamma_gamma``, ``recent_spend``) because which baselines run is the trainer's choice;
@@ -35,6 +35,7 @@ __all__ = [
     "ChurnCalibration",
     "ChurnComponents",
     "ChurnMetrics",
+    "CustomerSampling",
     "FeatureImportance",
     "IntervalByOrigin",
     "LTVBacktest",
@@ -318,6 +319,17 @@ class RollingEvaluation(_Part):
     )
 
 
+class CustomerSampling(_Part):
+    """Which customers the run's training examples used (validation and test use all)."""
+
+    sampled: bool = Field(description="False: the tenant is at or below the cap (or no cap).")
+    customers: int = Field(description="Customers in the tenant's orders.")
+    trained_customers: int = Field(description="Customers whose examples the models trained on.")
+    share: float = Field(description="trained_customers / customers.")
+    max_customers: int | None = Field(description="The cap in force; None: no cap.")
+    rule: str | None = Field(description="How the sample was drawn; None when not sampled.")
+
+
 class BacktestReport(_Part):
     tenant: str
     churn: ChurnBacktest
@@ -336,6 +348,9 @@ class BacktestReport(_Part):
         None, description="Absent from bundles written before global importance."
     )
     windows: BacktestWindows
+    sampling: CustomerSampling | None = Field(
+        None, description="Absent from bundles written before customer sampling."
+    )
     notes: list[str] = Field(
         default_factory=list, description="What the run changed to fit the data it had."
     )

@@ -98,6 +98,7 @@ from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.fitting.segmenter import fit_segmenter
+from retention_trainer.sampling import DEFAULT_MAX_CUSTOMERS, sample_customers, sampled_orders
 from retention_trainer.training_set import (
     CHURN_HORIZON_DAYS,
     CUTOFF_EVERY_DAYS,
@@ -160,8 +161,10 @@ def _X(frame: pl.DataFrame) -> np.ndarray:
     return frame.select(FEATURES).to_numpy().astype(np.float64)
 
 
-def _churn_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[ChurnModel, pl.DataFrame]:
-    train = _at(examples, w.training_cutoffs)
+def _churn_task(
+    examples: pl.DataFrame, trainable: pl.DataFrame, w: TaskWindows
+) -> tuple[ChurnModel, pl.DataFrame]:
+    train = _at(trainable, w.training_cutoffs)
     valid = _at(examples, w.validation_cutoff)
     model = fit_churn_model(
         _X(train), train["churned"].to_numpy(), _X(valid), valid["churned"].to_numpy()
@@ -170,10 +173,10 @@ def _churn_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[ChurnModel, pl.
 
 
 def _churn_baselines(
-    orders: pl.DataFrame, examples: pl.DataFrame, w: TaskWindows
+    orders: pl.DataFrame, examples: pl.DataFrame, trainable: pl.DataFrame, w: TaskWindows
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(validation scores, test scores) per baseline."""
-    train = _at(examples, w.training_cutoffs)
+    """(validation scores, test scores) per baseline; the fitted one trains as the model does."""
+    train = _at(trainable, w.training_cutoffs)
     valid, test = _at(examples, w.validation_cutoff), _at(examples, w.test_cutoff)
     rfm_valid, rfm_test = rfm_logistic_scores(train, valid, test)
     return {
@@ -186,8 +189,10 @@ def _churn_baselines(
     }
 
 
-def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.DataFrame, LTVFit]:
-    train = _at(examples, w.training_cutoffs)
+def _ltv_task(
+    examples: pl.DataFrame, trainable: pl.DataFrame, w: TaskWindows
+) -> tuple[LTVModel, pl.DataFrame, LTVFit]:
+    train = _at(trainable, w.training_cutoffs)
     valid = _at(examples, w.validation_cutoff)
     test = _at(examples, w.test_cutoff)
     at_valid = fit_purchase_model(valid)
@@ -202,7 +207,7 @@ def _ltv_task(examples: pl.DataFrame, w: TaskWindows) -> tuple[LTVModel, pl.Data
     )
     # The season of the test horizon, seen one year earlier (level 1 without such a cutoff).
     season = seasonal_cutoff(w.test_cutoff, w.training_cutoffs, w.every_days // 2)
-    at_season = _at(examples, season) if season is not None else None
+    at_season = _at(trainable, season) if season is not None else None
     model, _ = with_seasonal_level(
         fit.model, at_season, _X(at_season) if at_season is not None else None
     )
@@ -217,12 +222,12 @@ def _interval_reading(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> 
 
 
 def _orders_task(
-    orders: pl.DataFrame, examples: pl.DataFrame, w: TaskWindows
+    orders: pl.DataFrame, examples: pl.DataFrame, trainable: pl.DataFrame, w: TaskWindows
 ) -> tuple[OrderModel, OrdersBacktest]:
     """The order model on the churn windows, and its backtest at the churn test cutoff."""
     test, valid = _at(examples, w.test_cutoff), _at(examples, w.validation_cutoff)
     model, validation_mae = fit_order_model(
-        _at(examples, w.training_cutoffs),
+        _at(trainable, w.training_cutoffs),
         valid,
         tuple(FEATURES),
         w.horizon_days,
@@ -333,6 +338,7 @@ def train_and_backtest(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     previous_segmenter: Segmenter | None = None,
+    max_customers: int | None = DEFAULT_MAX_CUSTOMERS,
 ) -> TrainingRun:
     """The whole pipeline on one tenant's orders frame (``ORDER_SCHEMA``).
 
@@ -345,6 +351,10 @@ def train_and_backtest(
     ``ltv_horizon_days``, the LTV horizon is 180 days, or 90 when the history is too short for a
     180-day backtest (one year of data), which the report's ``notes`` then say. Returns the bundle,
     the typed report (`BacktestReport`) and its Markdown, the test predictions and stage timings.
+
+    Above ``max_customers`` customers (None or 0: no cap), the training examples of every task
+    and origin use a deterministic sample of that many customers (:mod:`.sampling`); validation,
+    test and baselines use every customer. The report's ``sampling`` block records it.
     """
     clock = _Stopwatch()
     if tenant is None:
@@ -376,24 +386,30 @@ def train_and_backtest(
             notes.append(f"{error}; using a {SHORT_LTV_HORIZON_DAYS}-day LTV horizon instead")
         ltv_horizon_days = ltv_plans[0].horizon_days
     with clock.stage("training_sets"):
-        cutoffs = {c for w in (*churn_plans, *ltv_plans) for c in w.all_cutoffs}
-        examples = training_examples(
-            orders,
-            cutoffs,
-            churn_horizon_days=churn_horizon_days,
-            ltv_horizon_days=ltv_horizon_days,
-        )
+        sample, sampling = sample_customers(orders, tenant, max_customers)
+        horizons = {"churn_horizon_days": churn_horizon_days, "ltv_horizon_days": ltv_horizon_days}
+        all_plans = (*churn_plans, *ltv_plans)
+        if sample is None:
+            cutoffs = {c for w in all_plans for c in w.all_cutoffs}
+            examples = trainable = training_examples(orders, cutoffs, **horizons)
+        else:
+            # Evaluation cutoffs on every customer, training cutoffs on the sample only: a date
+            # that is one origin's training cutoff and another's validation is computed twice.
+            held_out = {c for w in all_plans for c in (w.validation_cutoff, w.test_cutoff)}
+            fitted = {c for w in all_plans for c in w.training_cutoffs}
+            examples = training_examples(orders, held_out, **horizons)
+            trainable = training_examples(sampled_orders(orders, sample), fitted, **horizons)
 
     rolling: list[OriginResult] = []
     scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
     intervals: list[tuple[float, float]] = []
     for i, w in enumerate(churn_plans):
         with clock.stage("churn" if i == 0 else "rolling_origin"):
-            churn, test = _churn_task(examples, w)
+            churn, test = _churn_task(examples, trainable, w)
             probability = churn.probability(_X(test))
             y = test["churned"].to_numpy()
         with clock.stage("baselines" if i == 0 else "rolling_origin"):
-            baselines = _churn_baselines(orders, examples, w)
+            baselines = _churn_baselines(orders, examples, trainable, w)
             valid_y = _at(examples, w.validation_cutoff)["churned"].to_numpy()
             thresholds = {
                 name: select_threshold(valid_y, valid_scores)
@@ -410,7 +426,7 @@ def train_and_backtest(
             )
         )
         if i == 0:
-            train = _at(examples, w.training_cutoffs)
+            train = _at(trainable, w.training_cutoffs)
             reliability = reliability_table(y, probability)
             churn_section = ChurnBacktest(
                 model=churn_report(y, probability, churn.threshold, active),
@@ -443,7 +459,7 @@ def train_and_backtest(
 
     for i, w in enumerate(ltv_plans):
         with clock.stage("ltv" if i == 0 else "rolling_origin"):
-            ltv, test, fit = _ltv_task(examples, w)
+            ltv, test, fit = _ltv_task(examples, trainable, w)
             point, low, high = _ltv_predict(ltv, test)
             actual = test["future_spend"].to_numpy()
             intervals.append(_interval_reading(actual, low, high))
@@ -479,7 +495,7 @@ def train_and_backtest(
                     level_cutoff=fit.level_cutoff,
                 ),
                 test_customers=len(actual),
-                training_rows=_at(examples, w.training_cutoffs).height,
+                training_rows=_at(trainable, w.training_cutoffs).height,
                 validation_by_objective=fit.validation_by_objective,
                 interval_coverage_80=inside,
                 interval_median_width=width,
@@ -523,7 +539,7 @@ def train_and_backtest(
         )
 
     with clock.stage("orders"):
-        order_model, orders_section = _orders_task(orders, examples, churn_plans[0])
+        order_model, orders_section = _orders_task(orders, examples, trainable, churn_plans[0])
 
     with clock.stage("segments"):
         segmenter = fit_segmenter(churn_test, previous=previous_segmenter)
@@ -539,6 +555,7 @@ def train_and_backtest(
             rolling=rolling_block,
             orders=orders_section,
             windows=BacktestWindows(churn=churn_plans[0].as_dict(), ltv=ltv_plans[0].as_dict()),
+            sampling=sampling,
             notes=notes,
             timings={},  # this stage is still running: filled in below
         )

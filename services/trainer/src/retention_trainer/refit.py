@@ -37,6 +37,7 @@ from retention_trainer.fitting.orders import fit_order_bgnbd, refit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.pipeline import TrainingRun
+from retention_trainer.sampling import sample_customers, sampled_orders
 from retention_trainer.training_set import last_event_date, production_cutoffs, training_examples
 
 __all__ = ["refit_for_production", "render_windows"]
@@ -86,12 +87,26 @@ def refit_for_production(run: TrainingRun, orders: pl.DataFrame) -> ModelBundle:
                 f"{w.horizon_days}-day labels are complete are the evidence model's own; "
                 "serving the model the gate judged",
             )
-    examples = training_examples(
-        orders,
-        {*shifted["churn"], *shifted["ltv"], data_end},
-        churn_horizon_days=windows.churn.horizon_days,
-        ltv_horizon_days=windows.ltv.horizon_days,
-    )
+    horizons = {
+        "churn_horizon_days": windows.churn.horizon_days,
+        "ltv_horizon_days": windows.ltv.horizon_days,
+    }
+    # The refit trains on the customers the gate's evidence trained on (the same sample: the
+    # rule is deterministic and these are the run's own orders); data end scores everyone.
+    sampling = run.report.sampling
+    sample = None
+    if sampling is not None and sampling.sampled:
+        sample, _ = sample_customers(orders, run.report.tenant, sampling.max_customers)
+    fitted = {*shifted["churn"], *shifted["ltv"]}
+    if sample is None:
+        examples = training_examples(orders, {*fitted, data_end}, **horizons)
+    else:
+        examples = pl.concat(
+            [
+                training_examples(sampled_orders(orders, sample), fitted, **horizons),
+                training_examples(orders, {data_end}, **horizons),
+            ]
+        )
     bundle = run.bundle
 
     def at(cutoffs: tuple[date, ...]) -> pl.DataFrame:

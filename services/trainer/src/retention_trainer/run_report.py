@@ -123,6 +123,7 @@ def build_run_report(
         "changes": _changes(run.report, headline, previous) if previous else None,
         "campaign": _campaign(scores, campaign),
         "notes": list(run.report.notes),
+        "sampling": run.report.sampling.model_dump(mode="json") if run.report.sampling else None,
         # What is served: the refit on the latest complete labels (trainer runs that promote),
         # or None (a rejected run, `retention backtest`).
         "production": bundle.production.model_dump(mode="json") if bundle.production else None,

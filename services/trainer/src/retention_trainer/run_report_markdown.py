@@ -11,7 +11,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from retention_bundle.backtest_report import CustomerSampling
 from retention_trainer.evaluation.rolling import reading
+from retention_trainer.sampling import describe_sampling
 
 __all__ = [
     "HEADLINE_LABELS",
@@ -202,6 +204,7 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
         f"{count(ltv['test_customers'])} test customers.",
         "",
         *_metrics_table(ltv),
+        *_sampling(facts.get("sampling")),
         *_production(facts.get("production")),
         *_rolling(facts.get("rolling")),
         "### Reliability",
@@ -211,6 +214,13 @@ def _backtest(facts: dict[str, Any]) -> list[str]:
         "",
         *_table(["predicted", "customers", "mean predicted", "observed churn"], reliability),
     ]
+
+
+def _sampling(sampling: dict[str, Any] | None) -> list[str]:
+    """Which customers the models trained on (absent from reports before sampling)."""
+    if not sampling:
+        return []
+    return [describe_sampling(CustomerSampling.model_validate(sampling)), ""]
 
 
 def _production(production: dict[str, Any] | None) -> list[str]:

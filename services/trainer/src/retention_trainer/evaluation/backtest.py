@@ -22,6 +22,7 @@ from retention_trainer.evaluation.metrics import (
     roc_auc,
 )
 from retention_trainer.evaluation.quality_markdown import quality_sections
+from retention_trainer.sampling import describe_sampling
 
 __all__ = ["churn_report", "interval_lines", "render_markdown", "rolling_table"]
 
@@ -139,6 +140,7 @@ def render_markdown(report: BacktestReport) -> str:
         "",
         *_table(report.ltv, LTV_METRIC_KEYS),
         "",
+        *([describe_sampling(report.sampling), ""] if report.sampling else []),
         *interval_lines(report),
         "## Rolling origin",
         "",

@@ -109,6 +109,7 @@ def train_candidate(
             tenant=tenant,
             every_days=options.cutoff_every_days or settings.cutoff_every_days,
             rolling_origins=settings.trainer_rolling_origins,
+            max_customers=settings.trainer_max_customers,
             previous_segmenter=champion_bundle.segmenter if champion_bundle else None,
         )
     except ValueError as error:  # the pipeline's answer to data that cannot hold a backtest
