@@ -132,9 +132,8 @@ def test_models_train_on_the_sample_and_are_evaluated_on_everyone(
         r.test_cutoff for r in full.rolling_origin
     ]
     for mine, theirs in zip(report.rolling_origin, full.rolling_origin, strict=True):
-        assert mine.baselines["recency" if mine.task == "churn" else "past_spend_scaled"] == (
-            theirs.baselines["recency" if theirs.task == "churn" else "past_spend_scaled"]
-        )
+        unfitted = "recency" if mine.task == "churn" else "past_spend_scaled"
+        assert mine.baselines[unfitted] == theirs.baselines[unfitted]
 
 
 def test_the_production_refit_trains_on_the_same_sample(
