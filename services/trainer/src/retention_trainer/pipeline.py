@@ -3,7 +3,8 @@
 Stages (wall time of each is in the report's ``timings``):
 
 1. ``training_sets``: features (shared definition) and labels at every cutoff any task or
-   rolling origin needs, in one pass.
+   rolling origin needs, in one pass; above ``max_customers``, two: validation and test cutoffs
+   on every customer, training cutoffs on a deterministic sample (:mod:`.sampling`).
 2. ``churn`` / ``ltv``: fit on the training cutoffs, validate on the validation cutoff, score the
    test cutoff; the BG/NBD × Gamma-Gamma part of the LTV model is fitted at the validation
    cutoff (for the stack) and at the test cutoff (for scoring), each on data up to that cutoff.
