@@ -9,11 +9,18 @@ import sys
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
 
+from retention_shared.config import Settings
 from retention_trainer.pipeline import TrainingRun, train_and_backtest
 from retention_trainer.refit import refit_for_production
 from retention_trainer.run_report import build_run_report
-from retention_trainer.sampling import HASH_RULE, sample_customers, sampled_orders
+from retention_trainer.sampling import (
+    DEFAULT_MAX_CUSTOMERS,
+    HASH_RULE,
+    sample_customers,
+    sampled_orders,
+)
 from retention_trainer.training_set import training_examples
 from tests.support.uci_orders import TEST_DATA, load_orders
 
@@ -150,3 +157,13 @@ def test_the_production_refit_trains_on_the_same_sample(
         ltv_horizon_days=served.production.ltv.horizon_days,
     )
     assert window.training_rows == on_sample.height
+
+
+def test_the_setting_defaults_to_the_pipeline_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The setting lives in shared (which cannot import the trainer): the two defaults must agree.
+    assert Settings().trainer_max_customers == DEFAULT_MAX_CUSTOMERS
+    monkeypatch.setenv("RETENTION_TRAINER_MAX_CUSTOMERS", "3000")
+    assert Settings().trainer_max_customers == 3000
+    monkeypatch.setenv("RETENTION_TRAINER_MAX_CUSTOMERS", "-1")
+    with pytest.raises(ValidationError, match="trainer_max_customers"):
+        Settings()
