@@ -50,7 +50,7 @@ from bench.scale.copies import write_copies  # noqa: E402
 from retention_features.vectors import batch_time, running_payload  # noqa: E402
 from retention_ingest.file_ingest import ingest_file  # noqa: E402
 from retention_ingest.order_events import order_event_payloads  # noqa: E402
-from retention_scoring.champions import Champion  # noqa: E402
+from retention_scoring.champions import LoadedChampion  # noqa: E402
 from retention_scoring.population import compute_population, snapshot  # noqa: E402
 from retention_scoring.score_events import event_reasons  # noqa: E402
 from retention_scoring.store import FeatureStore  # noqa: E402
@@ -142,7 +142,7 @@ def main() -> int:
     started = time.perf_counter()
     training = train_and_backtest(orders, tenant=TENANT, rolling_origins=0, resamples=20)
     print(f"trained in {time.perf_counter() - started:.0f} s (for the bundle)")
-    champion = Champion(
+    champion = LoadedChampion(
         tenant_id=TENANT,
         tag="retention-default:bench",
         version="bench",
