@@ -3,7 +3,9 @@ through duplicates, late orders, a rolled-back batch, reloads and evictions."""
 
 from __future__ import annotations
 
+import json
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -87,4 +89,38 @@ def test_insert_rows_says_which_orders_were_new(
     assert store.insert_rows([]) == []
     store.commit(5)
     assert store.all_history().height == 5
+    store.close()
+
+
+def test_a_state_file_of_an_earlier_release_loads_into_the_compact_totals(
+    decoded: list[DecodedOrder], tmp_path: Path
+) -> None:
+    """The running totals are not stored: they are rebuilt from the partition's orders. A file
+    written before versions and line counts (products as JSON text of the ids) still gives the
+    same vectors, distinct products included, now counted from 8-byte hashes."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE orders (tenant_id TEXT NOT NULL, customer_id TEXT NOT NULL, order_id TEXT "
+        "NOT NULL, kind TEXT NOT NULL, occurred_at_us INTEGER NOT NULL, total REAL NOT NULL, "
+        "items REAL NOT NULL, products TEXT NOT NULL, source_offset INTEGER NOT NULL, "
+        "PRIMARY KEY (tenant_id, order_id, kind)) WITHOUT ROWID"
+    )
+    rows = [order.row(offset)[:9] for offset, order in enumerate(decoded)]
+    old.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    old.commit()
+    distinct: dict[tuple[str, str], set[str]] = {}
+    for tenant, customer, products in old.execute(
+        "SELECT tenant_id, customer_id, products FROM orders WHERE kind = 'purchase'"
+    ):
+        distinct.setdefault((tenant, customer), set()).update(json.loads(products))
+    old.close()
+
+    store = PartitionStore(path)
+    customers = RunningCustomers(store)
+    assert_equal_to_a_recompute(store, customers)
+    served, _ = customers.vectors({key: 1_400_000_000_000_000 for key in distinct})
+    assert len(distinct) > 100 and max(map(len, distinct.values())) > 50
+    for key, products in distinct.items():
+        assert served[key].features["unique_products"] == len(products), key
     store.close()

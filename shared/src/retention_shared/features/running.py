@@ -7,8 +7,8 @@ a consumer can keep it per customer and add orders one by one instead of recompu
 history. Each step does the vectorized code's arithmetic on the same integers and floats, so the
 vectors are the same; a test compares them with `compute_features` on the real data.
 
-Order independence: money is in integer micro-units, counts are integers, products and months
-are sets, and the gap sums are redone in time order from the purchase instants when a late
+Order independence: money is in integer micro-units, counts are integers, products (as 64-bit
+hashes, `product_set`) and months are sets, and the gap sums are redone in time order from the purchase instants when a late
 order lands between them. The one float running sum (items) is bit-identical in canonical order
 `(occurred_at, kind, order_id)` and, out of it, exact only for whole numbers: a late order with a
 fractional item count is refused (`can_add`), and the caller rebuilds the customer from the full
@@ -31,6 +31,7 @@ from typing import NamedTuple
 import polars as pl
 
 from retention_shared.features.compute import DAY_US, HISTORY_DAYS, MONEY_SCALE
+from retention_shared.features.product_set import ProductSet
 from retention_shared.features.registry import (
     FEATURE_NAMES,
     MIN_GAP_DAYS,
@@ -224,7 +225,8 @@ class RunningCustomer:
         self.cancelled = 0
         self.q4_gross = 0
         self.items = 0.0
-        self.products: set[str] = set()
+        # 8 bytes per distinct product (hashes, see product_set), not a set of id strings.
+        self.products = ProductSet()
         self.months: set[int] = set()
         self.first_gap: int | None = None
         self.gap_dev_us = 0
@@ -244,6 +246,7 @@ class RunningCustomer:
         customer = cls()
         for order in sorted(orders, key=lambda o: (o[0], o[1], o[2])):
             customer.add(order)
+        customer.products.compact()  # idle customers hold no pending list
         return customer
 
     @property
