@@ -577,6 +577,14 @@ def test_reasons_say_which_side_of_the_typical_customer_the_score_is_on() -> Non
     assert "lowered this customer's churn probability below the model's typical" in html
 
 
+def test_orders_on_one_day_are_no_usual_gap() -> None:
+    features = FEATURES | {"features": FEATURES["features"] | {"gap_mean_days": 0.004}}
+    fake = _customer_fake()
+    fake.routes[("scoring", "GET", "/v1/customers/c1/features")] = features
+    html = signed_in(fake).get("/customers/c1").text
+    assert "Usually orders every" not in html and "none yet" in html
+
+
 def test_a_model_without_an_order_forecast_says_the_date_is_the_usual_gap() -> None:
     html = signed_in(_customer_fake()).get("/customers/c1").text
     assert "Orders expected" not in html

@@ -184,6 +184,7 @@ def test_the_time_of_year_names_the_clocks_month(month: int) -> None:
     assert text == f"the time of year ({calendar.month_name[month]})"
 
 
-def test_the_time_of_year_is_told_once() -> None:
-    reasons = top_reasons({"season_sin": 0.3, "season_cos": 0.2, "frequency": 0.1}, LAPSED)
-    assert [r.feature for r in reasons] == ["season_sin", "frequency"]
+def test_the_time_of_year_is_no_customers_reason_nor_their_side_of_the_base() -> None:
+    # The same for every customer at one clock: it would head every customer's reasons.
+    reasons = top_reasons({"season_sin": 0.9, "season_cos": 0.8, "frequency": -0.1}, LAPSED)
+    assert [(r.feature, r.direction) for r in reasons] == [("frequency", "lowers")]

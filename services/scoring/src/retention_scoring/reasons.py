@@ -8,7 +8,8 @@ margin units) for one customer; the strongest three by absolute size become sent
 how far their score sits from the model's base (the average customer's log-odds, or log(LTV)):
 above it, the customer is explained by what raised the score; below it, by what lowered it. A
 driver pushing the other way is left out, so an ordering-yesterday customer with a high churn
-score is not told "last order 1 day ago" as a churn reason.
+score is not told "last order 1 day ago" as a churn reason. The clock's time of year, the same for
+every customer at one moment, is left out of both (`SAME_FOR_EVERY_CUSTOMER`).
 
 **Wording that reads naturally.** A net spend below zero (returns and refunds exceeding
 purchases) reads "net returns of 1,591 in the last 90 days", not "spent −1,591"; nothing spent
@@ -173,15 +174,25 @@ def describe(feature: str, features: Features) -> str:
     return text(features) if text else f"{feature.replace('_', ' ')} = {features[feature]:g}"
 
 
+# The clock's time of year is the same for every customer of a tenant at one moment: it moves
+# everyone's score alike, so it is no reason for this customer's (and told to every customer it
+# would crowd out what is theirs). It stays in the score; reasons compare with the typical customer
+# at this time of year.
+SAME_FOR_EVERY_CUSTOMER = frozenset({"season_sin", "season_cos"})
+
+
 def top_reasons(
     contributions: Mapping[str, float], features: Features, count: int = 3
 ) -> list[Reason]:
     """The `count` features with the largest absolute contribution, strongest first, among those
-    that push the way all of them together do (the score's side of the model's base; see the
-    module docstring).
+    that push the way all of them together do (the score's side of the model's base at this time
+    of year; see the module docstring and `SAME_FOR_EVERY_CUSTOMER`).
 
     Features that share a sentence (recency_days and recency_gap_ratio) are told once.
     """
+    contributions = {
+        name: value for name, value in contributions.items() if name not in SAME_FOR_EVERY_CUSTOMER
+    }
     net = sum(contributions.values())
     reasons: list[Reason] = []
     told: set[str] = set()

@@ -460,8 +460,10 @@ def expected_next_order(features: dict[str, float], orders: list[dict] | None) -
     if not features:
         return None
     last_purchase = next((o for o in orders or [] if not o["cancelled"]), None)
+    gap = features.get("gap_mean_days") or 0.0
     return {
-        "usual_gap_days": features.get("gap_mean_days") or None,
+        # Orders minutes apart on one day are no rhythm: "usually orders every 0 days" is not one.
+        "usual_gap_days": gap if gap >= 1 else None,
         "days_past_due": features.get("days_past_expected_order"),
         "recency_days": features.get("recency_days"),
         "last_purchase": last_purchase["occurred_at"] if last_purchase else None,
