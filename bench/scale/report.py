@@ -48,6 +48,22 @@ def downsample(sampler: Sampler, start: float, names: list[str]) -> dict[str, li
     }
 
 
+def pss_total(r: dict[str, Any], key: str) -> float | None:
+    """The sum of a per-process PSS mapping (`floor_pss_bytes`, `idle_pss_bytes`), or None for
+    a run from before PSS was sampled."""
+    values = r.get(key)
+    return sum(values.values()) if values else None
+
+
+def judged(r: dict[str, Any]) -> tuple[float, float, str]:
+    """(stack idle after, stack peak, measure) as the targets are judged: on the PSS sum (what
+    the machine holds: a shared page counted once), or the RSS sum for an older run."""
+    idle_pss = pss_total(r, "idle_pss_bytes")
+    if idle_pss is not None and r.get("peak_pss_total_bytes"):
+        return idle_pss, r["peak_pss_total_bytes"], "PSS"
+    return sum(r["idle_bytes"].values()), r["peak_total_bytes"], "RSS"
+
+
 def work_cpu(r: dict[str, Any], name: str) -> float:
     """A process' CPU seconds from upload to scored less what it spends doing nothing (its idle
     CPU rate on the empty stack: consumers polling the broker), taken stage by stage and
@@ -137,6 +153,21 @@ def k_table(r: dict[str, Any]) -> str:
             f"floors (empty stack) {mib(sum(r['floor_bytes'].values()))} MiB",
         ),
     ]
+    if r.get("peak_pss_total_bytes"):
+        stage_rows += [
+            (
+                "stack peak, PSS",
+                f"{mib(r['peak_pss_total_bytes'])} MiB",
+                f"sum of PSS at one moment ({r['peak_pss_total_at']:.0f} s in; "
+                f"{r['pss_samples']:,} PSS samples, {r['pss_read_seconds']:.1f} CPU s to read)",
+            ),
+            (
+                "stack idle, PSS",
+                f"{mib(pss_total(r, 'idle_pss_bytes'))} MiB",
+                f"floors (empty stack) {mib(pss_total(r, 'floor_pss_bytes'))} MiB PSS; the "
+                "targets are judged on PSS (a page mapped by several processes counted once)",
+            ),
+        ]
     offline = r.get("offline")
     if offline:
         stage_rows.append(
@@ -163,16 +194,19 @@ def k_table(r: dict[str, Any]) -> str:
     header = (
         f"{'process':<9} {'floor':>6} {'peak':>6} {'VmHWM':>6} {'idle':>6} {'idle-floor':>10}"
         f" {'CPU s':>7} {'idle CPU %':>10} {'work CPU s':>10} {'ms/order':>8} {'ms/cust':>8}"
-        f" {'B/customer':>10}"
+        f" {'B/customer':>10} {'PSS floor':>9} {'PSS peak':>8} {'PSS idle':>8}"
     )
     lines += [
         "",
         "memory in MiB; B/customer = (idle - floor) / customers; idle CPU % = of one core on the",
         "empty stack; work CPU s = CPU s less idle CPU x each stage's time (floored at 0 per",
-        "stage); per order and per customer: of the work",
+        "stage); per order and per customer: of the work; PSS: shared pages split among the",
+        "processes that map them (peak: of the PSS samples)",
         header,
     ]
     idle_cpu = r.get("floor_cpu_per_second") or {}
+    pss_floor, pss_idle = r.get("floor_pss_bytes") or {}, r.get("idle_pss_bytes") or {}
+    pss_peak = r.get("peak_pss_bytes") or {}
     for name in r["floor_bytes"]:
         floor, idle = r["floor_bytes"][name], r["idle_bytes"][name]
         cpu = r["cpu_seconds"][name]
@@ -182,7 +216,8 @@ def k_table(r: dict[str, Any]) -> str:
             f"{mib(r['hwm_bytes'][name]):>6} {mib(idle):>6} {mib(idle - floor):>10} "
             f"{cpu:>7.1f} {idle_cpu.get(name, math.nan) * 100:>10.1f} {work:>10.1f} "
             f"{work / orders * 1e3:>8.3f} {work / customers * 1e3:>8.2f} "
-            f"{(idle - floor) / customers:>10,.0f}"
+            f"{(idle - floor) / customers:>10,.0f} {mib(pss_floor.get(name)):>9} "
+            f"{mib(pss_peak.get(name)):>8} {mib(pss_idle.get(name)):>8}"
         )
     stage_cpu = r.get("stage_cpu_seconds") or {}
     if stage_cpu:
@@ -234,6 +269,9 @@ def _quantities(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
     found["memory: stack peak"] = (r["peak_total_bytes"] / MIB, "MiB")
     found["memory: services peak"] = (r["peak_services_bytes"] / MIB, "MiB")
     found["memory: stack idle after"] = (sum(r["idle_bytes"].values()) / MIB, "MiB")
+    if r.get("peak_pss_total_bytes"):
+        found["memory: stack peak PSS"] = (r["peak_pss_total_bytes"] / MIB, "MiB")
+        found["memory: stack idle PSS"] = ((pss_total(r, "idle_pss_bytes") or 0) / MIB, "MiB")
     for name, value in r["peak_bytes"].items():
         found[f"peak RSS: {name}"] = (value / MIB, "MiB")
     for name, value in r["idle_bytes"].items():
@@ -283,24 +321,30 @@ def _verdicts(done: list[dict[str, Any]]) -> str:
     lines = ["", "issue 18 targets:"]
     if 1 in by_k:
         r = by_k[1]
-        idle = sum(r["idle_bytes"].values()) / 1024**3
-        peak = r["peak_total_bytes"] / 1024**3
+        idle_bytes, peak_bytes, measure = judged(r)
+        idle, peak = idle_bytes / 1024**3, peak_bytes / 1024**3
         lines.append(
             f"  1x idle {idle:.2f} GiB (< {IDLE_1X_GIB}: {'meets' if idle < IDLE_1X_GIB else 'MISSES'})"
             f", 1x peak {peak:.2f} GiB (< {PEAK_1X_GIB}: "
-            f"{'meets' if peak < PEAK_1X_GIB else 'MISSES'})"
+            f"{'meets' if peak < PEAK_1X_GIB else 'MISSES'}), sums of {measure}"
+            + (
+                f" (sums of RSS: idle {sum(r['idle_bytes'].values()) / 1024**3:.2f}, "
+                f"peak {r['peak_total_bytes'] / 1024**3:.2f} GiB)"
+                if measure == "PSS"
+                else ""
+            )
         )
     if 4 in by_k and 16 in by_k:
         a, b = by_k[4], by_k[16]
         e2e = exponent(4, a["milestones"]["scored"], 16, b["milestones"]["scored"])
-        memory = exponent(4, a["peak_total_bytes"], 16, b["peak_total_bytes"])
+        memory = exponent(4, judged(a)[1], 16, judged(b)[1])
         lines.append(
             f"  4→16 exponent: end to end {e2e:.2f}, peak memory {memory:.2f} (≤ {E2E_EXPONENT}: "
             f"{'meets' if e2e <= E2E_EXPONENT and memory <= MEMORY_EXPONENT else 'MISSES'})"
         )
     if 16 in by_k:
         r = by_k[16]
-        e2e, peak = r["milestones"]["scored"], r["peak_total_bytes"] / 1024**3
+        e2e, peak = r["milestones"]["scored"], judged(r)[1] / 1024**3
         ok = e2e < E2E_16X_SECONDS and peak < PEAK_16X_GIB
         lines.append(
             f"  16x end to end {e2e:.0f} s (< {E2E_16X_SECONDS:.0f}), peak {peak:.2f} GiB "

@@ -14,9 +14,11 @@ Per k, in this order:
 2. The embedded stack as `retention up` starts it (`retention_cli.stack.Stack`: a Tansu broker
    in memory, ingest, features, trainer, scoring, webhooks, console; each on a free port, data
    under a fresh work dir, one admin key for tenant `default`, scheduled retraining off so the
-   upload's own retrain request is the one run). Each process' RSS (with its descendants) is
-   sampled every --interval s from then on; its CPU seconds are read before the upload and at
-   the end.
+   upload's own retrain request is the one run), and a stand-in for `retention up`'s own
+   process (`supervisor.py`: the benchmark runs the stack's supervisor in its own process).
+   Each process' RSS (with its descendants) is sampled every --interval s from then on, its
+   PSS every second and at each new high of the RSS sum (`sampler.py`); its CPU seconds are
+   read before the upload and at the end.
 3. Floors: once every service is ready, --floor-seconds of sampling with no data: each
    service's empty RSS.
 4. The upload through ingest's HTTP API as a user sends it (`POST /v1/uploads`, the raw file),
@@ -59,6 +61,8 @@ from bench.scale.profiles import hot_functions, recording  # noqa: E402
 from bench.scale.sampler import Sampler, cpu_seconds, directory_bytes  # noqa: E402
 from bench.scale.stages import MILESTONES, Pipeline, StageFailed  # noqa: E402
 from bench.scale.stream import run_stream, stream_orders  # noqa: E402
+from bench.scale.supervisor import NAME as SUPERVISOR  # noqa: E402
+from bench.scale.supervisor import start_standin, stop_standin  # noqa: E402
 from retention_cli.stack import WITH_CONSOLE, Stack, stack_environment  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
 from retention_shared.embedded_broker import free_port  # noqa: E402
@@ -147,7 +151,11 @@ def measure_k(k: int, source: Path, work: Path, args: argparse.Namespace) -> dic
         stack = start_stack(stack_dir, log)
         try:
             result["stack_start_seconds"] = time.monotonic() - begun
-            run_pipeline(k, stack, stack_dir, args, result)
+            standin = start_standin()
+            try:
+                run_pipeline(k, stack, standin.pid, stack_dir, args, result)
+            finally:
+                stop_standin(standin)
         finally:
             stack.stop()
     if result.get("aborted") is None and not args.no_offline:
@@ -164,10 +172,16 @@ def measure_k(k: int, source: Path, work: Path, args: argparse.Namespace) -> dic
 
 
 def run_pipeline(
-    k: int, stack: Stack, stack_dir: Path, args: argparse.Namespace, result: dict[str, Any]
+    k: int,
+    stack: Stack,
+    supervisor_pid: int,
+    stack_dir: Path,
+    args: argparse.Namespace,
+    result: dict[str, Any],
 ) -> None:
     assert stack.broker is not None and stack.broker.process is not None
     pids = {BROKER: stack.broker.process.pid} | {s.name: s.process.pid for s in stack.running}
+    pids[SUPERVISOR] = supervisor_pid
     names = list(pids)
     sampler = Sampler(pids, interval=args.interval).start()
     try:
@@ -181,11 +195,15 @@ def run_pipeline(
             name: sampler.mean(name, ready + args.floor_seconds / 2, math.inf) for name in names
         }
         result["floor_bytes"] = floors
+        result["floor_pss_bytes"] = {
+            name: sampler.mean_pss(name, ready + args.floor_seconds / 2, math.inf) for name in names
+        }
         result["load_floor"] = load()
         print(
             "  floors (empty, ready): "
             + ", ".join(f"{n} {v / 2**20:.0f}" for n, v in floors.items())
-            + f" MiB; total {sum(floors.values()) / 2**20:,.0f} MiB",
+            + f" MiB; total {sum(floors.values()) / 2**20:,.0f} MiB RSS, "
+            + f"{sum(result['floor_pss_bytes'].values()) / 2**20:,.0f} MiB PSS",
             flush=True,
         )
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -201,7 +219,9 @@ def run_pipeline(
                 raise StageFailed(f"the stack holds {held / GIB:.1f} GiB > {args.max_stack_gb} GiB")
 
         print(f"  uploading {k}x through ingest (load {load()}) …", flush=True)
-        python = {name: pid for name, pid in pids.items() if name not in (BROKER, "console")}
+        python = {
+            name: pid for name, pid in pids.items() if name not in (BROKER, "console", SUPERVISOR)
+        }
         try:
             with httpx.Client(timeout=60) as client:
                 with recording(args.py_spy, python, stack_dir):
@@ -213,6 +233,10 @@ def run_pipeline(
                 time.sleep(args.idle_seconds)
                 idle = {
                     name: sampler.mean(name, scored + args.idle_seconds / 2, math.inf)
+                    for name in names
+                }
+                idle_pss = {
+                    name: sampler.mean_pss(name, scored + args.idle_seconds / 2, math.inf)
                     for name in names
                 }
                 served = pipeline.served_customers(client)
@@ -244,8 +268,15 @@ def run_pipeline(
     result["peak_bytes"] = {name: sampler.peak(name, start) for name in names}
     result["hwm_bytes"] = sampler.high_water()
     result["idle_bytes"] = idle
+    result["idle_pss_bytes"] = idle_pss
+    result["peak_pss_bytes"] = {name: sampler.peak_pss(name, start) for name in names}
+    pss_total, pss_at = sampler.peak_pss_total(names, start)
+    result["peak_pss_total_bytes"] = pss_total
+    result["peak_pss_total_at"] = pss_at - start
+    result["pss_samples"] = len(sampler.pss_times)
+    result["pss_read_seconds"] = sampler.pss_read_seconds
     peak_total, peak_at = sampler.peak_total(names, start)
-    services = [n for n in names if n != BROKER]
+    services = [n for n in names if n not in (BROKER, SUPERVISOR)]
     result["peak_total_bytes"] = peak_total
     result["peak_total_at"] = peak_at - start
     result["peak_services_bytes"] = sampler.peak_total(services, start)[0]
