@@ -139,6 +139,18 @@ class Settings(BaseSettings):
     drift_check_minutes: float = Field(15.0, gt=0)
     drift_psi_threshold: float = Field(0.2, gt=0)
     max_scores_per_request: int = Field(1000, ge=1)
+    # A score pass publishes `customer-scores` in chunks of this many, each acknowledged before
+    # the next goes (docs/scoring.md, "Events").
+    scoring_publish_chunk: int = Field(
+        1000, ge=1, description="Score events sent per acknowledged chunk of a score pass."
+    )
+    # Changed vectors are scored against the cached population; everyone's clock moves when the
+    # tenant clock crosses a UTC day, or once the tenant has had no new vector this long.
+    scoring_settle_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Quiet seconds after which the whole tenant is moved to its exact clock.",
+    )
     # Sharded scoring (docs/scoring.md, "Sharding"): each replica holds only the customer-features
     # partitions it owns in its consumer group and routes other customers' requests to their owner.
     scoring_sharded: bool = Field(

@@ -80,6 +80,7 @@ class ScoringInstance:
             ready=self.caught_up,
             owns=self.duty.owns,
             history=self.state.history,
+            chunk_size=settings.scoring_publish_chunk,
         )
         self._forgetting: set[asyncio.Task[int]] = set()
         self._sketches: dict[str, tuple[tuple[object, frozenset[int]], LtvSketch]] = {}

@@ -42,6 +42,10 @@ __all__ = ["CHANGE_FIELDS", "ScoreEvents", "changed_fields", "event_reasons"]
 log = logging.getLogger(__name__)
 
 CHANGE_FIELDS = ("risk_band", "value_tier", "segment")
+# A chunk not acknowledged is sent again after 0.5, 1, 2 and 4 s before the pass gives up.
+SEND_ATTEMPTS = 5
+RETRY_SECONDS = 0.5
+DEFAULT_CHUNK = 1000
 Published = tuple[str, str, str]  # (risk_band, value_tier, segment)
 
 
@@ -70,6 +74,8 @@ class ScoreEvents:
     published: dict[str, dict[str, Published]] = field(default_factory=dict)
     # Each customer's recent changes as read back (the app shares it with `ScoringState`).
     history: ScoreHistory = field(default_factory=ScoreHistory)
+    # Score events per acknowledged chunk (`RETENTION_SCORING_PUBLISH_CHUNK`).
+    chunk_size: int = DEFAULT_CHUNK
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Customers waiting to be re-scored per tenant (ALL: every customer), and the task draining them.
     _pending: dict[str, set[str] | None] = field(default_factory=dict)
@@ -200,6 +206,25 @@ class ScoreEvents:
                 changes.append((p, changed))
         if not changes:
             return 0
+        sent = 0
+        for first in range(0, len(changes), self.chunk_size):
+            sent += await self._publish_chunk(population, changes[first : first + self.chunk_size])
+        log.info("published score changes", extra={"tenant_id": tenant_id, "count": sent})
+        return sent
+
+    async def _publish_chunk(
+        self, population: Population, changes: list[tuple[int, list[str]]]
+    ) -> int:
+        """Explain, build and send one chunk; it counts as announced once acknowledged.
+
+        Bounded chunks put backpressure on a large pass (95k customers sent as one batch timed
+        out on a loaded machine: the broker had the records, the acknowledgements came late).
+        A chunk that fails is sent again as it was — the same records, event ids and
+        `scored_at` — so what went out twice is a duplicate subscribers drop by id, and the
+        chunks acknowledged before stay announced."""
+        tenant_id = population.champion.tenant_id
+        known = self.published.setdefault(tenant_id, {})
+        scores = population.scores
         at = np.asarray([p for p, _ in changes], dtype=np.int64)
         explanations = await asyncio.to_thread(population.explanations, at, keep=False)
         rows = scores[at.tolist()].to_dicts()
@@ -207,47 +232,64 @@ class ScoreEvents:
         champion = population.champion
         churn_horizon = churn_horizon_days(champion.bundle)
         events = []
-        for (p, changed), row, explanation in zip(changes, rows, explanations, strict=True):
+        for (_, changed), row, explanation in zip(changes, rows, explanations, strict=True):
             customer_id = row["customer_id"]
             current = (row["risk_band"], row["value_tier"], row["segment"])
-            event = CustomerScore(
-                event_id=score_event_id(
-                    tenant_id,
-                    customer_id,
-                    champion.version,
-                    row["as_of"],
-                    known.get(customer_id),
-                    current,
-                ),
-                tenant_id=tenant_id,
-                customer_id=customer_id,
-                churn_probability=row["churn_probability"],
-                risk_band=RiskBand(row["risk_band"]),
-                churn_horizon_days=churn_horizon,
-                predicted_ltv=row["predicted_ltv"],
-                ltv_low=row["ltv_low"],
-                ltv_high=row["ltv_high"],
-                ltv_horizon_days=champion.bundle.ltv.horizon_days,
-                value_tier=ValueTier(row["value_tier"]),
-                segment=row["segment"],
-                action=row["action"],
-                revenue_at_risk=row["revenue_at_risk"],
-                expected_orders=row.get("expected_orders"),
-                next_order_by=row.get("next_order_by"),
-                reasons=event_reasons(explanation),
-                drivers=explanation.structured(),
-                changed=changed,
-                model_version=champion.version,
-                features_as_of=row["as_of"],
-                scored_at=now,
+            events.append(
+                CustomerScore(
+                    event_id=score_event_id(
+                        tenant_id,
+                        customer_id,
+                        champion.version,
+                        row["as_of"],
+                        known.get(customer_id),
+                        current,
+                    ),
+                    tenant_id=tenant_id,
+                    customer_id=customer_id,
+                    churn_probability=row["churn_probability"],
+                    risk_band=RiskBand(row["risk_band"]),
+                    churn_horizon_days=churn_horizon,
+                    predicted_ltv=row["predicted_ltv"],
+                    ltv_low=row["ltv_low"],
+                    ltv_high=row["ltv_high"],
+                    ltv_horizon_days=champion.bundle.ltv.horizon_days,
+                    value_tier=ValueTier(row["value_tier"]),
+                    segment=row["segment"],
+                    action=row["action"],
+                    revenue_at_risk=row["revenue_at_risk"],
+                    expected_orders=row.get("expected_orders"),
+                    next_order_by=row.get("next_order_by"),
+                    reasons=event_reasons(explanation),
+                    drivers=explanation.structured(),
+                    changed=changed,
+                    model_version=champion.version,
+                    features_as_of=row["as_of"],
+                    scored_at=now,
+                )
             )
-            events.append(event)
+        await self._send(tenant_id, events)
+        for (p, _), row in zip(changes, rows, strict=True):
+            known[row["customer_id"]] = (row["risk_band"], row["value_tier"], row["segment"])
             telemetry.SCORES.labels(tenant_id, row["risk_band"]).inc()
             telemetry.FEATURE_FRESHNESS.observe(
                 max(0.0, now.timestamp() - population.computed_us[p] / 1e6)
             )
-        await self.publisher.send(events)
-        for (_, _), row in zip(changes, rows, strict=True):
-            known[row["customer_id"]] = (row["risk_band"], row["value_tier"], row["segment"])
-        log.info("published score changes", extra={"tenant_id": tenant_id, "count": len(events)})
         return len(events)
+
+    async def _send(self, tenant_id: str, events: list[CustomerScore]) -> None:
+        """Send one chunk until acknowledged, `SEND_ATTEMPTS` times at most (then raise: the
+        drain retries what is left unannounced)."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await self.publisher.send(events)
+                return
+            except Exception:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                log.warning(
+                    "a chunk of score changes was not acknowledged; sending it again",
+                    extra={"tenant_id": tenant_id, "count": len(events), "attempt": attempt},
+                    exc_info=True,
+                )
+                await asyncio.sleep(RETRY_SECONDS * 2 ** (attempt - 1))
