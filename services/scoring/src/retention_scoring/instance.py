@@ -71,6 +71,7 @@ class ScoringInstance:
             populations=Populations(
                 tenant_clock(settings, self.membership.clock if sharded else None),
                 self._shared_cutoffs if sharded else None,
+                settings.scoring_settle_seconds,
             ),
         )
         self.duty = PublishingDuty(ctx, on_change=self._rescore_all)

@@ -2,21 +2,31 @@
 
 Moving the clock features costs a fixed ~20 ms of polars planning whether it is one customer or
 thousands, so every score — a single `GET`, a list, a segment table, a score event — is read
-from the tenant's scored population: computed in one vectorized pass in a worker thread when
-the model, any vector or the clock changed since the last one, and shared by every request
+from the tenant's scored population, computed in a worker thread and shared by every request
 that needs the same key (one computation in flight per tenant). Reasons are computed per
 customer on demand and kept with the population they explain.
+
+A population is computed whole (every customer moved to the tenant clock and scored) for a new
+model, after a removal, when the tenant clock crosses a UTC day (recency is in days), and when
+the tenant has had no new vector for `settle_seconds` while its clock is ahead of the
+population's. Otherwise changed vectors are **patched in**: only those customers are moved to
+the population's clock and scored, and the value-tier cutoffs are recut over everyone — the
+same population a whole pass at that clock computes, for the cost of the changed rows
+(`pass_reason`). Each customer scored is counted in
+`retention_scoring_customers_scored_total{tenant, reason}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
 
+from retention_scoring import telemetry
 from retention_scoring.champions import LoadedChampion
 from retention_scoring.scoring import (
     Explanation,
@@ -29,12 +39,24 @@ from retention_scoring.scoring import (
 )
 from retention_scoring.store import TenantTable
 
-__all__ = ["Population", "PopulationKey", "Populations", "compute_population"]
+__all__ = [
+    "FULL_PASS_REASONS",
+    "Population",
+    "PopulationKey",
+    "Populations",
+    "compute_population",
+    "pass_reason",
+    "patch_population",
+]
 
 # Reasons kept per population, at most (a population is replaced on any change anyway).
 EXPLANATIONS_KEPT = 100_000
 
 PopulationKey = tuple[str, int, int]  # (model version, features generation, clock in µs)
+
+DAY_US = 86_400_000_000
+# Why a population is computed whole; "changed" is a patch of the changed rows.
+FULL_PASS_REASONS = ("first", "model", "removed", "day", "settle")
 
 
 @dataclass
@@ -111,6 +133,96 @@ def snapshot(table: TenantTable, champion: LoadedChampion, clock_us: int) -> Sna
     )
 
 
+@dataclass(frozen=True)
+class Patch:
+    """The changed rows of a table since a population's generation, copied on the event loop."""
+
+    generation: int
+    rows: np.ndarray
+    features: pl.DataFrame
+    history: pl.DataFrame
+    computed_us: np.ndarray
+    partitions: np.ndarray
+    new_ids: list[str]  # customers of rows the population does not have yet, in row order
+
+
+def changes(table: TenantTable, current: Population) -> Patch:
+    rows = table.changed_since(current.key[1])
+    size = len(table)
+    return Patch(
+        generation=table.generation,
+        rows=rows,
+        features=table.features_frame(rows),
+        history=table.history_frame(rows),
+        computed_us=table.computed_us[:size].copy(),
+        partitions=table.partition[:size].copy(),
+        new_ids=table.ids[len(current) : size],
+    )
+
+
+def pass_reason(
+    current: Population | None,
+    table: TenantTable,
+    version: str,
+    clock_us: int,
+    settle_seconds: float,
+    now: float,
+) -> str | None:
+    """What `current` needs to serve `table` at `clock_us`: a whole pass (one of
+    `FULL_PASS_REASONS`), "changed" (patch in the rows changed since), or None (it serves)."""
+    if current is None:
+        return "first"
+    current_version, generation, base_us = current.key
+    if current_version != version:
+        return "model"
+    if table.removed_generation > generation:
+        return "removed"  # rows moved: positions no longer match
+    if clock_us // DAY_US != base_us // DAY_US:
+        return "day"
+    if clock_us != base_us and now - table.changed_at >= settle_seconds:
+        return "settle"  # the burst is over: everyone to the exact tenant clock
+    if table.generation != generation:
+        return "changed"
+    return None
+
+
+def patch_population(current: Population, patch: Patch) -> Population:
+    """`current` with the changed rows moved to its clock and scored (blocking: a worker thread).
+
+    Equal to a whole pass at `current`'s clock: a row is moved to max(clock, its own as_of) in
+    both, and the tier cutoffs are recut over every customer's LTV."""
+    base_us = current.key[2]
+    moved = at_clock(patch.features, patch.history, base_us)
+    fresh = score_customers(current.champion.bundle, moved, current.cutoffs)
+    size = len(patch.partitions)
+    take = np.arange(size)
+    take[patch.rows] = len(current) + np.arange(len(patch.rows))
+    features = pl.concat([current.features, moved])[take]
+    scores = pl.concat([current.scores, fresh])[take]
+    cutoffs = tier_cutoffs(scores["predicted_ltv"].to_numpy())
+    if cutoffs != current.cutoffs:
+        tiers = value_tiers(scores["predicted_ltv"].to_numpy(), cutoffs)
+        scores = scores.with_columns(pl.Series("value_tier", tiers.tolist(), dtype=pl.String))
+    index = current.index
+    if patch.new_ids:
+        index = dict(index)
+        index.update((c, len(current) + i) for i, c in enumerate(patch.new_ids))
+    explanations = dict(current._explanations)  # the old population's own stay with it
+    for customer_id in moved["customer_id"].to_list():
+        explanations.pop(customer_id, None)
+    return Population(
+        key=(current.key[0], patch.generation, base_us),
+        champion=current.champion,
+        features=features,
+        scores=scores,
+        computed_us=patch.computed_us,
+        partitions=patch.partitions,
+        index=index,
+        cutoffs=cutoffs,
+        _explanations=explanations,
+    )
+
+
 def compute_population(champion: LoadedChampion, snap: Snapshot) -> Population:
     """Move every customer to the clock and score them all (blocking: a worker thread)."""
     moved = at_clock(snap.features, snap.history, snap.clock_us)
@@ -142,21 +254,29 @@ SharedCutoffs = Callable[[str, str], TierCutoffs | None]
 
 
 class Populations:
-    """The latest scored population per tenant, recomputed only when its key changed."""
+    """The latest scored population per tenant, recomputed whole or patched (`pass_reason`)."""
 
-    def __init__(self, clock: Clock, cutoffs: SharedCutoffs | None = None) -> None:
+    def __init__(
+        self, clock: Clock, cutoffs: SharedCutoffs | None = None, settle_seconds: float = 10.0
+    ) -> None:
         self.clock = clock
         self.cutoffs = cutoffs
+        self.settle_seconds = settle_seconds
         self._latest: dict[str, Population] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def latest(self, tenant_id: str) -> Population | None:
         return self._latest.get(tenant_id)
 
-    def _fresh(self, table: TenantTable, champion: LoadedChampion) -> Population | None:
-        current = self._latest.get(table.tenant_id)
-        key = (champion.version, table.generation, self.clock(table))
-        return current if current is not None and current.key == key else None
+    def _reason(self, table: TenantTable, champion: LoadedChampion) -> str | None:
+        return pass_reason(
+            self._latest.get(table.tenant_id),
+            table,
+            champion.version,
+            self.clock(table),
+            self.settle_seconds,
+            time.monotonic(),
+        )
 
     async def get(self, table: TenantTable, champion: LoadedChampion) -> Population:
         """The population at the tenant's current clock, scored by `champion`."""
@@ -171,14 +291,23 @@ class Populations:
         return population
 
     async def _get(self, table: TenantTable, champion: LoadedChampion) -> Population:
-        if (fresh := self._fresh(table, champion)) is not None:
-            return fresh
+        if self._reason(table, champion) is None:
+            return self._latest[table.tenant_id]
         lock = self._locks.setdefault(table.tenant_id, asyncio.Lock())
         async with lock:
             # Another request may have computed it while this one waited.
-            if (fresh := self._fresh(table, champion)) is not None:
-                return fresh
-            snap = snapshot(table, champion, self.clock(table))
-            population = await asyncio.to_thread(compute_population, champion, snap)
+            reason = self._reason(table, champion)
+            current = self._latest.get(table.tenant_id)
+            if reason is None and current is not None:
+                return current
+            if reason == "changed" and current is not None:
+                patch = changes(table, current)
+                population = await asyncio.to_thread(patch_population, current, patch)
+                scored = len(patch.rows)
+            else:
+                snap = snapshot(table, champion, self.clock(table))
+                population = await asyncio.to_thread(compute_population, champion, snap)
+                scored = len(population)
+            telemetry.CUSTOMERS_SCORED.labels(table.tenant_id, reason).inc(scored)
             self._latest[table.tenant_id] = population
             return population

@@ -13,6 +13,7 @@ hands snapshots (copies) to worker threads.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,12 @@ class TenantTable:
         self._history = _History.empty()
         # Bumped on every change: with the model version and the clock it keys cached scores.
         self.generation = 0
+        # The generation at which each row last changed (a cached population re-scores only the
+        # rows changed since its own), and the last removal's (rows moved: score everyone).
+        self.row_generation = np.zeros(0, np.int64)
+        self.removed_generation = 0
+        # time.monotonic() of the last vector: the tenant's clock settles once it is quiet.
+        self.changed_at = 0.0
         # The tenant clock: the latest `as_of` of any of its vectors.
         self.clock_us = 0
 
@@ -120,6 +127,7 @@ class TenantTable:
             self.partition = _grow(self.partition, size)
             self.history_start = _grow(self.history_start, size)
             self.history_length = _grow(self.history_length, size)
+            self.row_generation = _grow(self.row_generation, size)
         else:
             self._drop_history(row)
         vector = self.values[row]
@@ -142,6 +150,8 @@ class TenantTable:
         self.history_length[row] = len(orders)
         self.clock_us = max(self.clock_us, as_of)
         self.generation += 1
+        self.row_generation[row] = self.generation
+        self.changed_at = time.monotonic()
         return row
 
     def _drop_history(self, row: int) -> None:
@@ -185,6 +195,7 @@ class TenantTable:
                 self.partition,
                 self.history_start,
                 self.history_length,
+                self.row_generation,
             ):
                 column[row] = column[last]
             start, length = self.history_start[row], self.history_length[row]
@@ -192,7 +203,12 @@ class TenantTable:
         self.ids.pop()
         self.values[last] = 0.0  # no copy of the features stays behind
         self.generation += 1
+        self.removed_generation = self.generation
         return True
+
+    def changed_since(self, generation: int) -> np.ndarray:
+        """Rows whose vector changed after `generation` (new rows included), in row order."""
+        return np.flatnonzero(self.row_generation[: len(self.ids)] > generation)
 
     # --- snapshots (copies, safe to hand to a worker thread) ------------------------------------
 

@@ -11,6 +11,12 @@ SCORES = TenantCounter(
     "Scores served (HTTP and events), by churn risk band.",
     ["tenant", "risk_band"],
 )
+CUSTOMERS_SCORED = TenantCounter(
+    "retention_scoring_customers_scored_total",
+    "Customers scored into the cached population, by why: changed (their vector changed; the "
+    "rest of the population kept), or a whole pass: first, model, removed, day, settle.",
+    ["tenant", "reason"],
+)
 MODEL_INFO = TenantGauge(
     "retention_scoring_model_info",
     "1 for the champion model version loaded per tenant.",
