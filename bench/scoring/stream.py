@@ -17,6 +17,10 @@ seconds (worker threads included):
 - **patch** (after): `Populations.get` with the daily clock: the batch's customers scored
   against the cached population, a whole pass only when the clock crosses a UTC day.
 
+With `--redate` the streamed orders are dated one second apart after the history's last order,
+as `bench/scale/stream.py` sends them (one day crossed at most); without, they keep their dates
+(the last 1,000 orders of online_retail_II span 9 days: 8 whole passes).
+
 At k = 16 the whole pass is measured on the first `--whole-batches` batches only (each takes
 seconds). Prints CPU ms per streamed order for both and their ratio. The bundle is the test
 slice's (`tests/support/scoring_service.train_bundle`): its cost is the model's predict, which
@@ -67,10 +71,20 @@ def cpu() -> float:
 
 
 async def measure(
-    orders: pl.DataFrame, champion: LoadedChampion, count: int, batch: int, whole_batches: int
+    orders: pl.DataFrame,
+    champion: LoadedChampion,
+    count: int,
+    batch: int,
+    whole_batches: int,
+    redate: bool,
 ) -> dict[str, float]:
     stream = orders.tail(count)
     history = orders.head(orders.height - count)
+    if redate:  # one second apart after the history, as bench/scale/stream.py: all one day
+        last = history["occurred_at"].max()
+        seconds = pl.Series(range(1, count + 1)) * 1_000_000
+        stream = stream.with_columns(occurred_at=pl.lit(last) + pl.duration(microseconds=seconds))
+        orders = pl.concat([history, stream])
     store = FeatureStore()
     store.apply((event, 0) for event in feature_events(history))
     table = store.table("default")
@@ -121,6 +135,9 @@ def main() -> int:
     cli.add_argument("--orders", type=int, default=1000, help="orders streamed")
     cli.add_argument("--batch", type=int, default=20, help="orders per batch")
     cli.add_argument("--whole-batches", type=int, default=10, help="whole passes measured at k>1")
+    cli.add_argument(
+        "--redate", action="store_true", help="stream one second apart after the history"
+    )
     args = cli.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     source = data_file(args.data)
@@ -139,7 +156,9 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for k in [int(k) for k in args.ks.split(",")]:
         whole = args.orders // args.batch if k == 1 else args.whole_batches
-        r = asyncio.run(measure(copies(orders, k), champion, args.orders, args.batch, whole))
+        r = asyncio.run(
+            measure(copies(orders, k), champion, args.orders, args.batch, whole, args.redate)
+        )
         print(
             f"| {k} | {r['customers']:,} | {r['patch_orders']:,} ({r['days']}) "
             f"| {r['whole_ms_per_order']:.2f} | {r['patch_ms_per_order']:.2f} "
