@@ -105,8 +105,10 @@ class Settings(BaseSettings):
     poison_max_attempts: int = Field(3, ge=1)
 
     # Largest batch the features service applies at once: while catching up, bigger batches
-    # recompute each customer fewer times; when caught up, batches are small anyway.
-    features_max_batch: int = Field(10000, ge=1)
+    # recompute each customer fewer times (one vector per touched customer per batch: 2.5 per
+    # customer at 10,000 on an upload of 4x online_retail_II); when caught up, batches are
+    # small anyway.
+    features_max_batch: int = Field(30000, ge=1)
 
     # Trainer. The lake is local Parquet under data_dir unless lake_url names an S3 location;
     # S3 credentials come from the standard AWS_* variables (boto3 reads them).
