@@ -74,6 +74,8 @@ CUSTOMER_COUNT_EVERY_SECONDS = 15.0
 # most this long for new records (on Tansu, the delay of a fetch that has little to return).
 MAX_PARTITION_FETCH_BYTES = 16 * 1024 * 1024
 FETCH_MAX_WAIT_MS = 25
+BULK_RECORDS = 2000
+BULK_LINGER_SECONDS = 1.0
 
 
 @dataclass
@@ -95,6 +97,11 @@ class PreparedBatch:
 class TransactionsConsumer(GroupConsumer):
     offsets_in_kafka = False  # they are in each partition's store
     gapless = True  # each offset is applied exactly once (the clocks would move otherwise)
+    # A poll this large is an upload or a replay: gather up to a second more before applying, so
+    # each customer's vector is computed and published fewer times (an upload is in time order,
+    # so a customer's orders are spread over all of it). A live stream's polls are far smaller.
+    bulk_records = BULK_RECORDS
+    bulk_linger_seconds = BULK_LINGER_SECONDS
 
     def __init__(
         self,

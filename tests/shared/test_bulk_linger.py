@@ -1,0 +1,80 @@
+"""`GroupConsumer`'s bulk lingering on the real broker: a backlog read in small fetches is applied
+in few large batches, every offset once and in order; without it, one batch per small poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import ClassVar
+
+from aiokafka import TopicPartition
+
+from retention_shared.config import Settings
+from retention_shared.kafka.bulk_producer import BulkProducer
+from retention_shared.kafka.group_consumer import Batches, GroupConsumer
+from retention_shared.service import ServiceContext
+
+RECORDS = 3000
+
+
+class _Recorder(GroupConsumer):
+    publishes = False
+
+    def __init__(self, ctx: ServiceContext, group: str) -> None:
+        # ~4 KB per partition per fetch: a backlog comes in many small polls.
+        super().__init__(
+            ctx, ["transactions"], group, max_batch=100_000, max_partition_fetch_bytes=4096
+        )
+        self.batches: list[dict[TopicPartition, list[int]]] = []
+
+    async def handle(self, batches: Batches) -> None:
+        self.batches.append({tp: [r.offset for r in records] for tp, records in batches.items()})
+        await self.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+
+class _Lingering(_Recorder):
+    bulk_records: ClassVar[int | None] = 10
+    bulk_linger_seconds: ClassVar[float] = 3.0
+
+
+def _consume(settings: Settings, kind: type[_Recorder], group: str) -> _Recorder:
+    async def scenario() -> _Recorder:
+        consumer = kind(ServiceContext.create("features", settings), group)
+        await consumer.start()
+        try:
+            deadline = time.monotonic() + 60
+            while sum(len(o) for b in consumer.batches for o in b.values()) < RECORDS:
+                assert time.monotonic() < deadline, "not every record was applied"
+                await asyncio.sleep(0.1)
+        finally:
+            await consumer.stop()
+        return consumer
+
+    return asyncio.run(scenario())
+
+
+def test_a_backlog_is_applied_in_few_batches_every_offset_once(kafka_settings: Settings) -> None:
+    async def publish() -> None:
+        producer = BulkProducer(kafka_settings)
+        await producer.start()
+        try:
+            records = [(f"t:c{n % 97}".encode(), b"x" * 200) for n in range(RECORDS)]
+            for start in range(0, RECORDS, 20):  # many small record batches in the log
+                topic = f"{kafka_settings.topic_prefix}transactions"
+                await producer.send_all(topic, records[start : start + 20])
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    plain = _consume(kafka_settings, _Recorder, "plain")
+    lingering = _consume(kafka_settings, _Lingering, "lingering")
+    for consumer in (plain, lingering):
+        applied: dict[TopicPartition, list[int]] = {}
+        for batch in consumer.batches:
+            for tp, offsets in batch.items():
+                applied.setdefault(tp, []).extend(offsets)
+        assert sum(map(len, applied.values())) == RECORDS
+        for offsets in applied.values():  # each offset once, in order, from the first
+            assert offsets == list(range(len(offsets)))
+    assert len(plain.batches) > 20  # small fetches: a batch each
+    assert len(lingering.batches) * 5 <= len(plain.batches)
