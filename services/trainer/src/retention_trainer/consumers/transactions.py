@@ -53,6 +53,13 @@ LAKE_BYTES_EVERY_SECONDS = 15.0
 
 
 class LakeConsumer(GroupConsumer):
+    # An upload arrives in polls of a few thousand records while the consumer keeps pace with
+    # ingest; each batch writes a part file per month it touches (an upload is in time order
+    # per bucket, so most months), which compaction then merges again. A bulk poll waits up to
+    # a second for more (`GroupConsumer`): fewer, larger parts. Streamed orders are not held.
+    bulk_records = 2000
+    bulk_linger_seconds = 1.0
+
     def __init__(
         self,
         ctx: ServiceContext,
