@@ -33,7 +33,7 @@ from retention_trainer.pipeline import (
 )
 from retention_trainer.refit import refit_for_production, render_windows
 from retention_trainer.run_report import build_run_report
-from retention_trainer.sampling import DEFAULT_MAX_CUSTOMERS
+from retention_trainer.sampling import DEFAULT_MAX_CUSTOMERS, DEFAULT_MAX_EVALUATION_CUSTOMERS
 from retention_trainer.training_set import CHURN_HORIZON_DAYS, LTV_HORIZON_DAYS
 
 TENANT = "backtest"
@@ -74,6 +74,14 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_MAX_CUSTOMERS,
         metavar="N",
         help=f"train on a deterministic sample of N customers above N (default {DEFAULT_MAX_CUSTOMERS:,}; 0: all)",
+    )
+    parser.add_argument(
+        "--max-evaluation-customers",
+        type=int,
+        default=DEFAULT_MAX_EVALUATION_CUSTOMERS,
+        metavar="N",
+        help="evaluate the earlier rolling origins and the bootstrap on a deterministic sample "
+        f"of N customers above N (default {DEFAULT_MAX_EVALUATION_CUSTOMERS:,}; 0: all)",
     )
     parser.add_argument("--churn-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
     parser.add_argument("--ltv-test-cutoff", type=date.fromisoformat, metavar="YYYY-MM-DD")
@@ -119,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             # where a model change is judged before it ships.
             rolling_origins=ROLLING_ORIGINS,
             max_customers=args.max_customers,
+            max_evaluation_customers=args.max_evaluation_customers,
         )
     except ValueError as error:
         print(f"retention backtest: {error}", file=sys.stderr)

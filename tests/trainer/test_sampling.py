@@ -94,6 +94,9 @@ def test_no_sampling_at_or_below_the_cap(orders: pl.DataFrame, everyone: Trainin
         "share": 1.0,
         "max_customers": 50_000,
         "rule": None,
+        "evaluation_sampled": False,
+        "evaluated_customers": 470,
+        "max_evaluation_customers": 50_000,
     }
     assert "Training used all 470 customers (at or below the cap of 50,000)." in everyone.markdown
 

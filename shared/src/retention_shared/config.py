@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # Above this many customers, a run's training examples use a deterministic sample of this
     # many (validation and test still use everyone; docs/trainer.md, "Customer sampling"); 0 = no cap.
     trainer_max_customers: int = Field(50_000, ge=0)
+    # Above this many customers, the earlier rolling origins and the bootstrap evaluate a sample
+    # of this many (same rule; the test cutoff's numbers stay on everyone); 0 = no cap.
+    trainer_max_evaluation_customers: int = Field(50_000, ge=0)
     # Streamed orders (HTTP, `orders.raw`) retrain a tenant once its lake has grown by this share
     # of the orders, or this many days of new data, since its latest run read it; 0 = off.
     retrain_growth_orders_share: float = Field(0.10, ge=0)

@@ -320,7 +320,8 @@ class RollingEvaluation(_Part):
 
 
 class CustomerSampling(_Part):
-    """Which customers the run's training examples used (validation and test use all)."""
+    """Which customers the run's training examples used, and which the earlier rolling origins
+    and the bootstrap evaluated (the test cutoff's validation and test use all)."""
 
     sampled: bool = Field(description="False: the tenant is at or below the cap (or no cap).")
     customers: int = Field(description="Customers in the tenant's orders.")
@@ -328,6 +329,19 @@ class CustomerSampling(_Part):
     share: float = Field(description="trained_customers / customers.")
     max_customers: int | None = Field(description="The cap in force; None: no cap.")
     rule: str | None = Field(description="How the sample was drawn; None when not sampled.")
+    # The evaluation cap (added later: reports before it have none of these keys).
+    evaluation_sampled: bool | None = Field(
+        None,
+        description="True: the earlier rolling origins and the bootstrap used a sample of "
+        "evaluated_customers (the test cutoff's numbers are always on everyone); None: a "
+        "report from before the evaluation cap.",
+    )
+    evaluated_customers: int | None = Field(
+        None, description="Customers of the earlier origins and the bootstrap; None: not recorded."
+    )
+    max_evaluation_customers: int | None = Field(
+        None, description="The evaluation cap in force; None: no cap or not recorded."
+    )
 
 
 class BacktestReport(_Part):

@@ -99,7 +99,14 @@ from retention_trainer.fitting.orders import fit_order_bgnbd, fit_order_model
 from retention_trainer.fitting.purchase import fit_purchase_model
 from retention_trainer.fitting.seasonal import seasonal_cutoff, with_seasonal_level
 from retention_trainer.fitting.segmenter import fit_segmenter
-from retention_trainer.sampling import DEFAULT_MAX_CUSTOMERS, sample_customers, sampled_orders
+from retention_trainer.sampling import (
+    DEFAULT_MAX_CUSTOMERS,
+    DEFAULT_MAX_EVALUATION_CUSTOMERS,
+    evaluation_sample,
+    sample_customers,
+    sampled_orders,
+    sampled_rows,
+)
 from retention_trainer.training_set import (
     CHURN_HORIZON_DAYS,
     CUTOFF_EVERY_DAYS,
@@ -340,6 +347,7 @@ def train_and_backtest(
     seed: int = 0,
     previous_segmenter: Segmenter | None = None,
     max_customers: int | None = DEFAULT_MAX_CUSTOMERS,
+    max_evaluation_customers: int | None = DEFAULT_MAX_EVALUATION_CUSTOMERS,
 ) -> TrainingRun:
     """The whole pipeline on one tenant's orders frame (``ORDER_SCHEMA``).
 
@@ -355,7 +363,10 @@ def train_and_backtest(
 
     Above ``max_customers`` customers (None or 0: no cap), the training examples of every task
     and origin use a deterministic sample of that many customers (:mod:`.sampling`); validation,
-    test and baselines use every customer. The report's ``sampling`` block records it.
+    test and baselines use every customer. Above ``max_evaluation_customers`` (None or 0: no
+    cap), the earlier rolling origins (validation, test, baselines) and the bootstrap's resamples
+    use a sample drawn by the same rule; the test cutoff's numbers stay on every customer. The
+    report's ``sampling`` block records both.
     """
     clock = _Stopwatch()
     if tenant is None:
@@ -400,18 +411,44 @@ def train_and_backtest(
             fitted = {c for w in all_plans for c in w.training_cutoffs}
             examples = training_examples(orders, held_out, **horizons)
             trainable = training_examples(sampled_orders(orders, sample), fitted, **horizons)
+        # The earlier origins and the bootstrap: their cost grew with every customer, while what
+        # they measure (means over origins, interval widths) is settled well below the cap.
+        judged = evaluation_sample(orders, tenant, max_evaluation_customers)
+        judged_orders, judged_examples = (
+            sampled_orders(orders, judged),
+            sampled_rows(examples, judged),
+        )
+        sampling = sampling.model_copy(
+            update={
+                "evaluation_sampled": judged is not None,
+                "evaluated_customers": sampling.customers if judged is None else len(judged),
+                "max_evaluation_customers": max_evaluation_customers or None,
+            }
+        )
+
+    def evaluated(i: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(orders, examples) of origin ``i``: everyone at the test cutoff (the gate's numbers),
+        the evaluation sample at the earlier origins."""
+        return (orders, examples) if i == 0 else (judged_orders, judged_examples)
+
+    def resampled(test: pl.DataFrame) -> np.ndarray | None:
+        """The test customers the bootstrap resamples (None: all)."""
+        if judged is None:
+            return None
+        return test["customer_id"].is_in(list(judged)).to_numpy()
 
     rolling: list[OriginResult] = []
     scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
     intervals: list[tuple[float, float]] = []
     for i, w in enumerate(churn_plans):
+        origin_orders, origin_examples = evaluated(i)
         with clock.stage("churn" if i == 0 else "rolling_origin"):
-            churn, test = _churn_task(examples, trainable, w)
+            churn, test = _churn_task(origin_examples, trainable, w)
             probability = churn.probability(_X(test))
             y = test["churned"].to_numpy()
         with clock.stage("baselines" if i == 0 else "rolling_origin"):
-            baselines = _churn_baselines(orders, examples, trainable, w)
-            valid_y = _at(examples, w.validation_cutoff)["churned"].to_numpy()
+            baselines = _churn_baselines(origin_orders, origin_examples, trainable, w)
+            valid_y = _at(origin_examples, w.validation_cutoff)["churned"].to_numpy()
             thresholds = {
                 name: select_threshold(valid_y, valid_scores)
                 for name, (valid_scores, _) in baselines.items()
@@ -424,6 +461,7 @@ def train_and_backtest(
                 scores={"model": probability, **{n: s for n, (_, s) in baselines.items()}},
                 thresholds={"model": churn.threshold, **thresholds},
                 active=active,
+                resampled=resampled(test),
             )
         )
         if i == 0:
@@ -459,22 +497,26 @@ def train_and_backtest(
         )
 
     for i, w in enumerate(ltv_plans):
+        origin_orders, origin_examples = evaluated(i)
         with clock.stage("ltv" if i == 0 else "rolling_origin"):
-            ltv, test, fit = _ltv_task(examples, trainable, w)
+            ltv, test, fit = _ltv_task(origin_examples, trainable, w)
             point, low, high = _ltv_predict(ltv, test)
             actual = test["future_spend"].to_numpy()
             intervals.append(_interval_reading(actual, low, high))
         with clock.stage("baselines" if i == 0 else "rolling_origin"):
             baselines_ltv = {
                 "past_spend_scaled": past_spend_scaled(test, w.horizon_days),
-                "bgnbd_gamma_gamma": bgnbd_spend(orders, w.test_cutoff, test, w.horizon_days),
-                "recent_spend": recent_spend(orders, w.test_cutoff, test, w.horizon_days),
+                "bgnbd_gamma_gamma": bgnbd_spend(
+                    origin_orders, w.test_cutoff, test, w.horizon_days
+                ),
+                "recent_spend": recent_spend(origin_orders, w.test_cutoff, test, w.horizon_days),
             }
         scored["ltv"].append(
             OriginScores(
                 origin=w.test_cutoff,
                 actual=actual.astype(float),
                 scores={"model": point, **baselines_ltv},
+                resampled=resampled(test),
             )
         )
         if i == 0:

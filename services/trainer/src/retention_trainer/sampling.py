@@ -5,6 +5,12 @@ above ``max_customers`` a run's *training* examples use a deterministic sample o
 customers; validation, test, the rolling origins and the baselines are still measured on every
 customer (docs/trainer.md, "Customer sampling").
 
+Above a second, separate cap, ``max_evaluation_customers``, the *earlier* rolling origins (their
+validation, test and baselines) and the bootstrap's resamples use a sample too, drawn by the same
+rule (:func:`evaluation_sample`): their cost grew with every customer while the numbers they give
+(means over origins, interval widths) settle long before. The test cutoff's validation, test and
+baselines, which the gate decides on, stay on every customer.
+
 **Rule.** Each customer gets the first 8 bytes (big-endian) of
 ``blake2b(tenant_id + "\\x1f" + customer_id, digest_size=8)``; the ``max_customers`` customers with
 the smallest keys (ties by customer id) are kept. So the sample is exactly ``max_customers``
@@ -22,14 +28,20 @@ from retention_bundle.backtest_report import CustomerSampling
 
 __all__ = [
     "DEFAULT_MAX_CUSTOMERS",
+    "DEFAULT_MAX_EVALUATION_CUSTOMERS",
     "HASH_RULE",
     "describe_sampling",
+    "evaluation_sample",
     "sample_customers",
     "sampled_orders",
+    "sampled_rows",
 ]
 
 # Tenants up to this many customers train on all of them (docs/trainer.md has the measurements).
 DEFAULT_MAX_CUSTOMERS = 50_000
+# Above this many customers the earlier rolling origins and the bootstrap use a sample. At least
+# the training cap, so the evaluation sample holds the training sample (smallest keys first).
+DEFAULT_MAX_EVALUATION_CUSTOMERS = 50_000
 HASH_RULE = (
     "the max_customers customers with the smallest blake2b-64(tenant_id + '\\x1f' + customer_id)"
 )
@@ -59,7 +71,7 @@ def sample_customers(
             max_customers=max_customers or None,
             rule=None,
         )
-    kept = sorted(customers, key=lambda c: (_key(tenant, str(c)), str(c)))[:max_customers]
+    kept = _smallest_keys(customers, tenant, max_customers)
     return frozenset(str(c) for c in kept), CustomerSampling(
         sampled=True,
         customers=total,
@@ -70,15 +82,52 @@ def sample_customers(
     )
 
 
+def _smallest_keys(customers: list[object], tenant: str, cap: int) -> list[object]:
+    return sorted(customers, key=lambda c: (_key(tenant, str(c)), str(c)))[:cap]
+
+
+def evaluation_sample(
+    orders: pl.DataFrame, tenant: str, max_evaluation_customers: int | None
+) -> frozenset[str] | None:
+    """The customers the earlier rolling origins and the bootstrap evaluate (None: all of them):
+    the same rule as the training sample, with its own cap (None or 0: no cap)."""
+    if max_evaluation_customers is not None and max_evaluation_customers < 0:
+        raise ValueError("max_evaluation_customers must be 0 (no cap) or positive")
+    customers = orders["customer_id"].unique().to_list()
+    if not max_evaluation_customers or len(customers) <= max_evaluation_customers:
+        return None
+    return frozenset(str(c) for c in _smallest_keys(customers, tenant, max_evaluation_customers))
+
+
+def sampled_rows(frame: pl.DataFrame, sample: frozenset[str] | None) -> pl.DataFrame:
+    """The rows of ``frame`` (any frame with ``customer_id``) of the sampled customers."""
+    if sample is None:
+        return frame
+    return frame.filter(pl.col("customer_id").is_in(list(sample)))
+
+
 def sampled_orders(orders: pl.DataFrame, sample: frozenset[str] | None) -> pl.DataFrame:
     """The orders of the sampled customers (all of them when ``sample`` is None)."""
-    if sample is None:
-        return orders
-    return orders.filter(pl.col("customer_id").is_in(list(sample)))
+    return sampled_rows(orders, sample)
 
 
 def describe_sampling(sampling: CustomerSampling) -> str:
-    """One sentence for the Markdown reports."""
+    """One or two sentences for the Markdown reports."""
+    return _describe_training(sampling) + _describe_evaluation(sampling)
+
+
+def _describe_evaluation(sampling: CustomerSampling) -> str:
+    if not sampling.evaluation_sampled or sampling.evaluated_customers is None:
+        return ""
+    cap = sampling.max_evaluation_customers or sampling.evaluated_customers
+    return (
+        f" The earlier rolling origins and the bootstrap intervals used a sample of "
+        f"{sampling.evaluated_customers:,} customers (evaluation cap {cap:,}, same rule); "
+        "the test cutoff's numbers used every customer."
+    )
+
+
+def _describe_training(sampling: CustomerSampling) -> str:
     if not sampling.sampled:
         cap = (
             f"at or below the cap of {sampling.max_customers:,}"

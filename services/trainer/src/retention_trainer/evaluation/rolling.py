@@ -69,10 +69,26 @@ class OriginScores:
     scores: dict[str, NDArray[np.float64]]
     thresholds: dict[str, float] = field(default_factory=dict)
     active: NDArray[np.bool_] | None = None
+    # The customers the bootstrap resamples (None: all of them); the point values always use
+    # all. Set above the evaluation cap (docs/trainer.md, "Customer sampling").
+    resampled: NDArray[np.bool_] | None = None
 
     def samples(self) -> dict[str, ScoredSample]:
         return {
             name: ScoredSample(self.actual, s, self.thresholds.get(name), self.active)
+            for name, s in self.scores.items()
+        }
+
+    def bootstrap_samples(self) -> dict[str, ScoredSample]:
+        """What the bootstrap resamples: ``samples()`` on the ``resampled`` customers only."""
+        if self.resampled is None:
+            return self.samples()
+        keep = np.asarray(self.resampled, dtype=bool)
+        if keep.shape != self.actual.shape:
+            raise ValueError("resampled must flag each of the origin's customers")
+        active = self.active[keep] if self.active is not None else None
+        return {
+            name: ScoredSample(self.actual[keep], s[keep], self.thresholds.get(name), active)
             for name, s in self.scores.items()
         }
 
@@ -113,6 +129,7 @@ def _task_summary(
         for m in metrics
     }
     summary: dict[str, dict[str, Any]] = {}
+    resampled = [o.bootstrap_samples() for o in origins]
     pairs: list[dict[str, PairedSample]] = [{} for _ in origins]
     for m in metrics:
         means = {name: _mean(v) for name, v in values[m].items()}
@@ -126,7 +143,7 @@ def _task_summary(
             "higher_is_better": HIGHER_IS_BETTER[m],
         }
         if best is not None:
-            for o, s in enumerate(samples):
+            for o, s in enumerate(resampled):
                 pairs[o][m] = PairedSample(s[MODEL], s[best])
     compared = [m for m in metrics if summary[m]["best_baseline"] is not None]
     draws = paired_bootstrap(compared, pairs, resamples=resamples, seed=seed) if compared else {}

@@ -110,6 +110,7 @@ def train_candidate(
             every_days=options.cutoff_every_days or settings.cutoff_every_days,
             rolling_origins=settings.trainer_rolling_origins,
             max_customers=settings.trainer_max_customers,
+            max_evaluation_customers=settings.trainer_max_evaluation_customers,
             previous_segmenter=champion_bundle.segmenter if champion_bundle else None,
         )
     except ValueError as error:  # the pipeline's answer to data that cannot hold a backtest
