@@ -13,9 +13,11 @@ from retention_bundle.models.bgnbd import (
 )
 from retention_trainer.classical.bgnbd import (
     bgnbd_log_likelihood,
+    collapse_summary,
     fit_bgnbd,
     probability_no_purchase,
 )
+from retention_trainer.classical.maximum_likelihood import minimize_log_parameters
 
 # Fader, Hardie & Lee (2005), "Counting your customers the easy way", CDNOW sample, weeks.
 PUBLISHED = BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -40,6 +42,31 @@ def test_fit_reproduces_the_published_cdnow_parameters(cdnow: pl.DataFrame) -> N
     assert got.a == pytest.approx(PUBLISHED.a, abs=1e-3)
     assert got.b == pytest.approx(PUBLISHED.b, abs=1e-3)
     assert fit.log_likelihood == pytest.approx(PUBLISHED_LOG_LIKELIHOOD, abs=0.05)
+
+
+def test_the_fit_on_distinct_rows_is_the_fit_on_every_customer(cdnow: pl.DataFrame) -> None:
+    x, t_x, T = _arrays(cdnow)
+    (ux, utx, uT), share = collapse_summary(x, t_x, T)
+    assert 0 < ux.size < x.size  # real customers repeat (x, t_x, T)
+    assert share.sum() == pytest.approx(1.0)
+    # The share-weighted mean over distinct rows is the mean over customers at any parameters.
+    for params in (PUBLISHED, BGNBDParams(r=1.5, alpha=20.0, a=0.3, b=4.0)):
+        distinct = [bgnbd_log_likelihood(params, [a], [b], [c]) for a, b, c in zip(ux, utx, uT)]
+        assert float(np.dot(share, distinct)) == pytest.approx(
+            bgnbd_log_likelihood(params, x, t_x, T) / x.size, rel=1e-12
+        )
+
+    # And the fit lands on the per-customer objective's optimum: the same likelihood, and the
+    # parameters as close as the optimizer's stopping rule on this flat top allows.
+    def per_customer(log_params: np.ndarray) -> float:
+        return -bgnbd_log_likelihood(BGNBDParams(*np.exp(log_params)), x, t_x, T) / x.size
+
+    start = np.log([1.0, float(np.mean(T)), 1.0, 1.0])
+    reference = minimize_log_parameters(per_customer, start)
+    fitted = fit_bgnbd(x, t_x, T)
+    assert fitted.log_likelihood / x.size == pytest.approx(-reference.fun, rel=1e-11)
+    p = fitted.params
+    assert [p.r, p.alpha, p.a, p.b] == pytest.approx(np.exp(reference.x), rel=1e-4)
 
 
 def test_log_likelihood_at_the_published_parameters(cdnow: pl.DataFrame) -> None:

@@ -22,6 +22,7 @@ from retention_trainer.classical.maximum_likelihood import finite_or_huge, minim
 __all__ = [
     "BGNBDFit",
     "bgnbd_log_likelihood",
+    "collapse_summary",
     "fit_bgnbd",
     "probability_no_purchase",
 ]
@@ -69,6 +70,16 @@ def bgnbd_log_likelihood(params: BGNBDParams, x: ArrayLike, t_x: ArrayLike, T: A
     return float(np.sum(terms))
 
 
+def collapse_summary(*columns: NDArray) -> tuple[tuple[NDArray, ...], NDArray[np.float64]]:
+    """The distinct rows of ``columns`` and each one's share of the rows.
+
+    Counts and ages are whole days, so a large tenant repeats the same ``(x, t_x, T)`` many
+    times (every one-time buyer of a day, say): the mean log-likelihood is the share-weighted
+    mean over the distinct rows, and each optimizer step evaluates those only."""
+    rows, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
+    return tuple(rows.T), counts / counts.sum()
+
+
 def fit_bgnbd(
     x: ArrayLike,
     t_x: ArrayLike,
@@ -101,10 +112,11 @@ def fit_bgnbd(
     if initial is None:
         initial = BGNBDParams(r=1.0, alpha=max(float(np.mean(Ts)), 1e-3), a=1.0, b=1.0)
     start = np.log([initial.r, initial.alpha, initial.a, initial.b])
+    (ux, utx, uT), weights = collapse_summary(xs, txs, Ts)
 
     def objective(log_params: NDArray) -> float:
         r, alpha, a, b = np.exp(log_params)
-        value = -np.mean(_log_likelihood_terms(r, alpha, a, b, xs, txs, Ts))
+        value = -np.dot(weights, _log_likelihood_terms(r, alpha, a, b, ux, utx, uT))
         return finite_or_huge(value)
 
     best = minimize_log_parameters(objective, start)
