@@ -51,7 +51,9 @@ def test_the_fit_on_distinct_rows_is_the_fit_on_every_customer(cdnow: pl.DataFra
     assert share.sum() == pytest.approx(1.0)
     # The share-weighted mean over distinct rows is the mean over customers at any parameters.
     for params in (PUBLISHED, BGNBDParams(r=1.5, alpha=20.0, a=0.3, b=4.0)):
-        distinct = [bgnbd_log_likelihood(params, [a], [b], [c]) for a, b, c in zip(ux, utx, uT)]
+        distinct = [
+            bgnbd_log_likelihood(params, [a], [b], [c]) for a, b, c in zip(ux, utx, uT, strict=True)
+        ]
         assert float(np.dot(share, distinct)) == pytest.approx(
             bgnbd_log_likelihood(params, x, t_x, T) / x.size, rel=1e-12
         )
