@@ -414,10 +414,6 @@ def train_and_backtest(
         # The earlier origins and the bootstrap: their cost grew with every customer, while what
         # they measure (means over origins, interval widths) is settled well below the cap.
         judged = evaluation_sample(orders, tenant, max_evaluation_customers)
-        judged_orders, judged_examples = (
-            sampled_orders(orders, judged),
-            sampled_rows(examples, judged),
-        )
         sampling = sampling.model_copy(
             update={
                 "evaluation_sampled": judged is not None,
@@ -426,10 +422,14 @@ def train_and_backtest(
             }
         )
 
-    def evaluated(i: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def evaluated(i: int, w: TaskWindows) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(orders, examples) of origin ``i``: everyone at the test cutoff (the gate's numbers),
-        the evaluation sample at the earlier origins."""
-        return (orders, examples) if i == 0 else (judged_orders, judged_examples)
+        the evaluation sample at the earlier origins — only the origin's own held-out rows, made
+        per origin, so no sampled copy of the whole examples frame outlives it (peak memory)."""
+        if i == 0 or judged is None:
+            return orders, examples
+        held_out = examples.filter(pl.col("cutoff").is_in([w.validation_cutoff, w.test_cutoff]))
+        return sampled_orders(orders, judged), sampled_rows(held_out, judged)
 
     def resampled(test: pl.DataFrame) -> np.ndarray | None:
         """The test customers the bootstrap resamples (None: all)."""
@@ -441,7 +441,7 @@ def train_and_backtest(
     scored: dict[str, list[OriginScores]] = {"churn": [], "ltv": []}
     intervals: list[tuple[float, float]] = []
     for i, w in enumerate(churn_plans):
-        origin_orders, origin_examples = evaluated(i)
+        origin_orders, origin_examples = evaluated(i, w)
         with clock.stage("churn" if i == 0 else "rolling_origin"):
             churn, test = _churn_task(origin_examples, trainable, w)
             probability = churn.probability(_X(test))
@@ -497,7 +497,7 @@ def train_and_backtest(
         )
 
     for i, w in enumerate(ltv_plans):
-        origin_orders, origin_examples = evaluated(i)
+        origin_orders, origin_examples = evaluated(i, w)
         with clock.stage("ltv" if i == 0 else "rolling_origin"):
             ltv, test, fit = _ltv_task(origin_examples, trainable, w)
             point, low, high = _ltv_predict(ltv, test)
