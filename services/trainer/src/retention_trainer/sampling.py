@@ -2,8 +2,8 @@
 
 Training holds customers × cutoffs in memory and its CPU grows with them (docs/capacity.md), so
 above ``max_customers`` a run's *training* examples use a deterministic sample of the tenant's
-customers; validation, test, the rolling origins and the baselines are still measured on every
-customer (docs/trainer.md, "Customer sampling").
+customers; the test cutoff's validation, test and baselines are still measured on every customer
+(docs/trainer.md, "Customer sampling").
 
 Above a second, separate cap, ``max_evaluation_customers``, the *earlier* rolling origins (their
 validation, test and baselines) and the bootstrap's resamples use a sample too, drawn by the same
