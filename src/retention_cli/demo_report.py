@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 
 __all__ = ["AT_RISK_QUERY", "SAMPLE_CAMPAIGN", "print_model_card", "print_report"]
 
-# "High-value customers at risk", the list a CRM team exports first: high churn risk, ordered by
-# revenue at risk (churn probability x predicted LTV), so the most valuable come first.
+# "High-value customers at risk", the list a CRM team exports first: medium or high churn risk,
+# ordered by revenue at risk (churn probability x predicted LTV), so the most valuable come
+# first. High risk alone (p >= 0.6) among High/VIP value is a handful of customers or none: a
+# model ranks the best customers as the least likely to leave.
 AT_RISK_QUERY = {
-    "risk_band": "high",
+    "risk_band": "medium,high",
     "value_tier": "High,VIP",
     "sort": "revenue_at_risk",
     "limit": 10,
@@ -84,7 +86,9 @@ def _segments(console: Console, answer: dict[str, Any]) -> None:
 
 
 def _at_risk(console: Console, answer: dict[str, Any], reasons: dict[str, list[str]]) -> None:
-    console.rule("Top 10 high-value customers at risk (high churn risk, by revenue at risk)")
+    console.rule(
+        "Top 10 high-value customers at risk (medium or high churn risk, by revenue at risk)"
+    )
     table = Table()
     table.add_column("customer", no_wrap=True)
     for column in ("churn p", "predicted LTV", "80% interval", "revenue at risk"):

@@ -265,11 +265,14 @@ def test_the_readme_and_demo_high_value_at_risk_query_is_the_filtered_list(
 ) -> None:
     body = listing(loaded_stack, **AT_RISK_QUERY).json()
     want = _in_order(
-        everyone, lambda r: r["risk_band"] == "high" and r["value_tier"] in ("High", "VIP")
+        everyone,
+        lambda r: r["risk_band"] in ("medium", "high") and r["value_tier"] in ("High", "VIP"),
     )
     assert body["total"] == len(want) > 0
     assert body["customers"] == want[: AT_RISK_QUERY["limit"]]
     values = [row["revenue_at_risk"] for row in body["customers"]]
     assert values == sorted(values, reverse=True)
-    # What the filter removes is there to remove: high-risk customers of lower predicted value.
+    # What the filter removes is there to remove: at-risk customers of lower predicted value,
+    # and high-value customers of low risk.
     assert any(r["risk_band"] == "high" and r["value_tier"] in ("Low", "Medium") for r in everyone)
+    assert any(r["risk_band"] == "low" and r["value_tier"] in ("High", "VIP") for r in everyone)
