@@ -125,3 +125,28 @@ def test_bad_requests_name_the_field(fields: dict[str, float], problem: str) -> 
     base = {"budget": 100.0, "cost_per_contact": 1.0, "save_rate": 0.2}
     with pytest.raises(ValueError, match=problem):
         CampaignRequest(**(base | fields))
+
+
+def test_equal_values_are_taken_in_id_order_whatever_the_candidates_order() -> None:
+    # Five candidates worth 45 each, one worth 85, one worth less than its cost: a budget for 3 takes
+    # the best one, then the two smallest ids of the tied five, best first then by id.
+    p = np.array([0.5, 0.5, 0.9, 0.5, 0.5, 0.1, 0.5])
+    ltv = np.array([100.0, 100.0, 100.0, 100.0, 100.0, 10.0, 100.0])
+    ids = np.array(["e", "b", "z", "d", "a", "y", "c"])
+    request = CampaignRequest(budget=15, cost_per_contact=5, save_rate=1.0)
+    plan = plan_campaign(p, ltv, request, ids_of=lambda rows: ids[rows])
+    assert ids[plan.selected].tolist() == ["z", "a", "b"]
+    # Without ids, ties keep the candidates' order.
+    assert ids[plan_campaign(p, ltv, request).selected].tolist() == ["z", "e", "b"]
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(len(ids))
+        shuffled = ids[order]
+        again = plan_campaign(
+            p[order], ltv[order], request, ids_of=lambda rows, shuffled=shuffled: shuffled[rows]
+        )
+        assert shuffled[again.selected].tolist() == ["z", "a", "b"]
+        assert again.expected == plan.expected
+    # A budget for every candidate: the tied ones in id order after the best, none worthless.
+    everyone = CampaignRequest(budget=1e6, cost_per_contact=5, save_rate=1.0)
+    plan = plan_campaign(p, ltv, everyone, ids_of=lambda rows: ids[rows])
+    assert ids[plan.selected].tolist() == ["z", "a", "b", "c", "d", "e"]

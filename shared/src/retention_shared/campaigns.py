@@ -15,6 +15,11 @@ candidates of highest positive value — so sorting is optimal, not a heuristic 
 against brute force). The same plan is re-valued at half and one-and-a-half times the save rate
 (capped at 1) so a marketer sees how much rides on that guess.
 
+Candidates of equal value are taken in the order of their ids when the caller gives them
+(`ids_of`): the plan is then a function of the candidates alone, not of the order they were read
+in, so sharded replicas that each plan over their own customers merge into the plan one replica
+holding everyone makes. Without ids, ties keep candidate order.
+
 It lives in `shared` because two services plan with it: scoring's `POST /v1/campaigns/plan` and
 the trainer's run report (a plan for a default budget on the run's customers).
 """
@@ -22,6 +27,7 @@ the trainer's run report (a plan for a default budget on the run's customers).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,16 +77,23 @@ class CampaignPlan:
 
 
 def plan_campaign(
-    churn_probability: np.ndarray, predicted_ltv: np.ndarray, request: CampaignRequest
+    churn_probability: np.ndarray,
+    predicted_ltv: np.ndarray,
+    request: CampaignRequest,
+    ids_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> CampaignPlan:
-    """Choose contacts by expected net value until the budget is spent."""
+    """Choose contacts by expected net value until the budget is spent. `ids_of` gives the ids
+    of candidates by position: equal values are then taken in id order."""
     p = np.asarray(churn_probability, dtype=float)
     ltv = np.clip(np.asarray(predicted_ltv, dtype=float), 0, None)  # a negative LTV saves nothing
     value = _values(p, ltv, request.save_rate, request)
     capacity = _capacity(request, len(value))
     # Stable sort on -value: ties keep candidate order, so plans are reproducible.
     order = np.argsort(-value, kind="stable")
-    selected = order[value[order] > 0][:capacity]
+    order = order[value[order] > 0]
+    if ids_of is not None:
+        order = _ties_by_id(order, value, capacity, ids_of)
+    selected = order[:capacity]
     return CampaignPlan(
         selected=selected,
         expected_value=value[selected],
@@ -88,6 +101,26 @@ def plan_campaign(
         pessimistic=_scenario(p, ltv, selected, request.save_rate * 0.5, request),
         optimistic=_scenario(p, ltv, selected, min(1.0, request.save_rate * 1.5), request),
     )
+
+
+def _ties_by_id(
+    order: np.ndarray, value: np.ndarray, capacity: int, ids_of: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The first `capacity` of `order` (positions by descending value) with equal values in id
+    order. Only the head is looked at: the chosen ones and the tie group cut by the budget, so
+    it costs O(capacity) on top of the sort, and nothing when there is no tie."""
+    if capacity <= 0 or not len(order):
+        return order[:0]
+    head = order[: min(capacity, len(order))]
+    if len(head) < len(order):  # the group of the last chosen value may run past the cut
+        descending = -value[order]
+        end = int(np.searchsorted(descending, descending[len(head) - 1], side="right"))
+        head = order[:end]
+    values = value[head]
+    if len(head) > 1 and bool(np.any(values[1:] == values[:-1])):
+        ids = np.asarray(ids_of(head), dtype=str)
+        head = head[np.lexsort((ids, -values))]
+    return head
 
 
 def _capacity(request: CampaignRequest, candidates: int) -> int:
