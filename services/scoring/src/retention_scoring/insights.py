@@ -16,11 +16,14 @@ Definitions (features are at the tenant clock, `as_of`; windows are the registry
 The first three do not depend on the model (`model_dependent` false: the previous champion
 gives them the same values). The last three are recomputed with the previous champion's bundle
 on the same features; its money KPIs are null when its LTV horizon differs (not comparable).
+
+Every KPI is a count, a sum or a ratio of two of them (`Totals`), so the KPIs over customers
+split in shares (sharded replicas) are those of the shares' totals added up (`added`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import polars as pl
@@ -28,7 +31,19 @@ import polars as pl
 from retention_shared.events import RiskBand
 from retention_shared.features import WINDOWS_DAYS
 
-__all__ = ["ACTIVE_DAYS", "Kpi", "KpiName", "Unit", "kpis", "revenue_at_risk_shares"]
+__all__ = [
+    "ACTIVE_DAYS",
+    "Kpi",
+    "KpiName",
+    "ModelTotals",
+    "Totals",
+    "Unit",
+    "added",
+    "kpis",
+    "kpis_of",
+    "revenue_at_risk_shares",
+    "totals",
+]
 
 ACTIVE_DAYS = 90
 _RECENT = f"orders_{ACTIVE_DAYS}d"
@@ -79,13 +94,81 @@ def model_totals(scores: pl.DataFrame) -> ModelTotals:
     )
 
 
-def activity(features: pl.DataFrame) -> tuple[int, float | None]:
-    """(active customers, retention rate) from features at the tenant clock."""
+def activity(features: pl.DataFrame) -> tuple[int, int, int]:
+    """(active customers, customers active in the 90 days before the last 90, those of them
+    active in the last 90 too) from features at the tenant clock."""
     recent = features[_RECENT] > 0
     before = (features[_UP_TO_BEFORE] - features[_RECENT]) > 0
-    returning = int((recent & before).sum())
-    base = int(before.sum())
-    return int(recent.sum()), (returning / base if base else None)
+    return int(recent.sum()), int(before.sum()), int((recent & before).sum())
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The counts and sums the KPIs are made of, over some customers."""
+
+    customers: int
+    active: int
+    active_before: int
+    returning: int
+    now: ModelTotals
+    before: ModelTotals | None  # under the previous champion; None without its scores
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Totals:
+        before = data["before"]
+        return cls(
+            customers=data["customers"],
+            active=data["active"],
+            active_before=data["active_before"],
+            returning=data["returning"],
+            now=ModelTotals(**data["now"]),
+            before=None if before is None else ModelTotals(**before),
+        )
+
+
+def totals(
+    features: pl.DataFrame, scores: pl.DataFrame, previous_scores: pl.DataFrame | None
+) -> Totals:
+    active, active_before, returning = activity(features)
+    return Totals(
+        customers=features.height,
+        active=active,
+        active_before=active_before,
+        returning=returning,
+        now=model_totals(scores),
+        before=model_totals(previous_scores) if previous_scores is not None else None,
+    )
+
+
+def _sum(one: ModelTotals, other: ModelTotals) -> ModelTotals:
+    return ModelTotals(
+        at_risk_customers=one.at_risk_customers + other.at_risk_customers,
+        revenue_at_risk=one.revenue_at_risk + other.revenue_at_risk,
+        predicted_revenue=one.predicted_revenue + other.predicted_revenue,
+    )
+
+
+def added(shares: list[Totals]) -> Totals:
+    """The totals over disjoint shares of the customers. The previous champion's only when
+    every share has them (a replica that could not score with it leaves them all null)."""
+    first, *rest = shares
+    total = first
+    for share in rest:
+        before = None
+        if total.before is not None and share.before is not None:
+            before = _sum(total.before, share.before)
+        total = Totals(
+            customers=total.customers + share.customers,
+            active=total.active + share.active,
+            active_before=total.active_before + share.active_before,
+            returning=total.returning + share.returning,
+            now=_sum(total.now, share.now),
+            before=before,
+        )
+    return total
 
 
 def kpis(
@@ -97,10 +180,15 @@ def kpis(
     """The six KPIs in the order a console shows them; `previous` from `previous_scores` (the
     previous champion's scores of the same rows), all null without them. `comparable_money`
     false (another LTV horizon) leaves the previous money KPIs null."""
-    customers = features.height
-    active, retention = activity(features)
-    now = model_totals(scores)
-    before = model_totals(previous_scores) if previous_scores is not None else None
+    return kpis_of(totals(features, scores, previous_scores), comparable_money)
+
+
+def kpis_of(counted: Totals, comparable_money: bool = True) -> list[Kpi]:
+    """The KPIs of `counted` (as `kpis`)."""
+    customers, active = counted.customers, counted.active
+    base = counted.active_before
+    retention = counted.returning / base if base else None
+    now, before = counted.now, counted.before
     has_previous = before is not None
     money_before = before if comparable_money else None
 

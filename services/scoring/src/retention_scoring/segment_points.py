@@ -4,13 +4,18 @@ A large tenant has too many customers for one chart, so a sample is drawn — de
 the customers with the smallest hash of their id. The same customers come back on every call
 while the population holds them (the chart does not jump on reload), and a larger sample
 contains every smaller one. The hash is polars' own, stable for a given polars version.
+
+Customers split in shares (sharded replicas) are sampled alike: each share's own sample holds
+every customer of the tenant-wide sample that is in the share (the smallest hashes of the whole
+are the smallest of their share), so the sample of the shares' samples together is exactly the
+tenant-wide one (`merged_points`).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["POINTS_SCHEMA", "sample_points"]
+__all__ = ["POINTS_SCHEMA", "merged_points", "sample_points"]
 
 POINTS_SCHEMA = pl.Schema(
     {
@@ -37,6 +42,16 @@ def sample_points(scores: pl.DataFrame, features: pl.DataFrame, limit: int) -> p
         ],
         how="horizontal",
     )
+    return _sampled(points, limit)
+
+
+def merged_points(samples: list[pl.DataFrame], limit: int) -> pl.DataFrame:
+    """The sample of `limit` over the customers of disjoint shares, from each share's sample of
+    `limit` (`POINTS_SCHEMA` frames)."""
+    return _sampled(pl.concat([s.cast(POINTS_SCHEMA) for s in samples]), limit)  # type: ignore[arg-type]
+
+
+def _sampled(points: pl.DataFrame, limit: int) -> pl.DataFrame:
     if points.height > limit:
         key = pl.col("customer_id").hash(_SEED)
         # Ties (a 64-bit collision) are broken by the id itself, so the sample stays a function

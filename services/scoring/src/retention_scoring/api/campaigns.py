@@ -7,6 +7,7 @@ import io
 from enum import StrEnum
 from typing import Annotated
 
+import httpx
 import numpy as np
 import polars as pl
 from fastapi import APIRouter, Request, Response
@@ -14,11 +15,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from retention_scoring.api.deps import State, champion_of, check_segment, population_of
 from retention_scoring.api.inputs import MIN_MONEY, FiniteNumber, wants_csv
-from retention_scoring.api.routing import ShardOnly
+from retention_scoring.api.routing import share_rows, shares
 from retention_scoring.errors import unprocessable
 from retention_scoring.lists import Filters, filter_scores, range_problems
 from retention_shared.auth import ReadCaller
-from retention_shared.campaigns import CampaignRequest, Scenario, plan_campaign
+from retention_shared.campaigns import CampaignPlan, CampaignRequest, Scenario, plan_campaign
 from retention_shared.events import RiskBand, ValueTier
 from retention_shared.openapi_docs import text_response
 from retention_shared.problems import problem_responses
@@ -194,10 +195,15 @@ _TEXT_COLUMNS = ("customer_id", "risk_band", "value_tier", "segment")
     | problem_responses(401, 403, 413, 422, 503),
 )
 async def plan(
-    body: CampaignBody, caller: ReadCaller, state: State, request: Request, _: ShardOnly
+    body: CampaignBody, caller: ReadCaller, state: State, request: Request
 ) -> CampaignPlanView | Response:
     """The plan for a budget. With `Accept: text/csv`, every contact of the plan as CSV (best
-    first; `contacts_limit` bounds only the JSON list), its size in `X-Total-Count`."""
+    first; `contacts_limit` bounds only the JSON list), its size in `X-Total-Count`.
+
+    Candidates of equal expected net value are taken in customer-id order. Sharded
+    (docs/scoring.md, "Sharding"), each replica plans over its own customers and sends its
+    chosen ones; the replica asked plans again over those: the plan one replica holding every
+    customer makes."""
     champion = champion_of(state, caller.tenant_id)
     check_segment(champion, body.filters.segment, "filters.segment")
     campaign = CampaignRequest(
@@ -220,18 +226,30 @@ async def plan(
     )
     for field, problem in range_problems(filters):
         raise unprocessable(f"filters.{field}", problem)
+    asked = await shares(request, state)
     if population is not None:
-        candidates = filter_scores(population.scores, filters)
+        scores = population.scores
+        if (rows := share_rows(population.partitions, asked.mine)) is not None:
+            scores = scores.filter(rows)
+        candidates = filter_scores(scores, filters)
         champion = population.champion
     else:
         candidates = None
     if candidates is None or candidates.is_empty():
-        candidates = pl.DataFrame(
-            schema={"churn_probability": pl.Float64, "predicted_ltv": pl.Float64}
+        candidates = pl.DataFrame(schema=_SHARE_SCHEMA)
+    result = _planned(candidates, campaign)
+    if asked.wanted:  # a share of a gathered plan: its chosen candidates
+        chosen = candidates[result.selected.tolist()].select(_SHARE_SCHEMA.names())
+        return Response(
+            chosen.cast(_SHARE_SCHEMA).write_json(),
+            media_type="application/json",
+            headers={SHARE_CANDIDATES: str(candidates.height)},
         )
-    result = plan_campaign(
-        candidates["churn_probability"].to_numpy(), candidates["predicted_ltv"].to_numpy(), campaign
-    )
+    if asked.others:
+        candidates, counted = _merged_candidates(candidates, result.selected, asked.others)
+        result = _planned(candidates, campaign)
+    else:
+        counted = candidates.height
     if wants_csv(request):
         return Response(
             contacts_csv(_contacts(candidates, result.selected, result.expected_value)),
@@ -245,13 +263,49 @@ async def plan(
     chosen = _contacts(candidates, listed, result.expected_value[: len(listed)])
     return CampaignPlanView(
         model_version=champion.version,
-        candidates=candidates.height,
+        candidates=counted,
         contacts_total=len(result.selected),
         contacts=[Contact(**row) for row in chosen.to_dicts()],
         expected=ScenarioView.of(result.expected),
         pessimistic=ScenarioView.of(result.pessimistic),
         optimistic=ScenarioView.of(result.optimistic),
     )
+
+
+# A gathered share's candidates (before its plan chose among them).
+SHARE_CANDIDATES = "X-Retention-Share-Candidates"
+# What a share sends of each candidate it chose: what the plan and its contacts need.
+_SHARE_SCHEMA = pl.Schema(
+    {
+        "customer_id": pl.String(),
+        "churn_probability": pl.Float64(),
+        "predicted_ltv": pl.Float64(),
+        "risk_band": pl.String(),
+        "value_tier": pl.String(),
+        "segment": pl.String(),
+    }
+)
+
+
+def _planned(candidates: pl.DataFrame, campaign: CampaignRequest) -> CampaignPlan:
+    ids = candidates["customer_id"] if "customer_id" in candidates.columns else None
+    return plan_campaign(
+        candidates["churn_probability"].to_numpy(),
+        candidates["predicted_ltv"].to_numpy(),
+        campaign,
+        ids_of=None if ids is None else (lambda rows: ids.gather(rows).to_numpy()),
+    )
+
+
+def _merged_candidates(
+    candidates: pl.DataFrame, selected: np.ndarray, others: list[httpx.Response]
+) -> tuple[pl.DataFrame, int]:
+    """This replica's chosen candidates and every other share's: among them are the plan's
+    (each share chose its best `capacity` by the same rule), and how many candidates in all."""
+    frames = [candidates[selected.tolist()].select(_SHARE_SCHEMA.names()).cast(_SHARE_SCHEMA)]
+    frames += [pl.DataFrame(answer.json(), schema=_SHARE_SCHEMA) for answer in others]
+    counted = candidates.height + sum(int(a.headers[SHARE_CANDIDATES]) for a in others)
+    return pl.concat(frames), counted
 
 
 def _contacts(candidates: pl.DataFrame, rows: np.ndarray, value: np.ndarray) -> pl.DataFrame:

@@ -10,30 +10,33 @@ it lands). Every answer of a sharded replica names who answered in `X-Retention-
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from dataclasses import dataclass
 
 import httpx
-from fastapi import Depends, FastAPI, Request, Response
+import numpy as np
+import polars as pl
+from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retention_scoring.api.deps import State, replica_client
+from retention_scoring.api.deps import replica_client
 from retention_scoring.errors import unavailable
 from retention_scoring.shards import Forward, Local
 from retention_scoring.state import ScoringState, Sharding
 
 __all__ = [
-    "COVERS",
     "FORWARDED_BY",
     "PARTITIONS",
     "SERVED_BY",
     "Forwarded",
-    "ShardOnly",
+    "Shares",
     "add_routing",
     "forward",
     "gather",
     "owner_serves",
     "response_of",
     "share_of",
+    "share_rows",
+    "shares",
 ]
 
 log = logging.getLogger(__name__)
@@ -124,26 +127,6 @@ async def owner_serves(
         await _route_customer(customer_id, caller_tenant, request, state)
 
 
-# On a tenant-wide answer not gathered yet: the partitions (customers) it covers.
-COVERS = "X-Retention-Covers-Partitions"
-
-
-def shard_only(state: State, response: Response) -> None:
-    """Marks a tenant-wide answer a sharded replica computes over its own customers only
-    (insights, segment points and profiles, campaign plans: docs/scoring.md, "Sharding")."""
-    sharding = state.sharding
-    if sharding is not None:
-        owned = [
-            p
-            for p in sorted(sharding.held())
-            if sharding.membership.route(p, sharding.replica_id) == Local()
-        ]
-        response.headers[COVERS] = ",".join(map(str, owned))
-
-
-ShardOnly = Annotated[None, Depends(shard_only)]
-
-
 def share_of(request: Request, state: ScoringState) -> frozenset[int] | None:
     """The partitions a gathered request asks this replica for (None: not a gathered one)."""
     value = request.headers.get(PARTITIONS)
@@ -182,6 +165,35 @@ async def gather(
             raise Forwarded(response_of(answer))
         answers.append(answer)
     return mine, answers
+
+
+@dataclass(frozen=True)
+class Shares:
+    """How a replica answers a tenant-wide request."""
+
+    mine: frozenset[int] | None  # the partitions it answers for (None: every row it holds)
+    others: list[httpx.Response]  # the other replicas' shares, to merge with its own
+    wanted: bool  # a gatherer asked for this replica's share only (it merges it)
+
+
+async def shares(request: Request, state: ScoringState) -> Shares:
+    """For a tenant-wide answer: unsharded, everything here; a share another replica gathers;
+    or, when a client asked a sharded replica, its own share and every other replica's
+    (`gather`: 503 while one does not answer, never a partial answer)."""
+    share = share_of(request, state)
+    if share is not None:
+        return Shares(share, [], wanted=True)
+    if state.sharding is not None:
+        mine, others = await gather(request, state)
+        return Shares(mine, others, wanted=False)
+    return Shares(None, [], wanted=False)
+
+
+def share_rows(partitions: np.ndarray, share: frozenset[int] | None) -> pl.Series | None:
+    """The mask of a population's rows in `share` (None: every row, nothing to filter)."""
+    if share is None:
+        return None
+    return pl.Series(np.isin(partitions, list(share)))
 
 
 def add_routing(app: FastAPI, replica_id: str, timeout: float) -> None:

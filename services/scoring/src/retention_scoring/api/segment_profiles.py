@@ -4,15 +4,21 @@ customers, to read one customer's features against their segment's."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 
 import polars as pl
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
-from retention_scoring.api.routing import ShardOnly
-from retention_scoring.segment_profiles import segment_profile
+from retention_scoring.api.routing import share_rows, shares
+from retention_scoring.segment_profiles import (
+    ProfileShare,
+    merged_profile,
+    profile_share,
+    segment_profile,
+)
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.features import FEATURES_BY_NAME
@@ -63,11 +69,16 @@ _EXAMPLE = {
 
 @router.get(
     "/segments/{segment}/profile",
+    response_model=SegmentProfile,
     responses=example_response(_EXAMPLE) | problem_responses(401, 403, 404, 422, 503),
 )
-async def profile(segment: str, caller: ReadCaller, state: State, _: ShardOnly) -> SegmentProfile:
+async def profile(
+    segment: str, caller: ReadCaller, state: State, request: Request
+) -> SegmentProfile | Response:
     """The quartiles of every feature over the customers the champion puts in `segment`, at
-    the tenant clock (the values `GET /v1/customers/{id}/features` answers)."""
+    the tenant clock (the values `GET /v1/customers/{id}/features` answers). Sharded
+    (docs/scoring.md, "Sharding"), over every replica's members: exact while each replica has
+    at most 1,025 of them, else each quartile within 1/1024 of its rank among the members."""
     champion = champion_of(state, caller.tenant_id)
     if segment not in champion.bundle.segmenter.names:
         known = ", ".join(repr(name) for name in champion.bundle.segmenter.names)
@@ -79,15 +90,29 @@ async def profile(segment: str, caller: ReadCaller, state: State, _: ShardOnly) 
             },
         )
     population = await population_of(state, caller.tenant_id)
-    if population is None:
-        customers, spreads = segment_profile(_NO_FEATURES, _NO_SEGMENTS, segment)
-        as_of = None
-    else:
+    asked = await shares(request, state)
+    features, segments, as_of = _NO_FEATURES, _NO_SEGMENTS, None
+    if population is not None:
         champion = population.champion
-        customers, spreads = await asyncio.to_thread(
-            segment_profile, population.features, population.scores["segment"], segment
-        )
+        features, segments = population.features, population.scores["segment"]
         as_of = from_microseconds(population.key[2])
+        if (rows := share_rows(population.partitions, asked.mine)) is not None:
+            features, segments = features.filter(rows), segments.filter(rows)
+    if asked.wanted or asked.others:  # a share of a gathered profile, or the gatherer
+        own = await asyncio.to_thread(profile_share, features, segments, segment)
+        if asked.wanted:
+            body = {"as_of": as_of and as_of.isoformat(), "share": own.to_json()}
+            return Response(json.dumps(body), media_type="application/json")
+        answers = [answer.json() for answer in asked.others]
+        others = [ProfileShare.from_json(a["share"]) for a in answers]
+        customers, spreads = await asyncio.to_thread(merged_profile, [own, *others])
+        # Every replica moves features to the same tenant clock (the latest announced).
+        instants = [as_of, *(_instant(a["as_of"]) for a in answers)]
+        as_of = max((t for t in instants if t is not None), default=None)
+    elif population is None:
+        customers, spreads = segment_profile(features, segments, segment)
+    else:
+        customers, spreads = await asyncio.to_thread(segment_profile, features, segments, segment)
     return SegmentProfile(
         model_version=champion.version,
         segment=segment,
@@ -105,3 +130,7 @@ async def profile(segment: str, caller: ReadCaller, state: State, _: ShardOnly) 
             for s in spreads
         ],
     )
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)

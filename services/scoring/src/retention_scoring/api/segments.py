@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
-import numpy as np
 import polars as pl
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.examples import SEGMENT_ROW
 from retention_scoring.api.inputs import wants_csv
-from retention_scoring.api.routing import ShardOnly, gather, share_of
-from retention_scoring.segment_points import POINTS_SCHEMA, sample_points
+from retention_scoring.api.routing import share_rows, shares
+from retention_scoring.segment_merge import SegmentShare, merge_segments
+from retention_scoring.segment_points import POINTS_SCHEMA, merged_points, sample_points
 from retention_scoring.store import from_microseconds
 from retention_shared.auth import ReadCaller
 from retention_shared.openapi_docs import example_response, text_response
@@ -64,24 +64,22 @@ async def segments(
     segmenter = champion.bundle.segmenter
     population = await population_of(state, caller.tenant_id)
     actions = dict(zip(segmenter.names, segmenter.actions, strict=True))
-    share, others = share_of(request, state), list[httpx.Response]()
-    if state.sharding is not None and share is None:  # a sharded replica asked by a client
-        share, others = await gather(request, state)
+    asked = await shares(request, state)
     if population is None:
         scores, monetary = None, pl.Series("monetary", [], dtype=pl.Float64)
         table = segment_table(pl.DataFrame(schema=_SEGMENT_SCHEMA), monetary, actions)
     else:
         scores, monetary = population.scores, population.features["monetary"]
-        if share is not None:  # only the partitions this replica answers for
-            mask = pl.Series(np.isin(population.partitions, list(share)))
-            scores, monetary = scores.filter(mask), monetary.filter(mask)
+        if (rows := share_rows(population.partitions, asked.mine)) is not None:
+            scores, monetary = scores.filter(rows), monetary.filter(rows)
         table = segment_table(scores, monetary, actions)
         champion = population.champion
     customers = scores.height if scores is not None else 0
     revenue = float(monetary.clip(lower_bound=0.0).sum())
-    if others:
-        table, customers = merge_segments(table, customers, revenue, others, list(actions))
-    elif share is not None:  # a share of a gathered table: what the gatherer needs to merge
+    if asked.others:
+        own = SegmentShare(table, customers, revenue)
+        table, customers = merge_segments([own, *map(segment_share, asked.others)], list(actions))
+    elif asked.wanted:  # a share of a gathered table: what the gatherer needs to merge
         response.headers[SHARE_REVENUE] = repr(revenue)
     return Segments(
         model_version=champion.version,
@@ -92,62 +90,20 @@ async def segments(
 
 # A gathered share's net spend to date (negatives as 0): its rows' revenue shares are of this.
 SHARE_REVENUE = "X-Retention-Share-Revenue"
+
+
+def segment_share(answer: httpx.Response) -> SegmentShare:
+    """Another replica's share of `GET /v1/segments`."""
+    body = answer.json()
+    return SegmentShare(body["segments"], body["customers"], float(answer.headers[SHARE_REVENUE]))
+
+
 _SEGMENT_SCHEMA = {
     "segment": pl.String,
     "churn_probability": pl.Float64,
     "revenue_at_risk": pl.Float64,
     "predicted_ltv": pl.Float64,
 }
-
-
-def merge_segments(
-    table: list[dict[str, Any]],
-    customers: int,
-    revenue: float,
-    others: list[httpx.Response],
-    order: list[str],
-) -> tuple[list[dict[str, Any]], int]:
-    """Segment tables of disjoint shares → the table over all of them: counts and sums added,
-    the revenue shares and mean churn recomputed from them."""
-    sums: dict[str, dict[str, Any]] = {}
-    shares = [(table, customers, revenue)] + [
-        (a.json()["segments"], a.json()["customers"], float(a.headers[SHARE_REVENUE]))
-        for a in others
-    ]
-    total_revenue = sum(r for _, _, r in shares)
-    for rows, _, share_revenue in shares:
-        for row in rows:
-            into = sums.setdefault(
-                row["segment"],
-                {
-                    "customers": 0,
-                    "revenue": 0.0,
-                    "churn": 0.0,
-                    "at_risk": 0.0,
-                    "ltv": 0.0,
-                    "action": row["action"],
-                },
-            )
-            into["customers"] += row["customers"]
-            into["revenue"] += row["revenue_share"] * (share_revenue or 1.0)
-            into["churn"] += (row["mean_churn_probability"] or 0.0) * row["customers"]
-            into["at_risk"] += row["revenue_at_risk"]
-            into["ltv"] += row["predicted_ltv"]
-    merged = [
-        {
-            "segment": segment,
-            "customers": s["customers"],
-            "revenue_share": s["revenue"] / (total_revenue or 1.0),
-            "mean_churn_probability": s["churn"] / s["customers"] if s["customers"] else None,
-            "revenue_at_risk": s["at_risk"],
-            "predicted_ltv": s["ltv"],
-            "action": s["action"],
-        }
-        for segment, s in sums.items()
-    ]
-    # `segment_table`'s order: largest revenue at risk first, ties in the model's order.
-    merged.sort(key=lambda r: (-r["revenue_at_risk"], order.index(r["segment"])))
-    return merged, sum(c for _, c, _ in shares)
 
 
 MAX_POINTS = 10_000
@@ -206,21 +162,37 @@ async def segment_points(
     request: Request,
     caller: ReadCaller,
     state: State,
-    _: ShardOnly,
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 2000,
 ) -> SegmentPoints | Response:
     """Up to `limit` customers with their segment, recency, frequency and net spend, for an RFM
     scatter: a deterministic sample (the smallest hashes of the customer ids) when there are
-    more. JSON, or CSV with `Accept: text/csv` (the customers scored in `X-Total-Count`)."""
+    more. JSON, or CSV with `Accept: text/csv` (the customers scored in `X-Total-Count`).
+    Sharded (docs/scoring.md, "Sharding"), the sample of every replica's customers: each sends
+    its own sample of `limit`, and the same rule picks among them (the one-replica answer)."""
     champion = champion_of(state, caller.tenant_id)
     population = await population_of(state, caller.tenant_id)
+    asked = await shares(request, state)
     if population is None:
         points = pl.DataFrame(schema=POINTS_SCHEMA)
         as_of, customers = None, 0
     else:
         champion = population.champion
-        points = sample_points(population.scores, population.features, limit)
-        as_of, customers = from_microseconds(population.key[2]), len(population)
+        scores, features = population.scores, population.features
+        if (rows := share_rows(population.partitions, asked.mine)) is not None:
+            scores, features = scores.filter(rows), features.filter(rows)
+        points = sample_points(scores, features, limit)
+        as_of, customers = from_microseconds(population.key[2]), scores.height
+    if asked.others:
+        answers = [answer.json() for answer in asked.others]
+        points = merged_points(
+            [points, *(pl.DataFrame(a["points"], schema=POINTS_SCHEMA) for a in answers)], limit
+        )
+        customers += sum(int(a["customers"]) for a in answers)
+        # Every replica moves features to the same tenant clock (the latest announced).
+        as_of = max(
+            (t for t in [as_of, *(_instant(a["as_of"]) for a in answers)] if t is not None),
+            default=None,
+        )
     if wants_csv(request):
         return Response(
             spreadsheet_safe_frame(points).write_csv(),
@@ -238,3 +210,7 @@ async def segment_points(
     ).model_dump_json()
     body = head[: -len("[]}")] + points.write_json() + "}"
     return Response(body, media_type="application/json")
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
