@@ -26,6 +26,7 @@ the trainer's run report (a plan for a default budget on the run's customers).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,8 +114,9 @@ def _ties_by_id(
         return order[:0]
     head = order[: min(capacity, len(order))]
     if len(head) < len(order):  # the group of the last chosen value may run past the cut
-        descending = -value[order]
-        end = int(np.searchsorted(descending, descending[len(head) - 1], side="right"))
+        # Binary search by key (`order` is by descending value): no O(n) array built.
+        last = -value[head[-1]]
+        end = bisect.bisect_right(order, last, lo=len(head), key=lambda i: -value[i])
         head = order[:end]
     values = value[head]
     if len(head) > 1 and bool(np.any(values[1:] == values[:-1])):
