@@ -6,15 +6,20 @@ during and after a third replica joins and takes partitions over; lists are gath
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from retention_bundle.bundle import ModelBundle
+from retention_cli.stack import Stack
 from retention_scoring.api.routing import SERVED_BY
 from retention_scoring.shards import customer_partition
+from retention_scoring.tiers import SKETCH_POINTS
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.support.broker import isolated_settings
 from tests.support.scoring_service import (
@@ -117,6 +122,10 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
             what="one replica scored everyone",
         )
         alone, alone_segments = _whole_list(base, 10_000), _segments(base)
+        alone_answers = _tenant_wide(base, alone_segments)
+        # Every customer's recency, frequency and spend (the sample holds everyone): what a
+        # profile's quartiles are checked against when a replica summarized its members.
+        everyone_points = _points(base, 10_000)["points"]
 
     with (
         running_stack(settings, tmp_path / "a.log", services=("scoring",), **env) as a,
@@ -176,6 +185,15 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
         segments = [_segments(base) for base in bases]
         _assert_same_segments(segments[0], segments[1])
         assert segments[0]["customers"] == len(customers)
+        # Insights, the scatter's points, segment profiles and campaign plans are gathered too:
+        # from either replica, what one replica holding everyone answers.
+        for base in bases:
+            _assert_same_tenant_wide(_tenant_wide(base, alone_segments), alone_answers)
+            _assert_profiles_close(_tenant_wide(base, alone_segments), everyone_points)
+
+        # A replica that does not answer (frozen: still announced, so still the owner): the
+        # gathered answers are a 503 to retry, never a partial number.
+        _frozen_replica_gives_no_partial_answer(b, bases[0])
 
         # A batch by id is scattered to the owners and comes back in the order asked.
         asked = [*customers[::7], "no-such-customer", customers[0]]
@@ -243,6 +261,24 @@ def test_two_sharded_replicas_answer_every_customer_through_a_rebalance(
         assert all(status == 200 for status, _, _ in answers.values())
 
 
+def _frozen_replica_gives_no_partial_answer(frozen: Stack, asked: str) -> None:
+    group = frozen.running[0].process.pid  # the service's own process group
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        with httpx.Client(base_url=asked, headers=auth(), timeout=30) as client:
+            answers = [
+                client.get("/v1/insights"),
+                client.post("/v1/campaigns/plan", json=_PLANS["some"]),
+            ]
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.headers["Retry-After"]
+        assert "did not answer" in answer.json()["detail"]
+
+
 def _replica_id(base: str) -> str:
     return str(_replicas(base)["replica_id"])
 
@@ -277,3 +313,104 @@ def _assert_same_segments(one: dict, other: dict) -> None:
 def _segments(base: str) -> dict:
     answer = httpx.get(f"{base}/v1/segments", headers=auth(), timeout=30)
     return answer.json() if answer.status_code == 200 else {}
+
+
+# Plans whose budget chooses some of the candidates, and all of them (both filtered).
+_PLANS = {
+    "some": {"budget": 150.0, "cost_per_contact": 5.0, "save_rate": 0.25, "contacts_limit": 20},
+    "all": {
+        "budget": 1e9,
+        "cost_per_contact": 1.0,
+        "save_rate": 0.3,
+        "margin": 0.5,
+        "filters": {"risk_band": ["high", "medium"]},
+    },
+}
+_SAMPLE = 100  # points: fewer than the slice's customers, so a sample is drawn
+
+
+def _points(base: str, limit: int) -> dict:
+    answer = httpx.get(
+        f"{base}/v1/segments/points", params={"limit": limit}, headers=auth(), timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def _tenant_wide(base: str, segments: dict) -> dict:
+    """The four tenant-wide answers a sharded replica gathers (JSON; the plan's CSV too)."""
+    client = httpx.Client(base_url=base, headers=auth(), timeout=30)
+    with client:
+        insights = client.get("/v1/insights")
+        profiles = {
+            row["segment"]: client.get(f"/v1/segments/{row['segment']}/profile")
+            for row in segments["segments"]
+        }
+        plans = {
+            name: client.post("/v1/campaigns/plan", json=body) for name, body in _PLANS.items()
+        }
+        csv = client.post("/v1/campaigns/plan", json=_PLANS["some"], headers={"Accept": "text/csv"})
+    for answer in [insights, *profiles.values(), *plans.values(), csv]:
+        assert answer.status_code == 200, answer.text
+        assert "X-Retention-Covers-Partitions" not in answer.headers
+    return {
+        "insights": insights.json(),
+        "points": _points(base, _SAMPLE),
+        "profiles": {segment: answer.json() for segment, answer in profiles.items()},
+        "plans": {name: answer.json() for name, answer in plans.items()},
+        "plan_csv": (csv.text, csv.headers["X-Total-Count"]),
+    }
+
+
+def _assert_close(one: object, other: object, rel: float, where: str = "") -> None:
+    """Equal, floats up to `rel` (sums of shares are added in another order)."""
+    if isinstance(one, dict) and isinstance(other, dict):
+        assert one.keys() == other.keys(), where
+        for key in one:
+            _assert_close(one[key], other[key], rel, f"{where}/{key}")
+    elif isinstance(one, list) and isinstance(other, list):
+        assert len(one) == len(other), where
+        for i, (a, b) in enumerate(zip(one, other, strict=True)):
+            _assert_close(a, b, rel, f"{where}/{i}")
+    elif isinstance(one, float) or isinstance(other, float):
+        assert one == pytest.approx(other, rel=rel, abs=1e-9), where
+    else:
+        assert one == other, where
+
+
+def _assert_same_tenant_wide(gathered: dict, alone: dict) -> None:
+    _assert_close(gathered["insights"], alone["insights"], rel=1e-9, where="insights")
+    assert gathered["insights"]["kpis"][0]["value"] == alone["insights"]["kpis"][0]["value"]
+    # The plan: the same contacts in the same order, the same sums (the selected candidates'
+    # values are added in the same order: up to the last bits of the LTVs themselves).
+    _assert_close(gathered["plans"], alone["plans"], rel=1e-12, where="plans")
+    some = gathered["plans"]["some"]
+    assert some["contacts_total"] == 30 < some["candidates"] and len(some["contacts"]) == 20
+    assert gathered["plan_csv"][1] == alone["plan_csv"][1]
+    rows, alone_rows = (csv.splitlines() for csv, _ in (gathered["plan_csv"], alone["plan_csv"]))
+    assert [r.split(",")[0] for r in rows] == [r.split(",")[0] for r in alone_rows]
+    # The scatter: the same deterministic sample of every replica's customers.
+    points, alone_points = gathered["points"], alone["points"]
+    assert len(points["points"]) == _SAMPLE and points["customers"] == alone_points["customers"]
+    _assert_close(points, alone_points, rel=1e-12, where="points")
+    for name, profile in gathered["profiles"].items():
+        assert profile["customers"] == alone["profiles"][name]["customers"]
+        if profile["customers"] <= SKETCH_POINTS:  # every replica sent its members' values
+            _assert_close(profile, alone["profiles"][name], rel=1e-12, where=name)
+
+
+def _assert_profiles_close(gathered: dict, everyone: list[dict]) -> None:
+    """Each quartile within the stated accuracy (docs/scoring.md, "Sharding"): between the
+    members' own quantiles at 1/1024 + 1/200,000 of a rank either side — checked on the
+    features the points carry (every customer's)."""
+    rank = 1 / 1024 + 1 / 200_000
+    for segment, profile in gathered["profiles"].items():
+        members = [p for p in everyone if p["segment"] == segment]
+        assert profile["customers"] == len(members)
+        for spread in profile["features"]:
+            values = np.array([p[spread["feature"]] for p in members if spread["feature"] in p])
+            if not len(values):
+                continue
+            for key, q in (("p25", 0.25), ("median", 0.5), ("p75", 0.75)):
+                low, high = np.quantile(values, [max(0.0, q - rank), min(1.0, q + rank)])
+                assert low - 1e-9 <= spread[key] <= high + 1e-9, (segment, spread, key)
