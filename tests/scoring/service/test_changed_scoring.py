@@ -24,12 +24,14 @@ from retention_bundle.bundle import ModelBundle
 from retention_scoring.champions import LoadedChampion
 from retention_scoring.population import (
     DAY_US,
+    Population,
     compute_population,
     pass_reason,
     patch_population,
     snapshot,
 )
 from retention_scoring.population import changes as table_changes
+from retention_scoring.scoring import Explanation, explain
 from retention_scoring.store import FeatureStore, TenantTable, to_microseconds
 from retention_shared.config import Settings
 from retention_shared.events import CustomerFeatures
@@ -99,8 +101,7 @@ def test_a_patched_population_equals_a_whole_pass_at_its_clock(bundle: ModelBund
     assert_frame_equal(patched.features, whole.features)
     assert_frame_equal(patched.scores, whole.scores)
     assert patched.cutoffs == whole.cutoffs
-    assert patched.index == whole.index
-    assert np.array_equal(patched.partitions, whole.partitions)
+    _assert_same(patched, whole)
     assert patched.position(events[-1].customer_id) == len(table) - 1
     # The changed customer is at its own new clock; the rest at the population's.
     row = patched.features.row(patched.position(events[5].customer_id), named=True)
@@ -114,6 +115,98 @@ def test_a_patched_population_equals_a_whole_pass_at_its_clock(bundle: ModelBund
     assert pass_reason(patched, table, "v2", base, 60, time.monotonic()) == "model"
     assert store.remove("acme", events[9].customer_id)
     assert pass_reason(patched, table, "v1", base, 60, time.monotonic()) == "removed"
+
+
+def _assert_same(population: Population, whole: Population) -> None:
+    """Frame for frame, and every array a reader takes."""
+    assert population.key == whole.key
+    assert population.cutoffs == whole.cutoffs
+    assert_frame_equal(population.features, whole.features)
+    assert_frame_equal(population.scores, whole.scores)
+    assert population.index == whole.index
+    assert np.array_equal(population.partitions, whole.partitions)
+    everyone = np.arange(len(whole))
+    assert np.array_equal(population.computed_at(everyone), whole.computed_at(everyone))
+    some = [0, len(whole) // 2, len(whole) - 1]  # rows read without whole frames
+    assert_frame_equal(population.score_rows(some), whole.scores[some])
+    assert_frame_equal(population.feature_rows(some), whole.features[some])
+
+
+def _richer(event: CustomerFeatures, as_of: datetime, factor: float) -> CustomerFeatures:
+    """The customer's vector after a large order: money features times `factor`."""
+    later = _later(event, as_of)
+    money = ("monetary", "avg_order_value", "spend_30d", "spend_90d", "spend_180d", "spend_365d")
+    features = {n: v * factor if n in money else v for n, v in later.features.items()}
+    return later.model_copy(update={"features": features})
+
+
+def test_many_patches_equal_whole_passes_and_earlier_populations_stay_whole(
+    bundle: ModelBundle,
+) -> None:
+    """New customers, cutoffs moving, an erasure between patches, and populations read after
+    later patches were written over them: each is the whole pass at its own generation."""
+    events = _events("acme")
+    held = 40  # customers arriving during the stream
+    store = FeatureStore()
+    store.apply((event, i % 3) for i, event in enumerate(events[:-held]))
+    table = store.table("acme")
+    assert isinstance(table, TenantTable)
+    champion = _champion(bundle)
+    base = table.clock_us
+    clock = max(e.as_of for e in events)
+    population = compute_population(champion, snapshot(table, champion, base))
+    kept = {0: (population, compute_population(champion, snapshot(table, champion, base)))}
+    explained = events[1].customer_id
+    before = population.explanation(explained)  # cached with the population's columns
+    rng = np.random.default_rng(7)
+    arriving = iter(events[-held:])
+    moved_cutoffs = retiered_rows = 0
+    for step in range(1, 25):
+        at = clock + timedelta(seconds=step)
+        known = [events[int(i)] for i in rng.choice(len(events) - held, 5, replace=False)]
+        changed = [(_later(e, at), 0) for e in known]
+        if step % 3 == 0:  # a big spender moves the value-tier cutoffs
+            changed.append((_richer(known[0], at, 40.0), 1))
+        if step == 2:
+            changed.append((_later(events[1], at), 0))
+        changed += [(next(arriving), 2) for _ in range(step % 4)]
+        store.apply(changed)
+        if step == 12:  # an erasure: a whole pass ("removed"), then patches go on from it
+            assert store.remove("acme", events[20].customer_id)
+            assert pass_reason(population, table, "v1", base, 60, time.monotonic()) == "removed"
+            population = compute_population(champion, snapshot(table, champion, base))
+            continue
+        assert pass_reason(population, table, "v1", base, 60, time.monotonic()) == "changed"
+        patch = table_changes(table, population)
+        previous_tiers = population.scores["value_tier"]
+        patched = patch_population(population, patch)
+        whole = compute_population(champion, snapshot(table, champion, base))
+        _assert_same(patched, whole)
+        if patched.cutoffs != population.cutoffs:
+            moved_cutoffs += 1
+            unpatched = np.setdiff1d(np.arange(len(population)), patch.rows)
+            tiers = patched.scores["value_tier"]
+            retiered_rows += int(
+                (tiers.gather(unpatched) != previous_tiers.gather(unpatched)).sum()
+            )
+        if step == 2:  # the changed customer's reasons are recomputed, not the cached ones
+            assert patched.explanation(explained) != before
+            assert patched.explanation(explained) == explain_row(whole, explained)
+        if step in (3, 7, 15):
+            kept[step] = (patched, whole)
+        if step == 9:  # read once while superseded: it restores its own copy midway
+            _assert_same(kept[7][0], kept[7][1])
+        population = patched
+    assert moved_cutoffs >= 4 and retiered_rows > 0, (moved_cutoffs, retiered_rows)
+    for earlier, whole in kept.values():  # superseded by later patches, read only now
+        _assert_same(earlier, whole)
+    assert kept[0][0].explanation(explained) == before
+
+
+def explain_row(population: Population, customer_id: str) -> Explanation:
+    position = population.position(customer_id)
+    assert position is not None
+    return explain(population.champion.bundle, population.features.slice(position, 1))[0]
 
 
 def _scored(text: str) -> dict[str, float]:

@@ -189,7 +189,7 @@ class ScoringInstance:
             cached = self._sketches.get(tenant_id)
             if cached is None or cached[0] != key:
                 mask = np.isin(population.partitions, list(owned))
-                ltv = population.scores["predicted_ltv"].to_numpy()[mask]
+                ltv = population.ltv()[mask]
                 cached = self._sketches[tenant_id] = (key, sketch(champion.version, owned, ltv))
             sketches[tenant_id] = cached[1]
         return sketches

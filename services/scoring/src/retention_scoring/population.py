@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from retention_scoring import telemetry
 from retention_scoring.champions import LoadedChampion
+from retention_scoring.population_columns import PopulationColumns, Undo
 from retention_scoring.scoring import (
     Explanation,
     TierCutoffs,
@@ -35,18 +36,20 @@ from retention_scoring.scoring import (
     explain,
     score_customers,
     tier_cutoffs,
-    value_tiers,
 )
 from retention_scoring.store import TenantTable
+from retention_shared.events import ValueTier
 
 __all__ = [
     "FULL_PASS_REASONS",
     "Population",
     "PopulationKey",
     "Populations",
+    "apply_patch",
     "compute_population",
     "pass_reason",
     "patch_population",
+    "score_patch",
 ]
 
 # Reasons kept per population, at most (a population is replaced on any change anyway).
@@ -59,36 +62,175 @@ DAY_US = 86_400_000_000
 FULL_PASS_REASONS = ("first", "model", "removed", "day", "settle")
 
 
-@dataclass
 class Population:
-    key: PopulationKey
-    champion: LoadedChampion
-    # Rows aligned: the features at the clock, and the scores.
-    features: pl.DataFrame
-    scores: pl.DataFrame
-    computed_us: np.ndarray  # when each vector was computed by the features service
-    partitions: np.ndarray
-    index: dict[str, int]
-    cutoffs: TierCutoffs
-    _explanations: dict[str, Explanation] = field(default_factory=dict)
+    """A tenant's scored population at one generation: a view of `PopulationColumns`.
+
+    A patch writes the columns in place and returns a new `Population`; the one it replaced is
+    *superseded*: it keeps the values the patch overwrote (`Undo`), and the first read of it after
+    that restores its own copy (rare: only a reader that held it across the patch). So a reader
+    sees one population whole, never a mix. Whole frames (`features`, `scores`) are built on
+    first use and kept with this population; rows are read without them (`feature_rows`,
+    `score_rows`)."""
+
+    def __init__(
+        self,
+        key: PopulationKey,
+        champion: LoadedChampion,
+        columns: PopulationColumns,
+        cutoffs: TierCutoffs,
+    ) -> None:
+        self.key = key
+        self.champion = champion
+        self.cutoffs = cutoffs
+        self._columns = columns
+        self._length = columns.length
+        self._generation = columns.generation
+        # Set when a write supersedes this population: what it overwrote, and the next one.
+        self._superseded: tuple[Undo, Population] | None = None
+        self._frames: dict[str, pl.DataFrame] = {}
 
     def __len__(self) -> int:
-        return self.scores.height
+        return self._length
+
+    def _locked(self) -> PopulationColumns:
+        """This population's columns with their lock held (restored first if superseded)."""
+        while True:
+            columns = self._columns
+            columns.lock.acquire()
+            if self._columns is not columns:
+                columns.lock.release()
+                continue
+            if self._generation == columns.generation:
+                return columns
+            # The writes since this population, oldest first: they form a chain of successors
+            # (kept even once a successor restored its own copy).
+            undos: list[Undo] = []
+            link = self._superseded
+            while link is not None:
+                undos.append(link[0])
+                if link[0].generation == columns.generation:
+                    break
+                link = link[1]._superseded
+            try:
+                own = columns.restored(self._length, undos)
+            finally:
+                columns.lock.release()
+            self._columns, self._generation = own, own.generation
+
+    def _supersede(self, undo: Undo, successor: Population) -> None:
+        self._superseded = (undo, successor)
+
+    def _read(self, names: list[str], positions: np.ndarray | None) -> pl.DataFrame:
+        columns = self._locked()
+        try:
+            taken = columns.copied(names, positions)
+        finally:
+            columns.lock.release()
+        return PopulationColumns.frame(taken)
+
+    def _whole(self, which: str) -> pl.DataFrame:
+        frame = self._frames.get(which)
+        if frame is None:
+            columns = self._columns
+            names = columns.feature_names if which == "features" else columns.score_names
+            frame = self._frames[which] = self._read(names, None)
+        return frame
+
+    @property
+    def features(self) -> pl.DataFrame:
+        """The features at the clock, one row per customer (built on first use)."""
+        return self._whole("features")
+
+    @property
+    def scores(self) -> pl.DataFrame:
+        """The scores, rows aligned with `features` (built on first use)."""
+        return self._whole("scores")
+
+    def feature_rows(self, positions: np.ndarray | list[int]) -> pl.DataFrame:
+        return self._read(self._columns.feature_names, np.asarray(positions, dtype=np.int64))
+
+    def score_rows(
+        self, positions: np.ndarray | list[int], columns: list[str] | None = None
+    ) -> pl.DataFrame:
+        names = self._columns.score_names if columns is None else columns
+        return self._read(names, np.asarray(positions, dtype=np.int64))
+
+    def _array(self, name: str, positions: np.ndarray | None) -> np.ndarray:
+        columns = self._locked()
+        try:
+            array = getattr(columns, name)
+            return array[: self._length].copy() if positions is None else array[positions]
+        finally:
+            columns.lock.release()
+
+    @property
+    def partitions(self) -> np.ndarray:
+        """Each customer's partition (a copy)."""
+        return self._array("partitions", None)
+
+    def partitions_at(self, positions: np.ndarray) -> np.ndarray:
+        return self._array("partitions", np.asarray(positions, dtype=np.int64))
+
+    def computed_at(self, positions: np.ndarray | list[int] | int) -> np.ndarray:
+        """When the features service computed these customers' vectors (µs)."""
+        return self._array("computed_us", np.asarray(positions, dtype=np.int64))
+
+    def ltv(self) -> np.ndarray:
+        columns = self._locked()
+        try:
+            return columns.columns["predicted_ltv"].values[: self._length].copy()
+        finally:
+            columns.lock.release()
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Customer id → position, for this population's customers (a new dict)."""
+        return {c: i for i, c in enumerate(self._ids())}
+
+    def _ids(self) -> list[str]:
+        columns = self._locked()
+        try:
+            return columns.columns["customer_id"].values[: self._length].tolist()
+        finally:
+            columns.lock.release()
 
     def position(self, customer_id: str) -> int | None:
-        return self.index.get(customer_id)
+        found = self._columns.index.get(customer_id)
+        return found if found is not None and found < self._length else None
+
+    def _cached(self, columns: PopulationColumns, customer_id: str, row: int) -> Explanation | None:
+        entry = columns.explanations.get(customer_id)
+        if entry is not None and entry[0] == columns.row_version[row]:
+            return entry[1]  # type: ignore[return-value]
+        return None
 
     def cached_explanation(self, customer_id: str) -> Explanation | None:
-        return self._explanations.get(customer_id)
+        row = self.position(customer_id)
+        if row is None:
+            return None
+        columns = self._locked()
+        try:
+            return self._cached(columns, customer_id, row)
+        finally:
+            columns.lock.release()
+
+    def _keep(self, customer_id: str, row: int, explanation: Explanation) -> None:
+        columns = self._locked()
+        try:
+            if len(columns.explanations) < EXPLANATIONS_KEPT or customer_id in columns.explanations:
+                columns.explanations[customer_id] = (int(columns.row_version[row]), explanation)
+        finally:
+            columns.lock.release()
 
     def explanation(self, customer_id: str) -> Explanation:
         """Computed on a miss (~3.5 ms of XGBoost): call it from a worker thread."""
-        found = self._explanations.get(customer_id)
+        found = self.cached_explanation(customer_id)
         if found is None:
-            row = self.index[customer_id]
-            found = explain(self.champion.bundle, self.features.slice(row, 1))[0]
-            if len(self._explanations) < EXPLANATIONS_KEPT:
-                self._explanations[customer_id] = found
+            row = self.position(customer_id)
+            if row is None:
+                raise KeyError(customer_id)
+            found = explain(self.champion.bundle, self.feature_rows([row]))[0]
+            self._keep(customer_id, row, found)
         return found
 
     def explanations(self, positions: np.ndarray, *, keep: bool = True) -> list[Explanation]:
@@ -97,15 +239,20 @@ class Population:
         explains every customer whose score changed (all of them the first time), and keeping
         those held ~1.5 KB per customer for as long as the population lived
         (bench/scale/holdings.py)."""
-        ids = self.scores["customer_id"].gather(positions).to_list()
-        found = [self._explanations.get(customer_id) for customer_id in ids]
+        positions = np.asarray(positions, dtype=np.int64)
+        ids = self.score_rows(positions, ["customer_id"])["customer_id"].to_list()
+        columns = self._locked()
+        try:
+            found = [self._cached(columns, c, int(p)) for c, p in zip(ids, positions, strict=True)]
+        finally:
+            columns.lock.release()
         missing = [i for i, explanation in enumerate(found) if explanation is None]
         if missing:
-            batch = explain(self.champion.bundle, self.features[positions[missing].tolist()])
+            batch = explain(self.champion.bundle, self.feature_rows(positions[missing]))
             for i, explanation in zip(missing, batch, strict=True):
                 found[i] = explanation
-                if keep and len(self._explanations) < EXPLANATIONS_KEPT:
-                    self._explanations[ids[i]] = explanation
+                if keep:
+                    self._keep(ids[i], int(positions[i]), explanation)
         return found  # type: ignore[return-value]  # every None was filled
 
 
@@ -186,66 +333,109 @@ def pass_reason(
     return None
 
 
+@dataclass(frozen=True)
+class ScoredPatch:
+    """A patch's rows moved and scored, and everyone's value tiers if the cutoffs moved."""
+
+    patch: Patch
+    moved: pl.DataFrame
+    fresh: pl.DataFrame
+    cutoffs: TierCutoffs
+    tiers: np.ndarray | None  # every customer's tier index (0 Low … 3 VIP), None: cutoffs kept
+
+
+def score_patch(current: Population, patch: Patch) -> ScoredPatch:
+    """Move the changed rows to `current`'s clock and score them (blocking: a worker thread).
+
+    Costs the changed rows, plus the tier cutoffs recut over one column of every customer's LTV
+    (a quantile and, when the cutoffs moved, a vectorized search)."""
+    moved = at_clock(patch.features, patch.history, current.key[2])
+    fresh = score_customers(current.champion.bundle, moved, current.cutoffs)
+    ltv = np.empty(len(patch.partitions))
+    ltv[: len(current)] = current.ltv()
+    ltv[patch.rows] = fresh["predicted_ltv"].to_numpy()
+    cutoffs = tier_cutoffs(ltv)
+    tiers = None if cutoffs == current.cutoffs else tier_indices(ltv, cutoffs)
+    return ScoredPatch(patch, moved, fresh, cutoffs, tiers)
+
+
+def tier_indices(ltv: np.ndarray, cutoffs: TierCutoffs) -> np.ndarray:
+    return np.searchsorted(np.asarray(cutoffs), ltv, side="right")
+
+
+def _write_tiers(columns: PopulationColumns, tiers: np.ndarray) -> Undo:
+    column = columns.columns["value_tier"]
+    codes = column.code([t.value for t in ValueTier])  # Low, Medium, High, VIP
+    return columns.write_codes("value_tier", codes[tiers])
+
+
+def apply_patch(current: Population, scored: ScoredPatch) -> Population:
+    """Write a scored patch into `current`'s columns and return the population it makes
+    (`current` is superseded). Synchronous and O(changed rows) but for the tier recut: call it on
+    the event loop, where no reader runs meanwhile."""
+    patch = scored.patch
+    columns = current._locked()
+    try:
+        undo = columns.write(
+            patch.rows,
+            scored.moved,
+            scored.fresh,
+            patch.computed_us,
+            patch.partitions,
+            len(patch.partitions),
+        )
+        undos = [undo]
+        if scored.tiers is not None:
+            undos.append(_write_tiers(columns, scored.tiers))
+        patched = Population(
+            (current.key[0], patch.generation, current.key[2]),
+            current.champion,
+            columns,
+            scored.cutoffs,
+        )
+        _chain(current, undos, patched)
+    finally:
+        columns.lock.release()
+    return patched
+
+
+def _chain(current: Population, undos: list[Undo], successor: Population) -> None:
+    """`current` superseded by `successor` through `undos` (one write each, oldest first; their
+    entries are undone newest first, so one `Undo` holds them all)."""
+    entries = [entry for undo in undos for entry in undo.entries]
+    current._supersede(Undo(entries, undos[-1].generation), successor)
+
+
 def patch_population(current: Population, patch: Patch) -> Population:
-    """`current` with the changed rows moved to its clock and scored (blocking: a worker thread).
+    """`current` with the changed rows moved to its clock and scored, written in place.
 
     Equal to a whole pass at `current`'s clock: a row is moved to max(clock, its own as_of) in
     both, and the tier cutoffs are recut over every customer's LTV."""
-    base_us = current.key[2]
-    moved = at_clock(patch.features, patch.history, base_us)
-    fresh = score_customers(current.champion.bundle, moved, current.cutoffs)
-    size = len(patch.partitions)
-    take = np.arange(size)
-    take[patch.rows] = len(current) + np.arange(len(patch.rows))
-    features = pl.concat([current.features, moved])[take]
-    scores = pl.concat([current.scores, fresh])[take]
-    cutoffs = tier_cutoffs(scores["predicted_ltv"].to_numpy())
-    if cutoffs != current.cutoffs:
-        tiers = value_tiers(scores["predicted_ltv"].to_numpy(), cutoffs)
-        scores = scores.with_columns(pl.Series("value_tier", tiers.tolist(), dtype=pl.String))
-    index = current.index
-    if patch.new_ids:
-        index = dict(index)
-        index.update((c, len(current) + i) for i, c in enumerate(patch.new_ids))
-    explanations = dict(current._explanations)  # the old population's own stay with it
-    for customer_id in moved["customer_id"].to_list():
-        explanations.pop(customer_id, None)
-    return Population(
-        key=(current.key[0], patch.generation, base_us),
-        champion=current.champion,
-        features=features,
-        scores=scores,
-        computed_us=patch.computed_us,
-        partitions=patch.partitions,
-        index=index,
-        cutoffs=cutoffs,
-        _explanations=explanations,
-    )
+    return apply_patch(current, score_patch(current, patch))
 
 
 def compute_population(champion: LoadedChampion, snap: Snapshot) -> Population:
     """Move every customer to the clock and score them all (blocking: a worker thread)."""
     moved = at_clock(snap.features, snap.history, snap.clock_us)
     scores = score_customers(champion.bundle, moved)
-    ltv = scores["predicted_ltv"].to_numpy()
-    return Population(
-        key=snap.key,
-        champion=champion,
-        features=moved,
-        scores=scores,
-        computed_us=snap.computed_us,
-        partitions=snap.partitions,
-        index={c: i for i, c in enumerate(scores["customer_id"].to_list())},
-        cutoffs=tier_cutoffs(ltv),
-    )
+    cutoffs = tier_cutoffs(scores["predicted_ltv"].to_numpy())
+    columns = PopulationColumns(moved, scores, snap.computed_us, snap.partitions)
+    return Population(snap.key, champion, columns, cutoffs)
 
 
 def retiered(population: Population, cutoffs: TierCutoffs) -> Population:
     """The same population with value tiers cut at `cutoffs` (a sharded tenant's, merged over
-    every replica); reasons already computed are kept (they do not depend on tiers)."""
-    ltv = population.scores["predicted_ltv"].to_numpy()
-    tiers = pl.Series("value_tier", value_tiers(ltv, cutoffs).tolist(), dtype=pl.String)
-    return replace(population, scores=population.scores.with_columns(tiers), cutoffs=cutoffs)
+    every replica), written in place (`population` is superseded); reasons already computed are
+    kept (they do not depend on tiers). On the event loop, as `apply_patch`."""
+    tiers = tier_indices(population.ltv(), cutoffs)
+    columns = population._locked()
+    try:
+        undo = _write_tiers(columns, tiers)
+        result = Population(population.key, population.champion, columns, cutoffs)
+        _chain(population, [undo], result)
+    finally:
+        columns.lock.release()
+    return result
 
 
 Clock = Callable[[TenantTable], int]
@@ -283,11 +473,11 @@ class Populations:
         population = await self._get(table, champion)
         if self.cutoffs is not None:
             wanted = self.cutoffs(table.tenant_id, champion.version)
-            if wanted is not None and wanted != population.cutoffs:
+            # Retiered in place only while it is the latest (no await between: no patch either).
+            latest = self._latest.get(table.tenant_id)
+            if wanted is not None and wanted != population.cutoffs and latest is population:
                 population = retiered(population, wanted)
-                latest = self._latest.get(table.tenant_id)
-                if latest is not None and latest.key == population.key:
-                    self._latest[table.tenant_id] = population
+                self._latest[table.tenant_id] = population
         return population
 
     async def _get(self, table: TenantTable, champion: LoadedChampion) -> Population:
@@ -302,7 +492,9 @@ class Populations:
                 return current
             if reason == "changed" and current is not None:
                 patch = changes(table, current)
-                population = await asyncio.to_thread(patch_population, current, patch)
+                # Scored in a thread; written on the loop, where no reader runs meanwhile.
+                ready = await asyncio.to_thread(score_patch, current, patch)
+                population = apply_patch(current, ready)
                 scored = len(patch.rows)
             else:
                 snap = snapshot(table, champion, self.clock(table))

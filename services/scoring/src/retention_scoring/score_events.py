@@ -189,16 +189,17 @@ class ScoreEvents:
     ) -> int:
         tenant_id = population.champion.tenant_id
         known = self.published.setdefault(tenant_id, {})
-        scores = population.scores
         if customers is None:
             positions = np.arange(len(population))
         else:
             found = (population.position(c) for c in customers)
             positions = np.fromiter((p for p in found if p is not None), dtype=np.int64)
-        positions = positions[[self.owns(int(p)) for p in population.partitions[positions]]]
+        positions = positions[[self.owns(int(p)) for p in population.partitions_at(positions)]]
         # Only the rows asked about: a pass for a few customers does not convert the whole
         # tenant's columns to Python lists.
-        asked = scores.select("customer_id", "risk_band", "value_tier", "segment")[positions]
+        asked = population.score_rows(
+            positions, ["customer_id", "risk_band", "value_tier", "segment"]
+        )
         changes: list[tuple[int, list[str]]] = []
         for p, (customer_id, *current) in zip(positions.tolist(), asked.iter_rows(), strict=True):
             changed = changed_fields(known.get(customer_id), tuple(current))
@@ -224,10 +225,10 @@ class ScoreEvents:
         chunks acknowledged before stay announced."""
         tenant_id = population.champion.tenant_id
         known = self.published.setdefault(tenant_id, {})
-        scores = population.scores
         at = np.asarray([p for p, _ in changes], dtype=np.int64)
         explanations = await asyncio.to_thread(population.explanations, at, keep=False)
-        rows = scores[at.tolist()].to_dicts()
+        rows = population.score_rows(at).to_dicts()
+        computed_us = population.computed_at(at).tolist()
         now = datetime.now(UTC)
         champion = population.champion
         churn_horizon = churn_horizon_days(champion.bundle)
@@ -269,12 +270,10 @@ class ScoreEvents:
                 )
             )
         await self._send(tenant_id, events)
-        for (p, _), row in zip(changes, rows, strict=True):
+        for row, computed in zip(rows, computed_us, strict=True):
             known[row["customer_id"]] = (row["risk_band"], row["value_tier"], row["segment"])
             telemetry.SCORES.labels(tenant_id, row["risk_band"]).inc()
-            telemetry.FEATURE_FRESHNESS.observe(
-                max(0.0, now.timestamp() - population.computed_us[p] / 1e6)
-            )
+            telemetry.FEATURE_FRESHNESS.observe(max(0.0, now.timestamp() - computed / 1e6))
         return len(events)
 
     async def _send(self, tenant_id: str, events: list[CustomerScore]) -> None:

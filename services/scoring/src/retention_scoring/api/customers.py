@@ -110,7 +110,7 @@ async def _features_at_clock(
         population = None
     position = population.position(customer_id) if population is not None else None
     if population is not None and position is not None:
-        return population.features.row(position, named=True)
+        return population.feature_rows([position]).row(0, named=True)
     rows = np.asarray([row])
     features, history = table.features_frame(rows), table.history_frame(rows)
     moved = await asyncio.to_thread(at_clock, features, history, state.populations.clock(table))
@@ -163,13 +163,13 @@ async def customer_score(
     position = population.position(customer_id) if population is not None else None
     if population is None or position is None:
         raise not_found(customer_id)
-    row = population.scores.row(position, named=True)
+    row = population.score_rows([position]).row(0, named=True)
     explanation = population.cached_explanation(customer_id) or await asyncio.to_thread(
         population.explanation, customer_id
     )
     telemetry.SCORES.labels(caller.tenant_id, row["risk_band"]).inc()
     telemetry.FEATURE_FRESHNESS.observe(
-        max(0.0, time.time() - population.computed_us[position] / 1e6)
+        max(0.0, time.time() - float(population.computed_at([position])[0]) / 1e6)
     )
     return score_view(row, explanation, population.champion)
 

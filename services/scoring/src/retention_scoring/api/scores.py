@@ -235,7 +235,8 @@ async def _by_id(
                 ScoreResult(customer_id=c, found=False, problem=f"no customer {c!r}") for c in ids
             ],
         )
-    rows = population.scores[found.tolist()].to_dicts()
+    rows = population.score_rows(found).to_dicts()
+    computed_us = population.computed_at(found)
     explanations = (
         await asyncio.to_thread(population.explanations, found)
         if include_reasons
@@ -243,7 +244,7 @@ async def _by_id(
     )
     version = population.champion.version
     now = time.time()
-    scored = iter(zip(rows, explanations, found.tolist(), strict=True))
+    scored = iter(zip(rows, explanations, computed_us.tolist(), strict=True))
     for customer_id, position in zip(ids, positions, strict=True):
         if position is None:
             results.append(
@@ -254,7 +255,7 @@ async def _by_id(
             continue
         row, explanation, at = next(scored)
         telemetry.SCORES.labels(tenant_id, row["risk_band"]).inc()
-        telemetry.FEATURE_FRESHNESS.observe(max(0.0, now - population.computed_us[at] / 1e6))
+        telemetry.FEATURE_FRESHNESS.observe(max(0.0, now - at / 1e6))
         results.append(
             ScoreResult(
                 customer_id=customer_id,
