@@ -28,6 +28,7 @@ import polars as pl
 
 from retention_scoring import telemetry
 from retention_scoring.champions import LoadedChampion
+from retention_scoring.ltv_order import LtvOrder
 from retention_scoring.population_columns import PopulationColumns, Undo
 from retention_scoring.scoring import (
     Explanation,
@@ -335,47 +336,60 @@ def pass_reason(
 
 @dataclass(frozen=True)
 class ScoredPatch:
-    """A patch's rows moved and scored, and everyone's value tiers if the cutoffs moved."""
+    """A patch's rows moved and scored, the LTV order after it, and the customers whose value
+    tier the moved cutoffs change (positions and tier indices, 0 Low … 3 VIP)."""
 
     patch: Patch
+    generation: int  # the columns' generation it was scored against
     moved: pl.DataFrame
     fresh: pl.DataFrame
+    order: LtvOrder
     cutoffs: TierCutoffs
-    tiers: np.ndarray | None  # every customer's tier index (0 Low … 3 VIP), None: cutoffs kept
+    retiered: np.ndarray
+    tiers: np.ndarray
 
 
 def score_patch(current: Population, patch: Patch) -> ScoredPatch:
     """Move the changed rows to `current`'s clock and score them (blocking: a worker thread).
 
-    Costs the changed rows, plus the tier cutoffs recut over one column of every customer's LTV
-    (a quantile and, when the cutoffs moved, a vectorized search)."""
+    Costs the changed rows, plus moving their LTVs in the sorted order of everyone's (a
+    memmove) to read the tier cutoffs, and the customers between an old and a new cutoff."""
     moved = at_clock(patch.features, patch.history, current.key[2])
     fresh = score_customers(current.champion.bundle, moved, current.cutoffs)
-    ltv = np.empty(len(patch.partitions))
-    ltv[: len(current)] = current.ltv()
-    ltv[patch.rows] = fresh["predicted_ltv"].to_numpy()
-    cutoffs = tier_cutoffs(ltv)
-    tiers = None if cutoffs == current.cutoffs else tier_indices(ltv, cutoffs)
-    return ScoredPatch(patch, moved, fresh, cutoffs, tiers)
+    columns = current._locked()
+    try:
+        generation = columns.generation
+        order = columns.ltv_order()
+        existing = patch.rows[patch.rows < len(current)]
+        old = columns.columns["predicted_ltv"].values[existing]
+    finally:
+        columns.lock.release()
+    order = order.moved(patch.rows, old, fresh["predicted_ltv"].to_numpy())
+    cutoffs = order.cutoffs()
+    retiered, ltv = order.crossing(current.cutoffs, cutoffs)
+    tiers = tier_indices(ltv, cutoffs)
+    return ScoredPatch(patch, generation, moved, fresh, order, cutoffs, retiered, tiers)
 
 
 def tier_indices(ltv: np.ndarray, cutoffs: TierCutoffs) -> np.ndarray:
     return np.searchsorted(np.asarray(cutoffs), ltv, side="right")
 
 
-def _write_tiers(columns: PopulationColumns, tiers: np.ndarray) -> Undo:
+def _write_tiers(columns: PopulationColumns, at: np.ndarray, tiers: np.ndarray) -> Undo:
     column = columns.columns["value_tier"]
     codes = column.code([t.value for t in ValueTier])  # Low, Medium, High, VIP
-    return columns.write_codes("value_tier", codes[tiers])
+    return columns.write_codes("value_tier", at, codes[tiers])
 
 
 def apply_patch(current: Population, scored: ScoredPatch) -> Population:
     """Write a scored patch into `current`'s columns and return the population it makes
-    (`current` is superseded). Synchronous and O(changed rows) but for the tier recut: call it on
-    the event loop, where no reader runs meanwhile."""
+    (`current` is superseded). Synchronous and O(changed rows + retiered rows): call it on the
+    event loop, where no reader runs meanwhile."""
     patch = scored.patch
     columns = current._locked()
     try:
+        # Populations.get holds the tenant's lock from scoring to writing: nothing wrote between.
+        assert columns.generation == scored.generation, "a write between scoring and applying"
         undo = columns.write(
             patch.rows,
             scored.moved,
@@ -384,9 +398,8 @@ def apply_patch(current: Population, scored: ScoredPatch) -> Population:
             patch.partitions,
             len(patch.partitions),
         )
-        undos = [undo]
-        if scored.tiers is not None:
-            undos.append(_write_tiers(columns, scored.tiers))
+        undos = [undo, _write_tiers(columns, scored.retiered, scored.tiers)]
+        columns.order = scored.order
         patched = Population(
             (current.key[0], patch.generation, current.key[2]),
             current.champion,
@@ -420,6 +433,7 @@ def compute_population(champion: LoadedChampion, snap: Snapshot) -> Population:
     scores = score_customers(champion.bundle, moved)
     cutoffs = tier_cutoffs(scores["predicted_ltv"].to_numpy())
     columns = PopulationColumns(moved, scores, snap.computed_us, snap.partitions)
+    columns.ltv_order()  # sorted here, in the worker thread, not in the first patch
     return Population(snap.key, champion, columns, cutoffs)
 
 
@@ -427,10 +441,10 @@ def retiered(population: Population, cutoffs: TierCutoffs) -> Population:
     """The same population with value tiers cut at `cutoffs` (a sharded tenant's, merged over
     every replica), written in place (`population` is superseded); reasons already computed are
     kept (they do not depend on tiers). On the event loop, as `apply_patch`."""
-    tiers = tier_indices(population.ltv(), cutoffs)
     columns = population._locked()
     try:
-        undo = _write_tiers(columns, tiers)
+        at, ltv = columns.ltv_order().crossing(population.cutoffs, cutoffs)
+        undo = _write_tiers(columns, at, tier_indices(ltv, cutoffs))
         result = Population(population.key, population.champion, columns, cutoffs)
         _chain(population, [undo], result)
     finally:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from retention_scoring.ltv_order import LtvOrder
+
 __all__ = ["Column", "PopulationColumns", "Undo"]
 
 IDS = "customer_id"
@@ -77,7 +79,8 @@ class Column:
             return codes.fill_null(0).to_numpy(), valid
         if self.values.dtype == object:
             return np.asarray(series.to_list(), dtype=object), valid
-        return series.to_physical().fill_null(0).to_numpy(), valid
+        physical = series if series.dtype.is_numeric() else series.to_physical()
+        return (physical.fill_null(0) if valid is not None else physical).to_numpy(), valid
 
     def resize(self, capacity: int) -> None:
         self.values = _grow(self.values, capacity)
@@ -136,6 +139,7 @@ class PopulationColumns:
         self.partitions = np.zeros(0, partitions.dtype)
         self.row_version = np.zeros(0, np.int64)
         self.explanations: dict[str, tuple[int, object]] = {}
+        self.order: LtvOrder | None = None  # the LTVs sorted, for patches (made on first use)
         # Customer id → position; append-only (a removal is a whole pass: new columns).
         self.index: dict[str, int] = {}
         self._append(features, scores, computed_us, partitions)
@@ -229,14 +233,11 @@ class PopulationColumns:
         self.length = size
         return Undo(undo, self.generation)
 
-    def write_codes(self, name: str, codes: np.ndarray) -> Undo:
-        """Set a coded string column to `codes` (one per row), writing only the rows that differ;
-        call with `lock` held."""
-        column = self.columns[name]
-        at = np.flatnonzero(column.values[: self.length] != codes)
+    def write_codes(self, name: str, at: np.ndarray, codes: np.ndarray) -> Undo:
+        """Set a coded string column to `codes` at positions `at`; call with `lock` held."""
         undo: list = []
         self.generation += 1
-        self._store(column, at, codes[at], None, undo)
+        self._store(self.columns[name], at, codes, None, undo)
         return Undo(undo, self.generation)
 
     def restored(self, length: int, undos: Sequence[Undo]) -> PopulationColumns:
@@ -261,6 +262,7 @@ class PopulationColumns:
         copy.partitions = self.partitions[:length].copy()
         copy.row_version = self.row_version[:length].copy()
         copy.explanations = {}
+        copy.order = None
         copy.index = self.index  # append-only: readers check a position against their length
         for undo in reversed(undos):
             for name, at, values, valid in reversed(undo.entries):
@@ -290,6 +292,13 @@ class PopulationColumns:
                 valid = None if column.valid is None else column.valid[positions]
             taken.append((column, values, valid))
         return taken
+
+    def ltv_order(self) -> LtvOrder:
+        """The LTVs in order (sorted once per columns, then moved by each patch); call with
+        `lock` held."""
+        if self.order is None:
+            self.order = LtvOrder.of(self.columns["predicted_ltv"].values[: self.length].copy())
+        return self.order
 
     @staticmethod
     def frame(taken: list[tuple[Column, np.ndarray, np.ndarray | None]]) -> pl.DataFrame:

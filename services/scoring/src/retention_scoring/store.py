@@ -247,7 +247,10 @@ class TenantTable:
             offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
             keep = offsets + np.arange(int(lengths.sum()))
         owners = h.owner[keep]
-        ids = np.asarray(self.ids, dtype=object)[owners] if len(keep) else []
+        if rows is None:
+            ids = np.asarray(self.ids, dtype=object)[owners] if len(keep) else []
+        else:  # a patch's few rows: not the whole id list as an array
+            ids = [self.ids[o] for o in owners.tolist()]
         return pl.DataFrame(
             {
                 "tenant_id": pl.Series([self.tenant_id] * len(keep), dtype=pl.String),
