@@ -4,7 +4,7 @@ Moving the clock features costs a fixed ~20 ms of polars planning whether it is 
 thousands, so every score — a single `GET`, a list, a segment table, a score event — is read
 from the tenant's scored population, computed in a worker thread and shared by every request
 that needs the same key (one computation in flight per tenant). Reasons are computed per
-customer on demand and kept with the population they explain.
+customer on demand.
 
 A population is computed whole (every customer moved to the tenant clock and scored) for a new
 model, after a removal, when the tenant clock crosses a UTC day (recency is in days), and when
@@ -14,6 +14,13 @@ the population's clock and scored, and the value-tier cutoffs are recut over eve
 same population a whole pass at that clock computes, for the cost of the changed rows
 (`pass_reason`). Each customer scored is counted in
 `retention_scoring_customers_scored_total{tenant, reason}`.
+
+A patch costs its rows, not the tenant: the population's columns are numpy arrays written in
+place (`population_columns.py`) and the value tiers are recut from LTVs kept sorted
+(`ltv_order.py`). It is scored in a worker thread and written on the event loop; the population
+it supersedes keeps what was overwritten, so whoever still holds it reads it whole. Reasons are
+kept per customer with the version of the row they explain, so a patched customer's are
+computed again.
 """
 
 from __future__ import annotations
@@ -399,6 +406,8 @@ def apply_patch(current: Population, scored: ScoredPatch) -> Population:
             len(patch.partitions),
         )
         undos = [undo, _write_tiers(columns, scored.retiered, scored.tiers)]
+        for customer_id in scored.moved["customer_id"].to_list():  # stale: room for others
+            columns.explanations.pop(customer_id, None)
         columns.order = scored.order
         patched = Population(
             (current.key[0], patch.generation, current.key[2]),
