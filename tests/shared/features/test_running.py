@@ -5,16 +5,19 @@ and with the compact history and summary the scorer receives."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from retention_shared.features import (
     FEATURE_NAMES,
     compact_history,
     compute_features,
+    compute_features_at_cutoffs,
     history_summaries,
+    recompute_clock_features,
 )
 from retention_shared.features.running import RunningCustomer, RunningOrder
 from retention_shared.features.running import running_orders as shared_running_orders
@@ -149,3 +152,59 @@ def test_what_the_totals_cannot_serve_is_refused(orders_ii: pl.DataFrame) -> Non
     with pytest.raises(ValueError):
         customer.add(late)
     assert customer.can_add(late._replace(occurred_at_us=t + 30 * day))  # in canonical order
+
+
+def big_spender(orders: pl.DataFrame) -> pl.DataFrame:
+    """A customer of the real slice's tenant with 20 purchases of 9.99e11 (the contract allows
+    1e12) over two years, a few in Q4, and two cancellations: ~2e25 micro-units, far past int64."""
+    start = datetime(2010, 1, 5, tzinfo=UTC)
+    rows = [
+        (f"big-{n}", start + timedelta(days=37 * n), "purchase", 9.99e11 - n * 1_234.5678)
+        for n in range(20)
+    ]
+    rows += [("big-c1", start + timedelta(days=300), "cancellation", -9.98e11)]
+    rows += [("big-c2", start + timedelta(days=700), "cancellation", -3.3e11)]
+    tenant = orders.get_column("tenant_id")[0]
+    return pl.DataFrame(
+        [
+            (tenant, "big", order_id, at, kind, total, 3.0, ["P1", f"P{n}"])
+            for n, (order_id, at, kind, total) in enumerate(rows)
+        ],
+        schema=orders.schema,
+        orient="row",
+    )
+
+
+def test_sums_past_int64_equal_the_streamed_totals(orders_ii: pl.DataFrame) -> None:
+    """Money sums past int64 (and past float64's exact integers) stay exact in batch, as the
+    streamed Python-int totals are: the customer's spend is positive and equals the stream's."""
+    orders = pl.concat([orders_ii, big_spender(orders_ii)])
+    customers, as_of = stream(running_orders(orders))
+    assert_same_as_offline(orders, customers, as_of)
+    big = customers[(orders["tenant_id"][0], "big")].vector(as_of[(orders["tenant_id"][0], "big")])
+    exact = sum(round(t * 1_000_000) for t in big_spender(orders_ii)["total"]) / 1_000_000
+    assert big.features["monetary"] == exact > 1e13
+    assert 0 < big.features["cancellation_rate"] < 1
+    # The same at many cutoffs (outcomes too), and a clock moved on from the compact history.
+    cutoffs = [datetime(2010, m, 1, tzinfo=UTC) for m in range(2, 13)]
+    at_cutoffs = compute_features_at_cutoffs(orders, cutoffs, outcome_days=(90,))
+    for cutoff in cutoffs:
+        alone = big_spender(orders_ii).filter(pl.col("occurred_at") <= cutoff)
+        streamed = RunningCustomer.from_orders(o for _, _, o in shared_running_orders(alone))
+        row = at_cutoffs.filter((pl.col("customer_id") == "big") & (pl.col("cutoff") == cutoff))
+        assert streamed.vector(micros(cutoff) or 0).features == {
+            name: row[name][0] for name in FEATURE_NAMES
+        }
+        after = big_spender(orders_ii).filter(
+            (pl.col("occurred_at") > cutoff)
+            & (pl.col("occurred_at") <= cutoff + timedelta(days=90))
+        )
+        spent = sum(round(t * 1_000_000) for t in after["total"]) * (1 / 1_000_000)
+        assert row["spend_next_90d"][0] == spent
+    june, end = datetime(2011, 6, 1, tzinfo=UTC), orders.get_column("occurred_at").max()
+    before_june = orders.filter(pl.col("occurred_at") <= june)
+    moved = recompute_clock_features(
+        compute_features(before_june, june), compact_history(before_june, june), end
+    )
+    assert_frame_equal(moved, compute_features(before_june, end))
+    assert moved.filter(pl.col("customer_id") == "big")["spend_365d"][0] > 1e12

@@ -9,6 +9,9 @@ How it stays exact and point-in-time correct at any scale:
 - Money is summed in integer micro-units (1e-6 of the currency), so sums are exact: they do not
   depend on row order, on which other customers are in the frame, or on whether a window total is
   a difference of two running totals. Times are integer microseconds; days are `us / 86_400e6`.
+  A customer whose money could pass 2**52 micro-units (int64 wraps at ~9.2e18, and an order may
+  be 1e18) also gets exact high and low parts of each money total, and their money features are
+  redone from Python integers, as the streaming totals (`running.py`) compute them.
 - The only float running total (squared gap deviations) is a sequential sum within one customer
   in canonical order, so it is bit-identical for one customer alone or among millions.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -56,6 +60,13 @@ _EDGES_DAYS = tuple(
     )
 )
 _EDGE_TOTALS = ("c_purchases", "c_net", "c_gross")
+# Below this many micro-units (a customer's sum of |money|) every money total, window difference
+# and ratio operand is an integer float64 holds exactly and int64 cannot wrap, so the vectorized
+# arithmetic equals Python's on integers; 2**52 leaves a factor 2 for the float bound's error.
+EXACT_MONEY_LIMIT = 2**52
+# Exact money totals are carried as high and low int64 parts: total = high · 2**32 + low.
+_LOW_BITS = 32
+_PER_UNIT = 1 / MONEY_SCALE
 HISTORY_DAYS = max(_EDGES_DAYS)
 
 Orders = pl.DataFrame | pl.LazyFrame
@@ -78,7 +89,7 @@ def compute_features(orders: Orders, as_of: Clock) -> pl.DataFrame:
     frame = conform_orders(orders)
     clocks = _clocks(frame, as_of, "as_of")
     state = _state_at(_timeline(frame), clocks)
-    return _finish(_with_features(state), "as_of")
+    return _finish(_exact_money(_with_features(state)), "as_of")
 
 
 def compute_features_at_cutoffs(
@@ -109,7 +120,9 @@ def compute_features_at_cutoffs(
             pl.col(f"c_net_next_{days}d") - pl.col("c_net")
         ) / MONEY_SCALE
     return _finish(
-        _with_features(state).with_columns(**outcomes), "cutoff", [*FEATURE_NAMES, *outcomes]
+        _exact_money(_with_features(state).with_columns(**outcomes), outcome_days),
+        "cutoff",
+        [*FEATURE_NAMES, *outcomes],
     )
 
 
@@ -176,7 +189,9 @@ def recompute_clock_features(features: pl.DataFrame, history: Orders, as_of: Clo
             f"{problems['newer_orders']} customer(s) have orders after their features' as_of; "
             "recompute their features from the full history"
         )
-    moved = _finish(state.with_columns(**_clock_exprs()), "as_of", names=CLOCK_FEATURES)
+    moved = _finish(
+        _exact_money(state.with_columns(**_clock_exprs())), "as_of", names=CLOCK_FEATURES
+    )
     kept = features.drop("as_of", *CLOCK_FEATURES)
     columns = [*KEY, "as_of", *[n for n in features.columns if n not in (*KEY, "as_of")]]
     return moved.join(kept, on=KEY, how="inner").select(columns).sort(KEY)
@@ -335,15 +350,19 @@ def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
     # variance formula does not cancel catastrophically; all-equal gaps give exactly 0.
     first_gap_at = segments.last_where(is_gap & (segments.running_sum(is_gap) == 1))
     gap_dev = np.where(is_gap, gap - gap[np.maximum(first_gap_at, 0)], 0)
+    amounts = {
+        "c_net": money,
+        "c_gross": np.where(purchase, money, 0),
+        "c_cancelled": np.where(purchase, 0, -money),
+        "c_q4_gross": np.where(in_q4, money, 0),
+    }
     frame = base.select("cid", *KEY, "t").with_columns(
         first_event=pl.Series(t[segments.first_of_row]),
         first_purchase=_nullable(t, first_purchase_at),
         last_purchase=_nullable(t, last_purchase_at),
         c_purchases=pl.Series(c_purchases),
-        c_net=pl.Series(segments.running_sum(money)),
-        c_gross=pl.Series(segments.running_sum(np.where(purchase, money, 0))),
-        c_cancelled=pl.Series(segments.running_sum(np.where(purchase, 0, -money))),
-        c_q4_gross=pl.Series(segments.running_sum(np.where(in_q4, money, 0))),
+        **{name: pl.Series(segments.running_sum(x)) for name, x in amounts.items()},
+        **_exact_money_totals(segments, money, amounts),
         c_products=pl.Series(segments.running_sum(column("new_products").to_numpy())),
         c_months=pl.Series(segments.running_sum(new_month)),
         c_occasions=pl.Series(segments.running_sum(new_occasion)),
@@ -369,9 +388,35 @@ def _running_totals(base: pl.DataFrame) -> pl.DataFrame:
             "first_purchase",
             "last_purchase",
             *(c for c in _TOTALS),
+            *(c for c in frame.columns if c == _BIG or c.endswith(_PARTS)),
         )
         .collect()
     )
+
+
+# Flags the rows of customers whose money totals are also kept in exact parts (see below).
+_BIG = "big_money"
+_PARTS = ("_hi", "_lo")
+
+
+def _exact_money_totals(
+    segments: _Segments, money: np.ndarray, amounts: dict[str, np.ndarray]
+) -> dict[str, pl.Series]:
+    """For customers whose money may leave the exact range (`EXACT_MONEY_LIMIT`): each money
+    running total in a high and a low int64 part, whose sums cannot wrap (an order is < 2**60,
+    so a high part is < 2**28); nothing (no extra columns) when no customer needs them."""
+    if not len(money):
+        return {}
+    # A float sum of |money| per customer bounds every total and difference of theirs.
+    bound = np.add.reduceat(np.abs(money).astype(np.float64), segments.first)
+    big = bound >= EXACT_MONEY_LIMIT
+    if not big.any():
+        return {}
+    parts = {_BIG: pl.Series(np.repeat(big, segments.lengths))}
+    for name, x in amounts.items():
+        parts[f"{name}_hi"] = pl.Series(segments.running_sum(x >> _LOW_BITS))
+        parts[f"{name}_lo"] = pl.Series(segments.running_sum(x & ((1 << _LOW_BITS) - 1)))
+    return parts
 
 
 def _new_products(base: pl.DataFrame) -> pl.Series:
@@ -435,10 +480,17 @@ def _state_at(
     )
     look_up = _LookUp(timeline, probes, max((HISTORY_DAYS, *outcome_days)))
     found = [look_up(0, [c for c in timeline.columns if c not in ("cid", *KEY)], "", None)]
+    # The exact parts of money totals, where a customer needs them, go wherever the totals go.
+    with_parts = {
+        c: [c, *(f"{c}{p}" for p in _PARTS if f"{c}{p}" in timeline.columns)]
+        for c in (*_EDGE_TOTALS, *_OUTCOME_TOTALS)
+    }
     for days in _EDGES_DAYS:
-        found.append(look_up(-days, _EDGE_TOTALS, f"_{days}d", 0))
+        edges = [part for c in _EDGE_TOTALS for part in with_parts[c]]
+        found.append(look_up(-days, edges, f"_{days}d", 0))
     for days in outcome_days:
-        found.append(look_up(days, _OUTCOME_TOTALS, f"_next_{days}d", None))
+        outcomes = [part for c in _OUTCOME_TOTALS for part in with_parts[c]]
+        found.append(look_up(days, outcomes, f"_next_{days}d", None))
     return pl.concat([probes, *found], how="horizontal").lazy()
 
 
@@ -583,6 +635,78 @@ def _clock_exprs() -> dict[str, pl.Expr]:
 
 def _with_features(state: pl.LazyFrame) -> pl.LazyFrame:
     return state.with_columns(**_history_exprs()).with_columns(**_clock_exprs())
+
+
+def _exact_money(state: pl.LazyFrame, outcome_days: Sequence[int] = ()) -> pl.LazyFrame:
+    """The money features of customers with exact money parts (`_exact_money_totals`), redone
+    from Python integers with `running.py`'s arithmetic: the vectorized values there may have
+    wrapped (int64) or rounded an operand of a ratio (float64). Only those rows are touched."""
+    if _BIG not in state.collect_schema().names():
+        return state  # the usual case: every sum is exact already
+    frame = state.collect()
+    rows = np.flatnonzero(frame.get_column(_BIG).fill_null(False).to_numpy())
+    if not len(rows):
+        return frame.lazy()
+    some = frame[rows]
+
+    def exact(total: str, suffix: str = "") -> list[int | None]:
+        high, low = (some.get_column(f"{total}{part}{suffix}").to_list() for part in _PARTS)
+        return [
+            None if h is None else (h << _LOW_BITS) + lo for h, lo in zip(high, low, strict=True)
+        ]
+
+    def found(total: str, suffix: str = "") -> list[int]:
+        """A total that is never null: at the clock, or at an edge (0 when before the first)."""
+        values = exact(total, suffix)
+        if any(v is None for v in values):
+            raise AssertionError(f"{total}{suffix} is null")
+        return cast(list[int], values)
+
+    net, gross = found("c_net"), found("c_gross")
+    purchases = some.get_column("c_purchases").to_list()
+    monetary = [n * _PER_UNIT for n in net]
+    values: dict[str, list[float | None]] = {
+        "monetary": list(monetary),
+        "avg_order_value": [
+            m / p if p > 0 else 0.0 for m, p in zip(monetary, purchases, strict=True)
+        ],
+        "cancellation_rate": [
+            min(max(c, 0) / g, 1.0) if g > 0 else (1.0 if c > 0 else 0.0)
+            for c, g in zip(found("c_cancelled"), gross, strict=True)
+        ],
+        "q4_spend_share": [
+            min(max(q / g, 0.0), 1.0) if g > 0 else 0.0
+            for q, g in zip(found("c_q4_gross"), gross, strict=True)
+        ],
+        "spend_trend": [
+            _trend(g - half, half - whole)
+            for g, half, whole in zip(
+                gross,
+                found("c_gross", f"_{TREND_WINDOW_DAYS}d"),
+                found("c_gross", f"_{2 * TREND_WINDOW_DAYS}d"),
+                strict=True,
+            )
+        ],
+    }
+    for days in WINDOWS_DAYS:
+        values[f"spend_{days}d"] = [
+            (n - before) * _PER_UNIT
+            for n, before in zip(net, found("c_net", f"_{days}d"), strict=True)
+        ]
+    for days in outcome_days:
+        values[f"spend_next_{days}d"] = [
+            None if later is None else (later - n) * _PER_UNIT
+            for n, later in zip(net, exact("c_net", f"_next_{days}d"), strict=True)
+        ]
+    fixed = []
+    for name, column in values.items():
+        if name in frame.columns:
+            fixed.append(frame.get_column(name).cast(pl.Float64).scatter(rows, column))
+    return frame.with_columns(fixed).lazy()
+
+
+def _trend(recent: int, before: int) -> float:
+    return (recent - before) / (recent + before) if recent + before > 0 else 0.0
 
 
 def _finish(
