@@ -81,6 +81,17 @@ def test_revenue_is_exact_in_micro_units() -> None:
     assert cohort_table(many).cells[Period.MONTH]["revenue"].to_list() == [100.0]
 
 
+def test_revenue_past_int64_micro_units_does_not_wrap() -> None:
+    # The contract allows 1e12 an order: twenty in one month are 2e19 micro-units (int64 ends
+    # at 9.2e18), and a cohort adds up many such customers.
+    big = orders(
+        *[("a", f"2011-01-{d:02} 10:00", "purchase", 9.99e11) for d in range(1, 21)],
+        *[("b", f"2011-01-{d:02} 11:00", "purchase", 9.99e11) for d in range(1, 21)],
+    )
+    frame = cohort_table(big).cells[Period.MONTH]
+    assert frame.select("cohort", "orders", "revenue").rows() == [("2011-01", 40, 40 * 9.99e11)]
+
+
 def test_rows_per_cohort_hold_one_metric_by_age_and_filter_by_start() -> None:
     monthly = cohort_table(ORDERS).cells[Period.MONTH]
     rows = cohort_rows(monthly, Metric.ORDERS)

@@ -110,7 +110,7 @@ def _month_index(moment: pl.Expr) -> pl.Expr:
 
 def _monthly_activity(orders: pl.LazyFrame) -> pl.DataFrame:
     """Per customer and month from their first purchase on: purchase orders and net spend
-    (micro-units), with `first`, the month of that first purchase."""
+    (micro-units, Int128), with `first`, the month of that first purchase."""
     purchase = pl.col("kind") == OrderKind.PURCHASE.value
     at = pl.col("occurred_at")
     return (
@@ -126,7 +126,11 @@ def _monthly_activity(orders: pl.LazyFrame) -> pl.DataFrame:
             money=(pl.col("total") * MONEY_SCALE).round().cast(pl.Int64),
         )
         .group_by("customer_id", "month")
-        .agg(orders=pl.col("purchase").sum().cast(pl.Int64), money=pl.col("money").sum())
+        # Summed in 128 bits: an order may be 1e18 micro-units, so a few wrap int64.
+        .agg(
+            orders=pl.col("purchase").sum().cast(pl.Int64),
+            money=pl.col("money").cast(pl.Int128).sum(),
+        )
         .with_columns(first=pl.col("month").min().over("customer_id"))
         .collect()
     )
@@ -167,7 +171,7 @@ def _cells(activity: pl.DataFrame, period: Period, last_month: int) -> pl.DataFr
             customers=pl.col("active").fill_null(0) / pl.col("size"),
             orders=pl.col("orders").fill_null(0).cast(pl.Int64),
             # Rounded back to micro-units: polars may divide as a product with 1e-6.
-            revenue=(pl.col("money").fill_null(0) / MONEY_SCALE).round(6),
+            revenue=(pl.col("money").fill_null(0).cast(pl.Float64) / MONEY_SCALE).round(6),
         )
         .sort("start", "age")
         .collect()
