@@ -8,21 +8,15 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from retention_shared.customer_lists import HIGH_VALUE_AT_RISK
+
 if TYPE_CHECKING:
     from retention_cli.demo import DemoReport
 
 __all__ = ["AT_RISK_QUERY", "SAMPLE_CAMPAIGN", "print_model_card", "print_report"]
 
-# "High-value customers at risk", the list a CRM team exports first: medium or high churn risk,
-# ordered by revenue at risk (churn probability x predicted LTV), so the most valuable come
-# first. High risk alone (p >= 0.6) among High/VIP value is a handful of customers or none: a
-# model ranks the best customers as the least likely to leave.
-AT_RISK_QUERY = {
-    "risk_band": "medium,high",
-    "value_tier": "High,VIP",
-    "sort": "revenue_at_risk",
-    "limit": 10,
-}
+# "High-value customers at risk", as the console's overview shows it (one definition).
+AT_RISK_QUERY = HIGH_VALUE_AT_RISK
 SAMPLE_CAMPAIGN = {"budget": 2000.0, "cost_per_contact": 5.0, "save_rate": 0.25, "discount": 0.1}
 
 _CHURN_METRICS = ("roc_auc", "pr_auc", "brier", "f1", "lift_top_decile")

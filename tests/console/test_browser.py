@@ -23,6 +23,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from retention_cli.stack import WITH_CONSOLE, Stack
+from retention_console.pages.overview import at_risk_list_query
+from retention_shared.customer_lists import HIGH_VALUE_AT_RISK
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.console.browser import Screens, sign_in
 from tests.support.stack import API_KEY, READ_KEY, auth, stack_of_its_own, url
@@ -169,7 +171,21 @@ def _overview_equals_the_api(page: Page, stack: Stack, console: str, screens: Sc
         assert shown == str(kpi["value"]), kpi
     for sentence in insights["narrative"]:
         expect(page.get_by_text(sentence["text"], exact=True)).to_be_visible()
+    # The high-value customers at risk are the demo's list (one definition), and its link opens
+    # the customer list on the same filter and order: the same customers first.
+    listing = api(stack, "scoring", "/v1/customers", **HIGH_VALUE_AT_RISK)
+    at_risk = [c["customer_id"] for c in listing["customers"]]
+    assert at_risk, "no High/VIP customer at medium or high risk: the link is not shown"
+    top = page.locator("section[aria-labelledby='top-risk'] tr[data-customer]")
+    assert top.evaluate_all("rows => rows.map(r => r.dataset.customer)") == at_risk
     screens.take(page, "06-overview", full_page=True)
+    page.get_by_role("link", name="All high-value customers at risk").click()
+    page.wait_for_url(f"{console}/customers?{at_risk_list_query()}")
+    listed = page.locator("tr[data-customer]")
+    expect(listed.first).to_be_visible()
+    rows = listed.evaluate_all("rows => rows.map(r => r.dataset.customer)")
+    assert rows[: len(at_risk)] == at_risk
+    screens.take(page, "06b-overview-at-risk-list", full_page=True)
 
 
 def _segments_chart_has_one_mark_per_segment(
@@ -219,14 +235,14 @@ def _campaign_plan_follows_the_budget(page: Page, console: str, screens: Screens
 
 
 def _download_equals_the_api_csv(page: Page, stack: Stack, console: str, screens: Screens) -> None:
-    page.goto(f"{console}/customers?risk_band=high&value_tier=High&value_tier=VIP")
+    page.goto(f"{console}/customers?{at_risk_list_query()}")
     screens.take(page, "10-customers", full_page=True)
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     downloaded = Path(download.value.path()).read_text()
     expected = httpx.get(
         f"{url(stack, 'scoring')}/v1/customers",
-        params={"risk_band": "high", "value_tier": "High,VIP", "limit": 10_000},
+        params={**HIGH_VALUE_AT_RISK, "limit": 10_000},
         headers={**auth(), "Accept": "text/csv"},
     )
     assert downloaded == expected.text

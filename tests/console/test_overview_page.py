@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from retention_console.pages.overview import at_risk_list_query
+from retention_shared.customer_lists import HIGH_VALUE_AT_RISK
 from tests.console.support import FakeServices, signed_in
 from tests.support.problems import problem_reply
 
@@ -127,12 +129,36 @@ def test_the_kpis_narrative_and_top_customers_are_the_apis() -> None:
     )
     assert "Lost &lt;script&gt;" in page.text
     assert 'href="/customers/%3DHYPERLINK%281%29"' in page.text
+    # The top list and the link to all of it are the demo's and README's list (medium or high
+    # risk among High/VIP value), from one definition.
     (listing,) = fake.requests_to("scoring", "/v1/customers")
     assert dict(listing.url.params) == {
-        "risk_band": "high",
+        "risk_band": "medium,high",
         "value_tier": "High,VIP",
         "sort": "revenue_at_risk",
         "limit": "10",
+    }
+    assert dict(listing.url.params) == {k: str(v) for k, v in HIGH_VALUE_AT_RISK.items()}
+    (link,) = re.findall(r'<a id="all-at-risk" href="([^"]+)"', page.text)
+    assert link.replace("&amp;", "&") == (
+        "/customers?risk_band=medium&risk_band=high&value_tier=High&value_tier=VIP"
+    )
+
+
+def test_the_link_to_all_high_value_customers_at_risk_lists_the_same_filter() -> None:
+    segments = {"model_version": "v2", "customers": 384, "segments": []}
+    fake = FakeServices(
+        routes={
+            ("scoring", "GET", "/v1/segments"): segments,
+            ("scoring", "GET", "/v1/customers"): _customers(),
+        }
+    )
+    page = signed_in(fake).get("/customers?" + at_risk_list_query())
+    assert page.status_code == 200
+    (listing,) = fake.requests_to("scoring", "/v1/customers")
+    asked = dict(listing.url.params)
+    assert {k: asked[k] for k in ("risk_band", "value_tier", "sort")} == {
+        k: HIGH_VALUE_AT_RISK[k] for k in ("risk_band", "value_tier", "sort")
     }
 
 

@@ -7,24 +7,28 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
+from retention_console.pages.customers import ListFilter
 from retention_console.pages.deps import Api, CurrentSession
 from retention_console.rendering import render
+from retention_shared.customer_lists import HIGH_VALUE_AT_RISK
 
 router = APIRouter()
 
-AT_RISK_HIGH_VALUE = {
-    "risk_band": "high",
-    "value_tier": "High,VIP",
-    "sort": "revenue_at_risk",
-    "limit": 10,
-}
+
+def at_risk_list_query() -> str:
+    """The customer list's query string for the whole high-value-at-risk list (all pages)."""
+    listed = {
+        name: tuple(str(HIGH_VALUE_AT_RISK[name]).split(","))
+        for name in ("risk_band", "value_tier")
+    }
+    return ListFilter(**listed, sort=str(HIGH_VALUE_AT_RISK["sort"])).query()
 
 
 @router.get("/")
 async def overview(request: Request, session: CurrentSession, api: Api) -> Response:
     insights, at_risk = await asyncio.gather(
         api.get("scoring", "/v1/insights"),
-        api.get("scoring", "/v1/customers", **AT_RISK_HIGH_VALUE),
+        api.get("scoring", "/v1/customers", **HIGH_VALUE_AT_RISK),
     )
     if not any(kpi["name"] == "customers" and kpi["value"] for kpi in insights["kpis"]):
         return render(request, "empty.html", message=None)
@@ -34,6 +38,7 @@ async def overview(request: Request, session: CurrentSession, api: Api) -> Respo
         page="overview",
         insights=insights,
         at_risk=at_risk["customers"],
+        at_risk_query=at_risk_list_query(),
         risk_chart=revenue_at_risk_chart(insights["segments"]),
     )
 
