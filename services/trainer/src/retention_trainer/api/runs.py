@@ -8,14 +8,16 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_serializer
 
+from retention_bundle.backtest_report import BacktestReport
 from retention_bundle.production import ProductionFit
 from retention_bundle.report_html import PAGE_CSP, markdown_page
 from retention_shared.auth import AdminCaller, ReadCaller
 from retention_shared.cursors import CursorError, decode_cursor, encode_cursor
 from retention_shared.problems import problem_responses
 from retention_trainer.api.deps import RunsDep
+from retention_trainer.api.report_example import REPORT_EXAMPLE
 from retention_trainer.runs.options import RunOptions
 from retention_trainer.runs.queue import RunManager
 from retention_trainer.store import RunRecord, RunStatus, Trigger
@@ -131,14 +133,23 @@ class RunDetail(RunSummary):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                _SUMMARY_EXAMPLE
-                | {"report": {"churn": {}, "ltv": {}}, "markdown": "# Backtest\n..."}
+                _SUMMARY_EXAMPLE | {"report": REPORT_EXAMPLE, "markdown": "# Backtest\n..."}
             ]
         }
     )
 
-    report: dict[str, Any] | None = Field(description="The backtest report (trained runs).")
+    report: BacktestReport | None = Field(
+        description="The backtest report (trained runs), as the model bundle holds it."
+    )
     markdown: str | None = Field(description="The backtest report as Markdown.")
+
+    # Unannotated on purpose: a return annotation would become the field's OpenAPI schema, and
+    # the document is to say `BacktestReport`.
+    @field_serializer("report")
+    def _stored_json(self, report: BacktestReport | None):  # type: ignore[no-untyped-def]
+        """The report's JSON as the run store and bundles keep it (`as_json`: the keys older
+        reports lack stay out), so a stored run answers the same bytes as before it was typed."""
+        return None if report is None else report.as_json()
 
 
 class RunList(BaseModel):
