@@ -4,6 +4,10 @@ Upload → `transactions` → lake → a run → bundle in a temporary BentoML s
 on `model-events`; then a genuinely worse run (sparser training cutoffs) is rejected by the gate,
 triggers during a run coalesce, too little history is a skipped run, tenants stay apart and
 redelivered transactions are stored once.
+
+The tests share one stack (for speed) but not an order: what one needs — the default tenant's
+published champion, the other tenant's skipped run — is a module fixture made the first time
+any test asks for it, and the restart test leaves the stack's trainer running again.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from tests.support.kafka_reading import read_until
 from tests.support.metrics_catalog import documented_metrics
 from tests.support.problems import first_problem
 from tests.support.real_orders import publish
-from tests.support.stack import API_KEY, auth, running_stack, stack_of_its_own, upload_file, url
+from tests.support.stack import API_KEY, auth, stack_of_its_own, upload_file, url
 from tests.support.uci_orders import TEST_DATA
 
 pytestmark = pytest.mark.slow
@@ -70,6 +74,28 @@ def expected_orders(work: Path) -> pl.DataFrame:
     """The slice's orders as ingest's own cleaning makes them (what the lake should hold)."""
     result = ingest_file(SLICE, tenant_id="default", source="expected", work_dir=work / "expected")
     return orders_from_event_columns(result.events().collect())
+
+
+@pytest.fixture(scope="module")
+def published(stack: Stack) -> tuple[dict, str]:
+    """The default tenant's champion: the slice uploaded, the run its upload triggered (the
+    module's first run), and the trainer's metrics once its `ModelPublished` is on the topic
+    (taken here: a later test may restart the trainer, which starts its counters again)."""
+    upload(stack, SLICE)
+    run = wait_for_run(
+        stack, lambda found: next((r for r in found if r["triggers"][0]["kind"] == "upload"), None)
+    )
+    model_events(stack, lambda got: any(isinstance(e, ModelPublished) for e in got))
+    return run, metric_samples(stack)
+
+
+@pytest.fixture(scope="module")
+def other_skipped(stack: Stack, work: Path) -> dict:
+    """The other tenant's only run: 500 rows uploaded, too little history to train on."""
+    first_rows = work / "first-500-rows.parquet"
+    pl.read_parquet(SMALL_SLICE).head(500).write_parquet(first_rows)
+    upload(stack, first_rows, key=OTHER)
+    return wait_for_run(stack, lambda found: found[0] if found else None, key=OTHER)
 
 
 def topics(stack: Stack) -> Topics:
@@ -145,12 +171,9 @@ def sample(exposition: str, name: str, **labels: str) -> float | None:
 
 
 def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
-    stack: Stack, work: Path, expected_orders: pl.DataFrame
+    stack: Stack, work: Path, expected_orders: pl.DataFrame, published: tuple[dict, str]
 ) -> None:
-    upload(stack, SLICE)
-    run = wait_for_run(
-        stack, lambda found: next((r for r in found if r["triggers"][0]["kind"] == "upload"), None)
-    )
+    run, exposition = published
     assert run["status"] == "published", run["message"]
     # The run waited for the whole upload to be in the lake before reading it.
     assert run["data"]["orders"] == expected_orders.height
@@ -204,7 +227,6 @@ def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
     assert event.training_window.start == expected_orders["occurred_at"].min()
     assert event.training_window.end == expected_orders["occurred_at"].max()
 
-    exposition = metric_samples(stack)
     assert sample(exposition, "retention_trainer_runs_total", outcome="published") == 1
     assert sample(
         exposition, "retention_trainer_champion_metric", tenant="default", metric="roc_auc"
@@ -213,8 +235,10 @@ def test_an_upload_reaches_the_lake_trains_and_publishes_a_champion(
     assert sample(exposition, "retention_trainer_stage_duration_seconds_count", stage="gate") >= 1
 
 
-def test_a_worse_candidate_is_rejected_and_the_champion_stays(stack: Stack, work: Path) -> None:
-    champion = next(r for r in runs(stack) if r["status"] == "published")
+def test_a_worse_candidate_is_rejected_and_the_champion_stays(
+    stack: Stack, work: Path, published: tuple[dict, str]
+) -> None:
+    champion = published[0]
     # Training cutoffs every 90 days instead of 30: far fewer training examples.
     response = retrain(stack, {"cutoff_every_days": 90, "reason": "sparser cutoffs"})
     assert response.status_code == 202, response.text
@@ -234,9 +258,12 @@ def test_a_worse_candidate_is_rejected_and_the_champion_stays(stack: Stack, work
         champion_report["windows"]["churn"]["training_cutoffs"]
     )
 
-    events = model_events(stack, lambda got: any(isinstance(e, ModelRejected) for e in got))
-    rejected = [e for e in events if isinstance(e, ModelRejected)]
-    assert len(rejected) == 1 and rejected[0].run_id == run["run_id"]
+    # Other tests' runs may have been rejected before this one: this run's event, once.
+    def this_run(events: list) -> list[ModelRejected]:
+        return [e for e in events if isinstance(e, ModelRejected) and e.run_id == run["run_id"]]
+
+    rejected = this_run(model_events(stack, lambda got: bool(this_run(got))))
+    assert len(rejected) == 1
     assert rejected[0].candidate_metrics == pytest.approx(gate["candidate"])
     assert rejected[0].champion_metrics == pytest.approx(gate["champion"])
     assert rejected[0].champion_version == champion["model_tag"].split(":")[1]
@@ -244,7 +271,9 @@ def test_a_worse_candidate_is_rejected_and_the_champion_stays(stack: Stack, work
     assert len(list((work / "bentoml" / "models" / "retention-default").glob("*/bundle.json"))) == 1
 
 
-def test_triggers_during_a_run_coalesce_into_one_follow_up(stack: Stack) -> None:
+def test_triggers_during_a_run_coalesce_into_one_follow_up(
+    stack: Stack, published: tuple[dict, str]
+) -> None:
     before = {r["run_id"] for r in runs(stack)}
     first = retrain(stack)  # no body: the defaults
     assert first.status_code == 202, first.text
@@ -275,11 +304,10 @@ def test_triggers_during_a_run_coalesce_into_one_follow_up(stack: Stack) -> None
     assert {r["run_id"] for r in runs(stack)} - before == {ids[0], ids[1]}
 
 
-def test_too_little_history_is_a_skipped_run_without_a_model(stack: Stack, work: Path) -> None:
-    first_rows = work / "first-500-rows.parquet"
-    pl.read_parquet(SMALL_SLICE).head(500).write_parquet(first_rows)
-    upload(stack, first_rows, key=OTHER)
-    run = wait_for_run(stack, lambda found: found[0] if found else None, key=OTHER)
+def test_too_little_history_is_a_skipped_run_without_a_model(
+    work: Path, other_skipped: dict
+) -> None:
+    run = other_skipped
     assert run["status"] == "skipped"
     assert run["message"].startswith("too little history")
     assert "RETENTION_MIN_TRAINING_CUSTOMERS" in run["message"]
@@ -288,7 +316,9 @@ def test_too_little_history_is_a_skipped_run_without_a_model(stack: Stack, work:
     assert not (work / "bentoml" / "models" / "retention-other").exists()
 
 
-def test_runs_and_the_lake_are_per_tenant(stack: Stack) -> None:
+def test_runs_and_the_lake_are_per_tenant(
+    stack: Stack, published: tuple[dict, str], other_skipped: dict
+) -> None:
     mine, theirs = runs(stack), runs(stack, OTHER)
     assert mine and theirs
     assert {r["tenant_id"] for r in mine} == {"default"}
@@ -314,43 +344,35 @@ def test_runs_and_the_lake_are_per_tenant(stack: Stack) -> None:
 
 
 def test_redelivered_transactions_are_stored_once_and_bad_records_are_rejected(
-    stack: Stack,
+    stack: Stack, published: tuple[dict, str], other_skipped: dict
 ) -> None:
     names = topics(stack)
     lakes = {
         key: httpx.get(f"{url(stack, 'trainer')}/v1/lake", headers=headers(key)).json()
         for key in (None, OTHER)
     }
+    assert all(lake["orders"] > 0 for lake in lakes.values())
     records = asyncio.run(read_to_end(stack.settings, names.transactions))
-    consumed = sample(
-        metric_samples(stack),
-        "retention_messages_total",
-        topic=names.transactions,
-        direction="consumed",
-        outcome="ok",
-    )
-    assert consumed == len(records)
+
+    def consumed(outcome: str) -> float:
+        # Counted since the trainer process started (the restart test starts a new one).
+        found = sample(
+            metric_samples(stack),
+            "retention_messages_total",
+            topic=names.transactions,
+            direction="consumed",
+            outcome=outcome,
+        )
+        return found or 0.0
+
+    ok_before, rejected_before = consumed("ok"), consumed("rejected")
     # Everything again (as after a producer retry or a replay), plus one record no one can read.
     again = [(r.key, r.value) for r in records] + [(b"default:x", b"{not json")]
     asyncio.run(publish(stack.settings, names.transactions, again))
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        exposition = metric_samples(stack)
-        done = sample(
-            exposition,
-            "retention_messages_total",
-            topic=names.transactions,
-            direction="consumed",
-            outcome="ok",
-        ) == 2 * len(records) and sample(
-            exposition,
-            "retention_messages_total",
-            topic=names.transactions,
-            direction="consumed",
-            outcome="rejected",
-        )
-        if done:
+        if consumed("ok") == ok_before + len(records) and consumed("rejected") > rejected_before:
             break
         time.sleep(0.3)
     else:
@@ -366,7 +388,7 @@ def test_redelivered_transactions_are_stored_once_and_bad_records_are_rejected(
     assert [(r.source, r.reasons[0].code) for r in reasons] == [(names.transactions, "not_json")]
 
 
-def test_the_metrics_are_the_documented_ones(stack: Stack) -> None:
+def test_the_metrics_are_the_documented_ones(stack: Stack, published: tuple[dict, str]) -> None:
     documented = {
         name: metric.type
         for name, metric in documented_metrics().items()
@@ -388,8 +410,28 @@ def test_the_metrics_are_the_documented_ones(stack: Stack) -> None:
             assert set(re.findall(r'(\w+)="', line)) - {"le"} == set(metric.labels), line
 
 
-def test_run_records_the_champion_and_the_lake_survive_a_restart(stack: Stack, work: Path) -> None:
-    """Runs last here: the module's trainer is stopped during a run and a new one takes over."""
+def start_again(stack: Stack, name: str) -> None:
+    """Start a service of the stack that was stopped on request (which its supervisor leaves
+    down) on its own port and data, and wait until it is ready."""
+    service = next(s for s in stack.running if s.name == name)
+    stopped = service.process
+    # Due now first, then not staying down: the supervisor never sees it due to stay down.
+    service.restart_at = time.monotonic()
+    service.stays_down = False
+    deadline = time.monotonic() + 30
+    while service.process is stopped:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the supervisor did not start {name} again")
+        time.sleep(0.2)
+    stack.wait_ready(180)
+
+
+def test_run_records_the_champion_and_the_lake_survive_a_restart(
+    stack: Stack, published: tuple[dict, str]
+) -> None:
+    """The module's trainer is stopped during a run and a new one (on the same data and port)
+    takes over; it stays the stack's trainer for the tests after this one."""
+    champion = published[0]
     before = {r["run_id"]: r for r in runs(stack)}
     lake = httpx.get(f"{url(stack, 'trainer')}/v1/lake", headers=headers()).json()
     interrupted = retrain(stack, {"reason": "interrupted"}).json()["run_id"]
@@ -397,24 +439,17 @@ def test_run_records_the_champion_and_the_lake_survive_a_restart(stack: Stack, w
     trainer.process.terminate()
     trainer.process.wait(30)
 
-    with running_stack(
-        stack.settings,
-        work / "restarted.log",
-        services=("trainer",),
-        BENTOML_HOME=str(work / "bentoml"),
-        RETENTION_RETRAIN_EVERY_HOURS="0",
-    ) as restarted:
-        resumed = wait_for_run(restarted, by_id(interrupted))
-        assert resumed["status"] == "rejected", resumed["message"]  # same data: a tie
-        assert resumed["message"].startswith("no better than the champion")
-        after = {r["run_id"]: r for r in runs(restarted)}
-        assert set(after) == set(before) | {interrupted}
-        for run_id, run in before.items():
-            assert after[run_id]["status"] == run["status"]
-        again = httpx.get(f"{url(restarted, 'trainer')}/v1/lake", headers=headers()).json()
-        assert (again["orders"], again["customers"]) == (lake["orders"], lake["customers"])
-        champion = next(r for r in before.values() if r["status"] == "published")
-        assert resumed["gate"]["champion_tag"] == champion["model_tag"]
-        assert sample(
-            metric_samples(restarted), "retention_trainer_champion_metric", metric="spearman"
-        ) == pytest.approx(champion["gate"]["candidate"]["spearman"])
+    start_again(stack, "trainer")
+    resumed = wait_for_run(stack, by_id(interrupted))
+    assert resumed["status"] == "rejected", resumed["message"]  # same data: a tie
+    assert resumed["message"].startswith("no better than the champion")
+    after = {r["run_id"]: r for r in runs(stack)}
+    assert set(after) == set(before) | {interrupted}
+    for run_id, run in before.items():
+        assert after[run_id]["status"] == run["status"]
+    again = httpx.get(f"{url(stack, 'trainer')}/v1/lake", headers=headers()).json()
+    assert (again["orders"], again["customers"]) == (lake["orders"], lake["customers"])
+    assert resumed["gate"]["champion_tag"] == champion["model_tag"]
+    assert sample(
+        metric_samples(stack), "retention_trainer_champion_metric", metric="spearman"
+    ) == pytest.approx(champion["gate"]["candidate"]["spearman"])
