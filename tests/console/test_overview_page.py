@@ -145,6 +145,43 @@ def test_the_kpis_narrative_and_top_customers_are_the_apis() -> None:
     )
 
 
+def test_each_kpi_says_what_it_counts_and_risk_bands_read_as_words() -> None:
+    fake = FakeServices(
+        routes={
+            ("scoring", "GET", "/v1/insights"): _insights(),
+            ("scoring", "GET", "/v1/customers"): _customers(),
+        }
+    )
+    page = signed_in(fake).get("/")
+    notes = dict(
+        re.findall(r'data-kpi="(\w+)".*?<p class="note">([^<]+)</p>', page.text, flags=re.DOTALL)
+    )
+    assert notes == {
+        "customers": "with a score from the model",
+        "at_risk_customers": "at high risk of churning",
+        "revenue_at_risk": "churn probability × predicted value, summed",
+        "retention_rate": "of those active the 90 days before, ordered again",
+    }
+    # The horizon is the model's, not a fixed year.
+    horizon = {**_insights(), "ltv_horizon_days": 90}
+    horizon["kpis"] = [
+        *horizon["kpis"],
+        {
+            "name": "predicted_revenue",
+            "label": "Predicted revenue",
+            "unit": "currency",
+            "value": 55481.0,
+            "previous": None,
+            "model_dependent": True,
+        },
+    ]
+    fake.routes[("scoring", "GET", "/v1/insights")] = horizon
+    assert "expected over the next 90 days" in signed_in(fake).get("/").text
+    # The band is a word for people, not the API's enum value.
+    assert '<span class="band band-high">High</span>' in page.text
+    assert "money in the currency of your orders" in page.text
+
+
 def test_the_link_to_all_high_value_customers_at_risk_lists_the_same_filter() -> None:
     segments = {"model_version": "v2", "customers": 384, "segments": []}
     fake = FakeServices(

@@ -106,6 +106,17 @@ def short_date(value: Any) -> str:
     return value.strftime("%Y-%m-%d")
 
 
+def label(value: Any) -> str:
+    """An API's enum value as a word for people: `medium` → `Medium`, `needs_attention` →
+    `Needs attention`; anything else (`VIP`) as it is."""
+    if not value:
+        return "–"
+    text = str(value)
+    if text != text.lower():
+        return text
+    return text.replace("_", " ").capitalize()
+
+
 def chart_json(option: Any) -> Markup:
     """An ECharts option as JSON safe inside <script type="application/json">: `<`, `>` and `&`
     escaped so data (a customer id) can never close the script element."""
@@ -120,6 +131,7 @@ TEMPLATES.env.filters.update(
     percent=percent,
     pp=signed_percent_points,
     short_date=short_date,
+    label=label,
     file_size=file_size,
     chart_json=chart_json,
 )

@@ -40,7 +40,22 @@ async def overview(request: Request, session: CurrentSession, api: Api) -> Respo
         at_risk=at_risk["customers"],
         at_risk_query=at_risk_list_query(),
         risk_chart=revenue_at_risk_chart(insights["segments"]),
+        kpi_notes=kpi_notes(insights),
     )
+
+
+def kpi_notes(insights: dict) -> dict[str, str]:
+    """What each KPI counts, in a line under its number: a card's label alone does not say
+    over which days, or what makes a customer at risk."""
+    active, horizon = insights["active_days"], insights["ltv_horizon_days"]
+    return {
+        "customers": "with a score from the model",
+        "active_customers": f"ordered in the last {active} days",
+        "at_risk_customers": "at high risk of churning",
+        "revenue_at_risk": "churn probability × predicted value, summed",
+        "retention_rate": f"of those active the {active} days before, ordered again",
+        "predicted_revenue": f"expected over the next {horizon} days",
+    }
 
 
 def revenue_at_risk_chart(segments: list[dict]) -> dict:
