@@ -113,6 +113,8 @@ def test_the_console_tour(
     _download_equals_the_api_csv(page, stack, console, screens)
     _cohorts_and_models(page, console, screens)
     _every_page_is_accessible_at_both_widths(page, console, screens)
+    _a_table_that_scrolls_sideways_says_so(page, console)
+    _a_date_filter_shows_the_whole_date(page, console)
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{console}/signin")
@@ -280,6 +282,49 @@ def _every_page_is_accessible_at_both_widths(page: Page, console: str, screens: 
     screens.take(page, "06-overview-390", full_page=True)
     page.goto(f"{console}/customers")
     screens.take(page, "10-customers-390", full_page=True)
+    page.set_viewport_size(WIDE)
+
+
+SCROLL_HINTS = """() => [...document.querySelectorAll('.table-wrap')]
+    .map(wrap => getComputedStyle(wrap, '::before').content)"""
+
+
+def _a_table_that_scrolls_sideways_says_so(page: Page, console: str) -> None:
+    """On a phone the customer list is wider than the screen and shows no scroll bar until
+    touched: a line above it says there are more columns. On a wide screen it fits and says
+    nothing."""
+    for path in ("/", "/customers"):
+        page.set_viewport_size(NARROW)
+        page.goto(f"{console}{path}")
+        hints = page.evaluate(SCROLL_HINTS)
+        assert any("Scroll sideways" in hint for hint in hints), (path, hints)
+        page.set_viewport_size(WIDE)
+        # The mark follows the window: the same page made wide again has no hint left.
+        expect(page.locator(".table-wrap.scrolls")).to_have_count(0)
+        assert not any("Scroll sideways" in hint for hint in page.evaluate(SCROLL_HINTS)), path
+
+
+def _a_date_filter_shows_the_whole_date(page: Page, console: str) -> None:
+    """The "likely to order again by" dates are not cut off after the month: each date field is
+    as wide as the text a filled-in date needs."""
+    for width in (WIDE, NARROW):
+        page.set_viewport_size(width)
+        page.goto(f"{console}/customers")
+        field = page.locator("#next_order_from")
+        field.fill("2012-01-31")
+        needed = field.evaluate(
+            """input => {
+                const probe = document.createElement('span');
+                probe.style.font = getComputedStyle(input).font;
+                probe.textContent = '00/00/0000';
+                document.body.append(probe);
+                const text = probe.getBoundingClientRect().width;
+                probe.remove();
+                return text;
+            }"""
+        )
+        # Beside the digits: the field's padding (2 × 10 px) and the calendar button (~20 px).
+        assert field.evaluate("input => input.clientWidth") > needed + 40, width
     page.set_viewport_size(WIDE)
 
 

@@ -173,3 +173,21 @@
     document.querySelectorAll("form[data-busy]").forEach(initBusy);
   });
 })();
+
+// Wide tables: a table wider than its box scrolls sideways; its box is marked `scrolls` so the
+// stylesheet can say so, since a phone shows no scroll bar until the table is touched.
+(function () {
+  "use strict";
+
+  function markScrollers() {
+    document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+      wrap.classList.toggle("scrolls", wrap.scrollWidth > wrap.clientWidth + 1);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    markScrollers();
+    document.body.addEventListener("htmx:afterSettle", markScrollers);
+  });
+  window.addEventListener("resize", markScrollers);
+})();
