@@ -12,6 +12,7 @@ a screenshot (RETENTION_SCREENSHOT_DIR keeps them; docs/console.md shows them).
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -222,6 +223,13 @@ def _customer_page_equals_the_api(page: Page, stack: Stack, console: str, screen
     )
     expected = [[o["order_id"], f"{o['net_value']:,.2f}"] for o in orders["orders"]]
     assert shown == expected[: len(shown)] and len(shown) == min(20, len(expected))
+    # The timeline's axis reads as dates, also when every order fell on one day.
+    chart = page.locator("#orders-chart")
+    expect(chart).to_have_attribute("data-rendered", "true")
+    labels = chart.locator("svg text").all_text_contents()
+    clock_times = [label for label in labels if re.fullmatch(r"\d\d:\d\d", label.strip())]
+    assert clock_times == [], labels
+    assert any(re.fullmatch(r"\d{4}-\d\d-\d\d", label.strip()) for label in labels), labels
     screens.take(page, "08-customer", full_page=True)
 
 

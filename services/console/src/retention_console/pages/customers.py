@@ -530,6 +530,9 @@ ORDER_DIMENSIONS = {
 }
 
 
+DAY_MS = 86_400_000
+
+
 def orders_chart(orders: list[dict]) -> dict:
     """The orders over time: purchases as bars of their net value, cancellations as red
     triangles below zero."""
@@ -543,7 +546,13 @@ def orders_chart(orders: list[dict]) -> dict:
         "grid": {"left": 64, "right": 20, "top": 30, "bottom": 64},
         "legend": {"bottom": 0},
         "tooltip": {"trigger": "item"},
-        "xAxis": {"type": "time", "axisLabel": {"hideOverlap": True}},
+        # Days, never clock times: orders on one day would otherwise stretch the axis over
+        # their minutes and label it 10:57, 10:58, … with no date at all.
+        "xAxis": {
+            "type": "time",
+            "minInterval": DAY_MS,
+            "axisLabel": {"hideOverlap": True, "formatter": "{yyyy}-{MM}-{dd}"},
+        },
         "yAxis": {"type": "value", "name": "Net value", "nameGap": 12},
         "series": [
             {
