@@ -228,6 +228,15 @@ def test_an_input_scoring_refuses_is_shown_in_place() -> None:
     assert 'role="alert"' in response.text
 
 
+def test_an_roi_in_the_thousands_of_percent_has_a_thousands_separator() -> None:
+    # A small budget on valuable customers: 50 spent, 727 saved, as the browser tour plans it.
+    fake, _ = plan_fake({**PLAN, "expected": scenario(0.25, 727.0, 727.0, 50.0)})
+    page = signed_in(fake).get("/campaigns")
+    assert page.status_code == 200
+    assert ">1,354%<" in page.text  # expected ROI: (727 - 50) / 50
+    assert "1354%" not in page.text
+
+
 def test_scoring_down_while_typing_is_a_message_in_place() -> None:
     fake, _ = plan_fake()
     client = signed_in(fake)
@@ -235,6 +244,9 @@ def test_scoring_down_while_typing_is_a_message_in_place() -> None:
     response = client.get("/campaigns/plan", params=INPUTS, headers=HTMX)
     assert response.status_code == 200
     assert "The scoring service is not answering" in response.text
+    # Words for the user; the transport error's class name is for the log.
+    assert "(it cannot be reached);" in response.text
+    assert "ConnectError" not in response.text
     # The whole page needs scoring: the 503 page.
     assert client.get("/campaigns").status_code == 503
 

@@ -76,7 +76,7 @@ def money(value: Any) -> str:
 def percent(value: Any, digits: int = 1) -> str:
     if value is None:
         return "–"
-    return f"{value * 100:.{digits}f}%"
+    return f"{value * 100:,.{digits}f}%"
 
 
 def signed_percent_points(value: Any) -> str:

@@ -7,12 +7,15 @@ request with a reason (`ApiError`, e.g. 403 for a role the key lacks, 409 before
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from retention_shared.config import Settings
+
+log = logging.getLogger(__name__)
 
 SERVICES = ("ingest", "features", "trainer", "scoring")
 SERVICE_TITLES = {
@@ -89,9 +92,9 @@ class Services:
         except httpx.TimeoutException:
             raise ServiceUnavailable(service, "it did not answer in time") from None
         except httpx.TransportError as exc:
-            raise ServiceUnavailable(
-                service, f"it cannot be reached ({type(exc).__name__})"
-            ) from None
+            # The user reads words; the operator gets the transport error in the log.
+            log.warning("%s cannot be reached: %r", service, exc)
+            raise ServiceUnavailable(service, "it cannot be reached") from None
         if response.status_code == 401:
             raise SignInRequired
         if response.status_code >= 500:
