@@ -396,6 +396,8 @@ FEATURES = {
         "gap_mean_days": 47.25,
         "days_past_expected_order": 95.75,
         "cancellation_rate": 0.125,
+        "season_sin": -0.259,
+        "season_cos": 0.966,
     },
     "received_as_of": "2011-12-09T12:50:00Z",
     "computed_at": "2011-12-09T12:50:00Z",
@@ -469,6 +471,9 @@ def test_the_customer_page_shows_the_apis_scores_reasons_orders_and_segment() ->
     assert "Days since the last purchase" in row and "143" in row and "88" in row
     assert "60 – 120" in row and "above most" in row
     assert "12.5%" in html  # cancellation_rate as a share
+    # The time of year is the clock's, the same for every customer: no row beside the segment.
+    assert 'data-feature="cancellation_rate"' in html
+    assert 'data-feature="season_sin"' not in html and "Time of year" not in html
     # Orders: the table and the chart's own data, cancellations apart.
     assert "cancellation" in html and "310.25" in html and "-20.50" in html
     option = json.loads(re.search(r'id="orders-chart-option">(.*?)</script>', html).group(1))

@@ -487,12 +487,18 @@ def feature_value(value: float | None, unit: str, name: str) -> str:
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text
 
 
+# The clock's time of year, as the model reads it: the same for every customer at one clock, so
+# a customer beside their segment says nothing there, and "sine" means nothing to a marketer.
+SAME_FOR_EVERY_CUSTOMER = frozenset({"season_sin", "season_cos"})
+
+
 def feature_comparison(features: dict[str, float], profile: dict | None) -> list[dict]:
-    """Each feature of the customer beside the segment's median and middle half."""
+    """Each feature of the customer beside the segment's median and middle half (but those
+    the same for every customer)."""
     spreads = {row["feature"]: row for row in profile["features"]} if profile else {}
     rows = []
     for feature in FEATURES:
-        if feature.name not in features:
+        if feature.name not in features or feature.name in SAME_FOR_EVERY_CUSTOMER:
             continue
         value = features[feature.name]
         spread = spreads.get(feature.name)
