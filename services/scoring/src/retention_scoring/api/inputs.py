@@ -6,6 +6,7 @@ Feature values keep the bounds of `scorable.py`, so every accepted vector has a 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
@@ -22,6 +23,7 @@ __all__ = [
     "FeatureValue",
     "FiniteNumber",
     "choices",
+    "instant",
     "wants_csv",
 ]
 
@@ -61,6 +63,11 @@ def choices(values: Iterable[str] | None, kind: type[E], field: str) -> tuple[E,
         if name not in known:
             raise unprocessable(field, f"{name!r} is not one of {allowed}")
     return tuple(dict.fromkeys(known[name] for name in names))
+
+
+def instant(value: str | None) -> datetime | None:
+    """An ISO 8601 instant as a gathered share sends it (`as_of`, null when it has none)."""
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def wants_csv(request: Request) -> bool:

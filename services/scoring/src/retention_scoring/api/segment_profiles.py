@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
+from retention_scoring.api.inputs import instant
 from retention_scoring.api.routing import share_rows, shares
 from retention_scoring.segment_profiles import (
     ProfileShare,
@@ -107,7 +108,7 @@ async def profile(
         others = [ProfileShare.from_json(a["share"]) for a in answers]
         customers, spreads = await asyncio.to_thread(merged_profile, [own, *others])
         # Every replica moves features to the same tenant clock (the latest announced).
-        instants = [as_of, *(_instant(a["as_of"]) for a in answers)]
+        instants = [as_of, *(instant(a["as_of"]) for a in answers)]
         as_of = max((t for t in instants if t is not None), default=None)
     elif population is None:
         customers, spreads = segment_profile(features, segments, segment)
@@ -130,7 +131,3 @@ async def profile(
             for s in spreads
         ],
     )
-
-
-def _instant(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)

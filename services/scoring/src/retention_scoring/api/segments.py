@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from retention_scoring.api.deps import State, champion_of, population_of
 from retention_scoring.api.examples import SEGMENT_ROW
-from retention_scoring.api.inputs import wants_csv
+from retention_scoring.api.inputs import instant, wants_csv
 from retention_scoring.api.routing import share_rows, shares
 from retention_scoring.segment_merge import SegmentShare, merge_segments
 from retention_scoring.segment_points import POINTS_SCHEMA, merged_points, sample_points
@@ -190,7 +190,7 @@ async def segment_points(
         customers += sum(int(a["customers"]) for a in answers)
         # Every replica moves features to the same tenant clock (the latest announced).
         as_of = max(
-            (t for t in [as_of, *(_instant(a["as_of"]) for a in answers)] if t is not None),
+            (t for t in [as_of, *(instant(a["as_of"]) for a in answers)] if t is not None),
             default=None,
         )
     if wants_csv(request):
@@ -210,7 +210,3 @@ async def segment_points(
     ).model_dump_json()
     body = head[: -len("[]}")] + points.write_json() + "}"
     return Response(body, media_type="application/json")
-
-
-def _instant(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
