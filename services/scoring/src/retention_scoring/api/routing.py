@@ -9,6 +9,7 @@ it lands). Every answer of a sharded replica names who answered in `X-Retention-
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from retention_scoring.state import ScoringState, Sharding
 
 __all__ = [
     "FORWARDED_BY",
+    "MAX_ASKED_AT_ONCE",
     "PARTITIONS",
     "SERVED_BY",
     "Forwarded",
@@ -135,36 +137,56 @@ def share_of(request: Request, state: ScoringState) -> frozenset[int] | None:
     return frozenset(int(part) for part in value.split(",") if part.strip().isdigit())
 
 
+# At most this many replicas asked at once by one gathered request. Replicas are few (at most
+# one per partition, typically 2-6), so in practice each is asked at once and a gathered answer
+# takes the slowest replica's time, not the sum; the bound keeps one gather over many replicas
+# from taking more than a share of the forwarding client's pool (httpx: 100 connections for
+# every request in flight), where requests would queue for a connection and time out as 503s.
+MAX_ASKED_AT_ONCE = 8
+
+
 async def gather(
     request: Request, state: ScoringState
 ) -> tuple[frozenset[int] | None, list[httpx.Response]]:
-    """Ask every other replica for its share of a tenant-wide answer (JSON); returns the
-    partitions this replica answers for itself and the others' answers. 503 while a partition
-    has no replica or a replica does not answer."""
+    """Ask every other replica at once for its share of a tenant-wide answer (JSON); returns
+    the partitions this replica answers for itself and the others' answers, in the plan's
+    order (the merges do not depend on who answered first). 503 while a partition has no
+    replica or a replica does not answer; the first failure cancels the requests in flight."""
     sharding = state.sharding
     assert sharding is not None
     shares, missing = sharding.membership.plan(range(sharding.partition_count()))
     if missing:
         raise unavailable(f"no scoring replica serves partitions {missing} yet")
     mine = frozenset(shares.pop(sharding.replica_id, []))
-    answers = []
-    for replica_id, partitions in shares.items():
+    body = await request.body()  # read once: every share is asked with the caller's body
+    asking = asyncio.Semaphore(MAX_ASKED_AT_ONCE)
+
+    async def ask(replica_id: str, partitions: list[int]) -> httpx.Response:
         url = sharding.membership.url(replica_id)
         assert url is not None
-        try:
-            answer = await forward(
-                request,
-                sharding,
-                url,
-                json_only=True,
-                **{PARTITIONS: ",".join(map(str, partitions))},
-            )
-        except httpx.HTTPError as exc:
-            raise unavailable(f"scoring replica {replica_id} did not answer: {exc!r}") from None
+        async with asking:
+            try:
+                answer = await forward(
+                    request,
+                    sharding,
+                    url,
+                    json_only=True,
+                    content=body,
+                    **{PARTITIONS: ",".join(map(str, partitions))},
+                )
+            except httpx.HTTPError as exc:
+                raise unavailable(f"scoring replica {replica_id} did not answer: {exc!r}") from None
         if answer.status_code != 200:
             raise Forwarded(response_of(answer))
-        answers.append(answer)
-    return mine, answers
+        return answer
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            asked = [group.create_task(ask(*share)) for share in shares.items()]
+    except BaseExceptionGroup as failed:
+        # The first failure (a 503, or a replica's own problem passed on) cancelled the rest.
+        raise failed.exceptions[0] from None
+    return mine, [task.result() for task in asked]
 
 
 @dataclass(frozen=True)
