@@ -1,0 +1,132 @@
+"""bench/scoring/gathered.py: how long a gathered answer of sharded scoring takes — the customer
+list (`GET /v1/customers`), which the replica asked merges from every replica's share.
+
+Run from the repository root:
+
+    uv run python bench/scoring/gathered.py --data data/online_retail.parquet --replicas 3
+
+Set-up as `bench/scoring/replicas.py` (a real bundle, every customer's vector on an embedded
+Tansu broker). Then `--replicas` sharded replicas (one set per run: a second set started on
+the same broker after the first stopped did not get ready here); each is warmed (its
+population scored), then asked `--requests` lists of `--limit` customers by one client, one
+request at a time, round robin over the replicas (each asked replica gathers from the
+others). Printed: the latency's median and 90th percentile. About 2 minutes.
+
+Compare two commits in the same sitting by running this script in a worktree of each: the
+machine's 2 cores are shared by the replicas, the broker and the client, so only numbers
+taken together compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from bench.harness import data_file, load, table, work_dir  # noqa: E402
+from bench.scoring.replicas import HEADERS, wait_sharded  # noqa: E402
+from bench.scoring.run import (  # noqa: E402
+    API_KEY,
+    TENANT,
+    feature_records,
+    model_published,
+    wait_first_score,
+)
+from retention_shared.config import Settings  # noqa: E402
+from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
+from retention_shared.topics import Topics  # noqa: E402
+from retention_trainer.pipeline import train_and_backtest  # noqa: E402
+from retention_trainer.runs.candidate import headline_metrics  # noqa: E402
+from tests.support.real_orders import order_stream, publish  # noqa: E402
+from tests.support.scoring_service import store_bundle  # noqa: E402
+from tests.support.stack import running_stack, url  # noqa: E402
+
+
+def list_latencies(bases: list[str], requests: int, limit: int) -> list[float]:
+    """Milliseconds of each gathered list, asked one at a time, round robin over `bases`."""
+    took: list[float] = []
+    with httpx.Client(headers=HEADERS, timeout=30) as client:
+        for i in range(requests):
+            began = time.perf_counter()
+            response = client.get(f"{bases[i % len(bases)]}/v1/customers", params={"limit": limit})
+            took.append((time.perf_counter() - began) * 1000)
+            response.raise_for_status()
+    return took
+
+
+def main() -> int:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--data", type=Path, default=None)
+    cli.add_argument("--requests", type=int, default=120)
+    cli.add_argument("--limit", type=int, default=100)
+    cli.add_argument("--partitions", type=int, default=6)
+    cli.add_argument("--replicas", type=int, default=2)
+    args = cli.parse_args()
+    data = data_file(args.data)
+    settings = Settings(
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions
+    )
+    print(f"load average at start: {load()} on {os.cpu_count()} CPUs")
+    with work_dir("scoring-gathered", False) as work:
+        broker = EmbeddedBroker(settings).start()
+        try:
+            return run(args, data, work, broker.settings)
+        finally:
+            broker.stop()
+
+
+def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) -> int:
+    orders = order_stream(data, work / "ingest", tenant_id=TENANT).orders
+    customers = sorted(orders["customer_id"].unique().to_list())
+    print(f"{data.name}: {orders.height:,} orders, {len(customers):,} customers; training …")
+    training = train_and_backtest(orders, rolling_origins=0)
+    home = work / "bentoml"
+    tag = store_bundle(training.bundle, home, work)
+    topics = Topics.with_prefix(settings.topic_prefix)
+    asyncio.run(publish(settings, topics.customer_features, feature_records(orders)))
+    announcement = model_published(tag, orders, headline_metrics(training.report))
+    asyncio.run(
+        publish(settings, topics.model_events, [(TENANT.encode(), announcement.to_bytes())])
+    )
+    env = {
+        "BENTOML_HOME": str(home),
+        "RETENTION_API_KEYS": f"{API_KEY}:{TENANT}:read",
+        "RETENTION_LOG_LEVEL": "WARNING",
+        "RETENTION_SCORING_SHARDED": "true",
+    }
+    replicas = args.replicas
+    with ExitStack() as running:
+        stacks = [
+            running.enter_context(
+                running_stack(settings, work / f"{replicas}-{i}.log", services=("scoring",), **env)
+            )
+            for i in range(replicas)
+        ]
+        bases = [url(stack, "scoring") for stack in stacks]
+        wait_sharded(bases, args.partitions)
+        for base in bases:
+            wait_first_score(base, customers[0])
+        list_latencies(bases, 3 * replicas, args.limit)  # every population scored
+        took = list_latencies(bases, args.requests, args.limit)
+        p50, p90 = statistics.median(took), statistics.quantiles(took, n=10)[-1]
+        print(f"  {replicas} sharded: p50 {p50:.1f} ms  p90 {p90:.1f} ms", flush=True)
+    print(table([(f"{replicas} sharded replicas", f"p50 {p50:.1f} ms", f"p90 {p90:.1f} ms")]))
+    print(f"load average at end: {load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
