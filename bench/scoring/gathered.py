@@ -11,6 +11,9 @@ the same broker after the first stopped did not get ready here); each is warmed 
 population scored), then asked `--requests` lists of `--limit` customers by one client, one
 request at a time, round robin over the replicas (each asked replica gathers from the
 others). Printed: the latency's median and 90th percentile. About 2 minutes.
+`--delay-ms D` puts a proxy before each replica as the others reach it (`DelayedReplicas`),
+as if each share took D ms more: asked in turn a list waits about (replicas − 1) × D, at once
+about D.
 
 Compare two commits in the same sitting by running this script in a worktree of each: the
 machine's 2 cores are shared by the replicas, the broker and the client, so only numbers
@@ -24,6 +27,7 @@ import asyncio
 import os
 import statistics
 import sys
+import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -34,6 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+from aiohttp import ClientSession, web  # noqa: E402
 
 from bench.harness import data_file, load, table, work_dir  # noqa: E402
 from bench.scoring.replicas import HEADERS, wait_sharded  # noqa: E402
@@ -45,13 +50,56 @@ from bench.scoring.run import (  # noqa: E402
     wait_first_score,
 )
 from retention_shared.config import Settings  # noqa: E402
-from retention_shared.embedded_broker import EmbeddedBroker  # noqa: E402
+from retention_shared.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
 from retention_shared.topics import Topics  # noqa: E402
 from retention_trainer.pipeline import train_and_backtest  # noqa: E402
 from retention_trainer.runs.candidate import headline_metrics  # noqa: E402
 from tests.support.real_orders import order_stream, publish  # noqa: E402
 from tests.support.scoring_service import store_bundle  # noqa: E402
 from tests.support.stack import running_stack, url  # noqa: E402
+
+
+class DelayedReplicas:
+    """What the other replicas reach instead of a replica (its announced URL): a proxy that
+    waits `delay` seconds, then passes the request on — a replica on another machine, or a busy
+    one. On this machine the replicas share 2 cores, so without it their own time is short and
+    hardly overlaps."""
+
+    def __init__(self, count: int, delay: float) -> None:
+        self.delay = delay
+        self.ports = [free_port() for _ in range(count)]
+        self.targets: dict[int, str] = {}  # proxy port → the replica behind it, once started
+        self.loop = asyncio.new_event_loop()
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.ports[i]}"
+
+    def start(self) -> None:
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(timeout=30)
+
+    async def _serve(self) -> None:
+        self.session = ClientSession()
+        for port in self.ports:
+            app = web.Application()
+            app.router.add_route("*", "/{path:.*}", self._pass_on)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    async def _pass_on(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay)
+        target = self.targets[request.url.port or 0] + request.rel_url.path_qs
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self.session.request(
+            request.method, target, headers=headers, data=await request.read()
+        ) as answer:
+            body = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() in _KEPT}
+            return web.Response(status=answer.status, body=body, headers=kept)
+
+
+_KEPT = {"content-type", "retry-after", "x-total-count", "x-next-cursor"}
 
 
 def list_latencies(bases: list[str], requests: int, limit: int) -> list[float]:
@@ -73,6 +121,9 @@ def main() -> int:
     cli.add_argument("--limit", type=int, default=100)
     cli.add_argument("--partitions", type=int, default=6)
     cli.add_argument("--replicas", type=int, default=2)
+    cli.add_argument(
+        "--delay-ms", type=float, default=0.0, help="added before each replica's share"
+    )
     args = cli.parse_args()
     data = data_file(args.data)
     settings = Settings(
@@ -107,14 +158,25 @@ def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) ->
         "RETENTION_SCORING_SHARDED": "true",
     }
     replicas = args.replicas
+    delayed = DelayedReplicas(replicas, args.delay_ms / 1000) if args.delay_ms else None
+    if delayed is not None:
+        delayed.start()
     with ExitStack() as running:
         stacks = [
             running.enter_context(
-                running_stack(settings, work / f"{replicas}-{i}.log", services=("scoring",), **env)
+                running_stack(
+                    settings,
+                    work / f"{replicas}-{i}.log",
+                    services=("scoring",),
+                    **env,
+                    **({"RETENTION_SCORING_REPLICA_URL": delayed.url(i)} if delayed else {}),
+                )
             )
             for i in range(replicas)
         ]
         bases = [url(stack, "scoring") for stack in stacks]
+        if delayed is not None:
+            delayed.targets.update(zip(delayed.ports, bases, strict=True))
         wait_sharded(bases, args.partitions)
         for base in bases:
             wait_first_score(base, customers[0])
@@ -122,7 +184,10 @@ def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) ->
         took = list_latencies(bases, args.requests, args.limit)
         p50, p90 = statistics.median(took), statistics.quantiles(took, n=10)[-1]
         print(f"  {replicas} sharded: p50 {p50:.1f} ms  p90 {p90:.1f} ms", flush=True)
-    print(table([(f"{replicas} sharded replicas", f"p50 {p50:.1f} ms", f"p90 {p90:.1f} ms")]))
+    delay = f", each share delayed {args.delay_ms:g} ms" if args.delay_ms else ""
+    print(
+        table([(f"{replicas} sharded replicas{delay}", f"p50 {p50:.1f} ms", f"p90 {p90:.1f} ms")])
+    )
     print(f"load average at end: {load()}")
     return 0
 
