@@ -1,5 +1,6 @@
 """`GroupConsumer`'s bulk lingering on the real broker: a backlog read in small fetches is applied
-in few large batches, every offset once and in order; without it, one batch per small poll."""
+in few large batches, every offset once and in order; without it, one batch per small poll. Once
+the backlog is drained the linger ends, not at its deadline."""
 
 from __future__ import annotations
 
@@ -37,7 +38,16 @@ class _Lingering(_Recorder):
     bulk_linger_seconds: ClassVar[float] = 3.0
 
 
+class _Patient(_Recorder):
+    """Would hold a bulk poll for half a minute if the linger ran to its deadline."""
+
+    bulk_records: ClassVar[int | None] = 10
+    bulk_linger_seconds: ClassVar[float] = 30.0
+
+
 def _consume(settings: Settings, kind: type[_Recorder], group: str) -> _Recorder:
+    """Runs a `kind` consumer until it applied every record (60 s at most), then stops it."""
+
     async def scenario() -> _Recorder:
         consumer = kind(ServiceContext.create("features", settings), group)
         await consumer.start()
@@ -53,19 +63,25 @@ def _consume(settings: Settings, kind: type[_Recorder], group: str) -> _Recorder
     return asyncio.run(scenario())
 
 
-def test_a_backlog_is_applied_in_few_batches_every_offset_once(kafka_settings: Settings) -> None:
+def _publish_backlog(settings: Settings) -> None:
+    """`RECORDS` records in many small record batches, all in the log before anyone consumes."""
+
     async def publish() -> None:
-        producer = BulkProducer(kafka_settings)
+        producer = BulkProducer(settings)
         await producer.start()
         try:
             records = [(f"t:c{n % 97}".encode(), b"x" * 200) for n in range(RECORDS)]
-            for start in range(0, RECORDS, 12):  # many small record batches in the log
-                topic = f"{kafka_settings.topic_prefix}transactions"
+            for start in range(0, RECORDS, 12):
+                topic = f"{settings.topic_prefix}transactions"
                 await producer.send_all(topic, records[start : start + 12])
         finally:
             await producer.stop()
 
     asyncio.run(publish())
+
+
+def test_a_backlog_is_applied_in_few_batches_every_offset_once(kafka_settings: Settings) -> None:
+    _publish_backlog(kafka_settings)
     plain = _consume(kafka_settings, _Recorder, "plain")
     lingering = _consume(kafka_settings, _Lingering, "lingering")
     for consumer in (plain, lingering):
@@ -78,3 +94,16 @@ def test_a_backlog_is_applied_in_few_batches_every_offset_once(kafka_settings: S
             assert offsets == list(range(len(offsets)))
     assert len(plain.batches) >= 6  # small fetches, a batch per poll (9-15 seen)
     assert len(lingering.batches) <= 2  # the backlog within the linger (1 seen)
+
+
+def test_a_drained_backlog_is_applied_without_waiting_out_the_linger(
+    kafka_settings: Settings,
+) -> None:
+    _publish_backlog(kafka_settings)
+    began = time.monotonic()
+    patient = _consume(kafka_settings, _Patient, "patient")
+    took = time.monotonic() - began
+    # Run to its deadline, the linger would hold the backlog for 30 s: nothing arrives after it.
+    assert took < _Patient.bulk_linger_seconds / 2
+    assert sum(len(o) for b in patient.batches for o in b.values()) == RECORDS
+    assert len(patient.batches) <= 2  # still gathered: the linger ran while records came

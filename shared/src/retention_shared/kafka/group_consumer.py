@@ -50,7 +50,7 @@ from retention_shared.kafka.bulk_producer import BulkProducer
 from retention_shared.kafka.clients import make_consumer
 from retention_shared.kafka.consumer_health import ConsumerHealth
 from retention_shared.kafka.dead_letters import DeadLetters, apply_batch
-from retention_shared.kafka.watermarks import ends, high_watermarks
+from retention_shared.kafka.watermarks import drained, ends, high_watermarks
 from retention_shared.service import ServiceContext
 from retention_shared.tasks import cancel
 
@@ -87,8 +87,12 @@ class GroupConsumer(abc.ABC):
     # an upload, not a live stream; then the loop keeps polling for up to `bulk_linger_seconds`
     # (or until `max_batch`) before applying, so a consumer whose work is per key per batch (a
     # vector per customer) does it fewer times. A live stream's small polls are not held.
+    # The linger polls in slices of `bulk_quiet_seconds` and ends early once a slice brings
+    # nothing while the held records reach their partitions' high watermarks: the backlog is
+    # drained, so the rest of the linger would only delay its last batch.
     bulk_records: ClassVar[int | None] = None
     bulk_linger_seconds: ClassVar[float] = 0.0
+    bulk_quiet_seconds: ClassVar[float] = 0.1
 
     def __init__(
         self,
@@ -337,16 +341,22 @@ class GroupConsumer(abc.ABC):
 
     async def _linger(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Add further polls to `batches` (in place) for up to `bulk_linger_seconds`, up to
-        `max_batch` records. A poll that does not continue a partition's records (a seek or a
-        rebalance in between) ends it; that partition is fetched again from where they end."""
+        `max_batch` records, or until the backlog is drained: a poll of `bulk_quiet_seconds`
+        brought nothing and every held partition's records reach its high watermark (records
+        still on the broker, e.g. a fetch not answered yet, are worth the wait; none are not).
+        A poll that does not continue a partition's records (a seek or a rebalance in between)
+        ends it; that partition is fetched again from where they end."""
         deadline = time.monotonic() + self.bulk_linger_seconds
         while (total := _count(batches)) < self.max_batch:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             more = await self.consumer.getmany(
-                timeout_ms=max(1, int(left * 1000)), max_records=self.max_batch - total
+                timeout_ms=max(1, int(min(left, self.bulk_quiet_seconds) * 1000)),
+                max_records=self.max_batch - total,
             )
+            if not more and drained(self.consumer, _next_offsets(batches)):
+                return
             broken = False
             for tp, records in more.items():
                 held = batches.get(tp)
@@ -437,3 +447,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka s
 
 def _count(batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> int:
     return sum(len(records) for records in batches.values())
+
+
+def _next_offsets(
+    batches: Mapping[TopicPartition, list[ConsumerRecord]],
+) -> dict[TopicPartition, int]:
+    return {tp: records[-1].offset + 1 for tp, records in batches.items() if records}

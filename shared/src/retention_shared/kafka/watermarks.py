@@ -21,7 +21,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from retention_shared.config import Settings
 from retention_shared.kafka.clients import make_consumer
 
-__all__ = ["PartitionEnd", "ends", "fetched_positions", "high_watermarks", "topic_partitions"]
+__all__ = [
+    "PartitionEnd",
+    "drained",
+    "ends",
+    "fetched_positions",
+    "high_watermarks",
+    "topic_partitions",
+]
 
 METADATA_ATTEMPTS, METADATA_PAUSE = 50, 0.1
 
@@ -67,6 +74,13 @@ def ends(consumer: AIOKafkaConsumer, positions: Mapping[TopicPartition, int]) ->
         if highwater is not None:
             found.append(PartitionEnd(tp, position, highwater))
     return found
+
+
+def drained(consumer: AIOKafkaConsumer, next_offsets: Mapping[TopicPartition, int]) -> bool:
+    """Whether every partition's log ends at its next offset, as of the last fetch response
+    (a partition not fetched yet is not drained)."""
+    found = ends(consumer, next_offsets)
+    return len(found) == len(next_offsets) and all(end.lag == 0 for end in found)
 
 
 async def fetched_positions(
