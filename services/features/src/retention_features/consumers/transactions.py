@@ -97,9 +97,10 @@ class PreparedBatch:
 class TransactionsConsumer(GroupConsumer):
     offsets_in_kafka = False  # they are in each partition's store
     gapless = True  # each offset is applied exactly once (the clocks would move otherwise)
-    # A poll this large is an upload or a replay: gather up to a second more before applying, so
-    # each customer's vector is computed and published fewer times (an upload is in time order,
-    # so a customer's orders are spread over all of it). A live stream's polls are far smaller.
+    # A poll this large is an upload or a replay: gather up to a second more before applying
+    # (less once the backlog is drained), so each customer's vector is computed and published
+    # fewer times (an upload is in time order, so a customer's orders are spread over all of
+    # it). A live stream's polls are far smaller.
     bulk_records = BULK_RECORDS
     bulk_linger_seconds = BULK_LINGER_SECONDS
 

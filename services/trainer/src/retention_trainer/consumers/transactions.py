@@ -56,7 +56,8 @@ class LakeConsumer(GroupConsumer):
     # An upload arrives in polls of a few thousand records while the consumer keeps pace with
     # ingest; each batch writes a part file per month it touches (an upload is in time order
     # per bucket, so most months), which compaction then merges again. A bulk poll waits up to
-    # a second for more (`GroupConsumer`): fewer, larger parts. Streamed orders are not held.
+    # a second for more (`GroupConsumer`; less once the backlog is drained): fewer, larger parts.
+    # Streamed orders are not held.
     bulk_records = 2000
     bulk_linger_seconds = 1.0
 
