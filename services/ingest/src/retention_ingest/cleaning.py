@@ -218,30 +218,62 @@ def _number(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(value.is_finite()).then(value)
 
 
-def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> CleanedRows:
-    """Clean one batch of rows; `first_row` numbers them (1-based data rows of the file)."""
-    mapping = plan.mapping
-    columns = mapping.columns()
-    schema = raw.schema
-    by_total = mapping.uses_order_total
+def _field_reads(
+    columns: dict[str, str], schema: pl.Schema, by_total: bool
+) -> tuple[list[str], list[str], list[str], list[pl.Expr], list[pl.Expr]]:
+    """The mapped id, number and text fields, and the stage 1 and stage 2 expressions that read
+    them (see above); `columns` is canonical field -> the file's column."""
     amount_field = "order_total" if by_total else "unit_price"
     id_fields = [f for f in ("customer_id", "order_id", "product_id") if f in columns]
     if by_total and "product_id" in id_fields:
         id_fields.remove("product_id")  # replaced by the synthetic line
     number_fields = [f for f in ("quantity", amount_field) if f in columns]
     text_fields = [f for f in ("currency", "country") if f in columns]
-    date_column = columns["order_datetime"]
 
     def dtype_of(field: str) -> pl.DataType:
         return schema[columns[field]]
 
     stage1 = [
+        *(_stripped_text(columns[f], dtype_of(f)).alias(f) for f in id_fields + text_fields),
+        *(_number_source(columns[f], dtype_of(f)).alias(f) for f in number_fields),
+    ]
+    stage2 = [
+        *(_normalized_id(pl.col(f)).alias(f) for f in id_fields),
+        *(pl.when(pl.col(f) != "").then(pl.col(f)).alias(f) for f in text_fields),
+        *(_number(pl.col(f), dtype_of(f)).alias(f"{f}_value") for f in number_fields),
+        *(_present(pl.col(f), dtype_of(f)).alias(f"{f}_present") for f in number_fields),
+    ]
+    return id_fields, number_fields, text_fields, stage1, stage2
+
+
+def read_fields(raw: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    """Each mapped field as cleaning reads it, before any rule: ids normalized (`17850.0` is
+    `17850`), text trimmed (empty is null), numbers as Float64 (null where they do not read).
+    For a mapping not complete enough to clean with (the upload preview while it is filled in);
+    `columns` is canonical field -> the file's column, `order_datetime` is left out."""
+    wanted = {name: column for name, column in columns.items() if name != "order_datetime"}
+    by_total = "order_total" in wanted and "unit_price" not in wanted
+    ids, numbers, texts, stage1, stage2 = _field_reads(wanted, raw.schema, by_total)
+    read = raw.lazy().select(stage1).with_columns(stage2)
+    values = read.with_columns(pl.col(f"{name}_value").alias(name) for name in numbers)
+    return values.select(name for name in wanted if name in (*ids, *numbers, *texts)).collect()
+
+
+def _judged(raw: pl.DataFrame, plan: CleaningPlan, first_row: int) -> pl.DataFrame:
+    """Every row read (stage 1 and 2) with its `reason`: the first rule it fails, else null."""
+    mapping = plan.mapping
+    columns = mapping.columns()
+    schema = raw.schema
+    id_fields, number_fields, _, stage1_fields, stage2 = _field_reads(
+        columns, schema, mapping.uses_order_total
+    )
+    date_column = columns["order_datetime"]
+    stage1 = [
         pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias("row"),
         # The row as read: its hash finds exact duplicates, its values go to rejects.csv.
         pl.struct(pl.all()).hash(seed=7).alias("row_hash"),
         pl.struct(pl.all()).alias("original"),
-        *(_stripped_text(columns[f], dtype_of(f)).alias(f) for f in id_fields + text_fields),
-        *(_number_source(columns[f], dtype_of(f)).alias(f) for f in number_fields),
+        *stage1_fields,
     ]
     date_type = schema[date_column]
     if date_type.is_temporal():
@@ -252,12 +284,6 @@ def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> Cle
                 "order_datetime_present"
             )
         )
-    stage2 = [
-        *(_normalized_id(pl.col(f)).alias(f) for f in id_fields),
-        *(pl.when(pl.col(f) != "").then(pl.col(f)).alias(f) for f in text_fields),
-        *(_number(pl.col(f), dtype_of(f)).alias(f"{f}_value") for f in number_fields),
-        *(_present(pl.col(f), dtype_of(f)).alias(f"{f}_present") for f in number_fields),
-    ]
     occurred_at = parse_datetimes(raw.get_column(date_column), plan.date_format, plan.timezone)
     work = (
         raw.lazy().select(stage1).with_columns(stage2).with_columns(occurred_at=pl.lit(occurred_at))
@@ -271,19 +297,37 @@ def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> Cle
     reason: pl.Expr = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
     for code, failed in checks[1:]:
         reason = reason.when(failed).then(pl.lit(code))
-    work_frame = work.with_columns(reason=reason.otherwise(pl.lit(None, pl.String))).collect()
+    return work.with_columns(reason=reason.otherwise(pl.lit(None, pl.String))).collect()
 
+
+def clean_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> CleanedRows:
+    """Clean one batch of rows; `first_row` numbers them (1-based data rows of the file)."""
+    work_frame = _judged(raw, plan, first_row)
     rejects = work_frame.filter(pl.col("reason").is_not_null()).select(
-        "row", "reason", original_as_text(pl.col("original"), schema)
+        "row", "reason", original_as_text(pl.col("original"), raw.schema)
     )
     lines = (
         work_frame.lazy()
         .filter(pl.col("reason").is_null())
-        .with_columns(_line_values(mapping, plan.timezone))
+        .with_columns(_line_values(plan.mapping, plan.timezone))
         .select(LINE_COLUMNS)
         .collect()
     )
     return CleanedRows(lines=lines, rejects=rejects)
+
+
+def judge_rows(raw: pl.DataFrame, plan: CleaningPlan, first_row: int = 1) -> pl.DataFrame:
+    """`clean_rows` without the split, for showing rows (the upload preview): every row, in
+    order, as LINE_COLUMNS plus `reason` (null for a line `clean_rows` accepts). A rejected
+    row's values are what did read (null where they did not); the file-level rules of
+    `order_events` are not applied."""
+    return (
+        _judged(raw, plan, first_row)
+        .lazy()
+        .with_columns(_line_values(plan.mapping, plan.timezone))
+        .select(*LINE_COLUMNS, "reason")
+        .collect()
+    )
 
 
 def _row_checks(
