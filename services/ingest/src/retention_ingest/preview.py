@@ -2,8 +2,12 @@
 
 The same reading as an upload: format and delimiter from the bytes (`readers.open_table`), the
 mapping given, else the tenant's saved one, else a recognized public layout (`mapping`), and the
-date format decided on the same rows (`file_ingest.decide_date_format`). It stops before
-cleaning: the first rows mapped to canonical fields, dates as the UTC instants they become.
+date format decided on the same rows (`file_ingest.decide_date_format`). The first rows are then
+cleaned as an upload cleans them (`cleaning.judge_rows`, and the file-level rules of
+`order_events` within those rows): each mapped field as the import stores it (ids normalized,
+numbers as numbers, dates as UTC instants) and, per row, the reason code an upload would reject
+it for. While the mapping is incomplete (nothing could be imported yet) the mapped fields are
+still read as cleaning reads them (`cleaning.read_fields`), without reasons.
 
 What a mapping decides (a required field left out, a column the file lacks, dates that do not
 read) is listed in `problems` so that a mapping form can show it; what no mapping fixes (an
@@ -19,6 +23,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, Field
 
+from retention_ingest.bounds import OrderBounds, utc_now
+from retention_ingest.cleaning import CleaningPlan, judge_rows, read_fields
 from retention_ingest.dates import DateFormat, parse_datetimes
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import decide_date_format
@@ -35,6 +41,7 @@ from retention_ingest.mapping import (
     recognize_layout,
     resolve_columns,
 )
+from retention_ingest.order_events import conflicting_orders, flag_file_level_rejects
 from retention_ingest.readers import DEFAULT_CHUNK_ROWS, TableSource, open_table
 from retention_ingest.upload_limits import UploadLimits
 
@@ -74,9 +81,17 @@ class UploadPreview(BaseModel):
     )
     mapping_source: str | None = Field(description="given, saved, layout, or null")
     canonical_fields: list[CanonicalField]
-    rows: list[dict[str, str | None]] = Field(
-        description="The first rows, mapped: each value as read (text), order_datetime as the "
-        "UTC instant it becomes (ISO 8601; null where it does not read)."
+    rows: list[dict[str, str | float | None]] = Field(
+        description="The first rows by canonical field, as an upload stores them: ids as text "
+        "normalized as the import does (`17850.0` is `17850`), quantity, unit_price and "
+        "order_total as numbers (a cancellation's quantity negative), order_datetime as the "
+        "UTC instant it becomes (ISO 8601); null where a value does not read."
+    )
+    reasons: list[str | None] = Field(
+        default_factory=list,
+        description="Per row of `rows`, the reason code an upload would reject it for (the "
+        "codes of rejects.csv; duplicates and order-wide rules judged within these rows), "
+        "null where it would be imported; all null while the mapping is incomplete.",
     )
     source_rows: list[dict[str, str | None]] = Field(
         description="The same rows by the file's own columns, as text."
@@ -104,6 +119,7 @@ def preview_file(
     saved: ColumnMapping | None,
     timezone: str,
     limits: UploadLimits,
+    bounds: OrderBounds | None = None,
     rows: int = PREVIEW_ROWS,
 ) -> UploadPreview:
     """The preview of the file at `path` (`work_dir` receives what reading needs to spool)."""
@@ -117,19 +133,30 @@ def preview_file(
     date_format = None
     date_column = found.get("order_datetime")
     head = first.head(rows)
-    shown = {name: _text(head.get_column(column)) for name, column in found.items()}
+    instants: list[str | None] = [None] * head.height
     if date_column is not None and mapping is not None:
         try:
             date_format = decide_date_format(table, date_column, mapping.date_format, first)
-            shown["order_datetime"] = _instants(head.get_column(date_column), date_format, timezone)
+            instants = _instants(head.get_column(date_column), date_format, timezone)
         except IngestError as error:  # the mapping's column or date_format: for the form
             problems.append(Problem(field=error.field or "order_datetime", problem=error.message))
         except pl.exceptions.PolarsError:  # a nested Parquet column is no date column either
             problems.append(
                 Problem(field="order_datetime", problem=f"column {date_column!r} holds no dates")
             )
-        if date_format is None:
-            shown["order_datetime"] = [None] * head.height
+    if date_format is not None and not problems:
+        plan = CleaningPlan(
+            ColumnMapping(**found, date_format=None),
+            date_format,
+            timezone,
+            bounds=bounds or OrderBounds(),
+            received_at=utc_now(),
+        )
+        shown, reasons = _as_imported(head, plan, found)
+    else:
+        shown, reasons = _as_read(head, found), [None] * head.height
+    if date_column is not None:
+        shown["order_datetime"] = instants
     mapped = dict(found)
     if mapping is not None and mapping.date_format:
         mapped["date_format"] = mapping.date_format
@@ -144,6 +171,7 @@ def preview_file(
         mapping_source=source,
         canonical_fields=CANONICAL,
         rows=_records(shown, head.height),
+        reasons=reasons,
         source_rows=_records({c: _text(head.get_column(c)) for c in head.columns}, head.height),
         problems=problems,
         timezone=timezone,
@@ -189,6 +217,47 @@ def _mapping_problems(mapping: PartialMapping | None, absent: dict[str, str]) ->
     return problems
 
 
+def _as_imported(
+    head: pl.DataFrame, plan: CleaningPlan, found: dict[str, str]
+) -> tuple[dict[str, list[Any]], list[str | None]]:
+    """The mapped fields of `head` as an upload stores them, and why it would reject each row."""
+    judged = judge_rows(head, plan)
+    accepted = judged.filter(pl.col("reason").is_null()).lazy()
+    # Sound within the rows shown: a copy, a second customer or an order over the bound here
+    # is one in the whole file too (rows further on may add more).
+    file_level = flag_file_level_rejects(
+        accepted, conflicting_orders(accepted), plan.bounds.max_order_total
+    ).select("row", pl.col("reason").alias("file_reason"))
+    judged = (
+        judged.lazy()
+        .join(file_level, on="row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("reason", "file_reason").alias("reason"))
+        .collect()
+    )
+    # An order_total row is its order's amount; the other fields are the line's own columns.
+    # Dates are the instants `preview_file` shows for every mapping, from the same parsing.
+    source = {
+        name: "amount" if name == "order_total" else name
+        for name in found
+        if name != "order_datetime"
+    }
+    shown = {name: judged.get_column(column).to_list() for name, column in source.items()}
+    return shown, judged.get_column("reason").to_list()
+
+
+def _as_read(head: pl.DataFrame, found: dict[str, str]) -> dict[str, list[Any]]:
+    """The mapped fields as cleaning reads them, for a mapping that cannot import yet; a column
+    that is no id, number or text (a nested Parquet value) is shown as it renders."""
+    read = read_fields(head, found)
+    return {
+        name: read.get_column(name).to_list()
+        if name in read.columns
+        else _text(head.get_column(column))
+        for name, column in found.items()
+        if name != "order_datetime"
+    }
+
+
 def _text(values: pl.Series) -> list[str | None]:
     """Each value as text, as the reader holds it (CSV and XLSX are read as text already)."""
     if values.dtype == pl.String:
@@ -206,5 +275,5 @@ def _instants(values: pl.Series, date_format: DateFormat, timezone: str) -> list
     return [None if moment is None else moment.isoformat() for moment in parsed.to_list()]
 
 
-def _records(columns: dict[str, list[str | None]], height: int) -> list[dict[str, str | None]]:
+def _records(columns: dict[str, list[Any]], height: int) -> list[dict[str, Any]]:
     return [{name: values[index] for name, values in columns.items()} for index in range(height)]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from retention_ingest.api.deps import SettingsDep, Store
 from retention_ingest.api.uploads import ingest_error, save_file
+from retention_ingest.bounds import OrderBounds
 from retention_ingest.dates import check_timezone
 from retention_ingest.errors import IngestError
 from retention_ingest.mapping import PartialMapping
@@ -28,21 +29,62 @@ from retention_shared.problems import problem_responses
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 
+_MAPPED = {
+    "order_id": "Bestellung",
+    "customer_id": "Kunde",
+    "order_datetime": "Datum",
+    "product_id": "Artikel",
+    "quantity": "Menge",
+    "unit_price": "Preis",
+}
 _EXAMPLE = {
     "filename": "orders-2011.csv",
     "format": "csv",
-    "layout": None,
+    "layout": "mapping",
     "delimiter": ";",
     "date_format": {"order": "day_first", "pattern": "%d/%m/%Y %H:%M", "ambiguous": False},
     "columns": ["Bestellung", "Kunde", "Datum", "Artikel", "Menge", "Preis"],
-    "mapping": {"order_id": "Bestellung", "customer_id": "Kunde", "order_datetime": "Datum"},
+    "mapping": _MAPPED,
     "mapping_source": "given",
     "canonical_fields": [{"name": "customer_id", "required": True, "description": "Who bought."}],
     "rows": [
-        {"order_id": "536365", "customer_id": "17850", "order_datetime": "2010-12-01T08:26:00Z"}
+        {
+            "order_id": "536365",
+            "customer_id": "17850",
+            "order_datetime": "2010-12-01T08:26:00+00:00",
+            "product_id": "85123A",
+            "quantity": 6.0,
+            "unit_price": 2.55,
+        },
+        {
+            "order_id": "536366",
+            "customer_id": None,
+            "order_datetime": "2010-12-01T08:28:00+00:00",
+            "product_id": "22633",
+            "quantity": 6.0,
+            "unit_price": 1.85,
+        },
     ],
-    "source_rows": [{"Bestellung": "536365", "Kunde": "17850", "Datum": "01/12/2010 08:26"}],
-    "problems": [{"field": "quantity", "problem": "not mapped: choose the file's column"}],
+    "reasons": [None, "missing_customer_id"],
+    "source_rows": [
+        {
+            "Bestellung": "536365",
+            "Kunde": "17850.0",
+            "Datum": "01/12/2010 08:26",
+            "Artikel": "85123A",
+            "Menge": "6",
+            "Preis": "2,55",
+        },
+        {
+            "Bestellung": "536366",
+            "Kunde": "",
+            "Datum": "01/12/2010 08:28",
+            "Artikel": "22633",
+            "Menge": "6",
+            "Preis": "1,85",
+        },
+    ],
+    "problems": [],
     "timezone": "Europe/London",
 }
 
@@ -64,8 +106,8 @@ async def preview_upload(
     ] = None,
     timezone: Annotated[str | None, Form(description="IANA zone of naive timestamps.")] = None,
 ) -> UploadPreview:
-    """The first rows as an upload would read them, the detected layout, delimiter and date
-    format, the mapping it would use and what keeps it from working (`problems`, still 200);
+    """The first rows as an upload would store them and why it would reject any (`reasons`), the
+    detected layout, delimiter and date format, the mapping it would use and what keeps it from working (`problems`, still 200);
     an unknown format is 415 and a file over the limits 413, as for an upload."""
     saved_mapping, saved_timezone = store.mapping(caller.tenant_id)
     try:
@@ -86,6 +128,7 @@ async def preview_upload(
             saved=saved_mapping,
             timezone=chosen_timezone,
             limits=UploadLimits.from_settings(settings),
+            bounds=OrderBounds.from_settings(settings),
         )
     except IngestError as error:
         raise ingest_error(error) from None
