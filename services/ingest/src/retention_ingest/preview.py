@@ -144,6 +144,12 @@ def preview_file(
             problems.append(
                 Problem(field="order_datetime", problem=f"column {date_column!r} holds no dates")
             )
+    values = _as_read(head, found)
+    problems += [
+        Problem(field=name, problem=f"column {found[name]!r} holds no text or numbers")
+        for name, read in values.items()
+        if read is None
+    ]
     if date_format is not None and not problems:
         plan = CleaningPlan(
             ColumnMapping(**found, date_format=None),
@@ -154,7 +160,11 @@ def preview_file(
         )
         shown, reasons = _as_imported(head, plan, found)
     else:
-        shown, reasons = _as_read(head, found), [None] * head.height
+        shown = {
+            name: _text(head.get_column(found[name])) if read is None else read
+            for name, read in values.items()
+        }
+        reasons = [None] * head.height
     if date_column is not None:
         shown["order_datetime"] = instants
     mapped = dict(found)
@@ -245,17 +255,18 @@ def _as_imported(
     return shown, judged.get_column("reason").to_list()
 
 
-def _as_read(head: pl.DataFrame, found: dict[str, str]) -> dict[str, list[Any]]:
-    """The mapped fields as cleaning reads them, for a mapping that cannot import yet; a column
-    that is no id, number or text (a nested Parquet value) is shown as it renders."""
-    read = read_fields(head, found)
-    return {
-        name: read.get_column(name).to_list()
-        if name in read.columns
-        else _text(head.get_column(column))
-        for name, column in found.items()
-        if name != "order_datetime"
-    }
+def _as_read(head: pl.DataFrame, found: dict[str, str]) -> dict[str, list[Any] | None]:
+    """Each mapped field (but the date) as cleaning reads it; None for a column it cannot read
+    at all (a nested Parquet value), which an upload could not read either."""
+    read: dict[str, list[Any] | None] = {}
+    for name, column in found.items():
+        if name == "order_datetime":
+            continue
+        try:
+            read[name] = read_fields(head, {name: column}).get_column(name).to_list()
+        except pl.exceptions.PolarsError:
+            read[name] = None
+    return read
 
 
 def _text(values: pl.Series) -> list[str | None]:
