@@ -58,6 +58,11 @@ def _preview(mapping: dict[str, str] | None = None) -> dict:
     ]
     if "customer_id" in fields:
         rows[0]["customer_id"], rows[1]["customer_id"] = "12583", "13748 <b>"
+    # Numbers come as the numbers an upload stores (ingest sends floats).
+    numbers = {"quantity": (3.0, -1250.0), "unit_price": (18.0, 2.55)}
+    for name, (first, second) in numbers.items():
+        if name in fields:
+            rows[0][name], rows[1][name] = first, second
     return {
         "filename": "export.csv",
         "format": "csv",
@@ -74,6 +79,7 @@ def _preview(mapping: dict[str, str] | None = None) -> dict:
             for name, required in CANONICAL
         ],
         "rows": rows,
+        "reasons": [None, "duplicate_line"] if mapping else [None, None],
         "source_rows": source,
         "problems": []
         if mapping
@@ -252,6 +258,13 @@ def test_checking_the_mapping_previews_what_it_reads() -> None:
     # The rows as ingest read them with it, escaped.
     assert "2010-12-13 09:00 UTC" in part.text and "13748 &lt;b&gt;" in part.text
     assert 'data-date-order="day_first"' in part.text
+    # Numbers as numbers, without a float's ".0"; the row an upload would reject says why.
+    for shown in ("3", "-1,250", "18", "2.55"):
+        assert f'<td class="num">{shown}</td>' in part.text
+    assert ".0<" not in part.text
+    assert "1 of them would be rejected" in part.text
+    assert '<tr class="rejected" data-reason="duplicate_line">' in part.text
+    assert "Rejected: Duplicate line" in part.text and part.text.count("Imported") == 1
     # Without htmx the whole page comes back, the form holding what was chosen.
     again = client.post(f"{location}/check", data=form)
     assert again.status_code == 200 and '<option value="Kunde" selected>' in again.text

@@ -373,6 +373,13 @@ def words_instant(value: str | None) -> str:
     return text.removesuffix(":00") + " UTC" if len(text) == 19 else text
 
 
+def words_value(value: float) -> str:
+    """A preview's number as the import stores it, without a float's `.0`: 3, -6, 2.55, 1,250."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return f"{value:,}"
+
+
 def words_reason(reason: str) -> str:
     """A reject reason code (`missing_customer_id`) as words."""
     return reason.replace("_", " ").capitalize()
@@ -402,6 +409,7 @@ WORDS = {
     "date_format": words_date_format,
     "date_orders": DATE_ORDERS,
     "reason": words_reason,
+    "value": words_value,
     "when": words_when,
     "instant": words_instant,
 }
