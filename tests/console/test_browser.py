@@ -139,6 +139,12 @@ def _upload_through_the_mapping_form(
     date_order = form.locator("select[name='date_format']")
     if date_order.count():
         date_order.select_option("day_first")
+    # The preview shows the rows as the import stores them: the CSV's 12583.0 (a float column
+    # written out) is the customer 12583, its price 18.0 the number 18.
+    first = page.locator("#preview-rows tbody tr").first
+    expect(first.locator("td").first).to_have_text("12583")
+    expect(page.locator("#preview-rows")).not_to_contain_text("12583.0")
+    expect(first.locator("td.num").last).to_have_text("18")
     screens.take(page, "03-data-mapping", full_page=True)
     page.get_by_role("button", name="Import").click()
     progress = page.locator("#upload-progress")
