@@ -78,17 +78,27 @@ def read_text(export: Path) -> pl.DataFrame:
     return pl.read_csv(export, infer_schema=False).fill_null("")
 
 
-def expected_rows(source: pl.DataFrame, export: Path, count: int = 20) -> list[dict]:
-    """The first rows of `export` as text by canonical field; the date as the UTC instant of the
-    source's London wall-clock time."""
-    text = read_text(export).head(count)
+def expected_rows(source: pl.DataFrame, count: int = 20) -> list[dict]:
+    """The first rows of `source` as an upload stores them: a float customer id such as 12583.0
+    as `12583`, quantities and prices as numbers, the date as the UTC instant of the source's
+    London wall-clock time."""
     rows = []
-    for cells, moment in zip(text.iter_rows(named=True), source["InvoiceDate"], strict=False):
-        row = {field: cells[column] for field, column in MAPPING.items()}
-        row["order_datetime"] = (
-            moment.replace(tzinfo=LONDON).astimezone(ZoneInfo("UTC")).isoformat()
+    for cells in source.head(count).iter_rows(named=True):
+        customer = cells["CustomerID"]
+        rows.append(
+            {
+                "customer_id": None if customer is None else str(int(customer)),
+                "order_id": cells["InvoiceNo"],
+                "order_datetime": cells["InvoiceDate"]
+                .replace(tzinfo=LONDON)
+                .astimezone(ZoneInfo("UTC"))
+                .isoformat(),
+                "product_id": cells["StockCode"],
+                "quantity": float(cells["Quantity"]),
+                "unit_price": float(cells["UnitPrice"]),
+                "country": cells["Country"],
+            }
         )
-        rows.append(row)
     return rows
 
 
@@ -200,7 +210,9 @@ def test_a_renamed_day_first_export_previews_as_the_rows_it_holds(
     }
     assert body["columns"] == list(pl.read_csv(export, n_rows=0).columns)
     assert (body["mapping"], body["mapping_source"], body["problems"]) == (MAPPING, "given", [])
-    assert body["rows"] == expected_rows(source, export)
+    assert body["rows"] == expected_rows(source)
+    missing = [row["customer_id"] is None for row in body["rows"]]
+    assert body["reasons"] == ["missing_customer_id" if m else None for m in missing]
     text = read_text(export).head(20)
     assert body["source_rows"] == text.to_dicts()
     fields = {f["name"]: f for f in body["canonical_fields"]}
@@ -222,7 +234,7 @@ def test_only_dates_up_to_the_twelfth_are_ambiguous_until_the_mapping_names_the_
     export = day_first_export(source, tmp_path / "export.csv").read_bytes()
     guessed = preview(loaded_stack, export, mapping=json.dumps(MAPPING)).json()
     assert guessed["date_format"]["order"] == "day_first" and guessed["date_format"]["ambiguous"]
-    assert guessed["rows"] == expected_rows(source, tmp_path / "export.csv")
+    assert guessed["rows"] == expected_rows(source)
 
     month_first = json.dumps(MAPPING | {"date_format": "month_first"})
     told = preview(loaded_stack, export, mapping=month_first).json()
@@ -268,7 +280,9 @@ def test_an_incomplete_mapping_is_a_200_listing_what_to_map(
     assert problems.pop("quantity") == "column 'Anzahl' is not in the file"
     assert set(problems) == {"order_id", "product_id", "unit_price"}
     assert body["mapping"] == {"customer_id": "Kunde", "order_datetime": "Datum"}
-    assert body["rows"][0]["customer_id"] == "12583.0"
+    # Read as the import reads it, though nothing can be imported yet: 12583.0 is 12583.
+    assert body["rows"][0]["customer_id"] == "12583"
+    assert body["reasons"] == [None] * 20
     assert body["date_format"]["order"] == "day_first"
 
 
@@ -281,7 +295,8 @@ def test_a_known_layout_needs_no_mapping(loaded_stack: Stack) -> None:
     )
     assert body["date_format"]["order"] == "native" and not body["problems"]
     first = pl.read_parquet(SLICE).row(0, named=True)
-    assert body["rows"][0]["customer_id"] == str(first["CustomerID"])
+    assert body["rows"][0]["customer_id"] == str(int(first["CustomerID"]))  # 12583.0 is 12583
+    assert body["rows"][0]["unit_price"] == first["UnitPrice"]
     assert body["rows"][0]["order_datetime"] == (
         first["InvoiceDate"].replace(tzinfo=LONDON).astimezone(ZoneInfo("UTC")).isoformat()
     )
