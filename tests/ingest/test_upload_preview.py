@@ -140,3 +140,40 @@ def test_an_incomplete_mapping_still_reads_ids_and_numbers_as_the_import_does(
     assert {p.field for p in shown.problems} == {"order_id", "product_id", "quantity"}
     assert shown.rows[0]["customer_id"] == "12583" and shown.rows[0]["unit_price"] == 18.0
     assert shown.reasons == [None] * len(shown.rows)
+
+
+def test_a_mapped_column_cleaning_cannot_read_is_a_problem_not_a_failure(tmp_path: Path) -> None:
+    path = tmp_path / "nested.parquet"
+    pl.DataFrame(
+        {
+            "customer": [12583.0, None],
+            "order": ["1", "2"],
+            "when": ["2020-01-01 10:00"] * 2,
+            "product": [[1], [2]],  # a list per row: no product id
+            "qty": [3, 1],
+            "price": [18.0, 2.5],
+        }
+    ).write_parquet(path)
+    mapping = PartialMapping(
+        customer_id="customer",
+        order_id="order",
+        order_datetime="when",
+        product_id="product",
+        quantity="qty",
+        unit_price="price",
+    )
+    shown = preview_file(
+        path,
+        work_dir=tmp_path / "preview",
+        filename=path.name,
+        given=mapping,
+        saved=None,
+        timezone="UTC",
+        limits=UploadLimits(),
+    )
+    assert [(p.field, p.problem) for p in shown.problems] == [
+        ("product_id", "column 'product' holds no text or numbers")
+    ]
+    assert [row["customer_id"] for row in shown.rows] == ["12583", None]
+    assert [row["product_id"] for row in shown.rows] == ["[1]", "[2]"]
+    assert shown.reasons == [None, None]
