@@ -207,6 +207,15 @@ class ScoreReasons(BaseModel):
 
     churn: list[ScoreReason]
     ltv: list[ScoreReason]
+    # None from scorers before it was added.
+    churn_baseline: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The churn probability of the model's typical customer at this clock, which "
+        "the churn reasons raise or lower the score from: with a typical 0.92, a customer at 0.86 "
+        "is explained by what lowered it.",
+    )
 
 
 class CustomerScore(Event):
@@ -220,6 +229,9 @@ class CustomerScore(Event):
     `churn_horizon_days`) and `next_order_by` (the UTC date by which the customer has a 50%
     chance of having ordered again; None when that chance stays below 50% within a year). Both
     are None on events published before 1.2.
+
+    Schema 1.3 (additive): `drivers.churn_baseline`, the typical customer's churn probability the
+    churn drivers are relative to; None on events published before 1.3.
     """
 
     event_type: Literal["CustomerScore"] = "CustomerScore"

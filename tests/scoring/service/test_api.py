@@ -139,6 +139,10 @@ def test_a_score_equals_the_offline_score(service: Service, client: httpx.Client
         # Up to three drivers, all pushing the way the score went.
         churn = body["reasons"]["churn"]
         assert 1 <= len(churn) <= 3 and len({r["direction"] for r in churn}) == 1
+        # ... which is the side of the typical customer's churn probability the score is on.
+        baseline = body["reasons"]["churn_baseline"]
+        above = body["churn_probability"] > baseline
+        assert above == (churn[0]["direction"] == "raises"), (body["churn_probability"], baseline)
         assert len(body["reasons"]["ltv"]) >= 1
 
 

@@ -9,7 +9,10 @@ how far their score sits from the model's base (the average customer's log-odds,
 above it, the customer is explained by what raised the score; below it, by what lowered it. A
 driver pushing the other way is left out, so an ordering-yesterday customer with a high churn
 score is not told "last order 1 day ago" as a churn reason. The clock's time of year, the same for
-every customer at one moment, is left out of both (`SAME_FOR_EVERY_CUSTOMER`).
+every customer at one moment, is left out of both (`SAME_FOR_EVERY_CUSTOMER`). That base can sit
+high: on a tenant where most customers lapse, the typical customer's churn probability is ~0.9,
+and a customer at 0.86 is explained by what lowered it; `baseline_probability` is that typical
+customer's churn probability, shown next to the reasons so "lowers" reads as "lower than x%".
 
 **Wording that reads naturally.** A net spend below zero (returns and refunds exceeding
 purchases) reads "net returns of 1,591 in the last 90 days", not "spent −1,591"; nothing spent
@@ -25,7 +28,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Reason", "describe", "top_reasons"]
+__all__ = ["Reason", "baseline_probability", "describe", "no_usual_gap", "top_reasons"]
 
 Features = Mapping[str, float]
 
@@ -77,11 +80,31 @@ def _recency(f: Features) -> str:
     return silent if days >= LONG_SILENCE_DAYS else recent
 
 
+def no_usual_gap(f: Features) -> str:
+    """Why a customer has no usual gap yet, by what the features count: one order, or several
+    orders less than a day apart (two invoices minutes apart are two orders, not a rhythm)."""
+    orders = round(f.get("frequency", 1.0))
+    if orders <= 1:
+        return "one order so far"
+    if f.get("tenure_days", 0.0) - f.get("recency_days", 0.0) < 1:
+        return f"{orders} orders, all within one day"
+    return f"{orders} orders, less than a day apart on average"
+
+
+def _without_gap(f: Features) -> str:
+    ago = f"{_days(f['recency_days'])} ago"
+    return (
+        f"one order so far, {ago}"
+        if f.get("frequency", 1.0) < 1.5
+        else f"{no_usual_gap(f)}, the last {ago}"
+    )
+
+
 def _gap_ratio(f: Features) -> str:
-    """Gap-normalized recency: against the usual gap, or for a customer without one (a single
-    purchase occasion, whose ratio divides by one day) the single purchase it stands for."""
+    """Gap-normalized recency: against the usual gap, or for a customer without one (orders
+    less than a day apart on average, whose ratio divides by one day) what they have done."""
     if f.get("gap_mean_days", 0.0) < 1:
-        return f"one purchase so far, {_days(f['recency_days'])} ago"
+        return _without_gap(f)
     return _recency(f)
 
 
@@ -103,8 +126,8 @@ def _average_order(f: Features) -> str:
 
 def _expected(f: Features) -> str:
     late = f["days_past_expected_order"]
-    if f.get("gap_mean_days", 0.0) <= 0:
-        return f"one purchase so far, {_days(f['recency_days'])} ago"
+    if f.get("gap_mean_days", 0.0) < 1:  # no rhythm to be due by (see `no_usual_gap`)
+        return _without_gap(f)
     if late > 0:
         return f"next order was due {_days(late)} ago"
     return f"next order due in {_days(-late)}"
@@ -179,6 +202,14 @@ def describe(feature: str, features: Features) -> str:
 # would crowd out what is theirs). It stays in the score; reasons compare with the typical customer
 # at this time of year.
 SAME_FOR_EVERY_CUSTOMER = frozenset({"season_sin", "season_cos"})
+
+
+def baseline_probability(base: float, contributions: Mapping[str, float]) -> float:
+    """The churn probability of the model's typical customer at this clock: the sigmoid of the
+    base log-odds plus what `SAME_FOR_EVERY_CUSTOMER` adds. Reasons raise or lower a score
+    against this, so a "lowers" at a high score means lower than an even higher typical one."""
+    margin = base + sum(v for k, v in contributions.items() if k in SAME_FOR_EVERY_CUSTOMER)
+    return 1.0 / (1.0 + math.exp(-margin))
 
 
 def top_reasons(

@@ -29,7 +29,7 @@ import polars as pl
 
 from retention_bundle.bundle import ModelBundle
 from retention_bundle.predict import churn_contributions, ltv_contributions, score
-from retention_scoring.reasons import Reason, top_reasons
+from retention_scoring.reasons import Reason, baseline_probability, top_reasons
 from retention_shared.events import ScoreReason, ScoreReasons, ValueTier
 from retention_shared.features import recompute_clock_features
 from retention_shared.score_summaries import risk_bands
@@ -149,10 +149,15 @@ def _next_order_by(scored: pl.DataFrame) -> pl.Expr:
 class Explanation:
     churn: list[Reason]
     ltv: list[Reason]
+    churn_baseline: float | None = None  # the typical customer's churn probability, this clock
 
     def structured(self) -> ScoreReasons:
         """The reasons as the HTTP score and the `CustomerScore` event both carry them."""
-        return ScoreReasons(churn=_structured(self.churn), ltv=_structured(self.ltv))
+        return ScoreReasons(
+            churn=_structured(self.churn),
+            ltv=_structured(self.ltv),
+            churn_baseline=self.churn_baseline,
+        )
 
 
 def _structured(reasons: list[Reason]) -> list[ScoreReason]:
@@ -175,13 +180,19 @@ def explain(bundle: ModelBundle, features: pl.DataFrame, count: int = 3) -> list
     if features.is_empty():
         return []
     names = bundle.feature_names
-    churn = churn_contributions(bundle, features).select(names).to_numpy()
+    contributions = churn_contributions(bundle, features)
+    churn = contributions.select(names).to_numpy()
+    base = contributions["base"].to_list()
     ltv = ltv_contributions(bundle, bundle.matrix(features))
     rows = features.to_dicts()
-    return [
-        Explanation(
-            churn=top_reasons(dict(zip(names, churn[i].tolist(), strict=True)), row, count),
-            ltv=top_reasons(dict(zip(names, ltv[i].tolist(), strict=True)), row, count),
+    explanations = []
+    for i, row in enumerate(rows):
+        drivers = dict(zip(names, churn[i].tolist(), strict=True))
+        explanations.append(
+            Explanation(
+                churn=top_reasons(drivers, row, count),
+                ltv=top_reasons(dict(zip(names, ltv[i].tolist(), strict=True)), row, count),
+                churn_baseline=baseline_probability(base[i], drivers),
+            )
         )
-        for i, row in enumerate(rows)
-    ]
+    return explanations
