@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from retention_cli.stack import WITH_CONSOLE, Stack
 from retention_console.pages.overview import at_risk_list_query
+from retention_console.rendering import percent
 from retention_shared.customer_lists import HIGH_VALUE_AT_RISK
 from retention_shared.embedded_broker import EmbeddedBroker
 from tests.console.browser import Screens, sign_in
@@ -222,6 +223,9 @@ def _customer_page_equals_the_api(page: Page, stack: Stack, console: str, screen
     page.goto(f"{console}/customers/{customer_id}")
     for reason in score["reasons"]["churn"]:
         expect(page.get_by_text(reason["text"]).first).to_be_visible()
+    # The reasons name the typical customer's churn probability they raise or lower it from.
+    baseline = percent(score["reasons"]["churn_baseline"])
+    expect(page.locator("[data-baseline]").first).to_contain_text(f"({baseline} at this time")
     rows = page.locator("#orders tbody tr")
     expect(rows.first).to_be_visible()
     shown = rows.evaluate_all(

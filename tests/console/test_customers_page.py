@@ -559,7 +559,9 @@ def test_the_customer_page_shows_the_models_expected_orders_and_next_order_date(
     html = signed_in(fake).get("/customers/c1").text
     assert "Orders expected, next 90 days</dt><dd>2.4</dd>" in html
     assert "Likely to order again by</dt>\n      <dd>2012-01-02</dd>" in html
-    assert "The model's forecast" in html and "This model forecasts no date" not in html
+    assert "The order model's forecast" in html and "This model forecasts no date" not in html
+    # 71% churn with 2.4 orders expected over the same 90 days: the page says they disagree.
+    assert "The two forecasts disagree for this customer" in html
     # Below a 50% chance within a year: no date, said in words.
     fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
         "expected_orders": 0.1,
@@ -582,12 +584,50 @@ def test_reasons_say_which_side_of_the_typical_customer_the_score_is_on() -> Non
     assert "lowered this customer's churn probability below the model's typical" in html
 
 
+def test_reasons_name_the_typical_customers_churn_probability() -> None:
+    """At 86% churn, three "lowers" read as a contradiction unless the page says lower than
+    what: the typical customer at this time of year, 92% on the Online Retail slice."""
+    fake = _customer_fake()
+    lowered = {"feature": "q4_spend_share", "text": "0% of spend in October-December"}
+    fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
+        "churn_probability": 0.861,
+        "reasons": SCORE["reasons"]
+        | {
+            "churn": [lowered | {"direction": "lowers", "contribution": -0.5}],
+            "churn_baseline": 0.9177,
+        },
+    }
+    html = signed_in(fake).get("/customers/c1").text
+    assert (
+        "lowered this customer's churn probability below the model's typical customer's"
+        " (91.8% at this time of year)" in html
+    )
+
+
+def test_no_disagreement_notice_when_churn_and_expected_orders_agree() -> None:
+    fake = _customer_fake()
+    fake.routes[("scoring", "GET", "/v1/customers/c1/score")] = SCORE | {
+        "churn_probability": 0.2,
+        "expected_orders": 2.44,
+        "churn_horizon_days": 90,
+        "next_order_by": "2012-01-02",
+    }
+    html = signed_in(fake).get("/customers/c1").text
+    assert "Orders expected, next 90 days" in html and "forecasts disagree" not in html
+
+
 def test_orders_on_one_day_are_no_usual_gap() -> None:
-    features = FEATURES | {"features": FEATURES["features"] | {"gap_mean_days": 0.004}}
+    """Customer 17772: two invoices minutes apart are two orders, not "one purchase so far"."""
+    same_day = {"gap_mean_days": 0.0056, "frequency": 2.0, "recency_days": 10.07}
+    features = FEATURES | {"features": FEATURES["features"] | same_day | {"tenure_days": 10.08}}
     fake = _customer_fake()
     fake.routes[("scoring", "GET", "/v1/customers/c1/features")] = features
     html = signed_in(fake).get("/customers/c1").text
-    assert "Usually orders every" not in html and "none yet" in html
+    assert "Usually orders every" not in html
+    assert "none yet: 2 orders, all within one day" in html and "one purchase" not in html
+    one = FEATURES | {"features": FEATURES["features"] | {"gap_mean_days": 0.0, "frequency": 1.0}}
+    fake.routes[("scoring", "GET", "/v1/customers/c1/features")] = one
+    assert "none yet: one order so far" in signed_in(fake).get("/customers/c1").text
 
 
 def test_a_model_without_an_order_forecast_says_the_date_is_the_usual_gap() -> None:

@@ -464,10 +464,24 @@ def expected_next_order(features: dict[str, float], orders: list[dict] | None) -
     return {
         # Orders minutes apart on one day are no rhythm: "usually orders every 0 days" is not one.
         "usual_gap_days": gap if gap >= 1 else None,
+        "no_gap_yet": no_usual_gap(features),
         "days_past_due": features.get("days_past_expected_order"),
         "recency_days": features.get("recency_days"),
         "last_purchase": last_purchase["occurred_at"] if last_purchase else None,
     }
+
+
+def no_usual_gap(features: dict[str, float]) -> str:
+    """Why there is no usual gap yet, by what the features count: one order, or several orders
+    less than a day apart (two invoices minutes apart are two orders, and no rhythm). Scoring's
+    reasons say the same (`retention_scoring.reasons.no_usual_gap`)."""
+    orders = round(features.get("frequency") or 1.0)
+    if orders <= 1:
+        return "one order so far"
+    span = (features.get("tenure_days") or 0.0) - (features.get("recency_days") or 0.0)
+    if span < 1:
+        return f"{orders} orders, all within one day"
+    return f"{orders} orders, less than a day apart on average"
 
 
 def feature_value(value: float | None, unit: str, name: str) -> str:
