@@ -172,7 +172,7 @@ def test_a_mapped_column_cleaning_cannot_read_is_a_problem_not_a_failure(tmp_pat
         limits=UploadLimits(),
     )
     assert [(p.field, p.problem) for p in shown.problems] == [
-        ("product_id", "column 'product' holds no text or numbers")
+        ("product_id", "column 'product' (product_id) holds lists; it cannot be read as product_id")
     ]
     assert [row["customer_id"] for row in shown.rows] == ["12583", None]
     assert [row["product_id"] for row in shown.rows] == ["[1]", "[2]"]

@@ -25,6 +25,8 @@ class IngestErrorCode(StrEnum):
     MISSING_COLUMN = "missing_column"  # the mapping names a column the file does not have
     UNKNOWN_LAYOUT = "unknown_layout"  # no mapping given and the columns match no known layout
     UNPARSEABLE_DATE_COLUMN = "unparseable_date_column"
+    # A mapped (Parquet) column whose type never reads as its field: lists, structs, booleans...
+    UNREADABLE_COLUMN = "unreadable_column"
     UNKNOWN_TIMEZONE = "unknown_timezone"
     UPLOAD_TOO_LARGE = "upload_too_large"  # unpacks to more than max_upload_unpacked_bytes
     TOO_MANY_ROWS = "too_many_rows"  # more data rows than max_upload_rows

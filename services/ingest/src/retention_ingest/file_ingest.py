@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan, clean_rows, original_as_text
+from retention_ingest.column_types import check_column_types
 from retention_ingest.dates import (
     DATE_ORDERS,
     FAMILIES,
@@ -183,7 +184,8 @@ def inspect_file(
     limits: UploadLimits | None = None,
 ) -> FilePlan:
     """Open `path` and resolve its mapping; raises `IngestError` for what the header betrays
-    (and for sizes it declares beyond `limits`)."""
+    (a mapped column of a type that cannot hold its field, `column_types`), and for sizes it
+    declares beyond `limits`."""
     table = open_table(
         Path(path),
         spool_dir=Path(work_dir) / "spool",
@@ -192,6 +194,7 @@ def inspect_file(
         limits=limits,
     )
     layout, resolved = resolve_mapping(table.columns, mapping, table.layout_hint)
+    check_column_types(resolved.columns(), table.schema)
     return FilePlan(table=table, layout=layout, mapping=resolved)
 
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from retention_ingest.bounds import OrderBounds, utc_now
 from retention_ingest.cleaning import CleaningPlan, judge_rows, read_fields
+from retention_ingest.column_types import type_problems
 from retention_ingest.dates import DateFormat, parse_datetimes
 from retention_ingest.errors import IngestError, IngestErrorCode
 from retention_ingest.file_ingest import decide_date_format
@@ -127,6 +128,9 @@ def preview_file(
     mapping, layout, source = _choose_mapping(table, given, saved)
     found, absent = resolve_columns(table.columns, mapping) if mapping else ({}, {})
     problems = _mapping_problems(mapping, absent)
+    # Columns an upload refuses by their type (`column_types`): listed, shown as they are.
+    unreadable = type_problems(found, table.schema or {})
+    problems += [Problem(field=name, problem=problem) for name, problem in unreadable.items()]
     first = next(table.chunks(DEFAULT_CHUNK_ROWS), None)
     if first is None:
         raise IngestError(IngestErrorCode.NO_ROWS, "the file has a header but no data rows", "file")
@@ -134,7 +138,9 @@ def preview_file(
     date_column = found.get("order_datetime")
     head = first.head(rows)
     instants: list[str | None] = [None] * head.height
-    if date_column is not None and mapping is not None:
+    if date_column is not None and "order_datetime" in unreadable:
+        instants = _text(head.get_column(date_column))
+    if date_column is not None and mapping is not None and "order_datetime" not in unreadable:
         try:
             date_format = decide_date_format(table, date_column, mapping.date_format, first)
             instants = _instants(head.get_column(date_column), date_format, timezone)
@@ -144,7 +150,9 @@ def preview_file(
             problems.append(
                 Problem(field="order_datetime", problem=f"column {date_column!r} holds no dates")
             )
-    values = _as_read(head, found)
+    values = _as_read(
+        head, {name: column for name, column in found.items() if name not in unreadable}
+    )
     problems += [
         Problem(field=name, problem=f"column {found[name]!r} holds no text or numbers")
         for name, read in values.items()
@@ -161,8 +169,9 @@ def preview_file(
         shown, reasons = _as_imported(head, plan, found)
     else:
         shown = {
-            name: _text(head.get_column(found[name])) if read is None else read
-            for name, read in values.items()
+            name: _text(head.get_column(column)) if values.get(name) is None else values[name]
+            for name, column in found.items()
+            if name != "order_datetime"
         }
         reasons = [None] * head.height
     if date_column is not None:

@@ -77,6 +77,8 @@ class TableSource:
     delimiter: str | None = None
     layout_hint: Layout | None = None
     sheet: str | None = None
+    # The columns' types where the format has them (Parquet); None where every value is text.
+    schema: dict[str, pl.DataType] | None = None
 
     def chunks(self, rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
         """The data rows in file order, about `rows` at a time."""
@@ -511,6 +513,7 @@ def _open_parquet(path: Path, compressed: bool, limits: UploadLimits) -> TableSo
         columns=list(parquet.schema_arrow.names),
         estimated_rows=rows,
         read_chunks=chunks,
+        schema=dict(pl.scan_parquet(path).collect_schema()),
     )
 
 
