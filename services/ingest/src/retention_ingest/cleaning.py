@@ -56,6 +56,7 @@ Normalization:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,9 +148,24 @@ class CleanedRows:
         return Counter(dict(zip(counts["reason"], counts["count"], strict=True)))
 
 
+def _nested_json(cell: object) -> str | None:
+    if cell is None:
+        return None
+    plain = cell.to_list() if isinstance(cell, pl.Series) else cell
+    return json.dumps(plain, default=str, ensure_ascii=False)
+
+
 def _as_text(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         return value.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+    if isinstance(dtype, pl.Duration):
+        return value.dt.to_string("iso")
+    if dtype == pl.Binary:  # not necessarily UTF-8
+        return value.bin.encode("hex")
+    if dtype.is_nested() or dtype == pl.Object:
+        # An unmapped nested column of a rejected row, as JSON (polars casts no list to text);
+        # only rejects go through here.
+        return value.map_elements(_nested_json, return_dtype=pl.String, skip_nulls=False)
     return value if dtype == pl.String else value.cast(pl.String)
 
 
@@ -175,6 +191,8 @@ def _stripped_text(name: str, dtype: pl.DataType) -> pl.Expr:
             .when(column.is_finite())
             .then(column.cast(pl.String))
         )
+    if isinstance(dtype, pl.Decimal):  # 17850.0000000000 is the id 17850
+        return column.cast(pl.String).str.replace(r"\.0*$", "")
     return column.cast(pl.String).str.strip_chars()
 
 
