@@ -811,3 +811,47 @@ def test_orders_raw_rejects_out_of_range_values_with_their_reason(ingest: Stack)
         "R581591": ["future_order_datetime", "future_order_datetime"],
         "R581592": ["invalid_customer_id", "invalid_customer_id"],
     }
+
+
+def rows_counted(stack: Stack) -> dict[str, float]:
+    """retention_ingest_rows_total summed by outcome, from the service's /metrics."""
+    counted = {"accepted": 0.0, "rejected": 0.0}
+    for line in httpx.get(f"{url(stack, 'ingest')}/metrics").text.splitlines():
+        if line.startswith("retention_ingest_rows_total{"):
+            for outcome in counted:
+                if f'outcome="{outcome}"' in line:
+                    counted[outcome] += float(line.rsplit(" ", 1)[1])
+    return counted
+
+
+def test_a_nested_column_is_422_naming_it_and_the_next_upload_is_imported(
+    ingest: Stack, tmp_path: Path
+) -> None:
+    """A list per row in the product column crashed the import; now the upload is refused before
+    it is recorded, and the service imports the next file (decimal prices) and counts its rows."""
+    rows = pl.read_parquet(SLICE).head(2_000)
+    nested = tmp_path / "nested.parquet"
+    rows.with_columns(pl.col("StockCode").map_elements(lambda code: [code])).write_parquet(nested)
+    listed = httpx.get(f"{url(ingest, 'ingest')}/v1/uploads", headers=auth()).json()
+
+    refused = upload(ingest, nested)
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "unreadable_column"
+    assert first_problem(refused)[0] == "product_id"
+    assert "'StockCode'" in problem_of(refused).detail
+    assert httpx.get(f"{url(ingest, 'ingest')}/v1/uploads", headers=auth()).json() == listed
+
+    before = rows_counted(ingest)
+    decimal = tmp_path / "decimal.parquet"
+    rows.with_columns(pl.col("UnitPrice").cast(pl.Decimal(38, 10))).write_parquet(decimal)
+    accepted = upload(ingest, decimal)
+    assert accepted.status_code == 202, accepted.text
+    status = wait_done(ingest, accepted.json()["upload_id"])
+    assert status["state"] == "done", status
+    progress = status["progress"]
+    assert progress["rows_read"] == rows.height == progress["accepted"] + progress["rejected"]
+    assert progress["orders_published"] == progress["orders"] > 0
+    after = rows_counted(ingest)
+    assert after["accepted"] - before["accepted"] == progress["accepted"]
+    assert after["rejected"] - before["rejected"] == progress["rejected"]
