@@ -40,7 +40,8 @@ to the lines that passed the above (so they never double-count a row):
 
 Normalization:
 - ids (customer, order, product) become trimmed text; a float-typed or float-looking id such as
-  `17850.0` becomes `17850`.
+  `17850.0` (or a decimal `17850.0000000000`) becomes `17850`. Column types that hold no field
+  (lists, structs, booleans, ...) never get here: `column_types` refuses them up front.
 - numbers accept a decimal comma (`2,55`) when there is no dot; inf/NaN text is unparseable.
 - cancellations — order id `C` followed by a digit (UCI's `C536379`), a negative quantity, or a
   negative order total — are kept as `kind=cancellation` with negative quantities, so their
