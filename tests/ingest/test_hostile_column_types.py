@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from retention_ingest.errors import IngestError, IngestErrorCode
@@ -214,3 +216,61 @@ def test_unmapped_hostile_columns_ride_along_into_rejects_csv(tmp_path: Path) ->
     first = written.row(0, named=True)
     assert (first["tags"], first["meta"], first["blob"]) == ('["a", "b"]', '{"k": 1}', "ff00")
     assert (first["wait"], first["flag"]) == ("PT1S", "true")
+
+
+def test_a_map_column_is_refused_and_a_float16_quantity_reads(tmp_path: Path) -> None:
+    table = BASE.to_arrow()
+    codes = BASE.get_column("StockCode").to_list()
+    as_map = pa.array([[("code", code)] for code in codes], pa.map_(pa.string(), pa.string()))
+    mapped = table.set_column(table.schema.get_field_index("StockCode"), "StockCode", as_map)
+    path = tmp_path / "map.parquet"
+    pq.write_table(mapped, path)
+    with pytest.raises(IngestError) as refused:
+        ingest(path, tmp_path / "map", mapping=MAPPING, timezone="UTC")
+    assert (refused.value.code, refused.value.field) == (
+        IngestErrorCode.UNREADABLE_COLUMN,
+        "product_id",
+    )
+    assert "nested values" in refused.value.message
+
+    _same_import(tmp_path, BASE.with_columns(pl.col("Quantity").cast(pl.Float16)))
+
+
+def test_a_column_polars_cannot_read_refuses_the_file_naming_it(tmp_path: Path) -> None:
+    """A decimal of 60 digits (Parquet allows it, polars reads up to 38) crashed every read."""
+    table = BASE.to_arrow().append_column(
+        "ledger", pa.array([1] * BASE.height).cast(pa.decimal256(60, 2))
+    )
+    path = tmp_path / "wide_decimal.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(IngestError) as refused:
+        ingest(path, tmp_path / "work", mapping=MAPPING, timezone="UTC")
+    assert (refused.value.code, refused.value.field) == (IngestErrorCode.UNREADABLE_COLUMN, "file")
+    assert "['ledger']" in refused.value.message
+    with pytest.raises(IngestError):
+        _preview_problems(path, tmp_path)
+
+
+def test_csv_cells_that_look_like_json_or_booleans_are_rows_rejected(tmp_path: Path) -> None:
+    """CSV holds text only: such cells are per-row problems, the other rows are imported."""
+    text = BASE.with_columns(pl.all().cast(pl.String))
+    hostile = text.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.lit("true"))
+        .otherwise(pl.col("Quantity"))
+        .alias("Quantity"),
+        pl.when(pl.int_range(pl.len()) == 1)
+        .then(pl.lit("[2.55]"))
+        .otherwise(pl.col("UnitPrice"))
+        .alias("UnitPrice"),
+    )
+    path = tmp_path / "hostile.csv"
+    hostile.write_csv(path)
+    clean = tmp_path / "clean.csv"
+    text.write_csv(clean)
+    result = ingest(path, tmp_path / "work", mapping=MAPPING, timezone="UTC")
+    baseline = ingest(clean, tmp_path / "base", mapping=MAPPING, timezone="UTC")
+    reasons = dict(result.rejects().select("row", "reason").collect().iter_rows())
+    assert (reasons[1], reasons[2]) == ("unparseable_quantity", "unparseable_unit_price")
+    assert result.rows_read == baseline.rows_read == BASE.height
+    assert result.accepted == baseline.accepted - 2

@@ -8,7 +8,8 @@ CSV, TSV and XLSX are read as text, so only Parquet columns have other types. Re
 - numbers (quantity, unit price, order total): integers, floats, decimals (as Float64; values
   beyond the bounds are rejected per row), text, categorical/enum, all-null;
 - the order date: date, datetime, text, categorical/enum, all-null.
-Refused: lists, arrays, structs, binary, durations, times of day and booleans for every field;
+Refused: lists, arrays, maps, structs, binary, durations, times of day, booleans and any other
+type for every field;
 dates for ids and numbers; numbers for the order date (an integer epoch is ambiguous: seconds,
 milliseconds or days). The preview lists the same refusals as problems (`type_problems`).
 """
@@ -25,12 +26,25 @@ DATE_FIELD = "order_datetime"
 NUMBER_FIELDS = ("quantity", "unit_price", "order_total")
 
 
+def _readable(dtype: pl.DataType) -> bool:
+    """Types some field reads (which field: `type_problem`); every other type is refused."""
+    return (
+        dtype.is_numeric()
+        or dtype in (pl.String, pl.Categorical, pl.Null, pl.Date)
+        or isinstance(dtype, pl.Enum | pl.Categorical | pl.Datetime)
+    )
+
+
 def _kind(dtype: pl.DataType) -> str | None:
     """What a column holds when that type never reads as a field, in the user's words."""
+    if _readable(dtype):
+        return None
     if isinstance(dtype, pl.List | pl.Array):
         return "lists"
     if isinstance(dtype, pl.Struct):
         return "structs (nested records)"
+    if dtype.is_nested():
+        return f"nested values ({dtype})"
     if dtype == pl.Binary:
         return "binary values"
     if isinstance(dtype, pl.Duration):
@@ -39,9 +53,7 @@ def _kind(dtype: pl.DataType) -> str | None:
         return "times of day"
     if dtype == pl.Boolean:
         return "true/false values"
-    if dtype == pl.Object:
-        return "objects"
-    return None
+    return f"values of type {dtype}"
 
 
 def type_problem(field: str, column: str, dtype: pl.DataType) -> str | None:

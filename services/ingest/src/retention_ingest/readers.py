@@ -513,8 +513,31 @@ def _open_parquet(path: Path, compressed: bool, limits: UploadLimits) -> TableSo
         columns=list(parquet.schema_arrow.names),
         estimated_rows=rows,
         read_chunks=chunks,
-        schema=dict(pl.scan_parquet(path).collect_schema()),
+        schema=_readable_parquet_schema(path),
     )
+
+
+def _readable_parquet_schema(path: Path) -> dict[str, pl.DataType]:
+    """The file's column types as polars reads them; a column polars cannot read at all (a
+    decimal wider than 38 digits) refuses the file, naming it, before any row is read."""
+    scan = pl.scan_parquet(path)
+    try:
+        schema = dict(scan.collect_schema())
+        scan.head(1).collect()
+    except pl.exceptions.PolarsError as exc:
+        unreadable = []
+        for name in pq.read_schema(path).names:
+            try:
+                scan.select(name).head(1).collect()
+            except pl.exceptions.PolarsError:
+                unreadable.append(name)
+        raise IngestError(
+            IngestErrorCode.UNREADABLE_COLUMN,
+            f"the Parquet file's column(s) {unreadable} cannot be read ({exc}); write them as "
+            "text or numbers, or leave them out",
+            "file",
+        ) from None
+    return schema
 
 
 def _open_xlsx(
