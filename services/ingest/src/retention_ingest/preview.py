@@ -168,8 +168,9 @@ def preview_file(
         )
         shown, reasons = _as_imported(head, plan, found)
     else:
+        # A field that did not read shows the column's values as they are.
         shown = {
-            name: _text(head.get_column(column)) if values.get(name) is None else values[name]
+            name: values.get(name) or _text(head.get_column(column))
             for name, column in found.items()
             if name != "order_datetime"
         }
