@@ -3,7 +3,8 @@
 A service supplies its routers, its FastStream subscribers (registered on `ServiceContext.broker`)
 and optional hooks; this module adds auth, `/healthz`, `/readyz`, `/metrics`, request metrics,
 RFC 9457 problem+json for every error (`retention_shared.http_errors`), and a broker connection
-that is retried until the broker answers.
+that is retried until the broker answers (the subscribers' group joins do not hold up
+readiness: `_connect`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class ServiceContext:
     topics: Topics
     readiness: Readiness = field(default_factory=Readiness)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the FastStream subscribers joined their groups (after `connected`, not needed
+    # for it: see `_connect`).
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     # The declared topics (names without prefix) this process publishes to and consumes, as the
     # Kafka kit (`retention_shared.kafka`) resolved them: tests compare them with `TOPICS`.
     published: set[str] = field(default_factory=set)
@@ -126,7 +130,12 @@ def create_service_app(
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, object]:
-        return {"status": "ok", "service": ctx.name, "broker_connected": ctx.connected.is_set()}
+        return {
+            "status": "ok",
+            "service": ctx.name,
+            "broker_connected": ctx.connected.is_set(),
+            "subscribed": ctx.subscribed.is_set(),
+        }
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
@@ -181,12 +190,20 @@ async def whoami(caller: AnyCaller) -> WhoAmI:
 
 
 async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:
-    """Start the broker, retrying with backoff until it answers; then run the service's hooks."""
+    """Connect to the broker, retrying with backoff until it answers; run the service's hooks;
+    then start the FastStream subscribers.
+
+    The subscribers come last and do not hold up `connected` (so readiness): starting one joins
+    its consumer group, and aiokafka's `start` waits for the group's assignment. A join waits
+    for the group's departed members to be dropped, which the embedded broker does only when
+    their sessions expire, not on their LeaveGroup — and after replicas stopped it was seen to
+    never finish. No service needs a subscription to serve its API (a record published before
+    the join is read after it: the groups start at the earliest offset)."""
     delay = 0.2
     while True:
         try:
             await broker_answers(ctx.settings)
-            await ctx.broker.start()
+            await ctx.broker.connect()
             break
         except Exception as exc:  # the broker may not be up yet: keep serving /healthz and retry
             log.warning(
@@ -200,6 +217,31 @@ async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:
     for hook in on_connected:
         await hook()
     ctx.connected.set()
+    await _subscribe(ctx)
+
+
+async def _subscribe(ctx: ServiceContext) -> None:
+    """Start the subscribers (each joins its group), each retried with backoff until it is."""
+    for subscription in ctx.broker.subscribers:
+        delay = 0.2
+        while True:
+            try:
+                await subscription.start()
+                break
+            except Exception as exc:
+                log.warning(
+                    "subscribing failed, retrying", extra={"error": str(exc), "retry_in": delay}
+                )
+                with contextlib.suppress(Exception):
+                    await subscription.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+    # What `KafkaBroker.start` does after its subscribers (it would start them again).
+    for publisher in ctx.broker.publishers:
+        await publisher.start()
+    ctx.broker.running = True
+    ctx.subscribed.set()
+    log.info("subscribed", extra={"subscribers": len(ctx.broker.subscribers)})
 
 
 async def _broker_check(ctx: ServiceContext) -> CheckResult:
