@@ -24,10 +24,15 @@ API_KEYS = f"{API_KEY}:default:admin,e2e-other:other:admin,{READ_KEY}:default:re
 
 @contextmanager
 def running_stack(
-    settings: Settings, log_path: Path, services: tuple[str, ...] = SERVICES, **env: str
+    settings: Settings,
+    log_path: Path,
+    services: tuple[str, ...] = SERVICES,
+    ready_timeout: float = 180,
+    **env: str,
 ) -> Iterator[Stack]:
     """The four services (or `services`, e.g. WITH_CONSOLE) on free ports, logging to
-    `log_path`; stopped on exit."""
+    `log_path`, ready within `ready_timeout` seconds (TimeoutError otherwise); stopped on
+    exit."""
     settings = settings.model_copy(update={f"{name}_port": free_port() for name in WITH_CONSOLE})
     environment = stack_environment(settings, API_KEYS)
     environment.update(
@@ -43,7 +48,7 @@ def running_stack(
         )
         try:
             # Trainer and scoring load models and read topics: slow on a loaded 2-core machine.
-            stack.start(ready_timeout=180)
+            stack.start(ready_timeout=ready_timeout)
         except BaseException:
             print(log_path.read_text()[-5000:])
             raise
