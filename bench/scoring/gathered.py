@@ -6,8 +6,9 @@ Run from the repository root:
     uv run python bench/scoring/gathered.py --data data/online_retail.parquet --replicas 3
 
 Set-up as `bench/scoring/replicas.py` (a real bundle, every customer's vector on an embedded
-Tansu broker). Then `--replicas` sharded replicas (one set per run: a second set started on
-the same broker after the first stopped did not get ready here); each is warmed (its
+Tansu broker). Then `--replicas` sharded replicas (one set per run; a second set started on
+the same broker after the first stopped once never got ready: readiness waited for the erasure
+group's join, tests/scoring/service/test_restart.py); each is warmed (its
 population scored), then asked `--requests` lists of `--limit` customers by one client, one
 request at a time, round robin over the replicas (each asked replica gathers from the
 others). Printed: the latency's median and 90th percentile. About 2 minutes.
