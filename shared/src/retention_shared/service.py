@@ -194,11 +194,11 @@ async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:
     then start the FastStream subscribers.
 
     The subscribers come last and do not hold up `connected` (so readiness): starting one joins
-    its consumer group, and aiokafka's `start` waits for the group's assignment. A join waits
-    for the group's departed members to be dropped, which the embedded broker does only when
-    their sessions expire, not on their LeaveGroup — and after replicas stopped it was seen to
-    never finish. No service needs a subscription to serve its API (a record published before
-    the join is read after it: the groups start at the earliest offset)."""
+    its consumer group, and aiokafka's `start` waits for the group's assignment. On the embedded
+    broker a join after the group's members stopped was seen never to finish (it kept electing
+    a departed member the leader: docs/architecture.md). No service needs a subscription to
+    serve its API (a record published before the join is read after it: the groups start at
+    the earliest offset)."""
     delay = 0.2
     while True:
         try:

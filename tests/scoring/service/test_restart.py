@@ -1,10 +1,10 @@
 """A scoring process started after earlier replicas stopped gets ready, as `retention up` and
 Kubernetes expect of a restart.
 
-On the embedded broker a consumer group whose members stopped keeps them until their sessions
-expire (it ignores their LeaveGroup), and the erasure subscriber's group was seen never to let
-a new member in. Readiness used to wait for that join: the new process stayed "connecting to
-the broker" for good (bench/scoring/gathered.py could not start a second set of replicas).
+On the embedded broker, after two replicas stopped (their LeaveGroup acknowledged), the erasure
+subscriber's group kept electing one of them its leader, so a new member's join never finished.
+Readiness used to wait for that join: the new process stayed "connecting to the broker" for
+good (bench/scoring/gathered.py could not start a second set of replicas).
 """
 
 from __future__ import annotations
