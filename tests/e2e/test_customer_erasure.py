@@ -154,7 +154,7 @@ async def lake_applied(settings: Settings) -> bool:
     ends: dict[int, int] = {}
     for record in await read_to_end(settings, topic):
         ends[record.partition] = record.offset + 1
-    consumer = AIOKafkaConsumer(group_id=LAKE_GROUP, **aiokafka_options(settings))
+    consumer = AIOKafkaConsumer(group_id=settings.consumer_group(LAKE_GROUP), **aiokafka_options(settings))
     await consumer.start()
     try:
         for partition, end in ends.items():

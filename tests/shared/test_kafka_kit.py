@@ -23,6 +23,7 @@ from retention_shared.config import Settings
 from retention_shared.events import CustomerScore, ModelPublished
 from retention_shared.kafka.group_consumer import Batches, GroupConsumer
 from retention_shared.kafka.publisher import TopicPublisher
+from retention_shared.kafka.subscribers import subscriber
 from retention_shared.service import ServiceContext
 from retention_shared.topics import SERVICES, TOPICS, UndeclaredTopic
 from retention_trainer.app import create_app as trainer_app
@@ -176,3 +177,19 @@ def test_a_publisher_refuses_an_event_its_topic_does_not_carry() -> None:
     with pytest.raises(TypeError, match="customer-scores does not carry ModelPublished"):
         asyncio.run(scores.publish(event, key=b"acme"))
     assert CustomerScore in scores.declaration.events
+
+
+def test_consumer_groups_are_prefixed_like_the_topics() -> None:
+    """Two deployments on one Kafka cluster (different `topic_prefix`) never share a consumer
+    group: the kit prefixes every group id, of group consumers and of subscribers alike."""
+    ctx = ServiceContext.create("trainer", Settings(topic_prefix="acme."))
+    consumer = _Nothing(ctx, ["transactions"], "retention-trainer.lake", max_batch=1)
+
+    @subscriber(ctx, "retrain-requests", group_id="retention-trainer.triggers")
+    async def handle(body: bytes) -> None:
+        raise AssertionError("not started")
+
+    assert consumer.group_id == "acme.retention-trainer.lake"
+    assert [s.group_id for s in ctx.broker.subscribers] == ["acme.retention-trainer.triggers"]
+    unprefixed = ServiceContext.create("trainer", Settings())
+    assert _Nothing(unprefixed, ["transactions"], "g", max_batch=1).group_id == "g"

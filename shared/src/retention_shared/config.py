@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     # Off by default: the embedded Tansu broker does not implement InitProducerId.
     kafka_idempotent_producer: bool = False
-    topic_prefix: str = Field("", description="Prepended to every topic name, e.g. 'acme.'.")
+    topic_prefix: str = Field(
+        "", description="Prepended to every topic name and consumer group id, e.g. 'acme.'."
+    )
     topic_partitions: int = Field(
         6, ge=1, description="Partitions for topics this project creates."
     )
@@ -204,6 +206,11 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    def consumer_group(self, name: str) -> str:
+        """The group id of consumer group `name` in this deployment: prefixed like the topics, so
+        two deployments sharing a Kafka cluster never share a group (and its offsets)."""
+        return self.topic_prefix + name
 
     @field_validator("topic_prefix")
     @classmethod

@@ -107,7 +107,7 @@ class GroupConsumer(abc.ABC):
     ) -> None:
         self.ctx = ctx
         self.topics = [ctx.topic_to_consume(topic) for topic in topics]
-        self.group_id = group_id
+        self.group_id = ctx.settings.consumer_group(group_id)
         self.max_batch = max_batch
         self.lag = lag  # labelled by partition
         self._fetch_options: dict[str, int] = {"fetch_max_wait_ms": fetch_max_wait_ms}

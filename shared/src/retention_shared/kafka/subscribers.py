@@ -92,14 +92,14 @@ def dead_lettering(ctx: ServiceContext) -> Callable[[Handler], Handler]:
 
 def subscriber(ctx: ServiceContext, *topics: str, group_id: str) -> Callable[[Handler], Handler]:
     """Subscribe a handler to the declared `topics` (names without prefix, which must name this
-    service as a consumer) in group `group_id`, dead-lettering what it keeps failing on."""
+    service as a consumer) in group `group_id` (prefixed as the topics are), dead-lettering what it keeps failing on."""
     names = [ctx.topic_to_consume(topic) for topic in topics]
 
     def register(handler: Handler) -> Handler:
         wrapped = dead_lettering(ctx)(handler)
         ctx.broker.subscriber(
             *names,
-            group_id=group_id,
+            group_id=ctx.settings.consumer_group(group_id),
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=raw_body,
