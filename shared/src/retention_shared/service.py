@@ -221,27 +221,32 @@ async def _connect(ctx: ServiceContext, on_connected: Sequence[Hook]) -> None:
 
 
 async def _subscribe(ctx: ServiceContext) -> None:
-    """Start the subscribers (each joins its group), each retried with backoff until it is."""
-    for subscription in ctx.broker.subscribers:
-        delay = 0.2
-        while True:
-            try:
-                await subscription.start()
-                break
-            except Exception as exc:
-                log.warning(
-                    "subscribing failed, retrying", extra={"error": str(exc), "retry_in": delay}
-                )
-                with contextlib.suppress(Exception):
-                    await subscription.stop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    """Start the subscribers (each joins its group) side by side, so a join that hangs (see
+    `_connect`) holds up only its own subscription, never e.g. ingest's `orders.raw`."""
+    await asyncio.gather(*(_start_subscriber(s) for s in ctx.broker.subscribers))
     # What `KafkaBroker.start` does after its subscribers (it would start them again).
     for publisher in ctx.broker.publishers:
         await publisher.start()
     ctx.broker.running = True
     ctx.subscribed.set()
     log.info("subscribed", extra={"subscribers": len(ctx.broker.subscribers)})
+
+
+async def _start_subscriber(subscription: Any) -> None:
+    """Start one subscriber, retried with backoff until it has joined its group."""
+    delay = 0.2
+    while True:
+        try:
+            await subscription.start()
+            return
+        except Exception as exc:
+            log.warning(
+                "subscribing failed, retrying", extra={"error": str(exc), "retry_in": delay}
+            )
+            with contextlib.suppress(Exception):
+                await subscription.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _broker_check(ctx: ServiceContext) -> CheckResult:
