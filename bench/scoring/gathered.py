@@ -30,7 +30,6 @@ import statistics
 import sys
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -41,22 +40,16 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 from aiohttp import ClientSession, web  # noqa: E402
 
-from bench.harness import data_file, load, table, work_dir  # noqa: E402
-from bench.scoring.replicas import HEADERS, wait_sharded  # noqa: E402
-from bench.scoring.run import (  # noqa: E402
-    API_KEY,
-    TENANT,
-    feature_records,
-    model_published,
-    wait_first_score,
+from bench.harness import data_file, load, table  # noqa: E402
+from bench.scoring.replicas import (  # noqa: E402
+    HEADERS,
+    on_embedded_broker,
+    trained_tenant,
+    wait_sharded,
 )
+from bench.scoring.run import wait_first_score  # noqa: E402
 from retention_shared.config import Settings  # noqa: E402
-from retention_shared.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
-from retention_shared.topics import Topics  # noqa: E402
-from retention_trainer.pipeline import train_and_backtest  # noqa: E402
-from retention_trainer.runs.candidate import headline_metrics  # noqa: E402
-from tests.support.real_orders import order_stream, publish  # noqa: E402
-from tests.support.scoring_service import store_bundle  # noqa: E402
+from retention_shared.embedded_broker import free_port  # noqa: E402
 from tests.support.stack import running_stack, url  # noqa: E402
 
 
@@ -127,37 +120,16 @@ def main() -> int:
     )
     args = cli.parse_args()
     data = data_file(args.data)
-    settings = Settings(
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions
+    return on_embedded_broker(
+        "scoring-gathered",
+        args.partitions,
+        lambda work, settings: run(args, data, work, settings),
     )
-    print(f"load average at start: {load()} on {os.cpu_count()} CPUs")
-    with work_dir("scoring-gathered", False) as work:
-        broker = EmbeddedBroker(settings).start()
-        try:
-            return run(args, data, work, broker.settings)
-        finally:
-            broker.stop()
 
 
 def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) -> int:
-    orders = order_stream(data, work / "ingest", tenant_id=TENANT).orders
-    customers = sorted(orders["customer_id"].unique().to_list())
-    print(f"{data.name}: {orders.height:,} orders, {len(customers):,} customers; training …")
-    training = train_and_backtest(orders, rolling_origins=0)
-    home = work / "bentoml"
-    tag = store_bundle(training.bundle, home, work)
-    topics = Topics.with_prefix(settings.topic_prefix)
-    asyncio.run(publish(settings, topics.customer_features, feature_records(orders)))
-    announcement = model_published(tag, orders, headline_metrics(training.report))
-    asyncio.run(
-        publish(settings, topics.model_events, [(TENANT.encode(), announcement.to_bytes())])
-    )
-    env = {
-        "BENTOML_HOME": str(home),
-        "RETENTION_API_KEYS": f"{API_KEY}:{TENANT}:read",
-        "RETENTION_LOG_LEVEL": "WARNING",
-        "RETENTION_SCORING_SHARDED": "true",
-    }
+    customers, env = trained_tenant(data, work, settings)
+    env["RETENTION_SCORING_SHARDED"] = "true"
     replicas = args.replicas
     delayed = DelayedReplicas(replicas, args.delay_ms / 1000) if args.delay_ms else None
     if delayed is not None:

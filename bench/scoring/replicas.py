@@ -33,6 +33,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -113,28 +114,22 @@ def held(base: str, customers: list[str], partitions: int) -> int:
     return sum(customer_partition(TENANT, c, partitions) in parts for c in customers)
 
 
-def main() -> int:
-    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cli.add_argument("--data", type=Path, default=None)
-    cli.add_argument("--rounds", type=int, default=3)
-    cli.add_argument("--duration", type=float, default=6.0)
-    cli.add_argument("--connections", type=int, default=16)
-    cli.add_argument("--partitions", type=int, default=6)
-    args = cli.parse_args()
-    data = data_file(args.data)
-    settings = Settings(
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", topic_partitions=args.partitions
-    )
+def on_embedded_broker(name: str, partitions: int, run: Callable[[Path, Settings], int]) -> int:
+    """`run(work, settings)` with an embedded broker of `partitions` per topic, in a fresh work
+    directory and under a fresh topic prefix."""
+    settings = Settings(topic_prefix=f"bench{uuid.uuid4().hex[:8]}.", topic_partitions=partitions)
     print(f"load average at start: {load()} on {os.cpu_count()} CPUs")
-    with work_dir("scoring-replicas", False) as work:
+    with work_dir(name, False) as work:
         broker = EmbeddedBroker(settings).start()
         try:
-            return run(args, data, work, broker.settings)
+            return run(work, broker.settings)
         finally:
             broker.stop()
 
 
-def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) -> int:
+def trained_tenant(data: Path, work: Path, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """Train a bundle on `data`, store it, publish every customer's vector and the champion's
+    announcement: (the customers, the environment scoring replicas serve them with)."""
     topics = Topics.with_prefix(settings.topic_prefix)
     orders = order_stream(data, work / "ingest", tenant_id=TENANT).orders
     customers = sorted(orders["customer_id"].unique().to_list())
@@ -147,12 +142,33 @@ def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) ->
     asyncio.run(
         publish(settings, topics.model_events, [(TENANT.encode(), announcement.to_bytes())])
     )
-    paths = [f"/v1/customers/{c}/score" for c in customers]
     env = {
         "BENTOML_HOME": str(home),
         "RETENTION_API_KEYS": f"{API_KEY}:{TENANT}:read",
         "RETENTION_LOG_LEVEL": "WARNING",
     }
+    return customers, env
+
+
+def main() -> int:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--data", type=Path, default=None)
+    cli.add_argument("--rounds", type=int, default=3)
+    cli.add_argument("--duration", type=float, default=6.0)
+    cli.add_argument("--connections", type=int, default=16)
+    cli.add_argument("--partitions", type=int, default=6)
+    args = cli.parse_args()
+    data = data_file(args.data)
+    return on_embedded_broker(
+        "scoring-replicas",
+        args.partitions,
+        lambda work, settings: run(args, data, work, settings),
+    )
+
+
+def run(args: argparse.Namespace, data: Path, work: Path, settings: Settings) -> int:
+    customers, env = trained_tenant(data, work, settings)
+    paths = [f"/v1/customers/{c}/score" for c in customers]
     results: dict[str, list[Load]] = {}
     memory: dict[str, list[tuple[float, int]]] = {}
     for name, replicas, sharded in (("one replica", 1, False), ("two sharded", 2, True)):

@@ -12,7 +12,7 @@ import pytest
 
 from retention_ingest.file_ingest import ingest_file
 from retention_ingest.mapping import ColumnMapping, PartialMapping
-from retention_ingest.preview import preview_file
+from retention_ingest.preview import PREVIEW_ROWS, UploadPreview, preview_file
 from retention_ingest.upload_limits import UploadLimits
 from tests.support.paths import TEST_DATA
 
@@ -88,16 +88,7 @@ def _imported_lines(path: Path, mapping: PartialMapping | None, work: Path) -> t
 def test_the_preview_rows_are_the_lines_the_upload_publishes(form: str, tmp_path: Path) -> None:
     rows = _rows()
     path, mapping = _as_files(rows, tmp_path)[form]
-    shown = preview_file(
-        path,
-        work_dir=tmp_path / "preview",
-        filename=path.name,
-        given=mapping,
-        saved=None,
-        timezone="Europe/London",
-        limits=UploadLimits(),
-        rows=rows.height,
-    )
+    shown = _preview(path, mapping, tmp_path, rows=rows.height)
     assert shown.problems == [] and len(shown.rows) == len(shown.reasons) == rows.height
     published, rejected = _imported_lines(path, mapping, tmp_path / "import")
 
@@ -128,15 +119,7 @@ def test_an_incomplete_mapping_still_reads_ids_and_numbers_as_the_import_does(
 ) -> None:
     path, _ = _as_files(_rows(), tmp_path)["csv"]
     partial = PartialMapping(customer_id="Kunde", order_datetime="Datum", unit_price="Preis")
-    shown = preview_file(
-        path,
-        work_dir=tmp_path / "preview",
-        filename=path.name,
-        given=partial,
-        saved=None,
-        timezone="Europe/London",
-        limits=UploadLimits(),
-    )
+    shown = _preview(path, partial, tmp_path)
     assert {p.field for p in shown.problems} == {"order_id", "product_id", "quantity"}
     assert shown.rows[0]["customer_id"] == "12583" and shown.rows[0]["unit_price"] == 18.0
     assert shown.reasons == [None] * len(shown.rows)
@@ -162,18 +145,31 @@ def test_a_mapped_column_cleaning_cannot_read_is_a_problem_not_a_failure(tmp_pat
         quantity="qty",
         unit_price="price",
     )
-    shown = preview_file(
-        path,
-        work_dir=tmp_path / "preview",
-        filename=path.name,
-        given=mapping,
-        saved=None,
-        timezone="UTC",
-        limits=UploadLimits(),
-    )
+    shown = _preview(path, mapping, tmp_path, timezone="UTC")
     assert [(p.field, p.problem) for p in shown.problems] == [
         ("product_id", "column 'product' (product_id) holds lists; it cannot be read as product_id")
     ]
     assert [row["customer_id"] for row in shown.rows] == ["12583", None]
     assert [row["product_id"] for row in shown.rows] == ["[1]", "[2]"]
     assert shown.reasons == [None, None]
+
+
+def _preview(
+    path: Path,
+    mapping: PartialMapping,
+    tmp_path: Path,
+    *,
+    timezone: str = "Europe/London",
+    rows: int = PREVIEW_ROWS,
+) -> UploadPreview:
+    """`preview_file` of `path` with `mapping` given, as the preview route calls it."""
+    return preview_file(
+        path,
+        work_dir=tmp_path / "preview",
+        filename=path.name,
+        given=mapping,
+        saved=None,
+        timezone=timezone,
+        limits=UploadLimits(),
+        rows=rows,
+    )
